@@ -1,0 +1,17 @@
+# Sourced by scripts/*: the Debian packages rpool builds and runs with, installed when missing.
+RPOOL_DEBS=(g++ meson ninja-build pkg-config python3
+            libboost1.81-dev nlohmann-json3-dev libfmt-dev doctest-dev libssl-dev libcli11-dev
+            libbenchmark-dev)
+
+ensure_deps() {
+  local missing=() p
+  for p in "${RPOOL_DEBS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "== installing: ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}

@@ -1,0 +1,104 @@
+// The commands that change a pool, and their compact binary codec.
+//
+// A command is what the leader puts in one Raft log entry. Every replica decodes the same bytes
+// and applies them to its StateMachine, so the encoding is part of the durable format: it is
+// versioned, and decoding never trusts its input.
+//
+// Encoding (all integers little-endian):
+//
+//   u8   version            = 1
+//   u8   kind               1 draw | 2 upsert item | 3 delete item | 4 bootstrap catalog
+//   u64  timestamp_ms       the leader's wall clock when it proposed the command (Unix ms)
+//   u8   key length K       0 = no idempotency key; at most 128
+//   K    key bytes
+//   32   body hash          SHA-256 of the request that carried the key (only when K > 0)
+//   ...  the kind's body:
+//     draw:      u32 count (1..1000), u64 seed
+//     upsert:    item
+//     delete:    u8 id length, id bytes
+//     bootstrap: u32 n (<= items_max), n items
+//   item = u8 id length, id bytes, i64 quantity, u64 probability
+//
+// Decoding checks lengths and ranges only (count, key length, string lengths); whether an item
+// is acceptable is decided by validate_item(), which the StateMachine applies as well.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <variant>
+#include <vector>
+
+#include "base/bytes.h"
+
+namespace rpool::pool {
+
+inline constexpr std::uint8_t command_version = 1;
+inline constexpr std::uint32_t draw_count_max = 1000;
+inline constexpr std::size_t item_id_bytes_max = 64;
+inline constexpr std::size_t idempotency_key_bytes_max = 128;
+inline constexpr std::int64_t quantity_unlimited = -1;
+// Quantities stay exactly representable as JSON numbers (2^53 - 1).
+inline constexpr std::int64_t quantity_max = (std::int64_t{1} << 53) - 1;
+// With at most items_max items of at most probability_max each, the total weight fits in 63 bits.
+inline constexpr std::uint64_t probability_max = 1'000'000'000'000;  // 10^12
+inline constexpr std::size_t items_max = 1'000'000;
+static_assert(probability_max * items_max < (std::uint64_t{1} << 63));
+
+using Sha256 = std::array<std::uint8_t, 32>;
+
+struct Item {
+  std::string item_id;
+  std::int64_t quantity = 0;      // >= 0, or quantity_unlimited
+  std::uint64_t probability = 0;  // weight; 0 is never drawn
+  friend bool operator==(const Item&, const Item&) = default;
+};
+
+struct Draw {
+  std::uint32_t count = 1;  // 1..draw_count_max
+  std::uint64_t seed = 0;   // from the leader's CSPRNG; the outcome is a pure function of it
+  friend bool operator==(const Draw&, const Draw&) = default;
+};
+struct UpsertItem {
+  Item item;
+  friend bool operator==(const UpsertItem&, const UpsertItem&) = default;
+};
+struct DeleteItem {
+  std::string item_id;
+  friend bool operator==(const DeleteItem&, const DeleteItem&) = default;
+};
+// Seeds the catalog when the cluster first forms; ignored once the pool has been bootstrapped.
+struct Bootstrap {
+  std::vector<Item> items;
+  friend bool operator==(const Bootstrap&, const Bootstrap&) = default;
+};
+
+struct Command {
+  std::variant<Draw, UpsertItem, DeleteItem, Bootstrap> op;
+  std::uint64_t timestamp_ms = 0;
+  std::string idempotency_key;  // empty: no key
+  Sha256 body_hash{};           // meaningful only with a key
+  friend bool operator==(const Command&, const Command&) = default;
+};
+
+// Appends the encoding of `command` to `out`.
+void encode(const Command& command, Bytes& out);
+Bytes encode(const Command& command);
+
+// Decodes one whole command; trailing bytes are an error. Never reads out of bounds.
+std::error_code decode(ByteView bytes, Command& out);
+
+// The contract's item_id alphabet and length: 1-64 of A-Z a-z 0-9 _ . -
+bool valid_item_id(std::string_view id);
+// An item within the contract's ranges (errc::bad_item otherwise).
+std::error_code validate_item(const Item& item);
+// 1-128 printable ASCII characters.
+bool valid_idempotency_key(std::string_view key);
+
+// A one-line human description, for logs and `rpool-wal dump`.
+std::string describe(const Command& command);
+
+}  // namespace rpool::pool
