@@ -115,7 +115,11 @@ class StateMachine {
   bool bootstrapped_ = false;
   std::unordered_map<std::string, KeyEntry> key_table_;
   std::deque<std::string> keys_;  // insertion order, for eviction
-  std::size_t key_bytes_ = 0;     // sum of stored result sizes + key sizes
+  std::size_t key_bytes_ = 0;     // sum over keys of key + result sizes + a fixed overhead
+
+  // digest() is asked for on every read; it is recomputed only after a change.
+  mutable Sha256 digest_{};
+  mutable bool digest_valid_ = false;
 };
 
 // Compact encoding of a Result, as stored in the idempotency table and snapshots.
