@@ -37,8 +37,8 @@ namespace rpool::detail {
 // with fmt (strong integers are).
 #define RPOOL_ASSERT_OP(a, op, b)                                                     \
   do {                                                                                \
-    const auto& rpool_assert_a_ = (a);                                                \
-    const auto& rpool_assert_b_ = (b);                                                \
+    const auto rpool_assert_a_ = (a);                                                 \
+    const auto rpool_assert_b_ = (b);                                                 \
     if (!(rpool_assert_a_ op rpool_assert_b_)) [[unlikely]] {                         \
       ::rpool::detail::assert_failed(                                                 \
           #a " " #op " " #b, __FILE__, __LINE__,                                      \

@@ -99,19 +99,37 @@ Result StateMachine::apply_op(const Draw& draw) {
   RPOOL_ASSERT_OP(draw.count, <=, draw_count_max);
   Result result;
   result.draws.reserve(draw.count);
+  // Draw k takes r = bounded(rng, total) from the one stream and the weights left by draw k-1.
+  // Weights change only when an item runs out, so draw k+1 is selected ahead, before draw k is
+  // recorded, and its item prefetched: on a large catalog that hides a cache miss per draw. When
+  // draw k empties an item, the look-ahead is discarded and redone from the saved stream state,
+  // so the outcome is exactly that of selecting one draw after the other.
+  constexpr std::size_t none = ~std::size_t{0};
   SplitMix64 rng(draw.seed);
+  std::uint64_t total = selector_.total();
+  std::size_t slot = total != 0 ? selector_.find(bounded(rng, total)) : none;
   for (std::uint32_t i = 0; i < draw.count; ++i) {
     const std::uint64_t request_id = ++last_request_id_;
-    const std::uint64_t total = selector_.total();
-    if (total == 0) {
+    if (slot == none) {
+      RPOOL_ASSERT_OP(selector_.total(), ==, 0u);
       result.draws.push_back(DrawOutcome{request_id, std::nullopt});
       continue;
     }
-    const std::size_t slot = selector_.find(bounded(rng, total));
+    const bool more = i + 1 < draw.count;
+    const SplitMix64 before_next = rng;
+    std::size_t next = more ? selector_.find(bounded(rng, total)) : none;
+    if (next != none) __builtin_prefetch(&items_[next]);
+
     Item& item = items_[slot];
     RPOOL_ASSERT(item.quantity != 0);
-    if (item.quantity > 0 && --item.quantity == 0) selector_.set(slot, 0);
     result.draws.push_back(DrawOutcome{request_id, item.item_id});
+    if (item.quantity > 0 && --item.quantity == 0) {
+      selector_.set(slot, 0);
+      total = selector_.total();
+      rng = before_next;
+      next = more && total != 0 ? selector_.find(bounded(rng, total)) : none;
+    }
+    slot = next;
   }
   return result;
 }

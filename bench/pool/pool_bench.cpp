@@ -1,0 +1,53 @@
+// ns per draw when applying draw commands to the pool state machine.
+// Catalogs of 10, 1,000 and 100,000 items (limited, large stock, so every draw takes the
+// decrement path), count 1 and count 100 per command. Target: <= 100 ns per draw at 100,000 items.
+#include <benchmark/benchmark.h>
+
+#include <string>
+#include <vector>
+
+#include "pool/random.h"
+#include "pool/state_machine.h"
+
+using namespace rpool::pool;
+
+namespace {
+
+StateMachine make_pool(std::size_t items) {
+  std::vector<Item> catalog;
+  catalog.reserve(items);
+  SplitMix64 rng(1);
+  for (std::size_t i = 0; i < items; ++i) {
+    catalog.push_back(Item{"item-" + std::to_string(i), 1'000'000'000'000, 1 + bounded(rng, 1000)});
+  }
+  StateMachine sm;
+  sm.apply(1, Command{Bootstrap{std::move(catalog)}, 0, {}, {}});
+  return sm;
+}
+
+void BM_ApplyDraw(benchmark::State& state) {
+  const auto items = static_cast<std::size_t>(state.range(0));
+  const auto count = static_cast<std::uint32_t>(state.range(1));
+  StateMachine sm = make_pool(items);
+  std::uint64_t index = 1;
+  SplitMix64 seeds(2);
+  Command command{Draw{count, 0}, 0, {}, {}};
+  for (auto _ : state) {
+    std::get<Draw>(command.op).seed = seeds.next();
+    Result r = sm.apply(++index, command);
+    benchmark::DoNotOptimize(r);
+  }
+  const auto draws = static_cast<double>(state.iterations()) * count;
+  state.SetItemsProcessed(static_cast<std::int64_t>(draws));
+  state.counters["ns_per_draw"] =
+      benchmark::Counter(draws, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+
+}  // namespace
+
+BENCHMARK(BM_ApplyDraw)
+    ->ArgNames({"items", "count"})
+    ->ArgsProduct({{10, 1000, 100000}, {1, 100}})
+    ->Unit(benchmark::kNanosecond);
+
+BENCHMARK_MAIN();

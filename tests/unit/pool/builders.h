@@ -1,0 +1,46 @@
+// Tiny builders for pool tests: commands and catalogs in one line each.
+#pragma once
+
+#include <cstdint>
+#include <ostream>  // doctest prints std::error_code through it
+#include <string>
+#include <vector>
+
+#include "pool/command.h"
+#include "pool/state_machine.h"
+
+namespace rpool::pool::test {
+
+inline Item item(std::string id, std::int64_t quantity, std::uint64_t probability) {
+  return Item{std::move(id), quantity, probability};
+}
+inline Command draw(std::uint32_t count, std::uint64_t seed, std::uint64_t ts = 0) {
+  return Command{Draw{count, seed}, ts, {}, {}};
+}
+inline Command upsert(Item i, std::uint64_t ts = 0) { return Command{UpsertItem{std::move(i)}, ts, {}, {}}; }
+inline Command remove_item(std::string id, std::uint64_t ts = 0) {
+  return Command{DeleteItem{std::move(id)}, ts, {}, {}};
+}
+inline Command bootstrap(std::vector<Item> items, std::uint64_t ts = 0) {
+  return Command{Bootstrap{std::move(items)}, ts, {}, {}};
+}
+inline Command keyed(Command c, std::string key, std::uint8_t body) {
+  c.idempotency_key = std::move(key);
+  c.body_hash.fill(body);
+  return c;
+}
+
+// Applies commands at consecutive indexes, checking invariants after each.
+class Driver {
+ public:
+  explicit Driver(Options options = {}) : sm(options) {}
+  Result apply(const Command& c) {
+    Result r = sm.apply(++index, c);
+    sm.check_invariants();
+    return r;
+  }
+  StateMachine sm;
+  std::uint64_t index = 0;
+};
+
+}  // namespace rpool::pool::test
