@@ -1,0 +1,839 @@
+// A deterministic cluster simulator for raft::Core.
+//
+// One seed decides everything: cluster size (3 or 5), fault rates, message delays, crashes and
+// restarts, partitions, proposals, reads, snapshots, membership changes and leader transfers.
+// Each replica applies committed entries to a real pool::StateMachine. After every step the
+// checkers verify Election Safety, Log Matching, Leader Completeness, State Machine Safety,
+// equal pool digests at equal applied index and ReadIndex linearizability. After the chaos
+// phase the faults stop and the cluster must elect a leader and commit fresh proposals on every
+// member within a bounded number of ticks (liveness).
+//
+// The disk model: a node's Ready is written asynchronously and becomes durable only when its
+// write completes; a crash before that loses it (and the messages that waited for it). The node
+// takes no input while a write is in flight (Ready contract), inputs queue.
+//
+//   sim --seeds N [--start S]     run seeds S .. S+N-1 (plus the regression seeds)
+//   sim --seed S --verbose        replay one seed, printing every event
+#include <algorithm>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <queue>
+#include <string>
+#include <unordered_map>
+#include <unistd.h>
+#include <variant>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "pool/command.h"
+#include "pool/state_machine.h"
+#include "raft/core.h"
+
+namespace rpool::sim {
+namespace {
+
+using raft::Core;
+using raft::Entry;
+using raft::EntryType;
+using raft::Message;
+using raft::Ready;
+using raft::Role;
+
+// Seeds that once found a bug; they run in every invocation.
+constexpr std::uint64_t regression_seeds[] = {0};
+
+volatile std::uint64_t g_current_seed = 0;
+
+void on_abort(int) {
+  char buf[64];
+  const int n = std::snprintf(buf, sizeof buf, "\nsim: aborted in seed %llu\n",
+                              static_cast<unsigned long long>(g_current_seed));
+  if (n > 0) {
+    [[maybe_unused]] const auto w = ::write(2, buf, static_cast<std::size_t>(n));
+  }
+}
+
+class Rand {
+ public:
+  explicit Rand(std::uint64_t seed) : state_(seed * 0x2545f4914f6cdd1dull + 0x1234567ull) {}
+  std::uint64_t next() {
+    std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+  std::uint64_t below(std::uint64_t n) { return n == 0 ? 0 : next() % n; }
+  // True with probability per_mille / 1000.
+  bool chance(std::uint64_t per_mille) { return below(1000) < per_mille; }
+
+ private:
+  std::uint64_t state_;
+};
+
+std::uint64_t hash_bytes(const Bytes& b, EntryType type) {
+  std::uint64_t h = 1469598103934665603ull ^ static_cast<std::uint64_t>(type);
+  for (std::uint8_t c : b) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+struct Disk {
+  raft::HardState hard_state;
+  std::optional<raft::Snapshot> snapshot;
+  std::vector<Entry> entries;  // contiguous after the snapshot
+};
+
+struct Input {
+  enum class Kind { message, tick, propose, read, transfer, change, compact } kind;
+  Message message;
+  Bytes payload;
+  std::uint64_t context = 0;
+  NodeId target;
+  raft::MembershipChange change;
+};
+
+struct Node {
+  NodeId id;
+  bool up = false;
+  std::unique_ptr<Core> core;
+  Disk disk;
+  std::unique_ptr<pool::StateMachine> pool;
+  LogIndex applied;
+  bool write_pending = false;
+  std::uint64_t write_generation = 0;
+  Ready pending;
+  std::deque<Input> inbox;
+  LogIndex commit_seen;  // highest commit index already checked
+  Role last_role = Role::follower;
+  Term last_term;
+};
+
+struct Params {
+  std::size_t nodes = 3;
+  std::size_t spares = 1;
+  std::uint64_t drop_per_mille = 0;
+  std::uint64_t dup_per_mille = 0;
+  std::uint64_t delay_max = 10;  // units; a tick is 10 units
+  std::uint64_t disk_delay_max = 10;
+  std::uint64_t crash_per_mille = 0;     // per tick
+  std::uint64_t partition_per_mille = 0; // per tick
+  std::uint64_t propose_per_mille = 300; // per tick
+  std::uint64_t read_per_mille = 100;
+  std::uint64_t compact_per_mille = 20;
+  std::uint64_t change_per_mille = 10;
+  std::uint64_t transfer_per_mille = 5;
+  std::size_t chaos_ticks = 300;
+  std::size_t liveness_ticks = 600;
+  std::size_t snapshot_chunk_bytes = 64;
+  std::size_t inflight_max = 4;
+  std::size_t entries_per_append_max = 8;
+};
+
+constexpr std::uint64_t units_per_tick = 10;
+
+class Simulation {
+ public:
+  Simulation(std::uint64_t seed, bool verbose) : seed_(seed), verbose_(verbose), rand_(seed) {
+    Rand& r = rand_;
+    params_.nodes = r.chance(500) ? 3 : 5;
+    params_.spares = 1;
+    params_.drop_per_mille = r.below(4) == 0 ? 0 : r.below(150);
+    params_.dup_per_mille = r.below(3) == 0 ? 0 : r.below(80);
+    params_.delay_max = 1 + r.below(40);
+    params_.disk_delay_max = r.below(20);
+    params_.crash_per_mille = r.below(3) == 0 ? 0 : r.below(25);
+    params_.partition_per_mille = r.below(3) == 0 ? 0 : r.below(30);
+    params_.propose_per_mille = 100 + r.below(800);
+    params_.read_per_mille = r.below(400);
+    params_.compact_per_mille = r.below(60);
+    params_.change_per_mille = r.below(3) == 0 ? 0 : r.below(40);
+    params_.transfer_per_mille = r.below(20);
+    params_.snapshot_chunk_bytes = 16 + r.below(400);
+    params_.inflight_max = 2 + r.below(8);
+    params_.entries_per_append_max = 4 + r.below(16);
+    for (std::size_t i = 0; i < params_.nodes; ++i) initial_.voters.push_back(NodeId(i + 1));
+    for (std::size_t i = 0; i < params_.nodes + params_.spares; ++i) {
+      Node n;
+      n.id = NodeId(i + 1);
+      nodes_.push_back(std::move(n));
+    }
+    for (Node& n : nodes_) start(n);
+  }
+
+  // Returns an empty string on success, else what failed.
+  std::string run() {
+    log("params: nodes={} drop={} dup={} delay={} disk={} crash={} part={} propose={} read={} "
+        "compact={} change={} transfer={}",
+        params_.nodes, params_.drop_per_mille, params_.dup_per_mille, params_.delay_max,
+        params_.disk_delay_max, params_.crash_per_mille, params_.partition_per_mille,
+        params_.propose_per_mille, params_.read_per_mille, params_.compact_per_mille,
+        params_.change_per_mille, params_.transfer_per_mille);
+    for (std::size_t t = 0; t < params_.chaos_ticks && failure_.empty(); ++t) {
+      chaos_tick();
+      run_tick();
+    }
+    if (!failure_.empty()) return failure_;
+    quiesce();
+    return liveness();
+  }
+
+  std::uint64_t committed_entries() const { return max_commit_.value(); }
+
+ private:
+  template <class... Args>
+  void log(fmt::format_string<Args...> f, Args&&... args) {
+    if (verbose_) fmt::print("[{:>6}] {}\n", now_, fmt::format(f, std::forward<Args>(args)...));
+  }
+
+  void fail(const std::string& what) {
+    if (failure_.empty()) failure_ = fmt::format("t={} {}", now_, what);
+    log("FAIL {}", what);
+  }
+
+  Node& node(NodeId id) { return nodes_[id.value() - 1]; }
+
+  // --- lifecycle ---------------------------------------------------------------------------
+
+  void start(Node& n) {
+    raft::Config c;
+    c.id = n.id;
+    c.initial_membership = n.id.value() <= params_.nodes ? initial_ : raft::Membership{};
+    c.election_ticks = 10;
+    c.heartbeat_ticks = 2;
+    c.random_seed = rand_.next();
+    c.snapshot_chunk_bytes = params_.snapshot_chunk_bytes;
+    c.inflight_appends_max = params_.inflight_max;
+    c.entries_per_append_max = params_.entries_per_append_max;
+    c.message_bytes_max = 512;
+    raft::BootState boot;
+    boot.hard_state = n.disk.hard_state;
+    boot.snapshot = n.disk.snapshot;
+    boot.entries = n.disk.entries;
+    n.core = std::make_unique<Core>(c, std::move(boot));
+    n.pool = std::make_unique<pool::StateMachine>();
+    n.applied = LogIndex(0);
+    if (n.disk.snapshot) {
+      const auto ec = n.pool->restore(*n.disk.snapshot->data);
+      if (ec) fail(fmt::format("node {} cannot restore its snapshot: {}", n.id, ec.message()));
+      n.applied = n.disk.snapshot->meta.index;
+    }
+    n.up = true;
+    n.write_pending = false;
+    n.inbox.clear();
+    n.commit_seen = n.core->log().commit_index();
+    n.last_role = Role::follower;
+    n.last_term = n.core->current_term();
+    log("node {} starts: term {} commit {} last {}", n.id, n.core->current_term(),
+        n.core->log().commit_index(), n.core->log().last_index());
+    drive(n);
+  }
+
+  void crash(Node& n) {
+    log("node {} crashes{}", n.id, n.write_pending ? " (losing an unsynced write)" : "");
+    n.up = false;
+    n.core.reset();
+    n.pool.reset();
+    n.write_pending = false;
+    ++n.write_generation;
+    n.inbox.clear();
+  }
+
+  // --- the event loop ----------------------------------------------------------------------
+
+  struct Event {
+    std::uint64_t time;
+    std::uint64_t seq;
+    enum class Kind { deliver, write_done } kind;
+    Message message;
+    NodeId node;
+    std::uint64_t generation = 0;
+    bool operator>(const Event& o) const {
+      return time != o.time ? time > o.time : seq > o.seq;
+    }
+  };
+
+  void schedule(Event e) {
+    e.seq = next_seq_++;
+    events_.push(std::move(e));
+  }
+
+  void run_tick() {
+    const std::uint64_t end = now_ + units_per_tick;
+    for (Node& n : nodes_) {
+      if (n.up) input(n, Input{Input::Kind::tick, {}, {}, 0, {}, {}});
+    }
+    while (!events_.empty() && events_.top().time < end && failure_.empty()) {
+      Event e = events_.top();
+      events_.pop();
+      now_ = e.time;
+      Node& n = node(e.kind == Event::Kind::deliver ? e.message.to : e.node);
+      if (e.kind == Event::Kind::deliver) {
+        if (!n.up) continue;
+        Input in{Input::Kind::message, std::move(e.message), {}, 0, {}, {}};
+        input(n, std::move(in));
+      } else if (n.up && n.write_pending && n.write_generation == e.generation) {
+        write_done(n);
+      }
+    }
+    now_ = end;
+  }
+
+  void send(const Message& m) {
+    if (group_[m.from.value()] != group_[m.to.value()]) return;
+    if (rand_.chance(params_.drop_per_mille)) return;
+    const int copies = rand_.chance(params_.dup_per_mille) ? 2 : 1;
+    for (int i = 0; i < copies; ++i) {
+      Event e;
+      e.time = now_ + 1 + rand_.below(params_.delay_max);
+      e.kind = Event::Kind::deliver;
+      e.message = m;
+      schedule(std::move(e));
+    }
+  }
+
+  void input(Node& n, Input in) {
+    if (!n.up) return;
+    if (n.write_pending) {
+      n.inbox.push_back(std::move(in));
+      return;
+    }
+    apply_input(n, std::move(in));
+    drive(n);
+  }
+
+  void apply_input(Node& n, Input in) {
+    Core& c = *n.core;
+    switch (in.kind) {
+      case Input::Kind::message:
+        if (verbose_) {
+          log("{} -> {} {} term {} idx {} lt {} commit {} n={} rej {} ctx {}", in.message.from,
+              in.message.to, raft::to_string(in.message.type), in.message.term,
+              in.message.index, in.message.log_term, in.message.commit,
+              in.message.entries.size(), in.message.reject, in.message.context);
+        }
+        c.step(in.message);
+        break;
+      case Input::Kind::tick:
+        c.tick();
+        break;
+      case Input::Kind::propose: {
+        LogIndex index;
+        if (!c.propose(std::move(in.payload), &index)) {
+          log("node {} proposes at {} term {}", n.id, index, c.current_term());
+          proposals_.push_back({c.current_term(), index});
+        }
+        break;
+      }
+      case Input::Kind::read:
+        if (!c.read_index(in.context)) {
+          log("node {} starts read {} (must see {})", n.id, in.context, reads_[in.context]);
+        }
+        break;
+      case Input::Kind::transfer: {
+        const auto ec = c.transfer_leader(in.target);
+        log("node {} transfers to {}: {}", n.id, in.target, ec.message());
+        break;
+      }
+      case Input::Kind::change: {
+        const auto ec = c.change_membership(in.change);
+        log("node {} change {} {}: {}", n.id, static_cast<int>(in.change.type), in.change.node,
+            ec.message());
+        break;
+      }
+      case Input::Kind::compact:
+        if (n.applied > c.log().snapshot_index() && n.applied == c.log().applied_index()) {
+          auto data = std::make_shared<const Bytes>(n.pool->snapshot());
+          raft::Snapshot snap{raft::SnapshotMeta{}, data};
+          const LogIndex at = n.applied;
+          const Term term = *c.log().term(at);
+          if (!c.compact(at, data)) {
+            snap = *c.snapshot();
+            if (snap.meta.index != at || snap.meta.term != term) fail("compact: wrong snapshot");
+            // The node writes its snapshot durably, then drops the covered WAL entries.
+            n.disk.snapshot = snap;
+            auto& es = n.disk.entries;
+            es.erase(std::remove_if(es.begin(), es.end(),
+                                    [&](const Entry& e) { return e.index <= at; }),
+                     es.end());
+            log("node {} compacts at {}", n.id, at);
+          }
+        }
+        break;
+    }
+    check_node(n);
+  }
+
+  void drive(Node& n) {
+    while (n.up && !n.write_pending && failure_.empty()) {
+      // Group commit: everything that queued during the last write goes into one Ready.
+      while (!n.inbox.empty() && n.up && failure_.empty()) {
+        Input in = std::move(n.inbox.front());
+        n.inbox.pop_front();
+        apply_input(n, std::move(in));
+      }
+      if (!n.up || !failure_.empty() || !n.core->has_ready()) return;
+      Ready rd = n.core->ready();
+      check_ready(n, rd);
+      for (const Message& m : rd.messages) send(m);
+      n.pending = std::move(rd);
+      n.write_pending = true;
+      Event e;
+      e.time = now_ + rand_.below(params_.disk_delay_max + 1);
+      e.kind = Event::Kind::write_done;
+      e.node = n.id;
+      e.generation = n.write_generation;
+      schedule(std::move(e));
+    }
+  }
+
+  void write_done(Node& n) {
+    Ready rd = std::move(n.pending);
+    n.write_pending = false;
+    persist(n, rd);
+    for (const Message& m : rd.messages_after_persist) send(m);
+    if (rd.snapshot) {
+      const auto ec = n.pool->restore(*rd.snapshot->data);
+      if (ec) fail(fmt::format("node {} cannot restore a received snapshot", n.id));
+      n.applied = rd.snapshot->meta.index;
+      check_digest(n);
+      log("node {} installed snapshot at {}", n.id, n.applied);
+    }
+    for (const Entry& e : rd.committed_entries) apply_entry(n, e);
+    if (!rd.committed_entries.empty()) check_digest(n);
+    for (const raft::ReadState& rs : rd.read_states) check_read(n, rs);
+    n.core->advance(rd);
+    check_node(n);
+    drive(n);
+  }
+
+  void persist(Node& n, const Ready& rd) {
+    Disk& d = n.disk;
+    if (rd.snapshot) {
+      const raft::SnapshotMeta& meta = rd.snapshot->meta;
+      bool keep = false;
+      for (const Entry& e : d.entries) {
+        if (e.index == meta.index && e.term == meta.term) keep = true;
+      }
+      if (keep) {
+        std::erase_if(d.entries, [&](const Entry& e) { return e.index <= meta.index; });
+      } else {
+        d.entries.clear();
+      }
+      d.snapshot = rd.snapshot;
+    }
+    if (!rd.entries.empty()) {
+      const LogIndex first = rd.entries.front().index;
+      std::erase_if(d.entries, [&](const Entry& e) { return e.index >= first; });
+      const LogIndex expect = d.entries.empty()
+                                  ? (d.snapshot ? d.snapshot->meta.index : LogIndex(0)).next()
+                                  : d.entries.back().index.next();
+      if (first != expect) {
+        fail(fmt::format("node {}: Ready entries start at {} but the disk ends before {}", n.id,
+                         first, expect));
+      }
+      d.entries.insert(d.entries.end(), rd.entries.begin(), rd.entries.end());
+    }
+    if (rd.hard_state) d.hard_state = *rd.hard_state;
+  }
+
+  void apply_entry(Node& n, const Entry& e) {
+    if (e.index != n.applied.next()) {
+      fail(fmt::format("node {} applies {} after {}", n.id, e.index, n.applied));
+      return;
+    }
+    // State Machine Safety: every node applies the same entry at an index.
+    record_committed(n, e.index, e.term, hash_bytes(e.data, e.type));
+    if (e.type == EntryType::normal) {
+      pool::Command cmd;
+      if (pool::decode(e.data, cmd)) {
+        fail("undecodable command");
+        return;
+      }
+      n.pool->apply(e.index.value(), cmd);
+    }
+    n.applied = e.index;
+  }
+
+  void check_digest(Node& n) {
+    const auto digest = n.pool->digest();
+    auto [it, inserted] = digests_.emplace(n.applied.value(), digest);
+    if (!inserted && it->second != digest) {
+      fail(fmt::format("node {}: pool digest differs at applied index {}", n.id, n.applied));
+    }
+  }
+
+  void check_read(Node& n, const raft::ReadState& rs) {
+    auto it = reads_.find(rs.context);
+    if (it == reads_.end()) {
+      fail("unknown read");
+      return;
+    }
+    // Linearizability of ReadIndex: the read index covers every write committed (anywhere)
+    // before the read began.
+    if (rs.index < it->second) {
+      fail(fmt::format("node {}: read {} got index {} but {} was committed before it began",
+                       n.id, rs.context, rs.index, it->second));
+    }
+    log("node {}: read {} at index {}", n.id, rs.context, rs.index);
+    ++reads_answered_;
+  }
+
+  // --- checkers ----------------------------------------------------------------------------
+
+  void record_committed(Node& n, LogIndex i, Term t, std::uint64_t h) {
+    auto [it, inserted] = committed_.emplace(i.value(), std::pair{t, h});
+    if (!inserted && (it->second.first != t || it->second.second != h)) {
+      fail(fmt::format("node {}: committed entry {} differs (term {} vs {})", n.id, i, t,
+                       it->second.first));
+    }
+    if (i > max_commit_) max_commit_ = i;
+  }
+
+  void check_ready(Node& n, const Ready& rd) {
+    // Log Matching: an entry with a given (index, term) has the same contents and the same
+    // predecessor term wherever it appears; by induction the logs are identical up to it.
+    const Core& c = *n.core;
+    for (const Entry& e : rd.entries) {
+      const std::optional<Term> prev = c.log().term(e.index.prev());
+      const std::uint64_t h = hash_bytes(e.data, e.type);
+      const std::uint64_t key = e.index.value() * 1000003ull ^ e.term.value();
+      auto [it, inserted] = appended_.emplace(key, AppendedEntry{e.index, e.term, h, prev});
+      if (!inserted) {
+        const AppendedEntry& a = it->second;
+        if (a.index != e.index || a.term != e.term) continue;  // key collision: skip
+        if (a.hash != h) fail(fmt::format("log matching: entry {}/{} differs", e.index, e.term));
+        if (a.prev && prev && *a.prev != *prev) {
+          fail(fmt::format("log matching: entry {}/{} follows different terms", e.index, e.term));
+        }
+      }
+    }
+  }
+
+  struct AppendedEntry {
+    LogIndex index;
+    Term term;
+    std::uint64_t hash;
+    std::optional<Term> prev;
+  };
+
+  void check_node(Node& n) {
+    if (!n.up || !failure_.empty()) return;
+    Core& c = *n.core;
+    c.check_invariants();
+    // Newly committed entries join the committed record (State Machine Safety).
+    const raft::Log& lg = c.log();
+    if (lg.commit_index() > n.commit_seen) {
+      for (LogIndex i = std::max(n.commit_seen.next(), lg.first_index()); i <= lg.commit_index();
+           ++i) {
+        const Entry& e = lg.at(i);
+        record_committed(n, i, e.term, hash_bytes(e.data, e.type));
+      }
+      n.commit_seen = lg.commit_index();
+    }
+    if (lg.commit_index() > max_commit_) max_commit_ = lg.commit_index();
+    // Election Safety: at most one leader per term.
+    if (c.role() == Role::leader) {
+      auto [it, inserted] = leaders_.emplace(c.current_term().value(), n.id);
+      if (!inserted && it->second != n.id) {
+        fail(fmt::format("two leaders in term {}: {} and {}", c.current_term(), it->second,
+                         n.id));
+      }
+      if (n.last_role != Role::leader || n.last_term != c.current_term()) {
+        // Leader Completeness: a new leader holds every committed entry.
+        log("node {} becomes leader of term {} (last {})", n.id, c.current_term(),
+            lg.last_index());
+        for (const auto& [index, ch] : committed_) {
+          const LogIndex i(index);
+          if (i <= lg.snapshot_index()) continue;
+          if (i > lg.last_index() || *lg.term(i) != ch.first) {
+            fail(fmt::format("leader {} of term {} lacks committed entry {}", n.id,
+                             c.current_term(), i));
+            break;
+          }
+        }
+      }
+    }
+    n.last_role = c.role();
+    n.last_term = c.current_term();
+  }
+
+  // --- the workload and the faults ---------------------------------------------------------
+
+  Bytes make_command() {
+    pool::Command cmd;
+    cmd.timestamp_ms = 1'000'000 + now_;
+    const std::uint64_t k = rand_.below(100);
+    if (k < 5) {
+      pool::Bootstrap b;
+      b.items.push_back({"gold", 50, 20});
+      b.items.push_back({"mud", -1, 70});
+      cmd.op = b;
+    } else if (k < 15) {
+      pool::UpsertItem u;
+      u.item.item_id = fmt::format("item{}", rand_.below(5));
+      u.item.quantity = static_cast<std::int64_t>(rand_.below(20));
+      u.item.probability = rand_.below(50);
+      cmd.op = u;
+    } else {
+      pool::Draw d;
+      d.count = 1 + static_cast<std::uint32_t>(rand_.below(3));
+      d.seed = rand_.next();
+      cmd.op = d;
+    }
+    if (rand_.chance(200)) {
+      cmd.idempotency_key = fmt::format("key-{}", rand_.below(20));
+      cmd.body_hash[0] = static_cast<std::uint8_t>(rand_.below(2));
+    }
+    return pool::encode(cmd);
+  }
+
+  Node* leader_node() {
+    Node* best = nullptr;
+    for (Node& n : nodes_) {
+      if (!n.up || n.core->role() != Role::leader) continue;
+      if (best == nullptr || n.core->current_term() > best->core->current_term()) best = &n;
+    }
+    return best;
+  }
+
+  Node& random_up_node() {
+    for (;;) {
+      Node& n = nodes_[rand_.below(nodes_.size())];
+      if (n.up) return n;
+    }
+  }
+
+  bool any_up() const {
+    return std::any_of(nodes_.begin(), nodes_.end(), [](const Node& n) { return n.up; });
+  }
+
+  void propose_somewhere() {
+    if (!any_up()) return;
+    Node& n = rand_.chance(700) && leader_node() ? *leader_node() : random_up_node();
+    const std::size_t batch = rand_.chance(200) ? 1 + rand_.below(8) : 1;
+    for (std::size_t i = 0; i < batch; ++i) {
+      input(n, Input{Input::Kind::propose, {}, make_command(), 0, {}, {}});
+    }
+  }
+
+  void chaos_tick() {
+    Rand& r = rand_;
+    // Crashes and restarts.
+    for (Node& n : nodes_) {
+      if (n.up && r.chance(params_.crash_per_mille)) {
+        crash(n);
+      } else if (!n.up && r.chance(150)) {
+        start(n);
+      }
+    }
+    // Partitions: split into two random groups, or heal.
+    if (r.chance(params_.partition_per_mille)) {
+      for (std::size_t i = 1; i <= nodes_.size(); ++i) group_[i] = static_cast<int>(r.below(2));
+      log("partition");
+    } else if (r.chance(60)) {
+      std::fill(std::begin(group_), std::end(group_), 0);
+    }
+    if (r.chance(params_.propose_per_mille)) propose_somewhere();
+    if (r.chance(params_.read_per_mille) && any_up()) {
+      Node& n = random_up_node();
+      const std::uint64_t ctx = next_read_++;
+      reads_[ctx] = max_commit_;
+      input(n, Input{Input::Kind::read, {}, {}, ctx, {}, {}});
+    }
+    if (r.chance(params_.compact_per_mille) && any_up()) {
+      input(random_up_node(), Input{Input::Kind::compact, {}, {}, 0, {}, {}});
+    }
+    if (r.chance(params_.transfer_per_mille)) {
+      if (Node* l = leader_node()) {
+        const auto& voters = l->core->membership().voters;
+        if (!voters.empty()) {
+          Input in{Input::Kind::transfer, {}, {}, 0, voters[r.below(voters.size())], {}};
+          input(*l, std::move(in));
+        }
+      }
+    }
+    if (r.chance(params_.change_per_mille)) {
+      if (Node* l = leader_node()) change_membership(*l);
+    }
+  }
+
+  void change_membership(Node& l) {
+    const raft::Membership& m = l.core->membership();
+    raft::MembershipChange ch;
+    if (!m.learners.empty()) {
+      ch.type = rand_.chance(800) ? raft::ChangeType::promote : raft::ChangeType::remove;
+      ch.node = m.learners[rand_.below(m.learners.size())];
+    } else if (m.voters.size() > 3 && rand_.chance(700)) {
+      ch.type = raft::ChangeType::remove;
+      ch.node = m.voters[rand_.below(m.voters.size())];
+    } else {
+      std::vector<NodeId> outside;
+      for (const Node& n : nodes_) {
+        if (!m.contains(n.id)) outside.push_back(n.id);
+      }
+      if (outside.empty()) return;
+      ch.type = raft::ChangeType::add_learner;
+      ch.node = outside[rand_.below(outside.size())];
+    }
+    input(l, Input{Input::Kind::change, {}, {}, 0, {}, ch});
+  }
+
+  // --- liveness ----------------------------------------------------------------------------
+
+  void quiesce() {
+    log("faults stop");
+    std::fill(std::begin(group_), std::end(group_), 0);
+    params_.drop_per_mille = 0;
+    params_.dup_per_mille = 0;
+    for (Node& n : nodes_) {
+      if (!n.up) start(n);
+    }
+  }
+
+  std::string liveness() {
+    // Within the bound, a leader must emerge and a fresh proposal must be applied by every
+    // member of the final configuration.
+    std::optional<std::pair<Term, LogIndex>> marker;
+    std::size_t proposals_before = proposals_.size();
+    for (std::size_t t = 0; t < params_.liveness_ticks && failure_.empty(); ++t) {
+      run_tick();
+      if (!failure_.empty()) break;
+      Node* l = leader_node();
+      if (l == nullptr) continue;
+      if (marker && *l->core->log().term(std::min(marker->second, l->core->log().last_index())) !=
+                        marker->first) {
+        marker.reset();  // the marker was lost with a leader change: propose again
+      }
+      if (!marker) {
+        input(*l, Input{Input::Kind::propose, {}, make_command(), 0, {}, {}});
+        if (proposals_.size() > proposals_before) {
+          marker = proposals_.back();
+          proposals_before = proposals_.size();
+        }
+        continue;
+      }
+      const raft::Membership& m = l->core->membership();
+      bool done = true;
+      for (Node& n : nodes_) {
+        if (!m.contains(n.id)) continue;
+        if (n.applied < marker->second) done = false;
+      }
+      if (done) {
+        liveness_ticks_used_ = t;
+        return failure_;
+      }
+    }
+    if (!failure_.empty()) return failure_;
+    return fmt::format("liveness: no proposal committed on every member within {} ticks after "
+                       "faults stopped",
+                       params_.liveness_ticks);
+  }
+
+ public:
+  std::size_t reads_answered() const { return reads_answered_; }
+  std::size_t liveness_ticks_used() const { return liveness_ticks_used_; }
+
+ private:
+  std::uint64_t seed_;
+  bool verbose_;
+  Rand rand_;
+  Params params_;
+  raft::Membership initial_;
+  std::vector<Node> nodes_;
+  int group_[16] = {};
+  std::uint64_t now_ = 0;
+  std::uint64_t next_seq_ = 0;
+  std::priority_queue<Event, std::vector<Event>, std::greater<>> events_;
+  std::string failure_;
+
+  std::unordered_map<std::uint64_t, std::pair<Term, std::uint64_t>> committed_;
+  std::unordered_map<std::uint64_t, AppendedEntry> appended_;
+  std::unordered_map<std::uint64_t, pool::Sha256> digests_;
+  std::unordered_map<std::uint64_t, NodeId> leaders_;
+  std::unordered_map<std::uint64_t, LogIndex> reads_;  // read id -> commit index when it began
+  std::uint64_t next_read_ = 1;
+  std::vector<std::pair<Term, LogIndex>> proposals_;
+  LogIndex max_commit_;
+  std::size_t reads_answered_ = 0;
+  std::size_t liveness_ticks_used_ = 0;
+};
+
+int usage() {
+  std::fprintf(stderr, "usage: sim --seeds N [--start S] | --seed S [--verbose]\n");
+  return 2;
+}
+
+}  // namespace
+}  // namespace rpool::sim
+
+int main(int argc, char** argv) {
+  using namespace rpool::sim;
+  std::uint64_t start = 1;
+  std::uint64_t count = 0;
+  bool single = false;
+  bool verbose = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::uint64_t {
+      if (i + 1 >= argc) std::exit(usage());
+      return std::strtoull(argv[++i], nullptr, 10);
+    };
+    if (a == "--seeds") {
+      count = value();
+    } else if (a == "--start") {
+      start = value();
+    } else if (a == "--seed") {
+      start = value();
+      count = 1;
+      single = true;
+    } else if (a == "--verbose") {
+      verbose = true;
+    } else {
+      return usage();
+    }
+  }
+  if (count == 0) return usage();
+  std::signal(SIGABRT, on_abort);
+
+  std::vector<std::uint64_t> seeds;
+  if (!single) {
+    for (std::uint64_t s : regression_seeds) {
+      if (s != 0) seeds.push_back(s);
+    }
+  }
+  for (std::uint64_t s = start; s < start + count; ++s) seeds.push_back(s);
+
+  std::size_t failed = 0;
+  std::uint64_t entries = 0;
+  std::size_t reads = 0;
+  std::size_t liveness_max = 0;
+  for (std::uint64_t seed : seeds) {
+    g_current_seed = seed;
+    Simulation sim(seed, verbose);
+    const std::string failure = sim.run();
+    entries += sim.committed_entries();
+    reads += sim.reads_answered();
+    liveness_max = std::max(liveness_max, sim.liveness_ticks_used());
+    if (!failure.empty()) {
+      ++failed;
+      std::printf("seed %llu FAILED: %s\n", static_cast<unsigned long long>(seed),
+                  failure.c_str());
+      std::fflush(stdout);
+    }
+  }
+  std::printf("sim: %zu seeds, %zu failed; %llu entries committed, %zu reads checked, "
+              "liveness within %zu ticks\n",
+              seeds.size(), failed, static_cast<unsigned long long>(entries), reads,
+              liveness_max);
+  return failed == 0 ? 0 : 1;
+}
