@@ -1,0 +1,301 @@
+#include "wal/format.h"
+
+#include <algorithm>
+#include <charconv>
+
+#include <fmt/format.h>
+
+#include "base/assert.h"
+#include "wal/crc32c.h"
+
+namespace rpool::wal {
+namespace {
+
+bool all_zero(ByteView b) {
+  return std::all_of(b.begin(), b.end(), [](std::uint8_t x) { return x == 0; });
+}
+
+// Offset just past the last non-zero byte of `file` at or after `from` (== from if none).
+std::uint64_t last_nonzero_end(ByteView file, std::uint64_t from) {
+  std::uint64_t end = file.size();
+  while (end > from && file[end - 1] == 0) --end;
+  return end;
+}
+
+bool parse_u64(std::string_view s, std::uint64_t& out) {
+  if (s.size() != 20) return false;
+  const auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return ec == std::errc() && ptr == s.data() + s.size();
+}
+
+std::uint32_t record_crc(ByteView record) {
+  // The CRC covers the length field and everything after the CRC field.
+  const std::uint32_t c = crc32c(record.first(4));
+  return crc32c(c, record.subspan(8));
+}
+
+}  // namespace
+
+std::string closed_segment_name(LogIndex first, LogIndex last) {
+  return fmt::format("{:020}-{:020}.wal", first.value(), last.value());
+}
+std::string open_segment_name(std::uint64_t seq) { return fmt::format("open-{:020}.wal", seq); }
+std::string snapshot_name(LogIndex index, Term term) {
+  return fmt::format("snapshot-{:020}-{:020}.snap", index.value(), term.value());
+}
+
+ParsedName parse_name(std::string_view name) {
+  ParsedName p;
+  std::uint64_t a = 0, b = 0;
+  if (name == lock_file_name) {
+    p.kind = FileKind::lock;
+  } else if (name == hard_state_file_name) {
+    p.kind = FileKind::hard_state;
+  } else if (name.ends_with(".tmp") || name == spare_file_name) {
+    p.kind = FileKind::temporary;
+  } else if (name.size() == 45 && name.ends_with(".wal") && name[20] == '-' &&
+             parse_u64(name.substr(0, 20), a) && parse_u64(name.substr(21, 20), b)) {
+    p.kind = FileKind::closed_segment;
+    p.first = LogIndex(a);
+    p.last = LogIndex(b);
+  } else if (name.size() == 29 && name.starts_with("open-") && name.ends_with(".wal") &&
+             parse_u64(name.substr(5, 20), a)) {
+    p.kind = FileKind::open_segment;
+    p.seq = a;
+  } else if (name.size() == 55 && name.starts_with("snapshot-") && name.ends_with(".snap") &&
+             name[29] == '-' && parse_u64(name.substr(9, 20), a) && parse_u64(name.substr(30, 20), b)) {
+    p.kind = FileKind::snapshot;
+    p.first = LogIndex(a);
+    p.term = Term(b);
+  }
+  return p;
+}
+
+void encode_segment_header(LogIndex first_index, Bytes& out) {
+  const std::size_t at = out.size();
+  ByteWriter w(out);
+  w.raw(as_bytes(segment_magic));
+  w.u32(format_version);
+  w.u32(0);
+  w.u64(first_index.value());
+  w.u32(0);
+  w.u32(crc32c(ByteView(out).subspan(at, 28)));
+  RPOOL_ASSERT_OP(out.size() - at, ==, segment_header_bytes);
+}
+
+void encode_record(const Entry& entry, Bytes& out) {
+  RPOOL_ASSERT_OP(entry.payload.size(), <=, entry_payload_bytes_max);
+  RPOOL_ASSERT(entry.index.value() > 0);
+  const std::size_t at = out.size();
+  ByteWriter w(out);
+  w.u32(static_cast<std::uint32_t>(entry.payload.size()));
+  w.u32(0);  // the CRC, filled in below
+  w.u64(entry.term.value());
+  w.u64(entry.index.value());
+  w.u8(entry.kind);
+  w.raw(entry.payload);
+  const ByteView record = ByteView(out).subspan(at);
+  RPOOL_ASSERT_OP(record.size(), ==, record_bytes(entry.payload.size()));
+  store_u32le(out.data() + at + 4, record_crc(record));
+}
+
+SegmentScan scan_segment(ByteView file) {
+  SegmentScan s;
+  s.file_bytes = file.size();
+  if (file.size() < segment_header_bytes) {
+    s.header_zero = all_zero(file);
+    s.fault = fmt::format("segment header cut short ({} of {} bytes)", file.size(), segment_header_bytes);
+    s.garbage_bytes = last_nonzero_end(file, 0);
+    return s;
+  }
+  const ByteView header = file.first(segment_header_bytes);
+  ByteReader h(header);
+  const ByteView magic = h.raw(8);
+  const std::uint32_t version = h.u32();
+  h.u32();
+  const std::uint64_t first = h.u64();
+  h.u32();
+  const std::uint32_t crc = h.u32();
+  if (all_zero(header)) {
+    s.header_zero = true;
+    s.fault = "segment header is zero-filled";
+  } else if (!std::equal(magic.begin(), magic.end(), segment_magic.begin())) {
+    s.fault = "bad segment magic";
+  } else if (crc != crc32c(header.first(28))) {
+    s.fault = "segment header checksum mismatch";
+  } else if (version != format_version) {
+    s.fault = fmt::format("unsupported segment format version {}", version);
+  } else if (first == 0) {
+    s.fault = "segment header names first index 0";
+  }
+  if (s.fault) {
+    s.garbage_bytes = last_nonzero_end(file, 0);
+    return s;
+  }
+  s.header_ok = true;
+  s.first_index = LogIndex(first);
+
+  std::uint64_t pos = segment_header_bytes;
+  LogIndex expected = s.first_index;
+  Term last_term;
+  while (pos < file.size()) {
+    const std::uint64_t left = file.size() - pos;
+    if (left < record_header_bytes) {
+      if (!all_zero(file.subspan(pos))) s.fault = "record header cut short by the end of the file";
+      break;
+    }
+    const ByteView rh = file.subspan(pos, record_header_bytes);
+    if (all_zero(rh)) break;  // the zero-filled, preallocated tail
+    const std::uint32_t length = load_u32le(rh.data());
+    const std::uint32_t stored_crc = load_u32le(rh.data() + 4);
+    const Term term(load_u64le(rh.data() + 8));
+    const LogIndex index(load_u64le(rh.data() + 16));
+    if (length > entry_payload_bytes_max) {
+      s.fault = fmt::format("record length {} exceeds the maximum {}", length, entry_payload_bytes_max);
+      break;
+    }
+    if (record_bytes(length) > left) {
+      s.fault = fmt::format("record of {} bytes cut short by the end of the file ({} bytes left)",
+                            record_bytes(length), left);
+      break;
+    }
+    const ByteView record = file.subspan(pos, record_bytes(length));
+    if (record_crc(record) != stored_crc) {
+      s.fault = "record checksum mismatch";
+      break;
+    }
+    if (index != expected) {
+      s.fault = fmt::format("record holds index {}, expected {}", index, expected);
+      break;
+    }
+    if (term < last_term) {
+      s.fault = fmt::format("record term {} is below the previous record's term {}", term, last_term);
+      break;
+    }
+    s.records.push_back({pos, term, index, rh[24], length});
+    last_term = term;
+    ++expected;
+    pos += record.size();
+  }
+  s.data_end = pos;
+  s.garbage_bytes = last_nonzero_end(file, pos) - pos;
+  if (s.fault) RPOOL_ASSERT(s.garbage_bytes > 0);
+  return s;
+}
+
+bool decode_record(ByteView file, const RecordMeta& meta, Entry& out) {
+  if (meta.offset > file.size() || file.size() - meta.offset < record_bytes(meta.payload_bytes)) {
+    return false;
+  }
+  const ByteView record = file.subspan(meta.offset, record_bytes(meta.payload_bytes));
+  if (load_u32le(record.data()) != meta.payload_bytes) return false;
+  if (record_crc(record) != load_u32le(record.data() + 4)) return false;
+  out.term = Term(load_u64le(record.data() + 8));
+  out.index = LogIndex(load_u64le(record.data() + 16));
+  out.kind = record[24];
+  out.payload.assign(record.begin() + record_header_bytes, record.end());
+  return out.term == meta.term && out.index == meta.index;
+}
+
+Bytes encode_hard_state(const HardState& state) {
+  Bytes out;
+  ByteWriter w(out);
+  w.raw(as_bytes(hard_state_magic));
+  w.u32(format_version);
+  w.u32(0);
+  w.u64(state.current_term.value());
+  w.u64(state.voted_for.value());
+  w.u64(state.commit_index.value());
+  w.u32(crc32c(out));
+  w.u32(0);
+  RPOOL_ASSERT_OP(out.size(), ==, hard_state_bytes);
+  return out;
+}
+
+std::optional<HardState> decode_hard_state(ByteView bytes, std::string& why) {
+  if (bytes.size() != hard_state_bytes) {
+    why = fmt::format("hard state file has {} bytes, expected {}", bytes.size(), hard_state_bytes);
+    return std::nullopt;
+  }
+  ByteReader r(bytes);
+  const ByteView magic = r.raw(8);
+  const std::uint32_t version = r.u32();
+  r.u32();
+  HardState s;
+  s.current_term = Term(r.u64());
+  s.voted_for = NodeId(r.u64());
+  s.commit_index = LogIndex(r.u64());
+  const std::uint32_t crc = r.u32();
+  if (!std::equal(magic.begin(), magic.end(), hard_state_magic.begin())) {
+    why = "bad hard state magic";
+  } else if (crc != crc32c(bytes.first(40))) {
+    why = "hard state checksum mismatch";
+  } else if (version != format_version) {
+    why = fmt::format("unsupported hard state version {}", version);
+  } else {
+    return s;
+  }
+  return std::nullopt;
+}
+
+Bytes encode_snapshot(const SnapshotFile& snapshot) {
+  Bytes out;
+  out.reserve(snapshot_header_bytes + snapshot.metadata.size() + snapshot.data.size() +
+              snapshot_trailer_bytes);
+  ByteWriter w(out);
+  w.raw(as_bytes(snapshot_magic));
+  w.u32(format_version);
+  w.u32(0);
+  w.u64(snapshot.index.value());
+  w.u64(snapshot.term.value());
+  w.u64(snapshot.metadata.size());
+  w.u64(snapshot.data.size());
+  RPOOL_ASSERT_OP(out.size(), ==, snapshot_header_bytes);
+  w.raw(snapshot.metadata);
+  w.raw(snapshot.data);
+  w.u32(crc32c(out));
+  w.u32(0);
+  return out;
+}
+
+std::optional<SnapshotFile> decode_snapshot(ByteView bytes, std::string& why) {
+  if (bytes.size() < snapshot_header_bytes + snapshot_trailer_bytes) {
+    why = fmt::format("snapshot file of {} bytes is shorter than its header and trailer", bytes.size());
+    return std::nullopt;
+  }
+  ByteReader r(bytes);
+  const ByteView magic = r.raw(8);
+  const std::uint32_t version = r.u32();
+  r.u32();
+  SnapshotFile s;
+  s.index = LogIndex(r.u64());
+  s.term = Term(r.u64());
+  const std::uint64_t metadata_bytes = r.u64();
+  const std::uint64_t data_bytes = r.u64();
+  const std::uint64_t body = bytes.size() - snapshot_header_bytes - snapshot_trailer_bytes;
+  if (!std::equal(magic.begin(), magic.end(), snapshot_magic.begin())) {
+    why = "bad snapshot magic";
+    return std::nullopt;
+  }
+  if (version != format_version) {
+    why = fmt::format("unsupported snapshot version {}", version);
+    return std::nullopt;
+  }
+  if (metadata_bytes > body || data_bytes != body - metadata_bytes) {
+    why = fmt::format("snapshot sizes ({} + {}) do not match the file ({} body bytes)",
+                      metadata_bytes, data_bytes, body);
+    return std::nullopt;
+  }
+  const std::uint64_t crc_at = bytes.size() - snapshot_trailer_bytes;
+  if (load_u32le(bytes.data() + crc_at) != crc32c(bytes.first(crc_at))) {
+    why = "snapshot checksum mismatch";
+    return std::nullopt;
+  }
+  const ByteView m = bytes.subspan(snapshot_header_bytes, metadata_bytes);
+  const ByteView d = bytes.subspan(snapshot_header_bytes + metadata_bytes, data_bytes);
+  s.metadata.assign(m.begin(), m.end());
+  s.data.assign(d.begin(), d.end());
+  return s;
+}
+
+}  // namespace rpool::wal

@@ -1,0 +1,125 @@
+// The byte formats of the files in a data directory, and the pure functions that encode and
+// check them. The Log (log.h) writes these files; rpool-wal reads them through the same code.
+// The layouts themselves are documented, byte by byte, in the class comment of wal::Log.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/bytes.h"
+#include "base/types.h"
+
+namespace rpool::wal {
+
+// One log entry. `kind` is opaque to the log (raft uses it for normal / no-op / configuration);
+// it is stored so that tools can show it.
+struct Entry {
+  Term term;
+  LogIndex index;
+  std::uint8_t kind = 0;
+  Bytes payload;
+  friend bool operator==(const Entry&, const Entry&) = default;
+};
+
+// Raft's persistent state besides the log (§5, Figure 2), plus the commit index as a hint.
+struct HardState {
+  Term current_term;
+  NodeId voted_for;         // 0: no vote in current_term
+  LogIndex commit_index;    // advisory; raft may recompute it
+  friend bool operator==(const HardState&, const HardState&) = default;
+};
+
+// A snapshot as stored: the state machine's bytes as of (index, term), plus the caller's metadata
+// (for raft: the membership at that index).
+struct SnapshotFile {
+  LogIndex index;
+  Term term;
+  Bytes metadata;
+  Bytes data;
+  friend bool operator==(const SnapshotFile&, const SnapshotFile&) = default;
+};
+
+inline constexpr std::uint32_t format_version = 1;
+inline constexpr std::uint64_t segment_header_bytes = 32;
+inline constexpr std::uint64_t record_header_bytes = 25;
+inline constexpr std::uint64_t hard_state_bytes = 48;
+inline constexpr std::uint64_t snapshot_header_bytes = 48;
+inline constexpr std::uint64_t snapshot_trailer_bytes = 8;
+// The largest payload one entry may carry. A record larger than a segment gets a segment of its
+// own, which then exceeds segment_bytes.
+inline constexpr std::uint32_t entry_payload_bytes_max = 256u << 20;
+inline constexpr std::string_view segment_magic = "RPOOLWAL";
+inline constexpr std::string_view hard_state_magic = "RPOOLHST";
+inline constexpr std::string_view snapshot_magic = "RPOOLSNP";
+static_assert(segment_magic.size() == 8 && hard_state_magic.size() == 8 && snapshot_magic.size() == 8);
+
+// ---- file names ------------------------------------------------------------------------------
+inline constexpr std::string_view lock_file_name = "LOCK";
+inline constexpr std::string_view hard_state_file_name = "hardstate";
+inline constexpr std::string_view spare_file_name = "next.spare";
+std::string closed_segment_name(LogIndex first, LogIndex last);  // 0000..0001-0000..0100.wal
+std::string open_segment_name(std::uint64_t seq);                 // open-0000..0007.wal
+std::string snapshot_name(LogIndex index, Term term);             // snapshot-<index>-<term>.snap
+
+enum class FileKind { closed_segment, open_segment, hard_state, snapshot, temporary, lock, other };
+struct ParsedName {
+  FileKind kind = FileKind::other;
+  LogIndex first;        // closed_segment; snapshot: its index
+  LogIndex last;         // closed_segment
+  Term term;             // snapshot
+  std::uint64_t seq = 0; // open_segment
+};
+ParsedName parse_name(std::string_view name);
+
+// ---- segments --------------------------------------------------------------------------------
+void encode_segment_header(LogIndex first_index, Bytes& out);
+// Appends one framed record.
+void encode_record(const Entry& entry, Bytes& out);
+inline std::uint64_t record_bytes(std::size_t payload_bytes) {
+  return record_header_bytes + payload_bytes;
+}
+
+struct RecordMeta {
+  std::uint64_t offset = 0;  // of the record header in the file
+  Term term;
+  LogIndex index;
+  std::uint8_t kind = 0;
+  std::uint32_t payload_bytes = 0;
+};
+
+// What scan_segment() found in the bytes of one segment file.
+struct SegmentScan {
+  bool header_ok = false;
+  bool header_zero = false;        // the header is all zero bytes (crash while creating)
+  LogIndex first_index;            // from the header
+  std::vector<RecordMeta> records; // every whole, valid record, in order
+  std::uint64_t data_end = 0;      // offset just past the last valid record (or the header)
+  std::uint64_t file_bytes = 0;
+  // Bytes from data_end up to the last non-zero byte of the file: 0 for a clean (zero-filled or
+  // exact) tail. When fault is set they start with the bad record.
+  std::uint64_t garbage_bytes = 0;
+  std::optional<std::string> fault;  // why the record at data_end is not valid
+};
+
+// Checks the header, then each record in turn: length within the file, CRC32C, index one more
+// than the previous (the first equal to the header's first_index), term not decreasing. Stops at
+// the first record that fails, or at an all-zero record header (the preallocated tail). Pure:
+// the caller decides whether a fault is a torn tail or corruption.
+SegmentScan scan_segment(ByteView file);
+
+// Decodes the record at `meta.offset` of `file` again (checking its CRC), into `out`.
+bool decode_record(ByteView file, const RecordMeta& meta, Entry& out);
+
+// ---- hard state and snapshots ----------------------------------------------------------------
+Bytes encode_hard_state(const HardState& state);
+// nullopt with `why` set when the bytes are not a valid hard state file.
+std::optional<HardState> decode_hard_state(ByteView bytes, std::string& why);
+
+// The full file contents, checksum included.
+Bytes encode_snapshot(const SnapshotFile& snapshot);
+std::optional<SnapshotFile> decode_snapshot(ByteView bytes, std::string& why);
+
+}  // namespace rpool::wal

@@ -1,0 +1,246 @@
+// wal::Log — the durable, segmented write-ahead log of one node, with its hard state and
+// snapshot files.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "base/bytes.h"
+#include "base/types.h"
+#include "wal/errc.h"
+#include "wal/file.h"
+#include "wal/format.h"
+
+namespace rpool::wal {
+
+enum class Preallocation {
+  // Every new segment is written out with zeros (and fdatasynced) before it receives records, on
+  // a helper thread ahead of need. Appends then overwrite allocated, written blocks, so an
+  // fdatasync flushes data only and no file-system metadata (measured: see bench/wal/README.md).
+  zero_fill,
+  // fallocate(2): cheap to create, but on ext4 the first write into each unwritten extent turns
+  // into a metadata change, so every fdatasync commits the journal.
+  fallocate,
+  // The segment grows with each append (size change on every fdatasync).
+  none,
+};
+
+struct Options {
+  std::uint64_t segment_bytes = 64u << 20;   // a segment is rolled over when a record won't fit
+  Preallocation preallocation = Preallocation::zero_fill;
+  bool prepare_in_background = true;         // prepare the next segment on a helper thread
+  // No lock, no repairs, no writes: for rpool-wal, which may run beside a live node. A torn tail
+  // of the open segment is reported as a warning and left alone.
+  bool read_only = false;
+  std::size_t snapshots_kept = 2;            // the newest N snapshot files survive save_snapshot
+  FileSystem* fs = nullptr;                  // nullptr: posix_file_system()
+  // Receives each recovery warning (one line). Default: "rpool-wal: warning: ..." on stderr.
+  std::function<void(const std::string&)> warn;
+};
+
+inline constexpr std::uint64_t segment_bytes_min = 4096;  // the node's config enforces 64 KiB
+inline constexpr std::uint64_t segment_bytes_max = 1u << 30;
+
+// One segment file, as stat shows it.
+struct SegmentInfo {
+  std::string name;
+  bool open = false;
+  LogIndex first_index;
+  LogIndex last_index;          // first_index - 1 when empty
+  std::uint64_t data_bytes = 0; // header + records
+  std::uint64_t file_bytes = 0; // on disk, preallocation included
+};
+
+struct OpenResult;
+
+// The log of one data directory.
+//
+// THREADING. A Log is not thread-safe: one thread (the node's WAL thread) makes every call. The
+// only thread inside is the helper that zero-fills the next segment file; it shares nothing
+// with the caller but the file system.
+//
+// DURABILITY. append() writes records to the open segment without syncing; sync() makes every
+// earlier append durable with one fdatasync (group commit). A failed write or fsync poisons the
+// log: every later mutation returns errc::poisoned until the log is reopened, because after a
+// failed fsync the kernel may have dropped the dirty pages, and retrying would falsely succeed.
+// Files are created, renamed and removed only with an fsync of the directory afterwards.
+//
+// ON-DISK FORMAT (version 1; all integers little-endian). A data directory holds:
+//
+//   LOCK                               flock(LOCK_EX) by the node; empty
+//   hardstate                          the hard state, replaced atomically
+//   open-<seq:20>.wal                  the open segment (normally one), named by a sequence
+//   <first:20>-<last:20>.wal           closed segments, named by their inclusive index range
+//   snapshot-<index:20>-<term:20>.snap snapshot files, the newest Options::snapshots_kept
+//   next.spare, *.tmp                  work files; removed at open
+//
+// Segment file:
+//   offset  size  field
+//   0       8     magic "RPOOLWAL"
+//   8       4     format version = 1
+//   12      4     reserved, 0
+//   16      8     first_index: the index of the segment's first record
+//   24      4     reserved, 0
+//   28      4     CRC32C of bytes 0..27
+//   32      ...   records, back to back, then zeros up to the preallocated size (open segment)
+// Record (25-byte header + payload):
+//   0       4     payload length L (at most entry_payload_bytes_max)
+//   4       4     CRC32C of bytes 0..3 followed by bytes 8..(25+L-1): length, term, index, kind,
+//                 payload
+//   8       8     term
+//   16      8     index: first_index for the first record, then +1 each
+//   24      1     kind (opaque to the log)
+//   25      L     payload (opaque to the log)
+// An all-zero record header ends the records. A closed segment is cut to exactly its records.
+//
+// hardstate (48 bytes), written as hardstate.tmp, fdatasynced, renamed over, directory fsynced:
+//   0 8 magic "RPOOLHST" | 8 4 version = 1 | 12 4 reserved | 16 8 current_term | 24 8 voted_for |
+//   32 8 commit_index | 40 4 CRC32C of bytes 0..39 | 44 4 reserved
+//
+// snapshot file, written as snapshot.tmp, fdatasynced, renamed, directory fsynced:
+//   0 8 magic "RPOOLSNP" | 8 4 version = 1 | 12 4 reserved | 16 8 index | 24 8 term |
+//   32 8 metadata length M | 40 8 data length D | 48 M metadata | 48+M D data |
+//   48+M+D 4 CRC32C of every byte before it | 52+M+D 4 reserved
+//
+// RECOVERY (open). Every record of every segment is read and checked (CRC, index sequence,
+// term order). Segments must be contiguous. The last open segment may end in a torn or garbage
+// tail (a crash mid-write): it is cut back to the last whole record, zeroed, synced and reported
+// through Options::warn with the byte count. Anything else (a bad record in a closed segment, an
+// index gap, a name that disagrees with the contents) fails open() with errc::corrupt and a
+// detail naming the file and offset. Nothing is skipped silently.
+//
+// STALE RECORDS. Because segment space is reused (truncate_suffix, torn tails), the bytes after
+// the last record of the open segment are zeroed and synced before a new record can land in front
+// of them; otherwise an old record could line up behind a new one and come back to life.
+class Log {
+ public:
+  // Opens (creating if needed) the log in `dir` and recovers it; see RECOVERY above.
+  static OpenResult open(const std::string& dir, Options options = {});
+
+  ~Log();
+  Log(const Log&) = delete;
+  Log& operator=(const Log&) = delete;
+
+  // Appends entries after last_index(), without syncing. entries[0].index must be
+  // last_index() + 1 (first_index() on an empty log), indexes must be consecutive and terms not
+  // decreasing: a violation is a bug in the caller and asserts. A rollover to a new segment
+  // syncs and closes the full one (the only sync inside append).
+  std::error_code append(std::span<const Entry> entries);
+
+  // One fdatasync making every earlier append durable. Cheap when nothing is pending.
+  std::error_code sync();
+
+  // Removes the entries with index >= from (a conflicting tail replaced by a new leader), durably:
+  // when it returns ok, no removed entry can reappear after a crash. from must be within
+  // [first_index(), last_index() + 1]; errc::compacted below.
+  std::error_code truncate_suffix(LogIndex from);
+
+  // Deletes the closed segments whose entries all have index <= up_to (the caller has a snapshot
+  // covering them). first_index() moves to the first remaining segment, so up to a segment's worth
+  // of entries at or below up_to may remain readable.
+  std::error_code compact(LogIndex up_to);
+
+  // Discards every entry; the next append must be `next_index` (after installing a snapshot at
+  // next_index - 1 that is not contiguous with this log).
+  std::error_code reset(LogIndex next_index);
+
+  // Appends the entries [lo, hi) to `out`, stopping early once their payloads exceed bytes_max
+  // (but always at least one). Needs first_index() <= lo <= hi <= last_index() + 1:
+  // errc::compacted below, errc::unavailable above.
+  std::error_code read(LogIndex lo, LogIndex hi, std::vector<Entry>& out,
+                       std::uint64_t bytes_max = UINT64_MAX) const;
+  std::error_code term(LogIndex index, Term& out) const;
+
+  // The first entry still held, and the last. An empty log has last_index() == first_index() - 1
+  // (first_index() is 1 for a new log, or what reset() set).
+  LogIndex first_index() const;
+  LogIndex last_index() const;
+  Term last_term() const;  // Term(0) when empty
+
+  // Hard state: saved atomically (temp file, fdatasync, rename, directory fsync). load gives the
+  // zero state when none was ever saved, errc::corrupt when the file does not check out.
+  std::error_code save_hard_state(const HardState& state);
+  std::error_code load_hard_state(HardState& out) const;
+
+  // Snapshot files (see the format above); keeps the newest Options::snapshots_kept.
+  std::error_code save_snapshot(const SnapshotFile& snapshot);
+  // The newest snapshot, checksum verified; nullopt when there is none; errc::corrupt (with
+  // error_detail()) when the newest one is damaged: an older one is never used silently instead.
+  std::error_code load_latest_snapshot(std::optional<SnapshotFile>& out) const;
+
+  std::vector<SegmentInfo> segments() const;
+  const std::vector<std::string>& warnings() const { return warnings_; }
+  // One line naming the file, offset and reason of the last corrupt/IO error returned.
+  const std::string& error_detail() const { return error_detail_; }
+  bool poisoned() const { return poisoned_; }
+  const std::string& dir() const { return dir_; }
+
+  // Asserts the in-memory structure: segments contiguous, only the last one open, offsets
+  // increasing and within data_end, terms not decreasing, byte totals consistent.
+  void check_invariants() const;
+
+ private:
+  struct Segment {
+    std::string name;
+    bool open = false;
+    std::uint64_t seq = 0;  // open segments only
+    LogIndex first_index;
+    std::vector<std::uint64_t> offsets;  // record i (index first_index + i) starts here
+    std::vector<std::uint32_t> payload_bytes;
+    std::vector<Term> terms;
+    std::uint64_t data_end = 0;   // header + records
+    std::uint64_t dirty_end = 0;  // open: past the last byte that may be non-zero; >= data_end
+    std::uint64_t file_bytes = 0;
+    std::unique_ptr<File> file;
+    LogIndex last_index() const { return first_index + offsets.size() - 1; }
+  };
+
+  Log(std::string dir, Options options);
+  std::error_code recover();
+  std::error_code recover_segment(const std::string& name, bool open, std::uint64_t seq,
+                                  bool last_open, const std::optional<LogIndex>& expected_first);
+  std::error_code writable();
+  std::error_code fail(std::error_code ec, std::string detail);  // poisons on I/O errors
+  std::error_code corrupt(const std::string& file, std::uint64_t offset, const std::string& why);
+  std::error_code prepare_segment_file(const std::string& path) const;
+  std::error_code start_segment(LogIndex first_index);
+  std::error_code close_open_segment();
+  std::error_code zero_range(Segment& segment, std::uint64_t from, std::uint64_t to);
+  std::error_code remove_last_segment();
+  std::error_code reopen_last_as_open();
+  void kick_spare();
+  std::error_code take_spare(const std::string& path);
+  std::string path(const std::string& name) const { return join_path(dir_, name); }
+  void warn(const std::string& message);
+  const Segment* segment_of(LogIndex index) const;
+
+  std::string dir_;
+  Options options_;
+  FileSystem& fs_;
+  std::unique_ptr<DirLock> lock_;
+  std::vector<Segment> segments_;   // ascending and contiguous; only the last may be open
+  LogIndex empty_first_index_{1};   // first_index() while segments_ hold no entry
+  std::uint64_t next_seq_ = 1;      // for the next open segment
+  bool unsynced_ = false;           // appended since the last successful sync
+  bool poisoned_ = false;
+  std::future<std::error_code> spare_;  // the helper zero-filling next.spare
+  bool spare_ready_ = false;            // next.spare is complete (spare_ was collected)
+  std::vector<std::string> warnings_;
+  mutable std::string error_detail_;
+  Bytes scratch_;
+};
+
+struct OpenResult {
+  std::unique_ptr<Log> log;  // set exactly when !error
+  std::error_code error;
+  std::string detail;        // one line: the file, offset and reason, when error
+};
+
+}  // namespace rpool::wal
