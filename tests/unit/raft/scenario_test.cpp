@@ -1,0 +1,226 @@
+// Scenario tests, named as sentences and read like scripts.
+#include <doctest/doctest.h>
+
+#include "harness.h"
+
+namespace rpool::raft {
+namespace {
+
+using namespace test;
+
+std::vector<std::uint64_t> terms_of(const Core& c) {
+  std::vector<std::uint64_t> out;
+  for (LogIndex i = c.log().first_index(); i <= c.log().last_index(); ++i) {
+    out.push_back(c.log().at(i).term.value());
+  }
+  return out;
+}
+
+bool contains(const std::vector<std::string>& v, const std::string& s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+// Exchanges messages between a leader and one follower until they are quiet.
+void replicate(Core& leader, Core& follower) {
+  leader.tick();  // a heartbeat starts the conversation
+  std::vector<Message> wire = drain(leader);
+  for (int round = 0; round < 100 && !wire.empty(); ++round) {
+    std::vector<Message> back;
+    for (const Message& m : wire) {
+      if (m.to != follower.id()) continue;
+      follower.step(m);
+      for (const Message& r : drain(follower)) leader.step(r);
+    }
+    wire = drain(leader);
+  }
+}
+
+TEST_CASE("figure 8: an old-term entry on a majority is not committed and is safely overwritten") {
+  Cluster c(5, [](Config& cfg) {
+    cfg.pre_vote = false;
+    cfg.check_quorum = false;
+    cfg.entries_per_append_max = 1;
+  });
+  // (a) S1 leads and replicates an entry of its term to S2 only.
+  c.elect(1);
+  c.isolate(3);
+  c.isolate(4);
+  c.isolate(5);
+  c.propose(1, "old");
+  CHECK(c.core(2).log().last_index() == LogIndex(2));
+  // (b) S1 crashes; S5 wins with S3 and S4 and appends an entry of its term, unreplicated.
+  c.heal();
+  c.isolate(1);
+  c.isolate(2);
+  c.drop_if = [](Message& m) { return m.from == NodeId(5) && m.type == MessageType::append; };
+  c.elect(5);
+  REQUIRE(c.core(5).role() == Role::leader);
+  const Term s5_term = c.core(5).current_term();
+  // (c) S5 crashes; S1 returns, wins the next term and replicates the old entry to S3 — but
+  // not its own no-op.
+  c.heal();
+  c.isolate(5);
+  c.restart(1);
+  c.drop_if = [](Message& m) {
+    if (m.from == NodeId(1) && m.type == MessageType::append) {
+      std::erase_if(m.entries, [](const Entry& e) { return e.type == EntryType::noop; });
+    }
+    return false;
+  };
+  REQUIRE(c.elect_among({1}) == 1);
+  CHECK(c.core(1).current_term() > s5_term);
+  CHECK(c.core(3).log().last_index() >= LogIndex(2));  // "old" now on S1, S2, S3: a majority
+  // §5.4.2: yet it is not committed, because it is not from S1's current term.
+  CHECK(c.core(1).log().commit_index() == LogIndex(1));
+  CHECK_FALSE(contains(applied_data(c.node(1)), "old"));
+  // (d) S1 crashes; S5 returns, wins (its last term is higher) and overwrites index 2.
+  c.drop_if = nullptr;
+  c.heal();
+  c.isolate(1);
+  c.restart(5);
+  REQUIRE(c.elect_among({5}) == 5);
+  c.propose(5, "new");
+  for (std::uint64_t id : {2, 3, 4, 5}) {
+    CHECK(c.core(id).log().at(LogIndex(2)).term == s5_term);
+    CHECK_FALSE(contains(applied_data(c.node(id)), "old"));
+    CHECK(contains(applied_data(c.node(id)), "new"));
+  }
+  // S1 returns and its log is repaired too.
+  c.heal();
+  c.tick_all(3);
+  CHECK(terms_of(c.core(1)) == terms_of(c.core(5)));
+}
+
+TEST_CASE("a partitioned leader returning steps down and its uncommitted entries are replaced") {
+  Cluster c(3);
+  c.elect(1);
+  c.propose(1, "before");
+  c.isolate(1);
+  c.propose(1, "lost");  // the old leader keeps accepting, but cannot commit
+  const std::uint64_t leader = c.elect_among({2, 3});
+  REQUIRE(leader != 0);
+  c.propose(leader, "kept");
+  c.heal();
+  c.tick_all(3);
+  CHECK(c.core(1).role() == Role::follower);
+  for (std::uint64_t id : {1, 2, 3}) {
+    CHECK(applied_data(c.node(id)) == std::vector<std::string>{"before", "kept"});
+    CHECK(terms_of(c.core(id)) == terms_of(c.core(leader)));
+  }
+}
+
+TEST_CASE("divergent logs are repaired by a new leader (figure 7)") {
+  // The leader of term 8 and the six followers of the paper's figure 7.
+  const auto leader_log = log_with_terms({1, 1, 1, 4, 4, 5, 5, 6, 6, 6});
+  const std::vector<std::vector<Entry>> followers = {
+      log_with_terms({1, 1, 1, 4, 4, 5, 5, 6, 6}),                 // (a) missing one
+      log_with_terms({1, 1, 1, 4}),                                // (b) missing many
+      log_with_terms({1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 6}),           // (c) one extra
+      log_with_terms({1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 7, 7}),        // (d) extra, later term
+      log_with_terms({1, 1, 1, 4, 4, 4, 4}),                       // (e) conflicting suffix
+      log_with_terms({1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3}),           // (f) long conflict
+  };
+  for (const auto& flog : followers) {
+    auto l = make_core(1, {1, 2, 3}, leader_log, Term(7), [](Config& cfg) { cfg.pre_vote = false; });
+    tick_until_campaign(*l);
+    drain(*l);
+    l->step(msg(MessageType::vote_resp, 3, 1, 8));
+    REQUIRE(l->role() == Role::leader);
+    drain(*l);
+    auto f = make_core(2, {1, 2, 3}, flog, Term(7));
+    replicate(*l, *f);
+    CHECK(terms_of(*f) == terms_of(*l));
+    CHECK(f->log().commit_index() == l->log().commit_index());
+  }
+}
+
+TEST_CASE("a follower behind a compacted log catches up via a chunked snapshot") {
+  Cluster c(3, [](Config& cfg) { cfg.snapshot_chunk_bytes = 4; });
+  c.elect(1);
+  c.isolate(3);
+  for (int i = 0; i < 10; ++i) c.propose(1, "e" + std::to_string(i));
+  const LogIndex applied = c.core(1).log().applied_index();
+  auto image = std::make_shared<const Bytes>(bytes_of("state-machine-image-at-11"));
+  REQUIRE_FALSE(c.core(1).compact(applied, image));
+  CHECK(c.core(1).log().snapshot_index() == applied);
+  c.propose(1, "after");
+  c.heal();
+  c.tick(1, 3);
+  CHECK(c.node(3).snapshot.has_value());
+  CHECK(*c.node(3).snapshot->data == *image);
+  CHECK(c.core(3).log().snapshot_index() == applied);
+  CHECK(c.core(3).log().last_index() == c.core(1).log().last_index());
+  CHECK(applied_data(c.node(3)) == std::vector<std::string>{"after"});
+  // It restarts from its own disk: snapshot plus the entries after it.
+  c.restart(3);
+  c.settle();
+  CHECK(c.core(3).log().snapshot_index() == applied);
+  CHECK(applied_data(c.node(3)) == std::vector<std::string>{"after"});
+}
+
+TEST_CASE("leadership transfer under load loses no committed entry") {
+  Cluster c(3);
+  c.elect(1);
+  std::vector<std::string> acked;
+  std::uint64_t leader = 1;
+  int refused = 0;
+  for (int i = 0; i < 60; ++i) {
+    if (i == 20) REQUIRE_FALSE(c.core(1).transfer_leader(NodeId(2)));
+    for (std::uint64_t id : {1, 2, 3}) {
+      if (c.core(id).role() == Role::leader) leader = id;
+    }
+    const std::string v = "v" + std::to_string(i);
+    const auto ec = c.core(leader).propose(bytes_of(v));
+    if (!ec) {
+      acked.push_back(v);
+    } else {
+      CHECK(ec == errc::transfer_in_progress);  // paused during the transfer, never lost
+      ++refused;
+    }
+    if (i % 3 == 0) c.settle();
+  }
+  c.settle();
+  c.tick_all(2);
+  CHECK(c.core(2).role() == Role::leader);
+  // Everything accepted is committed and applied, in the same order everywhere.
+  for (std::uint64_t id : {1, 2, 3}) CHECK(applied_data(c.node(id)) == acked);
+  CHECK(refused <= 3);  // the target was nearly caught up: a short pause
+}
+
+TEST_CASE("adding and removing members under load keeps every replica identical") {
+  Cluster c(3);
+  c.elect(1);
+  c.add_node(4);
+  int n = 0;
+  auto load = [&](int count) {
+    for (int i = 0; i < count; ++i) {
+      for (std::uint64_t id : {1, 2, 3, 4}) {
+        if (c.core(id).role() == Role::leader) {
+          REQUIRE_FALSE(c.core(id).propose(bytes_of("w" + std::to_string(n++))));
+          break;
+        }
+      }
+    }
+    c.settle();
+  };
+  load(10);
+  REQUIRE_FALSE(c.core(1).change_membership({ChangeType::add_learner, NodeId(4)}));
+  load(10);
+  REQUIRE_FALSE(c.core(1).change_membership({ChangeType::promote, NodeId(4)}));
+  load(10);
+  CHECK(c.core(2).membership().voters.size() == 4);
+  REQUIRE_FALSE(c.core(1).change_membership({ChangeType::remove, NodeId(2)}));
+  load(10);
+  REQUIRE_FALSE(c.core(1).change_membership({ChangeType::remove, NodeId(1)}));
+  load(1);
+  CHECK(c.core(1).role() == Role::follower);
+  const std::uint64_t leader = c.elect_among({3, 4});
+  REQUIRE(leader != 0);
+  load(10);
+  CHECK(c.core(leader).membership().voters == std::vector<NodeId>{NodeId(3), NodeId(4)});
+  CHECK(applied_data(c.node(3)) == applied_data(c.node(4)));
+  CHECK(applied_data(c.node(3)).size() == static_cast<std::size_t>(n));
+}
+
+}  // namespace
+}  // namespace rpool::raft
