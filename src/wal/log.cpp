@@ -105,7 +105,6 @@ std::error_code Log::recover() {
   struct Open { std::uint64_t seq; std::string name; };
   std::vector<Closed> closed;
   std::vector<Open> opens;
-  bool removed_any = false;
   for (const auto& name : names) {
     const ParsedName p = parse_name(name);
     switch (p.kind) {
@@ -115,14 +114,10 @@ std::error_code Log::recover() {
         if (!options_.read_only) {
           // Work files of an interrupted write: never part of the durable state.
           if (auto ec = fs_.remove(path(name))) return fail(ec, fmt::format("{}: cannot remove: {}", path(name), ec.message()));
-          removed_any = true;
         }
         break;
       default: break;
     }
-  }
-  if (removed_any) {
-    if (auto ec = fs_.sync_dir(dir_)) return fail(ec, fmt::format("{}: fsync failed: {}", dir_, ec.message()));
   }
   std::sort(closed.begin(), closed.end(), [](const Closed& a, const Closed& b) { return a.first < b.first; });
   std::sort(opens.begin(), opens.end(), [](const Open& a, const Open& b) { return a.seq < b.seq; });
@@ -160,7 +155,18 @@ std::error_code Log::recover() {
     expected = segments_.back().last_index() + 1;
   }
   if (segments_.empty()) empty_first_index_ = LogIndex(1);
-  if (!options_.read_only) kick_spare();
+  if (!options_.read_only) {
+    // What recovery read may have come from the page cache of a previous run whose fsync failed
+    // (the process then reopened the log without a power loss). Make it durable before anyone
+    // relies on it: the open segment's data, and every name in the directory.
+    if (!segments_.empty() && segments_.back().open) {
+      if (auto ec = segments_.back().file->sync_data()) {
+        return fail(ec, fmt::format("{}: fdatasync failed: {}", path(segments_.back().name), ec.message()));
+      }
+    }
+    if (auto ec = fs_.sync_dir(dir_)) return fail(ec, fmt::format("{}: fsync failed: {}", dir_, ec.message()));
+    kick_spare();
+  }
   return {};
 }
 
@@ -371,6 +377,10 @@ std::error_code Log::reopen_last_as_open() {
     return fail(ec, fmt::format("{}: rename failed: {}", path(seg.name), ec.message()));
   }
   if (auto ec = fs_.sync_dir(dir_)) return fail(ec, fmt::format("{}: fsync failed: {}", dir_, ec.message()));
+  // Closed segments found at open are read-only handles; the open segment is written.
+  if (auto ec = fs_.open(path(name), OpenMode::read_write, seg.file)) {
+    return fail(ec, fmt::format("{}: cannot open: {}", path(name), ec.message()));
+  }
   seg.name = name;
   seg.open = true;
   seg.seq = seq;
@@ -447,21 +457,19 @@ std::error_code Log::truncate_suffix(LogIndex from) {
   RPOOL_ASSERT_OP(from, <=, last_index() + 1);
   if (from < first_index()) return errc::compacted;
   if (from == last_index() + 1) return {};
-  // Whole segments at or after `from` go first, newest first.
-  while (!segments_.empty() && segments_.back().first_index >= from) {
+  // Whole segments at or after `from` go first, newest first. The first segment always stays
+  // (cut down to its header if need be), so that a crash cannot make the log forget its first
+  // index.
+  while (segments_.size() > 1 && segments_.back().first_index >= from) {
     if (auto ec = remove_last_segment()) return ec;
   }
-  if (segments_.empty()) {
-    empty_first_index_ = from;
-    return start_segment(from);
-  }
+  RPOOL_ASSERT(!segments_.empty());
   if (last_index() + 1 == from) return {};  // `from` was a segment boundary
   if (!segments_.back().open) {
     if (auto ec = reopen_last_as_open()) return ec;
   }
   Segment& seg = segments_.back();
   const std::size_t keep = from - seg.first_index;
-  RPOOL_ASSERT(keep > 0);
   RPOOL_ASSERT_OP(keep, <, seg.offsets.size());
   const std::uint64_t cut = seg.offsets[keep];
   if (auto ec = zero_range(seg, cut, std::max(seg.dirty_end, seg.data_end))) return ec;

@@ -148,7 +148,9 @@ class Log {
   std::error_code compact(LogIndex up_to);
 
   // Discards every entry; the next append must be `next_index` (after installing a snapshot at
-  // next_index - 1 that is not contiguous with this log).
+  // next_index - 1 that is not contiguous with this log). A crash during reset() leaves a prefix
+  // of the old log, possibly empty with first_index() 1: after opening, the caller compares the
+  // log with its latest snapshot and calls reset() again if they are not contiguous.
   std::error_code reset(LogIndex next_index);
 
   // Appends the entries [lo, hi) to `out`, stopping early once their payloads exceed bytes_max
