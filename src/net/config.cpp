@@ -1,0 +1,237 @@
+#include "net/config.h"
+
+#include <charconv>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace rpool::net {
+namespace {
+
+using nlohmann::json;
+
+// Thrown inside the parser only; parse_config() turns it into the one-line error.
+struct ConfigError {
+  std::string message;
+};
+
+[[noreturn]] void fail(const std::string& field, const std::string& why) {
+  throw ConfigError{fmt::format("{}: {}", field, why)};
+}
+
+void only_fields(const json& object, const std::string& where, std::initializer_list<const char*> allowed) {
+  for (const auto& [key, value] : object.items()) {
+    bool known = false;
+    for (const char* a : allowed) known = known || key == a;
+    if (!known) fail(where.empty() ? key : where + "." + key, "unknown field");
+  }
+}
+
+const json& require_object(const json& j, const std::string& field) {
+  if (!j.is_object()) fail(field, "expected an object");
+  return j;
+}
+
+std::uint64_t unsigned_in(const json& j, const std::string& field, std::uint64_t lo, std::uint64_t hi) {
+  if (!j.is_number_integer() || (j.is_number_integer() && !j.is_number_unsigned() && j.get<std::int64_t>() < 0)) {
+    fail(field, fmt::format("expected an integer from {} to {}", lo, hi));
+  }
+  const auto v = j.get<std::uint64_t>();
+  if (v < lo || v > hi) fail(field, fmt::format("expected an integer from {} to {}, got {}", lo, hi, v));
+  return v;
+}
+
+Endpoint endpoint(const json& j, const std::string& field) {
+  if (!j.is_string()) fail(field, "expected a string \"host:port\"");
+  const auto e = parse_endpoint(j.get<std::string>());
+  if (!e) fail(field, fmt::format("expected host:port, got \"{}\"", j.get<std::string>()));
+  return *e;
+}
+
+pool::Item catalog_item(const json& j, const std::string& field) {
+  require_object(j, field);
+  only_fields(j, field, {"item_id", "quantity", "probability"});
+  pool::Item item;
+  if (!j.contains("item_id") || !j["item_id"].is_string()) fail(field + ".item_id", "expected a string");
+  item.item_id = j["item_id"].get<std::string>();
+  if (!pool::valid_item_id(item.item_id)) {
+    fail(field + ".item_id", "expected 1-64 of A-Z a-z 0-9 _ . -");
+  }
+  if (!j.contains("quantity") || !j["quantity"].is_number_integer()) {
+    fail(field + ".quantity", "expected an integer >= 0, or -1 for unlimited");
+  }
+  const json& q = j["quantity"];
+  if (q.is_number_unsigned() ? q.get<std::uint64_t>() > static_cast<std::uint64_t>(pool::quantity_max)
+                             : q.get<std::int64_t>() < -1) {
+    fail(field + ".quantity", fmt::format("expected -1 or 0 to {}", pool::quantity_max));
+  }
+  item.quantity = q.get<std::int64_t>();
+  if (!j.contains("probability")) fail(field + ".probability", "missing");
+  item.probability = unsigned_in(j["probability"], field + ".probability", 0, pool::probability_max);
+  return item;
+}
+
+Config parse(const json& root) {
+  require_object(root, "config");
+  only_fields(root, "", {"members", "data_dir", "catalog", "admin_token", "raft", "wal"});
+  Config c;
+
+  if (!root.contains("members") || !root["members"].is_array() || root["members"].empty()) {
+    fail("members", "expected a non-empty array");
+  }
+  std::set<std::uint64_t> ids;
+  std::set<std::string> addresses;
+  for (std::size_t i = 0; i < root["members"].size(); ++i) {
+    const std::string field = fmt::format("members[{}]", i);
+    const json& m = require_object(root["members"][i], field);
+    only_fields(m, field, {"id", "raft", "http"});
+    for (const char* required : {"id", "raft", "http"}) {
+      if (!m.contains(required)) fail(field + "." + required, "missing");
+    }
+    Member member;
+    member.id = NodeId(unsigned_in(m["id"], field + ".id", 1, 1'000'000));
+    member.raft = endpoint(m["raft"], field + ".raft");
+    member.http = endpoint(m["http"], field + ".http");
+    if (!ids.insert(member.id.value()).second) fail(field + ".id", fmt::format("duplicate id {}", member.id));
+    for (const Endpoint& e : {member.raft, member.http}) {
+      if (!addresses.insert(e.to_string()).second) {
+        fail(field, fmt::format("address {} is used twice", e.to_string()));
+      }
+    }
+    c.members.push_back(std::move(member));
+  }
+
+  if (root.contains("data_dir")) {
+    if (!root["data_dir"].is_string() || root["data_dir"].get<std::string>().empty()) {
+      fail("data_dir", "expected a non-empty string");
+    }
+    c.data_dir = root["data_dir"].get<std::string>();
+  }
+
+  if (root.contains("catalog")) {
+    if (!root["catalog"].is_array()) fail("catalog", "expected an array of items");
+    if (root["catalog"].size() > pool::items_max) fail("catalog", fmt::format("at most {} items", pool::items_max));
+    std::set<std::string> seen;
+    for (std::size_t i = 0; i < root["catalog"].size(); ++i) {
+      const std::string field = fmt::format("catalog[{}]", i);
+      pool::Item item = catalog_item(root["catalog"][i], field);
+      if (!seen.insert(item.item_id).second) fail(field + ".item_id", fmt::format("duplicate item_id \"{}\"", item.item_id));
+      c.catalog.push_back(std::move(item));
+    }
+  }
+
+  if (root.contains("admin_token")) {
+    const json& t = root["admin_token"];
+    if (!t.is_null()) {
+      if (!t.is_string() || t.get<std::string>().empty()) fail("admin_token", "expected a non-empty string");
+      c.admin_token = t.get<std::string>();
+    }
+  }
+
+  if (root.contains("raft")) {
+    const json& r = require_object(root["raft"], "raft");
+    only_fields(r, "raft", {"heartbeat_ms", "election_timeout_ms", "snapshot_entries"});
+    if (r.contains("heartbeat_ms")) c.raft.heartbeat_ms = static_cast<std::uint32_t>(unsigned_in(r["heartbeat_ms"], "raft.heartbeat_ms", 1, 10'000));
+    if (r.contains("election_timeout_ms")) {
+      c.raft.election_timeout_ms = static_cast<std::uint32_t>(unsigned_in(r["election_timeout_ms"], "raft.election_timeout_ms", 10, 60'000));
+    }
+    if (r.contains("snapshot_entries")) c.raft.snapshot_entries = unsigned_in(r["snapshot_entries"], "raft.snapshot_entries", 1, 1'000'000'000);
+    if (c.raft.election_timeout_ms < 2 * c.raft.heartbeat_ms) {
+      fail("raft.election_timeout_ms", fmt::format("must be at least twice raft.heartbeat_ms ({})", c.raft.heartbeat_ms));
+    }
+  }
+
+  if (root.contains("wal")) {
+    const json& w = require_object(root["wal"], "wal");
+    only_fields(w, "wal", {"segment_bytes", "fsync"});
+    if (w.contains("segment_bytes")) c.wal.segment_bytes = unsigned_in(w["segment_bytes"], "wal.segment_bytes", segment_bytes_min, segment_bytes_max);
+    if (w.contains("fsync")) {
+      if (!w["fsync"].is_boolean()) fail("wal.fsync", "expected true or false");
+      c.wal.fsync = w["fsync"].get<bool>();
+    }
+  }
+  return c;
+}
+
+}  // namespace
+
+std::string Endpoint::to_string() const {
+  return host.find(':') != std::string::npos ? fmt::format("[{}]:{}", host, port)
+                                              : fmt::format("{}:{}", host, port);
+}
+
+const Member* Config::member(NodeId id) const {
+  for (const Member& m : members) {
+    if (m.id == id) return &m;
+  }
+  return nullptr;
+}
+
+std::string Config::data_dir_for(NodeId id) const {
+  std::string dir = data_dir;
+  const std::string id_text = std::to_string(id.value());
+  for (std::size_t at = dir.find("{id}"); at != std::string::npos; at = dir.find("{id}", at + id_text.size())) {
+    dir.replace(at, 4, id_text);
+  }
+  return dir;
+}
+
+std::optional<Endpoint> parse_endpoint(std::string_view text) {
+  std::string_view host, port;
+  if (!text.empty() && text.front() == '[') {
+    const auto close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') return std::nullopt;
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    const auto colon = text.rfind(':');
+    if (colon == std::string_view::npos) return std::nullopt;
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos) return std::nullopt;  // v6 needs brackets
+  }
+  if (host.empty() || port.empty()) return std::nullopt;
+  unsigned value = 0;
+  const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (ec != std::errc() || end != port.data() + port.size() || value == 0 || value > 65535) return std::nullopt;
+  return Endpoint{std::string(host), static_cast<std::uint16_t>(value)};
+}
+
+std::optional<Config> parse_config(std::string_view text, std::string& error) {
+  const json root = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (root.is_discarded()) {
+    // Parse again with exceptions for the position and reason of the syntax error.
+    try {
+      (void)json::parse(text);
+    } catch (const json::parse_error& e) {
+      error = fmt::format("config: not valid JSON: {}", e.what());
+      return std::nullopt;
+    }
+    error = "config: not valid JSON";
+    return std::nullopt;
+  }
+  try {
+    return parse(root);
+  } catch (const ConfigError& e) {
+    error = "config: " + e.message;
+    return std::nullopt;
+  }
+}
+
+std::optional<Config> load_config(const std::string& path, std::string& error) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    error = fmt::format("config: cannot read {}", path);
+    return std::nullopt;
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  auto config = parse_config(text.str(), error);
+  if (!config) error = fmt::format("{} ({})", error, path);
+  return config;
+}
+
+}  // namespace rpool::net

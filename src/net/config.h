@@ -1,0 +1,66 @@
+// The node's configuration file (CONTRACT.md, "Config"), parsed strictly: an unknown field, a
+// wrong type or a value out of range is an error that names the field, so a typo is never
+// silently ignored.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/types.h"
+#include "pool/command.h"
+
+namespace rpool::net {
+
+struct Endpoint {
+  std::string host;  // an IPv4 or IPv6 literal, or a name
+  std::uint16_t port = 0;
+  std::string to_string() const;  // "host:port", "[v6]:port"
+  friend bool operator==(const Endpoint&, const Endpoint&) = default;
+};
+
+struct Member {
+  NodeId id;
+  Endpoint raft;
+  Endpoint http;
+  friend bool operator==(const Member&, const Member&) = default;
+};
+
+struct RaftSettings {
+  std::uint32_t heartbeat_ms = 50;
+  std::uint32_t election_timeout_ms = 500;
+  std::uint64_t snapshot_entries = 100'000;
+};
+
+struct WalSettings {
+  std::uint64_t segment_bytes = 64ull << 20;
+  bool fsync = true;
+};
+
+struct Config {
+  std::vector<Member> members;
+  std::string data_dir = "data/node-{id}";  // "{id}" is replaced by the node id
+  std::vector<pool::Item> catalog;
+  std::optional<std::string> admin_token;
+  RaftSettings raft;
+  WalSettings wal;
+
+  const Member* member(NodeId id) const;
+  // data_dir with "{id}" replaced.
+  std::string data_dir_for(NodeId id) const;
+};
+
+inline constexpr std::uint64_t segment_bytes_min = 64 << 10;
+inline constexpr std::uint64_t segment_bytes_max = 1ull << 30;
+
+// Parses a config document. On failure returns nullopt and sets `error` to one line naming the
+// field and why, e.g. "members[1].raft: expected host:port, got \"localhost\"".
+std::optional<Config> parse_config(std::string_view text, std::string& error);
+// Reads and parses a file; the error names the file when it cannot be read.
+std::optional<Config> load_config(const std::string& path, std::string& error);
+
+// "host:port" or "[v6]:port".
+std::optional<Endpoint> parse_endpoint(std::string_view text);
+
+}  // namespace rpool::net
