@@ -168,3 +168,43 @@ TEST_CASE("garbage behind a zero-filled record header in the open segment is cut
 
 }  // namespace
 }  // namespace rpool::wal
+
+namespace rpool::wal {
+namespace {
+
+void write_file(SimFileSystem& fs, const std::string& path, const Bytes& bytes) {
+  std::unique_ptr<File> f;
+  REQUIRE_FALSE(fs.open(path, OpenMode::create, f));
+  REQUIRE_FALSE(f->write_at(0, bytes));
+  REQUIRE_FALSE(f->sync_data());
+  REQUIRE_FALSE(fs.sync_dir(dir));
+}
+
+TEST_CASE("a well-formed record with the wrong index in a closed segment is corruption") {
+  SimFileSystem fs(6);
+  REQUIRE_FALSE(fs.make_dirs(dir));
+  Bytes seg;
+  encode_segment_header(LogIndex(1), seg);
+  for (std::uint64_t i : {1, 2, 4}) encode_record(test::entry(i, 1), seg);
+  write_file(fs, join_path(dir, closed_segment_name(LogIndex(1), LogIndex(3))), seg);
+  OpenResult r = Log::open(dir, small(&fs));
+  CHECK(r.error == errc::corrupt);
+  CHECK(r.detail.find(fmt::format("offset {}: record holds index 4, expected 3",
+                                  segment_header_bytes + 2 * record_bytes(16))) != std::string::npos);
+}
+
+TEST_CASE("a record whose term goes down is corruption") {
+  SimFileSystem fs(7);
+  REQUIRE_FALSE(fs.make_dirs(dir));
+  Bytes seg;
+  encode_segment_header(LogIndex(1), seg);
+  encode_record(test::entry(1, 5), seg);
+  encode_record(test::entry(2, 4), seg);
+  write_file(fs, join_path(dir, closed_segment_name(LogIndex(1), LogIndex(2))), seg);
+  OpenResult r = Log::open(dir, small(&fs));
+  CHECK(r.error == errc::corrupt);
+  CHECK(r.detail.find("term 4 is below") != std::string::npos);
+}
+
+}  // namespace
+}  // namespace rpool::wal

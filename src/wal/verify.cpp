@@ -1,0 +1,151 @@
+#include "wal/verify.h"
+
+#include <algorithm>
+#include <optional>
+
+#include <fmt/format.h>
+
+#include "wal/errc.h"
+#include "wal/format.h"
+
+namespace rpool::wal {
+namespace {
+
+std::error_code read_whole(FileSystem& fs, const std::string& path, Bytes& out) {
+  std::unique_ptr<File> file;
+  if (auto ec = fs.open(path, OpenMode::read_only, file)) return ec;
+  std::uint64_t size = 0;
+  if (auto ec = file->size(size)) return ec;
+  out.resize(size);
+  return file->read_at(0, out);
+}
+
+}  // namespace
+
+VerifyReport verify_directory(const std::string& dir, FileSystem& fs) {
+  VerifyReport report;
+  auto fault = [&](const std::string& name, std::uint64_t offset, std::string reason) {
+    report.faults.push_back({join_path(dir, name), offset, std::move(reason)});
+  };
+  std::vector<std::string> names;
+  if (auto ec = fs.list(dir, names)) {
+    report.faults.push_back({dir, 0, fmt::format("cannot list the directory: {}", ec.message())});
+    return report;
+  }
+  struct Seg {
+    std::string name;
+    ParsedName parsed;
+  };
+  std::vector<Seg> closed, opens, snapshots;
+  for (const auto& name : names) {
+    const ParsedName p = parse_name(name);
+    if (p.kind == FileKind::closed_segment) closed.push_back({name, p});
+    if (p.kind == FileKind::open_segment) opens.push_back({name, p});
+    if (p.kind == FileKind::snapshot) snapshots.push_back({name, p});
+    if (p.kind == FileKind::hard_state) report.hard_state = true;
+  }
+  std::sort(closed.begin(), closed.end(), [](const Seg& a, const Seg& b) { return a.parsed.first < b.parsed.first; });
+  std::sort(opens.begin(), opens.end(), [](const Seg& a, const Seg& b) { return a.parsed.seq < b.parsed.seq; });
+  std::vector<Seg> segments = closed;
+  segments.insert(segments.end(), opens.begin(), opens.end());
+
+  std::optional<LogIndex> prev_last;  // last index of the previous segment
+  Bytes bytes;
+  for (std::size_t i = 0; i < segments.size(); ++i) {
+    const Seg& seg = segments[i];
+    const bool is_open = seg.parsed.kind == FileKind::open_segment;
+    const bool last_open = is_open && i + 1 == segments.size();
+    ++report.segments;
+    if (auto ec = read_whole(fs, join_path(dir, seg.name), bytes)) {
+      fault(seg.name, 0, fmt::format("cannot read: {}", ec.message()));
+      prev_last.reset();
+      continue;
+    }
+    report.record_bytes += bytes.size();
+    const SegmentScan scan = scan_segment(bytes);
+    if (!scan.header_ok) {
+      if (last_open && scan.garbage_bytes <= segment_header_bytes) {
+        report.warnings.push_back(fmt::format("{}: a segment whose header was never completed ({}); "
+                                              "it holds no records and is discarded at the next open",
+                                              join_path(dir, seg.name), *scan.fault));
+      } else {
+        fault(seg.name, 0, *scan.fault);
+      }
+      prev_last.reset();
+      continue;
+    }
+    report.records += scan.records.size();
+    const LogIndex last = scan.first_index + scan.records.size() - 1;
+    if (prev_last && scan.first_index != *prev_last + 1) {
+      fault(seg.name, 16, fmt::format("segment starts at index {}, but the previous segment ends at {} "
+                                      "(a missing segment or an index gap)", scan.first_index, *prev_last));
+    }
+    if (scan.garbage_bytes > 0) {
+      const std::string why = scan.fault ? *scan.fault : std::string("non-zero bytes after the last record");
+      if (last_open) {
+        report.warnings.push_back(fmt::format(
+            "{}: torn tail of {} bytes at offset {} ({}); the next open cuts it (or a node is writing it now)",
+            join_path(dir, seg.name), scan.garbage_bytes, scan.data_end, why));
+      } else {
+        fault(seg.name, scan.data_end, why);
+      }
+    }
+    const bool already_faulty = scan.garbage_bytes > 0 && !last_open;  // reported once, above
+    if (!is_open && !already_faulty) {
+      if (scan.records.empty()) {
+        fault(seg.name, segment_header_bytes, "closed segment holds no records");
+      } else if (scan.first_index != seg.parsed.first || last != seg.parsed.last) {
+        fault(seg.name, scan.data_end, fmt::format("segment holds indexes {}-{} but its name says {}-{}",
+                                                   scan.first_index, last, seg.parsed.first, seg.parsed.last));
+      }
+    } else if (!last_open && scan.records.empty()) {
+      fault(seg.name, segment_header_bytes, "an open segment that is not the last one holds no records");
+    }
+    if (report.first_index.value() == 0 && !scan.records.empty()) report.first_index = scan.first_index;
+    if (!scan.records.empty()) report.last_index = last;
+    prev_last = last;
+  }
+
+  if (report.hard_state) {
+    std::string why;
+    const std::string name(hard_state_file_name);
+    if (auto ec = read_whole(fs, join_path(dir, name), bytes)) {
+      fault(name, 0, fmt::format("cannot read: {}", ec.message()));
+    } else if (!decode_hard_state(bytes, why)) {
+      fault(name, 0, why);
+    }
+  }
+
+  std::optional<LogIndex> newest_snapshot;
+  for (const auto& snap : snapshots) {
+    ++report.snapshots;
+    // Coverage counts damaged snapshots too (by name): they are reported once, as themselves.
+    newest_snapshot = std::max(newest_snapshot.value_or(LogIndex(0)), snap.parsed.first);
+    std::string why;
+    if (auto ec = read_whole(fs, join_path(dir, snap.name), bytes)) {
+      fault(snap.name, 0, fmt::format("cannot read: {}", ec.message()));
+      continue;
+    }
+    const auto s = decode_snapshot(bytes, why);
+    if (!s) {
+      fault(snap.name, 0, why);
+      continue;
+    }
+    if (s->index != snap.parsed.first || s->term != snap.parsed.term) {
+      fault(snap.name, 16, fmt::format("snapshot holds index {} term {}, but its name says index {} term {}",
+                                       s->index, s->term, snap.parsed.first, snap.parsed.term));
+    }
+  }
+  // Entries below the log's first index exist only in a snapshot; nothing may be missing between.
+  if (report.first_index.value() > 1 && !segments.empty()) {
+    const LogIndex covered = newest_snapshot.value_or(LogIndex(0));
+    if (covered + 1 < report.first_index) {
+      fault(segments.front().name, 16,
+            fmt::format("the log starts at index {}, but no snapshot covers the entries before it "
+                        "(newest snapshot: index {})", report.first_index, covered));
+    }
+  }
+  return report;
+}
+
+}  // namespace rpool::wal

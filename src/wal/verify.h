@@ -1,0 +1,36 @@
+// verify_directory(): checks every file of a data directory and reports every fault, where
+// Log::open() stops at the first. For `rpool-wal verify` and for tests; it only reads, takes no
+// lock, and may run beside a live node.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "base/types.h"
+#include "wal/file.h"
+
+namespace rpool::wal {
+
+struct Fault {
+  std::string file;  // the path
+  std::uint64_t offset = 0;
+  std::string reason;
+};
+
+struct VerifyReport {
+  std::vector<Fault> faults;          // empty: everything checks out
+  std::vector<std::string> warnings;  // not faults: a torn tail of the open segment (a crash, or
+                                      // a node writing right now) and the like
+  std::uint64_t segments = 0;
+  std::uint64_t records = 0;
+  std::uint64_t record_bytes = 0;     // bytes of segment files read
+  std::uint64_t snapshots = 0;
+  bool hard_state = false;
+  LogIndex first_index;               // of the log, 0 when it holds no entry
+  LogIndex last_index;
+};
+
+VerifyReport verify_directory(const std::string& dir, FileSystem& fs);
+
+}  // namespace rpool::wal

@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""Runs rpool-wal on generated data directories, intact and damaged, and checks exit codes and
+messages. Usage: cli_test.py RPOOL_WAL RPOOL_WAL_TESTGEN"""
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+
+WAL, GEN = sys.argv[1], sys.argv[2]
+failures = []
+
+
+def run(*args):
+    p = subprocess.run([WAL, *args], capture_output=True, text=True)
+    return p.returncode, p.stdout, p.stderr
+
+
+def check(cond, what, detail=""):
+    if not cond:
+        failures.append(f"{what}\n{detail}")
+        print(f"FAIL: {what}\n{detail}", file=sys.stderr)
+
+
+def fresh(tmp, name):
+    d = os.path.join(tmp, name)
+    out = subprocess.run([GEN, d], capture_output=True, text=True, check=True).stdout.split()
+    return d, int(out[0]), int(out[1])
+
+
+def segments(d):
+    closed = sorted(n for n in os.listdir(d) if n.endswith(".wal") and not n.startswith("open-"))
+    opened = sorted(n for n in os.listdir(d) if n.startswith("open-"))
+    return closed, opened
+
+
+def record_offsets(data):
+    """Offsets of the records of a segment's bytes (header 32 bytes, record header 25)."""
+    offsets, pos = [], 32
+    while pos + 25 <= len(data):
+        length = struct.unpack_from("<I", data, pos)[0]
+        if data[pos:pos + 25] == bytes(25):
+            break
+        offsets.append(pos)
+        pos += 25 + length
+    return offsets, pos
+
+
+def flip(path, offset):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        b = f.read(1)
+        f.seek(offset)
+        f.write(bytes([b[0] ^ 0xFF]))
+
+
+with tempfile.TemporaryDirectory(prefix="rpool-wal-cli-") as tmp:
+    # An intact directory.
+    d, first, last = fresh(tmp, "good")
+    closed, opened = segments(d)
+    check(first > 1, "the generator compacts the log", f"first={first}")
+    check(len(closed) >= 3 and len(opened) == 1, "several closed segments and one open", str(closed))
+    rc, out, err = run("stat", d)
+    check(rc == 0, "stat on an intact directory exits 0", out + err)
+    check(f"entries: {last - first + 1} (indexes {first}..{last}), last term 6" in out, "stat counts entries", out)
+    check("hard state: term 6, voted for 2" in out, "stat shows term and vote", out)
+    check("snapshot: snapshot-00000000000000000150-00000000000000000002.snap (index 150, term 2" in out,
+          "stat shows the snapshot", out)
+    for name in closed + opened:
+        check(name in out, f"stat lists segment {name}", out)
+
+    rc, out, err = run("dump", d)
+    lines = out.splitlines()
+    check(rc == 0 and len(lines) == last - first + 1, "dump prints one line per entry", f"rc={rc} {len(lines)} lines")
+    check(lines[0].startswith(f"{first} "), "dump starts at the first index", lines[0])
+    check(any(" noop no-op" in l for l in lines), "dump shows no-ops", "")
+    check(any(" normal draw count=" in l and 'key="key-' in l for l in lines), "dump decodes draws with keys", "")
+    check(any(" normal upsert item_id=silver" in l for l in lines), "dump decodes upserts", "")
+    check(any(" normal delete item_id=silver" in l for l in lines), "dump decodes deletes", "")
+    check(lines[-2] == f"{last - 1} 6 normal opaque len=4 hex=deadbeef", "dump shows opaque payloads", lines[-2])
+    check(lines[-1] == f"{last} 6 kind9 opaque len=3 hex=010203", "dump shows unknown kinds", lines[-1])
+
+    rc, out, err = run("dump", d, "--from", "1", "--to", str(first))
+    check(rc == 0 and len(out.splitlines()) == 1 and "compacted" in err, "dump below the first index warns", out + err)
+    rc, out, err = run("dump", d, "--from", "200", "--to", "204")
+    check([l.split()[0] for l in out.splitlines()] == ["200", "201", "202", "203", "204"], "dump --from/--to is inclusive", out)
+    rc, out, err = run("dump", d, "--format", "json", "--from", "200", "--to", "209")
+    objs = [json.loads(l) for l in out.splitlines()]
+    check(rc == 0 and [o["index"] for o in objs] == list(range(200, 210)), "dump --format json, one object per line", out)
+    check(all({"index", "term", "kind", "payload_bytes"} <= o.keys() for o in objs), "json entries carry index, term, kind", out)
+    check(any(o.get("command", {}).get("op") == "draw" and o["command"]["seed"].startswith("0x") for o in objs),
+          "json draws carry the command with a hex seed", out)
+    rc, out, err = run("dump", d, "--format", "json", "--from", "1", "--to", str(first + 5))
+    rc, out, err = run("dump", d, "--format", "json")
+    objs = [json.loads(l) for l in out.splitlines()]
+    check(any(o.get("membership") == {"voters": [1, 2, 3], "learners": []} for o in objs) or first > 1,
+          "json shows memberships", "")
+    rc, out, err = run("verify", d)
+    check(rc == 0 and out.strip().endswith(": ok") and err == "", "verify on an intact directory exits 0", out + err)
+
+    # Usage errors.
+    rc, out, err = run("dump", d, "--format", "xml")
+    check(rc == 2, "a bad --format is a usage error (exit 2)", f"rc={rc} {err}")
+    rc, out, err = run()
+    check(rc == 2, "no command is a usage error (exit 2)", f"rc={rc} {err}")
+    rc, out, err = run("verify", os.path.join(tmp, "missing"))
+    check(rc == 1 and "missing" in out, "verify of a missing directory exits 1 naming it", out + err)
+    rc, out, err = run("stat", os.path.join(tmp, "missing"))
+    check(rc == 1 and "missing" in err, "stat of a missing directory exits 1 naming it", out + err)
+
+    # A torn tail of the open segment: a warning, not a fault; the tool never repairs it.
+    d, first, last = fresh(tmp, "torn")
+    _, opened = segments(d)
+    path = os.path.join(d, opened[0])
+    data = bytearray(open(path, "rb").read())
+    offsets, end = record_offsets(data)
+    with open(path, "r+b") as f:  # tear the last record: keep its first 10 bytes, zero the rest
+        f.seek(offsets[-1] + 10)
+        f.write(bytes(end - offsets[-1] - 10))
+    before = open(path, "rb").read()
+    rc, out, err = run("verify", d)
+    check(rc == 0 and "torn tail of " in err and f"bytes at offset {offsets[-1]}" in err and opened[0] in err, "verify warns about a torn open tail", out + err)
+    rc, out, err = run("stat", d)
+    check(rc == 0 and f"indexes {first}..{last - 1})" in out and "torn tail" in err, "stat ends before a torn record", out + err)
+    rc, out, err = run("dump", d)
+    check(rc == 0 and len(out.splitlines()) == last - first, "dump ends before a torn record", err)
+    check(open(path, "rb").read() == before, "the tool does not modify the directory", "")
+
+    # A flipped byte in a closed segment: a fault naming file and offset.
+    d, first, last = fresh(tmp, "flip")
+    closed, _ = segments(d)
+    path = os.path.join(d, closed[1])
+    offsets, _ = record_offsets(open(path, "rb").read())
+    flip(path, offsets[3] + 27)
+    rc, out, err = run("verify", d)
+    check(rc == 1 and f"FAULT {path}: offset {offsets[3]}: record checksum mismatch" in out,
+          "verify reports a flipped byte with file and offset", out + err)
+    rc, out, err = run("stat", d)
+    check(rc == 1 and f"{path}: offset {offsets[3]}: record checksum mismatch" in err, "stat fails on corruption", out + err)
+    rc, out, err = run("dump", d)
+    check(rc == 1 and closed[1] in err, "dump fails on corruption", err)
+
+    # Several faults at once: a missing segment, a bad snapshot, a bad hard state, a cut segment.
+    d, first, last = fresh(tmp, "many")
+    closed, _ = segments(d)
+    os.remove(os.path.join(d, closed[1]))
+    snap = [n for n in os.listdir(d) if n.endswith(".snap")][0]
+    flip(os.path.join(d, snap), 100)
+    flip(os.path.join(d, "hardstate"), 17)
+    cut = os.path.join(d, closed[0])
+    os.truncate(cut, os.path.getsize(cut) - 3)
+    rc, out, err = run("verify", d)
+    faults = [l for l in out.splitlines() if l.startswith("FAULT ")]
+    check(rc == 1 and len(faults) == 4, "verify reports every fault, not just the first", out + err)
+    check(any(closed[2] in l and "gap" in l for l in faults), "a missing segment is an index gap", out)
+    check(any(snap in l and "snapshot checksum mismatch" in l for l in faults), "a bad snapshot is a fault", out)
+    check(any("hardstate: offset 0: hard state checksum mismatch" in l for l in faults), "a bad hard state is a fault", out)
+    check(any(closed[0] in l and "cut short" in l for l in faults), "a cut closed segment is a fault", out)
+    check("4 faults" in out, "verify counts the faults", out)
+
+if failures:
+    print(f"{len(failures)} check(s) failed", file=sys.stderr)
+    sys.exit(1)
+print("rpool-wal CLI: all checks passed")

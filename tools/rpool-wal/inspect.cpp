@@ -1,0 +1,205 @@
+#include "inspect.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "pool/command.h"
+#include "raft/types.h"
+#include "wal/log.h"
+#include "wal/verify.h"
+
+namespace rpool::tools {
+namespace {
+
+constexpr std::size_t hex_bytes_max = 256;  // longer opaque payloads are shown cut, with "..."
+constexpr std::uint64_t read_bytes_max = 16u << 20;
+
+std::string hex(ByteView b) {
+  std::string s;
+  for (std::size_t i = 0; i < b.size() && i < hex_bytes_max; ++i) s += fmt::format("{:02x}", b[i]);
+  if (b.size() > hex_bytes_max) s += "...";
+  return s;
+}
+
+std::string kind_name(std::uint8_t kind) {
+  switch (static_cast<raft::EntryType>(kind)) {
+    case raft::EntryType::normal: return "normal";
+    case raft::EntryType::noop: return "noop";
+    case raft::EntryType::config: return "config";
+  }
+  return fmt::format("kind{}", kind);
+}
+
+std::string ids(const std::vector<NodeId>& v) {
+  std::string s;
+  for (auto id : v) s += (s.empty() ? "" : ",") + fmt::format("{}", id);
+  return s;
+}
+
+nlohmann::json command_json(const pool::Command& c) {
+  nlohmann::json j;
+  auto item_json = [](const pool::Item& item) {
+    return nlohmann::json{{"item_id", item.item_id}, {"quantity", item.quantity}, {"probability", item.probability}};
+  };
+  if (const auto* draw = std::get_if<pool::Draw>(&c.op)) {
+    // The seed as a hex string: JSON numbers lose precision above 2^53.
+    j = {{"op", "draw"}, {"count", draw->count}, {"seed", fmt::format("{:#018x}", draw->seed)}};
+  } else if (const auto* up = std::get_if<pool::UpsertItem>(&c.op)) {
+    j = {{"op", "upsert"}, {"item", item_json(up->item)}};
+  } else if (const auto* del = std::get_if<pool::DeleteItem>(&c.op)) {
+    j = {{"op", "delete"}, {"item_id", del->item_id}};
+  } else {
+    nlohmann::json items = nlohmann::json::array();
+    for (const auto& item : std::get<pool::Bootstrap>(c.op).items) items.push_back(item_json(item));
+    j = {{"op", "bootstrap"}, {"items", items}};
+  }
+  j["timestamp_ms"] = c.timestamp_ms;
+  if (!c.idempotency_key.empty()) j["idempotency_key"] = c.idempotency_key;
+  return j;
+}
+
+// The payload, decoded by kind: a pool command, a membership, nothing (no-op) or opaque bytes.
+void describe_payload(const wal::Entry& e, std::string& text, nlohmann::json& j) {
+  const auto opaque = [&](const char* why) {
+    text = fmt::format("opaque len={} hex={}", e.payload.size(), hex(e.payload));
+    j["opaque"] = {{"reason", why}, {"len", e.payload.size()}, {"hex", hex(e.payload)}};
+  };
+  switch (static_cast<raft::EntryType>(e.kind)) {
+    case raft::EntryType::normal: {
+      pool::Command c;
+      if (pool::decode(e.payload, c)) return opaque("not a pool command");
+      text = pool::describe(c);
+      j["command"] = command_json(c);
+      return;
+    }
+    case raft::EntryType::noop:
+      if (!e.payload.empty()) return opaque("no-op with a payload");
+      text = "no-op";
+      return;
+    case raft::EntryType::config: {
+      raft::Membership m;
+      if (!raft::decode_membership(e.payload, m)) return opaque("not a membership");
+      text = fmt::format("membership voters=[{}] learners=[{}]", ids(m.voters), ids(m.learners));
+      j["membership"] = {{"voters", nlohmann::json::array()}, {"learners", nlohmann::json::array()}};
+      for (auto id : m.voters) j["membership"]["voters"].push_back(id.value());
+      for (auto id : m.learners) j["membership"]["learners"].push_back(id.value());
+      return;
+    }
+  }
+  opaque("unknown entry kind");
+}
+
+wal::Options read_only_options(std::ostream& err) {
+  wal::Options o;
+  o.read_only = true;
+  o.warn = [&err](const std::string& w) { err << "rpool-wal: warning: " << w << '\n'; };
+  return o;
+}
+
+std::unique_ptr<wal::Log> open_log(const std::string& dir, std::ostream& err) {
+  wal::OpenResult r = wal::Log::open(dir, read_only_options(err));
+  if (r.error) {
+    err << "rpool-wal: " << (r.detail.empty() ? dir : r.detail) << " (" << r.error.message() << ")\n";
+    return nullptr;
+  }
+  return std::move(r.log);
+}
+
+}  // namespace
+
+int wal_stat(const std::string& dir, std::ostream& out, std::ostream& err) {
+  auto log = open_log(dir, err);
+  if (!log) return 1;
+  const auto segments = log->segments();
+  std::size_t open = 0;
+  std::uint64_t bytes = 0;
+  for (const auto& s : segments) {
+    open += s.open ? 1 : 0;
+    bytes += s.file_bytes;
+  }
+  out << fmt::format("data directory: {}\n", dir);
+  out << fmt::format("segments: {} ({} closed, {} open), {} bytes on disk\n", segments.size(),
+                     segments.size() - open, open, bytes);
+  for (const auto& s : segments) {
+    const std::string range = s.last_index < s.first_index
+                                  ? fmt::format("empty, next index {}", s.first_index)
+                                  : fmt::format("{}..{}", s.first_index, s.last_index);
+    out << fmt::format("  {:<46} {:<6} {:<24} entries {:>8}  data {:>10} B  file {:>10} B\n", s.name,
+                       s.open ? "open" : "closed", range,
+                       s.last_index.value() + 1 - s.first_index.value(), s.data_bytes, s.file_bytes);
+  }
+  const std::uint64_t entries = log->last_index().value() + 1 - log->first_index().value();
+  out << fmt::format("entries: {} (indexes {}..{}), last term {}\n", entries, log->first_index(),
+                     log->last_index(), log->last_term());
+  int rc = 0;
+  wal::HardState hs;
+  if (auto ec = log->load_hard_state(hs)) {
+    err << "rpool-wal: " << log->error_detail() << '\n';
+    rc = 1;
+  } else {
+    out << fmt::format("hard state: term {}, voted for {}, commit index {}\n", hs.current_term,
+                       hs.voted_for.value() == 0 ? std::string("nobody") : fmt::format("{}", hs.voted_for),
+                       hs.commit_index);
+  }
+  std::optional<wal::SnapshotFile> snap;
+  if (auto ec = log->load_latest_snapshot(snap)) {
+    err << "rpool-wal: " << log->error_detail() << '\n';
+    rc = 1;
+  } else if (snap) {
+    out << fmt::format("snapshot: {} (index {}, term {}, metadata {} B, data {} B)\n",
+                       wal::snapshot_name(snap->index, snap->term), snap->index, snap->term,
+                       snap->metadata.size(), snap->data.size());
+  } else {
+    out << "snapshot: none\n";
+  }
+  return rc;
+}
+
+int wal_dump(const std::string& dir, const DumpOptions& options, std::ostream& out, std::ostream& err) {
+  auto log = open_log(dir, err);
+  if (!log) return 1;
+  const std::uint64_t first = log->first_index().value();
+  const std::uint64_t last = log->last_index().value();
+  std::uint64_t lo = options.from.value_or(first);
+  const std::uint64_t hi = std::min(options.to.value_or(last), last);  // inclusive
+  if (lo < first) {
+    err << fmt::format("rpool-wal: entries before index {} were compacted into a snapshot\n", first);
+    lo = first;
+  }
+  std::vector<wal::Entry> batch;
+  while (lo <= hi) {
+    batch.clear();
+    if (auto ec = log->read(LogIndex(lo), LogIndex(hi + 1), batch, read_bytes_max)) {
+      err << "rpool-wal: " << log->error_detail() << " (" << ec.message() << ")\n";
+      return 1;
+    }
+    for (const auto& e : batch) {
+      std::string text;
+      nlohmann::json j = {{"index", e.index.value()}, {"term", e.term.value()},
+                          {"kind", kind_name(e.kind)}, {"payload_bytes", e.payload.size()}};
+      describe_payload(e, text, j);
+      if (options.json) {
+        out << j.dump() << '\n';
+      } else {
+        out << fmt::format("{} {} {} {}\n", e.index, e.term, kind_name(e.kind), text);
+      }
+    }
+    lo += batch.size();
+  }
+  return 0;
+}
+
+int wal_verify(const std::string& dir, std::ostream& out, std::ostream& err) {
+  const wal::VerifyReport report = wal::verify_directory(dir, wal::posix_file_system());
+  for (const auto& w : report.warnings) err << "rpool-wal: warning: " << w << '\n';
+  for (const auto& f : report.faults) {
+    out << fmt::format("FAULT {}: offset {}: {}\n", f.file, f.offset, f.reason);
+  }
+  out << fmt::format("{}: {} segments, {} records ({} bytes), indexes {}..{}, {} snapshots, hard state {}: {}\n",
+                     dir, report.segments, report.records, report.record_bytes, report.first_index,
+                     report.last_index, report.snapshots, report.hard_state ? "present" : "absent",
+                     report.faults.empty() ? "ok" : fmt::format("{} faults", report.faults.size()));
+  return report.faults.empty() ? 0 : 1;
+}
+
+}  // namespace rpool::tools

@@ -1,0 +1,46 @@
+// rpool-wal COMMAND DATA_DIR [options]: offline inspection of a node's data directory
+// (CONTRACT.md, "rpool-wal"). Each command is a CLI11 subcommand calling one function of
+// inspect.h; `replay` is added the same way.
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "inspect.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"rpool-wal: inspect a node's data directory (read-only; safe beside a running node)"};
+  app.require_subcommand(1);
+  std::string dir;
+
+  auto* stat = app.add_subcommand("stat", "segments with their index ranges and sizes, the snapshot, term and vote");
+  stat->add_option("DATA_DIR", dir, "the node's data directory")->required();
+
+  rpool::tools::DumpOptions dump_options;
+  std::string format = "text";
+  auto* dump = app.add_subcommand("dump", "one line per entry: index, term, kind, decoded payload");
+  dump->add_option("DATA_DIR", dir, "the node's data directory")->required();
+  dump->add_option("--from", dump_options.from, "first index to show (default: the first in the log)");
+  dump->add_option("--to", dump_options.to, "last index to show, inclusive (default: the last)");
+  dump->add_option("--format", format, "text or json (one object per line)")
+      ->check(CLI::IsMember({"text", "json"}));
+
+  auto* verify = app.add_subcommand("verify", "check every record and snapshot; exit 1 naming each fault");
+  verify->add_option("DATA_DIR", dir, "the node's data directory")->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;  // bad usage
+  }
+  std::ios::sync_with_stdio(false);
+  if (stat->parsed()) return rpool::tools::wal_stat(dir, std::cout, std::cerr);
+  if (dump->parsed()) {
+    dump_options.json = format == "json";
+    return rpool::tools::wal_dump(dir, dump_options, std::cout, std::cerr);
+  }
+  if (verify->parsed()) return rpool::tools::wal_verify(dir, std::cout, std::cerr);
+  return 2;
+}
