@@ -201,16 +201,11 @@ std::optional<Endpoint> parse_endpoint(std::string_view text) {
 }
 
 std::optional<Config> parse_config(std::string_view text, std::string& error) {
-  const json root = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (root.is_discarded()) {
-    // Parse again with exceptions for the position and reason of the syntax error.
-    try {
-      (void)json::parse(text);
-    } catch (const json::parse_error& e) {
-      error = fmt::format("config: not valid JSON: {}", e.what());
-      return std::nullopt;
-    }
-    error = "config: not valid JSON";
+  json root;
+  try {
+    root = json::parse(text);
+  } catch (const json::parse_error& e) {
+    error = fmt::format("config: not valid JSON: {}", e.what());
     return std::nullopt;
   }
   try {
