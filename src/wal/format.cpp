@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstring>
 
 #include <fmt/format.h>
 
 #include "base/assert.h"
 #include "wal/crc32c.h"
+#include "wal/file.h"
 
 namespace rpool::wal {
 namespace {
@@ -15,11 +17,22 @@ bool all_zero(ByteView b) {
   return std::all_of(b.begin(), b.end(), [](std::uint8_t x) { return x == 0; });
 }
 
-// Offset just past the last non-zero byte of `file` at or after `from` (== from if none).
-std::uint64_t last_nonzero_end(ByteView file, std::uint64_t from) {
-  std::uint64_t end = file.size();
-  while (end > from && file[end - 1] == 0) --end;
-  return end;
+// Offset just past the last non-zero byte of the source at or after `from` (== from if none).
+std::error_code last_nonzero_end(ByteSource& file, std::uint64_t from, std::uint64_t& out) {
+  constexpr std::uint64_t chunk = 1u << 20;
+  out = from;
+  for (std::uint64_t at = from; at < file.size(); at += chunk) {
+    const std::size_t n = static_cast<std::size_t>(std::min(chunk, file.size() - at));
+    ByteView v;
+    if (auto ec = file.view(at, n, v)) return ec;
+    for (std::size_t i = n; i > 0; --i) {
+      if (v[i - 1] != 0) {
+        out = at + i;
+        break;
+      }
+    }
+  }
+  return {};
 }
 
 bool parse_u64(std::string_view s, std::uint64_t& out) {
@@ -35,6 +48,23 @@ std::uint32_t record_crc(ByteView record) {
 }
 
 }  // namespace
+
+std::error_code FileSource::view(std::uint64_t offset, std::size_t len, ByteView& out) {
+  RPOOL_ASSERT_OP(offset, >=, buffer_offset_);
+  RPOOL_ASSERT(offset <= size_ && len <= size_ - offset);
+  const std::uint64_t buffered_end = buffer_offset_ + buffer_.size();
+  if (offset + len > buffered_end) {
+    // Keep what is still wanted, then read a window's worth (or the whole request) behind it.
+    const std::size_t keep = offset < buffered_end ? static_cast<std::size_t>(buffered_end - offset) : 0;
+    if (keep > 0) std::memmove(buffer_.data(), buffer_.data() + (offset - buffer_offset_), keep);
+    const std::uint64_t want = std::min<std::uint64_t>(std::max(len, window_bytes_), size_ - offset);
+    buffer_.resize(static_cast<std::size_t>(want));
+    buffer_offset_ = offset;
+    if (auto ec = file_.read_at(offset + keep, std::span(buffer_).subspan(keep))) return ec;
+  }
+  out = ByteView(buffer_).subspan(static_cast<std::size_t>(offset - buffer_offset_), len);
+  return {};
+}
 
 std::string closed_segment_name(LogIndex first, LogIndex last) {
   return fmt::format("{:020}-{:020}.wal", first.value(), last.value());
@@ -99,16 +129,27 @@ void encode_record(const Entry& entry, Bytes& out) {
   store_u32le(out.data() + at + 4, record_crc(record));
 }
 
-SegmentScan scan_segment(ByteView file) {
+SegmentScan scan_segment(ByteSource& file) {
   SegmentScan s;
   s.file_bytes = file.size();
-  if (file.size() < segment_header_bytes) {
-    s.header_zero = all_zero(file);
-    s.fault = fmt::format("segment header cut short ({} of {} bytes)", file.size(), segment_header_bytes);
-    s.garbage_bytes = last_nonzero_end(file, 0);
+  // Ends the scan at `pos`, measuring the non-zero bytes from there on.
+  auto finish = [&](std::uint64_t pos) -> SegmentScan& {
+    s.data_end = pos;
+    std::uint64_t end = pos;
+    if (auto ec = last_nonzero_end(file, pos, end)) s.read_error = ec;
+    s.garbage_bytes = end - pos;
+    return s;
+  };
+  ByteView header;
+  if (auto ec = file.view(0, std::min<std::uint64_t>(file.size(), segment_header_bytes), header)) {
+    s.read_error = ec;
     return s;
   }
-  const ByteView header = file.first(segment_header_bytes);
+  if (header.size() < segment_header_bytes) {
+    s.header_zero = all_zero(header);
+    s.fault = fmt::format("segment header cut short ({} of {} bytes)", header.size(), segment_header_bytes);
+    return finish(0);
+  }
   ByteReader h(header);
   const ByteView magic = h.raw(8);
   const std::uint32_t version = h.u32();
@@ -128,28 +169,34 @@ SegmentScan scan_segment(ByteView file) {
   } else if (first == 0) {
     s.fault = "segment header names first index 0";
   }
-  if (s.fault) {
-    s.garbage_bytes = last_nonzero_end(file, 0);
-    return s;
-  }
+  if (s.fault) return finish(0);
   s.header_ok = true;
   s.first_index = LogIndex(first);
 
   std::uint64_t pos = segment_header_bytes;
   LogIndex expected = s.first_index;
   Term last_term;
-  while (pos < file.size()) {
-    const std::uint64_t left = file.size() - pos;
+  const std::uint64_t size = file.size();
+  while (pos < size) {
+    const std::uint64_t left = size - pos;
+    ByteView rh;
     if (left < record_header_bytes) {
-      if (!all_zero(file.subspan(pos))) s.fault = "record header cut short by the end of the file";
+      if (auto ec = file.view(pos, static_cast<std::size_t>(left), rh)) {
+        s.read_error = ec;
+        return s;
+      }
+      if (!all_zero(rh)) s.fault = "record header cut short by the end of the file";
       break;
     }
-    const ByteView rh = file.subspan(pos, record_header_bytes);
-    if (all_zero(rh)) break;  // the zero-filled, preallocated tail
+    if (auto ec = file.view(pos, record_header_bytes, rh)) {
+      s.read_error = ec;
+      return s;
+    }
     const std::uint32_t length = load_u32le(rh.data());
     const std::uint32_t stored_crc = load_u32le(rh.data() + 4);
     const Term term(load_u64le(rh.data() + 8));
     const LogIndex index(load_u64le(rh.data() + 16));
+    if (length == 0 && stored_crc == 0 && all_zero(rh)) break;  // the zero-filled, preallocated tail
     if (length > entry_payload_bytes_max) {
       s.fault = fmt::format("record length {} exceeds the maximum {}", length, entry_payload_bytes_max);
       break;
@@ -159,7 +206,12 @@ SegmentScan scan_segment(ByteView file) {
                             record_bytes(length), left);
       break;
     }
-    const ByteView record = file.subspan(pos, record_bytes(length));
+    const std::uint8_t kind = rh[24];
+    ByteView record;
+    if (auto ec = file.view(pos, static_cast<std::size_t>(record_bytes(length)), record)) {
+      s.read_error = ec;
+      return s;
+    }
     if (record_crc(record) != stored_crc) {
       s.fault = "record checksum mismatch";
       break;
@@ -172,14 +224,13 @@ SegmentScan scan_segment(ByteView file) {
       s.fault = fmt::format("record term {} is below the previous record's term {}", term, last_term);
       break;
     }
-    s.records.push_back({pos, term, index, rh[24], length});
+    s.records.push_back({pos, term, index, kind, length});
     last_term = term;
     ++expected;
     pos += record.size();
   }
-  s.data_end = pos;
-  s.garbage_bytes = last_nonzero_end(file, pos) - pos;
-  if (s.fault) RPOOL_ASSERT(s.garbage_bytes > 0);
+  finish(pos);
+  if (s.fault && !s.read_error) RPOOL_ASSERT(s.garbage_bytes > 0);
   return s;
 }
 

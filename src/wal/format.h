@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <vector>
 
 #include "base/bytes.h"
@@ -90,6 +91,47 @@ struct RecordMeta {
   std::uint32_t payload_bytes = 0;
 };
 
+// Where scan_segment() reads a segment from: bytes in memory, or a File read through a sliding
+// window (recovery reads 64 MiB segments 1 MiB at a time: the copy stays in the CPU cache and no
+// segment-sized buffer is ever faulted in).
+class ByteSource {
+ public:
+  virtual ~ByteSource() = default;
+  virtual std::uint64_t size() const = 0;
+  // A view of [offset, offset + len), which lies within size(). Valid until the next call; offsets
+  // never move backwards past the start of the previous view.
+  virtual std::error_code view(std::uint64_t offset, std::size_t len, ByteView& out) = 0;
+};
+
+class MemorySource final : public ByteSource {
+ public:
+  explicit MemorySource(ByteView bytes) : bytes_(bytes) {}
+  std::uint64_t size() const override { return bytes_.size(); }
+  std::error_code view(std::uint64_t offset, std::size_t len, ByteView& out) override {
+    out = bytes_.subspan(offset, len);
+    return {};
+  }
+
+ private:
+  ByteView bytes_;
+};
+
+class File;
+class FileSource final : public ByteSource {
+ public:
+  FileSource(File& file, std::uint64_t size, std::size_t window_bytes = 1u << 20)
+      : file_(file), size_(size), window_bytes_(window_bytes) {}
+  std::uint64_t size() const override { return size_; }
+  std::error_code view(std::uint64_t offset, std::size_t len, ByteView& out) override;
+
+ private:
+  File& file_;
+  std::uint64_t size_;
+  std::size_t window_bytes_;
+  Bytes buffer_;
+  std::uint64_t buffer_offset_ = 0;  // file offset of buffer_[0]
+};
+
 // What scan_segment() found in the bytes of one segment file.
 struct SegmentScan {
   bool header_ok = false;
@@ -102,13 +144,18 @@ struct SegmentScan {
   // exact) tail. When fault is set they start with the bad record.
   std::uint64_t garbage_bytes = 0;
   std::optional<std::string> fault;  // why the record at data_end is not valid
+  std::error_code read_error;        // the source failed; nothing else is meaningful then
 };
 
 // Checks the header, then each record in turn: length within the file, CRC32C, index one more
 // than the previous (the first equal to the header's first_index), term not decreasing. Stops at
 // the first record that fails, or at an all-zero record header (the preallocated tail). Pure:
 // the caller decides whether a fault is a torn tail or corruption.
-SegmentScan scan_segment(ByteView file);
+SegmentScan scan_segment(ByteSource& file);
+inline SegmentScan scan_segment(ByteView file) {
+  MemorySource source(file);
+  return scan_segment(source);
+}
 
 // Decodes the record at `meta.offset` of `file` again (checking its CRC), into `out`.
 bool decode_record(ByteView file, const RecordMeta& meta, Entry& out);

@@ -155,7 +155,6 @@ std::error_code Log::recover() {
     expected = segments_.back().last_index() + 1;
   }
   if (segments_.empty()) empty_first_index_ = LogIndex(1);
-  scratch_ = Bytes();  // give back the segment-sized recovery buffer
   if (!options_.read_only) {
     // What recovery read may have come from the page cache of a previous run whose fsync failed
     // (the process then reopened the log without a power loss). Make it durable before anyone
@@ -180,12 +179,11 @@ std::error_code Log::recover_segment(const std::string& name, bool open, std::ui
   }
   std::uint64_t size = 0;
   if (auto ec = file->size(size)) return fail(ec, fmt::format("{}: stat failed: {}", path(name), ec.message()));
-  // One buffer for every segment: resizing to the same size neither zeroes nor faults in pages
-  // again, which is most of the cost of reading a segment besides the copy itself.
-  Bytes& bytes = scratch_;
-  bytes.resize(size);
-  if (auto ec = file->read_at(0, bytes)) return fail(ec, fmt::format("{}: read failed: {}", path(name), ec.message()));
-  const SegmentScan scan = scan_segment(bytes);
+  FileSource source(*file, size);
+  const SegmentScan scan = scan_segment(source);
+  if (scan.read_error) {
+    return fail(scan.read_error, fmt::format("{}: read failed: {}", path(name), scan.read_error.message()));
+  }
 
   if (!scan.header_ok) {
     // A crash while a new segment was being started can leave its header zero or torn, with

@@ -56,13 +56,22 @@ VerifyReport verify_directory(const std::string& dir, FileSystem& fs) {
     const bool is_open = seg.parsed.kind == FileKind::open_segment;
     const bool last_open = is_open && i + 1 == segments.size();
     ++report.segments;
-    if (auto ec = read_whole(fs, join_path(dir, seg.name), bytes)) {
+    std::unique_ptr<File> file;
+    std::uint64_t size = 0;
+    std::error_code ec = fs.open(join_path(dir, seg.name), OpenMode::read_only, file);
+    if (!ec) ec = file->size(size);
+    SegmentScan scan;
+    if (!ec) {
+      FileSource source(*file, size);
+      scan = scan_segment(source);
+      ec = scan.read_error;
+    }
+    if (ec) {
       fault(seg.name, 0, fmt::format("cannot read: {}", ec.message()));
       prev_last.reset();
       continue;
     }
-    report.record_bytes += bytes.size();
-    const SegmentScan scan = scan_segment(bytes);
+    report.record_bytes += size;
     if (!scan.header_ok) {
       if (last_open && scan.garbage_bytes <= segment_header_bytes) {
         report.warnings.push_back(fmt::format("{}: a segment whose header was never completed ({}); "
