@@ -80,6 +80,7 @@ Result StateMachine::apply(std::uint64_t index, const Command& command) {
       Result result;
       if (found->second.body_hash != command.body_hash) {
         result.error = errc::idempotency_key_reused;
+        result.index = index;
         return result;
       }
       const std::error_code ec = decode_result(found->second.result, result);
@@ -89,6 +90,7 @@ Result StateMachine::apply(std::uint64_t index, const Command& command) {
     }
   }
   Result result = std::visit([this](const auto& op) { return apply_op(op); }, command.op);
+  result.index = index;
   if (keyed) remember(command, result);
   evict_keys();
   return result;
@@ -346,13 +348,14 @@ void StateMachine::check_invariants() const {
 
 void encode_result(const Result& result, Bytes& out) {
   // u8 version, u8 error (pool errc), u8 flags (1: item present, 2: bootstrapped),
-  // u32 draw count, [u64 first request_id, then per draw u8 id length (0: pool_empty) + id],
+  // u64 index, u32 draw count, [u64 first request_id, then per draw u8 id length (0: pool_empty) + id],
   // [item].
   ByteWriter w(out);
   w.u8(result_version);
   RPOOL_ASSERT(!result.error || result.error.category() == pool_category());
   w.u8(static_cast<std::uint8_t>(result.error.value()));
   w.u8(static_cast<std::uint8_t>((result.item ? 1 : 0) | (result.bootstrapped ? 2 : 0)));
+  w.u64(result.index);
   w.u32(static_cast<std::uint32_t>(result.draws.size()));
   if (!result.draws.empty()) {
     w.u64(result.draws.front().request_id);
@@ -370,6 +373,7 @@ std::error_code decode_result(ByteView bytes, Result& out) {
   if (r.u8() != result_version) return errc::malformed;
   const std::uint8_t error = r.u8();
   const std::uint8_t flags = r.u8();
+  const std::uint64_t index = r.u64();
   const std::uint32_t count = r.u32();
   if (!r.ok() || error > static_cast<std::uint8_t>(errc::idempotency_key_reused) || flags > 3 ||
       count > draw_count_max) {
@@ -378,6 +382,7 @@ std::error_code decode_result(ByteView bytes, Result& out) {
   Result result;
   if (error != 0) result.error = static_cast<errc>(error);
   result.bootstrapped = (flags & 2) != 0;
+  result.index = index;
   if (count > 0) {
     const std::uint64_t first = r.u64();
     result.draws.reserve(count);

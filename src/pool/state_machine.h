@@ -49,9 +49,12 @@ struct Result {
   std::optional<Item> item;        // upsert: the item as stored
   bool bootstrapped = false;       // bootstrap: true if this command seeded the catalog
   bool replayed = false;           // answered from the idempotency table, nothing applied
+  // The log index of the entry that applied the command: for a replayed answer, the index of the
+  // first one, so that a retry gets the first answer unchanged.
+  std::uint64_t index = 0;
   friend bool operator==(const Result& a, const Result& b) {
     return a.error == b.error && a.draws == b.draws && a.item == b.item &&
-           a.bootstrapped == b.bootstrapped && a.replayed == b.replayed;
+           a.bootstrapped == b.bootstrapped && a.replayed == b.replayed && a.index == b.index;
   }
 };
 

@@ -18,6 +18,8 @@ TEST_CASE("a repeated key with the same body returns the first answer and applie
   const Result again = d.apply(keyed(draw(3, 999), "order-1", 0xaa));
   CHECK(again.replayed);
   CHECK(again.draws == first.draws);
+  CHECK(again.index == first.index);  // the first answer, unchanged
+  CHECK(again.index < d.index);
   CHECK(d.sm.digest() == after_first);
   CHECK(d.sm.find("gold")->quantity == 7);
 }
@@ -95,6 +97,7 @@ TEST_CASE("results round-trip through their stored encoding") {
   r.draws = {{7, "a"}, {8, std::nullopt}, {9, "bb"}};
   r.item = item("c", -1, 4);
   r.bootstrapped = true;
+  r.index = 4242;
   Bytes bytes;
   encode_result(r, bytes);
   Result back;

@@ -1,0 +1,233 @@
+#include "net/api.h"
+
+#include <charconv>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+
+namespace rpool::net::api {
+namespace {
+
+using nlohmann::json;
+
+bool parse_u64(std::string_view text, std::uint64_t& out) {
+  if (text.empty()) return false;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  return ec == std::errc() && end == text.data() + text.size();
+}
+
+// Parses a JSON object body; nullopt and a message when it is not one.
+std::optional<json> parse_object(std::string_view body, std::string& message) {
+  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    message = "The request body is not valid JSON.";
+    return std::nullopt;
+  }
+  if (!j.is_object()) {
+    message = "The request body must be a JSON object.";
+    return std::nullopt;
+  }
+  return j;
+}
+
+bool only_fields(const json& j, std::initializer_list<std::string_view> allowed, std::string& message) {
+  for (const auto& [key, value] : j.items()) {
+    bool known = false;
+    for (const auto a : allowed) known = known || key == a;
+    if (!known) {
+      message = fmt::format("Unknown field {} in the request body.", json(key).dump());
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+Target parse_target(std::string_view target) {
+  Target t;
+  std::string_view path = target;
+  std::string_view query;
+  if (const auto q = target.find('?'); q != std::string_view::npos) {
+    path = target.substr(0, q);
+    query = target.substr(q + 1);
+  }
+  constexpr std::string_view items_prefix = "/v1/items/";
+  constexpr std::string_view members_prefix = "/v1/cluster/members/";
+  if (path == "/v1/draw") t.route = Route::draw;
+  else if (path == "/v1/pool") t.route = Route::pool;
+  else if (path == "/v1/cluster") t.route = Route::cluster;
+  else if (path == "/v1/cluster/members") t.route = Route::members;
+  else if (path == "/v1/cluster/leader") t.route = Route::leader;
+  else if (path == "/v1/snapshot") t.route = Route::snapshot;
+  else if (path == "/healthz") t.route = Route::healthz;
+  else if (path == "/readyz") t.route = Route::readyz;
+  else if (path == "/metrics") t.route = Route::metrics;
+  else if (path.starts_with(items_prefix) && path.size() > items_prefix.size()) {
+    t.route = Route::item;
+    t.item_id = std::string(path.substr(items_prefix.size()));
+  } else if (path.starts_with(members_prefix) && path.size() > members_prefix.size()) {
+    t.route = Route::member;
+    if (!parse_u64(path.substr(members_prefix.size()), t.member)) t.member = 0;
+  }
+  // Query parameters: only /v1/pool takes one (consistency=stale|linearizable).
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    const std::string_view param = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    if (param.empty()) continue;
+    if (t.route == Route::pool && param == "consistency=stale") {
+      t.stale = true;
+    } else if (t.route == Route::pool && param == "consistency=linearizable") {
+      t.stale = false;
+    } else {
+      t.bad_query = std::string(param);
+    }
+  }
+  return t;
+}
+
+unsigned status_of(Error e) {
+  switch (e) {
+    case Error::bad_request: return 400;
+    case Error::unauthorized: return 401;
+    case Error::not_found: return 404;
+    case Error::method_not_allowed: return 405;
+    case Error::membership_change_in_progress: return 409;
+    case Error::payload_too_large: return 413;
+    case Error::idempotency_key_reused: return 422;
+    case Error::no_leader: return 503;
+    case Error::outcome_unknown: return 504;
+    case Error::insufficient_storage: return 507;
+    case Error::internal: return 500;
+  }
+  return 500;
+}
+
+const char* code_of(Error e) {
+  switch (e) {
+    case Error::bad_request: return "bad_request";
+    case Error::unauthorized: return "unauthorized";
+    case Error::not_found: return "not_found";
+    case Error::method_not_allowed: return "method_not_allowed";
+    case Error::membership_change_in_progress: return "membership_change_in_progress";
+    case Error::payload_too_large: return "payload_too_large";
+    case Error::idempotency_key_reused: return "idempotency_key_reused";
+    case Error::no_leader: return "no_leader";
+    case Error::outcome_unknown: return "outcome_unknown";
+    case Error::insufficient_storage: return "insufficient_storage";
+    case Error::internal: return "internal";
+  }
+  return "internal";
+}
+
+std::string error_json(Error e, std::string_view message) {
+  return json{{"error", code_of(e)}, {"message", message}}.dump();
+}
+
+std::optional<std::uint32_t> parse_draw(std::string_view body, std::string& message) {
+  if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) return 1;
+  const auto j = parse_object(body, message);
+  if (!j || !only_fields(*j, {"count"}, message)) return std::nullopt;
+  if (!j->contains("count")) return 1;
+  const json& count = (*j)["count"];
+  if (!count.is_number_integer() || count.get<std::int64_t>() < 1 ||
+      count.get<std::int64_t>() > static_cast<std::int64_t>(pool::draw_count_max) ||
+      (count.is_number_unsigned() && count.get<std::uint64_t>() > pool::draw_count_max)) {
+    message = fmt::format("\"count\" must be an integer from 1 to {}.", pool::draw_count_max);
+    return std::nullopt;
+  }
+  return static_cast<std::uint32_t>(count.get<std::int64_t>());
+}
+
+std::optional<pool::Item> parse_item(std::string_view item_id, std::string_view body, std::string& message) {
+  if (!pool::valid_item_id(item_id)) {
+    message = "An item_id is 1 to 64 of A-Z a-z 0-9 _ . -";
+    return std::nullopt;
+  }
+  const auto j = parse_object(body, message);
+  if (!j || !only_fields(*j, {"quantity", "probability"}, message)) return std::nullopt;
+  pool::Item item;
+  item.item_id = std::string(item_id);
+  const auto q = j->find("quantity");
+  if (q == j->end() || !q->is_number_integer() ||
+      (q->is_number_unsigned() ? q->get<std::uint64_t>() > static_cast<std::uint64_t>(pool::quantity_max)
+                               : q->get<std::int64_t>() < -1)) {
+    message = fmt::format("\"quantity\" must be an integer from 0 to {}, or -1 for unlimited.", pool::quantity_max);
+    return std::nullopt;
+  }
+  item.quantity = q->get<std::int64_t>();
+  const auto p = j->find("probability");
+  if (p == j->end() || !p->is_number_integer() || (!p->is_number_unsigned() && p->get<std::int64_t>() < 0) ||
+      p->get<std::uint64_t>() > pool::probability_max) {
+    message = fmt::format("\"probability\" must be an integer from 0 to {}.", pool::probability_max);
+    return std::nullopt;
+  }
+  item.probability = p->get<std::uint64_t>();
+  return item;
+}
+
+bool valid_idempotency_key(std::string_view key) { return pool::valid_idempotency_key(key); }
+
+pool::Sha256 request_hash(std::string_view operation) {
+  pool::Sha256 out;
+  SHA256(reinterpret_cast<const unsigned char*>(operation.data()), operation.size(), out.data());
+  return out;
+}
+
+std::string draw_operation(std::uint32_t count) { return fmt::format("draw count={}", count); }
+std::string upsert_operation(const pool::Item& item) {
+  return fmt::format("upsert item_id={} quantity={} probability={}", item.item_id, item.quantity, item.probability);
+}
+std::string delete_operation(std::string_view item_id) { return fmt::format("delete item_id={}", item_id); }
+
+// Item ids are restricted to [A-Za-z0-9_.-], so they go into JSON strings without escaping.
+std::string draw_json(const pool::Result& result, LogIndex index) {
+  fmt::memory_buffer out;
+  out.reserve(32 + result.draws.size() * 48);
+  fmt::format_to(std::back_inserter(out), "{{\"draws\":[");
+  bool first = true;
+  for (const auto& d : result.draws) {
+    if (!first) out.push_back(',');
+    first = false;
+    if (d.item_id) {
+      fmt::format_to(std::back_inserter(out), "{{\"request_id\":{},\"item_id\":\"{}\"}}", d.request_id, *d.item_id);
+    } else {
+      fmt::format_to(std::back_inserter(out), "{{\"request_id\":{},\"item_id\":null,\"error\":\"pool_empty\"}}",
+                     d.request_id);
+    }
+  }
+  fmt::format_to(std::back_inserter(out), "],\"index\":{}}}", index.value());
+  return fmt::to_string(out);
+}
+
+std::string item_json(const pool::Item& item) {
+  return fmt::format("{{\"item_id\":\"{}\",\"quantity\":{},\"probability\":{}}}", item.item_id, item.quantity,
+                     item.probability);
+}
+
+std::string pool_json(const pool::StateMachine& pool, LogIndex index) {
+  fmt::memory_buffer out;
+  fmt::format_to(std::back_inserter(out), "{{\"items\":[");
+  bool first = true;
+  for (const auto& item : pool.items()) {
+    if (!first) out.push_back(',');
+    first = false;
+    fmt::format_to(std::back_inserter(out), "{{\"item_id\":\"{}\",\"quantity\":{},\"probability\":{}}}", item.item_id,
+                   item.quantity, item.probability);
+  }
+  fmt::format_to(std::back_inserter(out), "],\"last_request_id\":{},\"index\":{},\"digest\":\"{}\"}}",
+                 pool.last_request_id(), index.value(), pool.digest_hex());
+  return fmt::to_string(out);
+}
+
+bool token_matches(std::string_view given, std::string_view expected) {
+  // Hash both so that the comparison takes the same time whatever the lengths.
+  const pool::Sha256 a = request_hash(given);
+  const pool::Sha256 b = request_hash(expected);
+  return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+}  // namespace rpool::net::api
