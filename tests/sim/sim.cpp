@@ -118,6 +118,8 @@ struct Node {
   Term last_term;
 };
 
+constexpr std::uint64_t units_per_tick = 10;
+
 struct Params {
   std::size_t nodes = 3;
   std::size_t spares = 1;
@@ -137,9 +139,14 @@ struct Params {
   std::size_t snapshot_chunk_bytes = 64;
   std::size_t inflight_max = 4;
   std::size_t entries_per_append_max = 8;
+  std::uint64_t leader_crash_per_mille = 0;  // per tick: crash whoever leads
+  std::uint64_t isolate_new_leader_per_mille = 0;  // per election: cut the winner off soon
+  int election_ticks = 10;
+  int heartbeat_ticks = 2;
+  bool pre_vote = true;
+  bool check_quorum = true;
 };
 
-constexpr std::uint64_t units_per_tick = 10;
 
 class Simulation {
  public:
@@ -160,7 +167,35 @@ class Simulation {
     params_.transfer_per_mille = r.below(20);
     params_.snapshot_chunk_bytes = 16 + r.below(400);
     params_.inflight_max = 2 + r.below(8);
-    params_.entries_per_append_max = 4 + r.below(16);
+    params_.entries_per_append_max = r.chance(300) ? 1 + r.below(3) : 4 + r.below(16);
+    params_.leader_crash_per_mille = r.below(3) == 0 ? 0 : r.below(30);
+    params_.isolate_new_leader_per_mille = r.below(2) == 0 ? 0 : r.below(700);
+    params_.election_ticks = 5 + static_cast<int>(r.below(8));
+    params_.heartbeat_ticks = 1 + static_cast<int>(r.below(2));
+    // Every combination is a supported configuration; without pre-vote and check-quorum
+    // elections are more frequent, which stresses the safety rules harder.
+    params_.pre_vote = r.chance(600);
+    params_.check_quorum = r.chance(600);
+    if (r.chance(300)) params_.disk_delay_max = 20 + r.below(40);
+    if (r.chance(300)) {
+      // Storm profile: many short-lived leaders, the ground on which figure-8 style histories
+      // (competing uncommitted suffixes from several terms) grow.
+      params_.nodes = r.chance(700) ? 3 : 5;
+      params_.pre_vote = r.chance(300);
+      params_.check_quorum = r.chance(300);
+      params_.crash_per_mille = 10 + r.below(30);
+      params_.leader_crash_per_mille = 20 + r.below(40);
+      params_.isolate_new_leader_per_mille = 300 + r.below(600);
+      params_.entries_per_append_max = 1 + r.below(3);
+      params_.partition_per_mille = 10 + r.below(30);
+      params_.propose_per_mille = 500 + r.below(500);
+    }
+    // Raft's timing requirement (§5.6): broadcast time << election timeout. A round trip here
+    // is at most two network delays plus two disk writes.
+    const std::uint64_t rtt_ticks =
+        (2 * params_.delay_max + 2 * params_.disk_delay_max) / units_per_tick + 1;
+    params_.election_ticks = std::max(params_.election_ticks, static_cast<int>(2 * rtt_ticks));
+    params_.liveness_ticks = 60 * static_cast<std::size_t>(params_.election_ticks);
     for (std::size_t i = 0; i < params_.nodes; ++i) initial_.voters.push_back(NodeId(i + 1));
     for (std::size_t i = 0; i < params_.nodes + params_.spares; ++i) {
       Node n;
@@ -172,9 +207,11 @@ class Simulation {
 
   // Returns an empty string on success, else what failed.
   std::string run() {
-    log("params: nodes={} drop={} dup={} delay={} disk={} crash={} part={} propose={} read={} "
-        "compact={} change={} transfer={}",
-        params_.nodes, params_.drop_per_mille, params_.dup_per_mille, params_.delay_max,
+    log("params: nodes={} election={} heartbeat={} pre_vote={} check_quorum={} leader_crash={} "
+        "drop={} dup={} delay={} disk={} crash={} part={} propose={} read={} compact={} "
+        "change={} transfer={}",
+        params_.nodes, params_.election_ticks, params_.heartbeat_ticks, params_.pre_vote,
+        params_.check_quorum, params_.leader_crash_per_mille, params_.drop_per_mille, params_.dup_per_mille, params_.delay_max,
         params_.disk_delay_max, params_.crash_per_mille, params_.partition_per_mille,
         params_.propose_per_mille, params_.read_per_mille, params_.compact_per_mille,
         params_.change_per_mille, params_.transfer_per_mille);
@@ -208,8 +245,10 @@ class Simulation {
     raft::Config c;
     c.id = n.id;
     c.initial_membership = n.id.value() <= params_.nodes ? initial_ : raft::Membership{};
-    c.election_ticks = 10;
-    c.heartbeat_ticks = 2;
+    c.election_ticks = params_.election_ticks;
+    c.heartbeat_ticks = params_.heartbeat_ticks;
+    c.pre_vote = params_.pre_vote;
+    c.check_quorum = params_.check_quorum;
     c.random_seed = rand_.next();
     c.snapshot_chunk_bytes = params_.snapshot_chunk_bytes;
     c.inflight_appends_max = params_.inflight_max;
@@ -253,7 +292,7 @@ class Simulation {
   struct Event {
     std::uint64_t time;
     std::uint64_t seq;
-    enum class Kind { deliver, write_done } kind;
+    enum class Kind { deliver, write_done, isolate } kind;
     Message message;
     NodeId node;
     std::uint64_t generation = 0;
@@ -277,6 +316,13 @@ class Simulation {
       events_.pop();
       now_ = e.time;
       Node& n = node(e.kind == Event::Kind::deliver ? e.message.to : e.node);
+      if (e.kind == Event::Kind::isolate) {
+        if (!quiet_) {
+          group_[n.id.value()] = 100 + static_cast<int>(n.id.value());
+          log("nemesis: isolate node {}", n.id);
+        }
+        continue;
+      }
       if (e.kind == Event::Kind::deliver) {
         if (!n.up) continue;
         Input in{Input::Kind::message, std::move(e.message), {}, 0, {}, {}};
@@ -519,6 +565,30 @@ class Simulation {
     }
   }
 
+  // The contract's promise behind every acknowledged write: an entry the leader counts as
+  // committed is on stable storage (our simulated disk, not a core's memory) on a majority of
+  // the voters.
+  void check_durable(Node& leader, LogIndex index) {
+    const Core& c = *leader.core;
+    const Term term = *c.log().term(index);
+    std::size_t durable = 0;
+    for (NodeId id : c.membership().voters) {
+      const Disk& d = node(id).disk;
+      if (d.snapshot && d.snapshot->meta.index >= index) {
+        ++durable;
+        continue;
+      }
+      if (d.entries.empty() || d.entries.front().index > index || d.entries.back().index < index) {
+        continue;
+      }
+      if (d.entries[index - d.entries.front().index].term == term) ++durable;
+    }
+    if (durable < c.membership().quorum()) {
+      fail(fmt::format("leader {} commits {} but only {} voters have it on disk", leader.id,
+                       index, durable));
+    }
+  }
+
   struct AppendedEntry {
     LogIndex index;
     Term term;
@@ -533,6 +603,7 @@ class Simulation {
     // Newly committed entries join the committed record (State Machine Safety).
     const raft::Log& lg = c.log();
     if (lg.commit_index() > n.commit_seen) {
+      if (c.role() == Role::leader) check_durable(n, lg.commit_index());
       for (LogIndex i = std::max(n.commit_seen.next(), lg.first_index()); i <= lg.commit_index();
            ++i) {
         const Entry& e = lg.at(i);
@@ -552,6 +623,18 @@ class Simulation {
         // Leader Completeness: a new leader holds every committed entry.
         log("node {} becomes leader of term {} (last {})", n.id, c.current_term(),
             lg.last_index());
+        if (!quiet_ && rand_.chance(params_.isolate_new_leader_per_mille) && rand_.chance(400)) {
+          group_[n.id.value()] = 100 + static_cast<int>(n.id.value());
+          log("nemesis: isolate new leader {} at once", n.id);
+        } else if (!quiet_ && rand_.chance(params_.isolate_new_leader_per_mille)) {
+          // Nemesis: cut a fresh leader off before (or while) it replicates its no-op, so
+          // that competing uncommitted suffixes from several terms pile up (figure 8).
+          Event e;
+          e.time = now_ + rand_.below(3 * params_.delay_max);
+          e.kind = Event::Kind::isolate;
+          e.node = n.id;
+          schedule(std::move(e));
+        }
         for (const auto& [index, ch] : committed_) {
           const LogIndex i(index);
           if (i <= lg.snapshot_index()) continue;
@@ -597,6 +680,15 @@ class Simulation {
     return pool::encode(cmd);
   }
 
+  // Any node that believes it leads (there may be stale leaders in older terms).
+  Node* some_leader() {
+    std::vector<Node*> leaders;
+    for (Node& n : nodes_) {
+      if (n.up && n.core->role() == Role::leader) leaders.push_back(&n);
+    }
+    return leaders.empty() ? nullptr : leaders[rand_.below(leaders.size())];
+  }
+
   Node* leader_node() {
     Node* best = nullptr;
     for (Node& n : nodes_) {
@@ -619,7 +711,8 @@ class Simulation {
 
   void propose_somewhere() {
     if (!any_up()) return;
-    Node& n = rand_.chance(700) && leader_node() ? *leader_node() : random_up_node();
+    Node* l = some_leader();
+    Node& n = rand_.chance(800) && l != nullptr ? *l : random_up_node();
     const std::size_t batch = rand_.chance(200) ? 1 + rand_.below(8) : 1;
     for (std::size_t i = 0; i < batch; ++i) {
       input(n, Input{Input::Kind::propose, {}, make_command(), 0, {}, {}});
@@ -629,6 +722,20 @@ class Simulation {
   void chaos_tick() {
     Rand& r = rand_;
     // Crashes and restarts.
+    if (r.chance(params_.leader_crash_per_mille)) {
+      if (Node* l = some_leader()) crash(*l);
+    }
+    // A leader caught with a write in flight loses it: the case the §10.2.1 rule is about.
+    if (Node* l = some_leader(); l != nullptr && l->write_pending && r.chance(params_.leader_crash_per_mille * 5)) {
+      crash(*l);
+    }
+    // Correlated failure: several nodes (say, a rack) lose power at once, each losing the
+    // write it had in flight.
+    if (r.chance(params_.crash_per_mille / 2)) {
+      for (Node& n : nodes_) {
+        if (n.up && (n.write_pending || r.chance(500))) crash(n);
+      }
+    }
     for (Node& n : nodes_) {
       if (n.up && r.chance(params_.crash_per_mille)) {
         crash(n);
@@ -638,8 +745,18 @@ class Simulation {
     }
     // Partitions: split into two random groups, or heal.
     if (r.chance(params_.partition_per_mille)) {
-      for (std::size_t i = 1; i <= nodes_.size(); ++i) group_[i] = static_cast<int>(r.below(2));
-      log("partition");
+      Node* l = leader_node();
+      if (l != nullptr && r.chance(500)) {
+        // Cut the leader off, alone or with one follower: it keeps a stale term and appends
+        // entries it cannot commit (the material of figure 8).
+        std::fill(std::begin(group_), std::end(group_), 0);
+        group_[l->id.value()] = 1;
+        if (r.chance(500)) group_[1 + r.below(nodes_.size())] = 1;
+        log("partition: isolate leader {}", l->id);
+      } else {
+        for (std::size_t i = 1; i <= nodes_.size(); ++i) group_[i] = static_cast<int>(r.below(2));
+        log("partition");
+      }
     } else if (r.chance(60)) {
       std::fill(std::begin(group_), std::end(group_), 0);
     }
@@ -692,6 +809,7 @@ class Simulation {
 
   void quiesce() {
     log("faults stop");
+    quiet_ = true;
     std::fill(std::begin(group_), std::end(group_), 0);
     params_.drop_per_mille = 0;
     params_.dup_per_mille = 0;
@@ -710,6 +828,15 @@ class Simulation {
       if (!failure_.empty()) break;
       Node* l = leader_node();
       if (l == nullptr) continue;
+      // An operator shuts down servers removed from the configuration: without check-quorum a
+      // removed server that never learned of its removal would disrupt the cluster forever
+      // (thesis §4.2.3).
+      for (Node& n : nodes_) {
+        if (n.up && !l->core->membership().contains(n.id) &&
+            l->core->log().commit_index() >= l->core->log().last_index()) {
+          crash(n);
+        }
+      }
       if (marker && *l->core->log().term(std::min(marker->second, l->core->log().last_index())) !=
                         marker->first) {
         marker.reset();  // the marker was lost with a leader change: propose again
@@ -751,6 +878,7 @@ class Simulation {
   raft::Membership initial_;
   std::vector<Node> nodes_;
   int group_[16] = {};
+  bool quiet_ = false;  // faults have stopped
   std::uint64_t now_ = 0;
   std::uint64_t next_seq_ = 0;
   std::priority_queue<Event, std::vector<Event>, std::greater<>> events_;
