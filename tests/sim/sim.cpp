@@ -47,8 +47,23 @@ using raft::Message;
 using raft::Ready;
 using raft::Role;
 
-// Seeds that once found a bug; they run in every invocation.
-constexpr std::uint64_t regression_seeds[] = {0};
+// Seeds that found a bug (a real one, or one planted on purpose to prove the checkers); they run
+// in every invocation, before the requested range.
+constexpr std::uint64_t regression_seeds[] = {
+    // Real bug: a leader in replicate state whose appends were all lost never resent them
+    // (heartbeat responses sent nothing when the window was not full): liveness failure.
+    18, 118, 181,
+    // Planted: a vote granted without being persisted (two leaders in one term).
+    700002, 700006,
+    // Planted: ReadIndex answered without the heartbeat round (stale read).
+    700054, 700147,
+    // Planted: commit of an earlier-term entry by counting replicas, §5.4.2 (figure 8).
+    701521, 701587,
+    // Planted: append acknowledged before the entries were durable (durability checker).
+    700000, 700003,
+    // Planted: votes granted without the §5.4.1 up-to-date check (leader completeness).
+    700001, 700007,
+};
 
 volatile std::uint64_t g_current_seed = 0;
 
@@ -935,9 +950,7 @@ int main(int argc, char** argv) {
 
   std::vector<std::uint64_t> seeds;
   if (!single) {
-    for (std::uint64_t s : regression_seeds) {
-      if (s != 0) seeds.push_back(s);
-    }
+    for (std::uint64_t s : regression_seeds) seeds.push_back(s);
   }
   for (std::uint64_t s = start; s < start + count; ++s) seeds.push_back(s);
 

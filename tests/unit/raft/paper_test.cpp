@@ -641,6 +641,21 @@ TEST_CASE("flow control: replicate state pipelines up to the in-flight window, w
   CHECK(l->progress(NodeId(2))->next_index == LogIndex(8));
 }
 
+TEST_CASE("flow control: appends lost in replicate state are resent after a heartbeat") {
+  // Found by the simulator: with the window not full, a heartbeat response used to send
+  // nothing, so a follower whose appends were all dropped stalled until the next proposal.
+  Cluster c(3);
+  c.elect(1);
+  c.propose(1, "a");
+  REQUIRE(c.core(1).progress(NodeId(3))->state == Progress::State::replicate);
+  c.drop_if = [](Message& m) { return m.type == MessageType::append && m.to == NodeId(3); };
+  c.propose(1, "b");
+  CHECK(applied_data(c.node(3)) == std::vector<std::string>{"a"});
+  c.drop_if = nullptr;
+  c.tick(1);  // heartbeat -> response -> the leader sends again
+  CHECK(applied_data(c.node(3)) == std::vector<std::string>{"a", "b"});
+}
+
 // --- codecs ------------------------------------------------------------------------------------
 
 TEST_CASE("membership and message encodings round-trip and reject garbage") {
