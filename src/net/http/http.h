@@ -1,0 +1,144 @@
+// Transport-level HTTP/1.1 for the node: a Beast server (keep-alive, pipelining, body and queue
+// limits, read deadlines, graceful shutdown) and a keep-alive client used by followers to forward
+// requests to the leader. Routing and the API handlers live elsewhere; this layer only moves
+// requests and responses.
+//
+// Threading: everything here runs on the node's ONE io_context thread. Every public member
+// function must be called on that thread (or before the io_context runs), every callback is
+// invoked on it, and no state is shared with other threads, so there are no locks.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/status.hpp>
+#include <boost/beast/http/string_body.hpp>
+
+namespace rpool::net {
+
+namespace http = boost::beast::http;
+using HttpRequest = http::request<http::string_body>;
+using HttpResponse = http::response<http::string_body>;
+
+// Answers one request. Call it exactly once, on the io_context thread, now or later. The server
+// fixes up the answer before writing it: the HTTP version of the request, `Server`,
+// `Content-Length`, and `Connection` (the connection is kept only if the request, the response
+// and the server's state all allow it; set `res.keep_alive(false)` to close after this answer).
+// If every copy of a Respond is destroyed without being called, the client gets a 500 `internal`.
+using Respond = std::function<void(HttpResponse&&)>;
+// Called on the io_context thread for each complete request, in the order requests arrive on a
+// connection. It may answer later: answers are written in request order whatever order the
+// handlers finish in. If it throws, the client gets a 500 `internal` and the throw is logged.
+using HttpHandler = std::function<void(HttpRequest&& request, Respond respond)>;
+
+struct HttpServerOptions {
+  std::string host;            // an IP literal or a name resolved once at start()
+  std::uint16_t port = 0;      // 0: any free port, see HttpServer::port()
+  std::size_t body_bytes_max = 64 * 1024;  // a larger body is answered 413 payload_too_large
+  // How long the server waits for the client while the connection holds no unanswered request:
+  // an idle keep-alive connection, or a request that arrives too slowly, is closed after it. While
+  // a handler is working on a request of the connection the clock is stopped. Also bounds each
+  // write of a response (a client that does not read its answers).
+  std::chrono::milliseconds read_timeout{30'000};
+  std::size_t pipeline_depth_max = 64;   // requests read ahead per connection, answered or not
+  std::size_t connections_max = 10'000;  // beyond it a new connection is accepted and closed at once
+  std::string server_name = "rpool";
+  // Where warnings go (a handler threw, accept failed). Null: one line on stderr.
+  std::function<void(std::string_view message)> log;
+};
+
+struct HttpServerStats {
+  std::uint64_t connections_accepted = 0;  // including ones closed at once over connections_max
+  std::uint64_t connections_active = 0;
+  std::uint64_t requests = 0;              // complete requests handed to the handler
+  std::uint64_t bad_requests = 0;          // answered 400 or 413 by the server itself
+};
+
+class HttpServer {
+ public:
+  HttpServer(boost::asio::io_context& io, HttpServerOptions options, HttpHandler handler);
+  // Closes the listener and every connection at once; unanswered requests are dropped.
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds and listens, then accepts on the io_context. Returns the error of a bad host or of a
+  // taken address (std::errc::address_in_use) without throwing.
+  std::error_code start();
+  // The bound port, valid after a successful start() (tests use port 0).
+  std::uint16_t port() const;
+  // Graceful shutdown, step 1: closes the listener; new connections are refused.
+  void stop_accepting();
+  // Graceful shutdown, step 2: stops reading new requests on every connection; idle connections
+  // close now, busy ones after their in-flight answers are written (the last with
+  // `Connection: close`). `done` runs on the io_context once every connection is closed, never
+  // from inside this call. Implies stop_accepting().
+  void shutdown(std::function<void()> done);
+  HttpServerStats stats() const;
+
+  struct State;
+
+ private:
+  std::shared_ptr<State> state_;  // shared with the connections, which may outlive this object
+};
+
+struct HttpClientOptions {
+  std::size_t connections_per_host_max = 64;  // further requests wait for a free connection
+  std::size_t idle_connections_max = 16;      // kept-alive connections kept per host:port
+  std::string bind_host;                      // optional source address of outgoing connections
+  // An idle connection older than this is closed instead of reused (below the server's 30 s read
+  // deadline, so a connection the server is about to close is not picked).
+  std::chrono::milliseconds idle_timeout{15'000};
+  std::size_t response_body_bytes_max = 64 * 1024 * 1024;
+};
+
+struct HttpClientStats {
+  std::uint64_t connections_opened = 0;  // connect attempts
+  std::uint64_t requests = 0;            // requests started
+  std::uint64_t requests_on_reused_connection = 0;
+};
+
+class HttpClient {  // kept-alive connections per target, reused; followers forward to the leader
+ public:
+  HttpClient(boost::asio::io_context& io, HttpClientOptions options);
+  // close_all(); the callbacks of unfinished requests still run (std::errc::operation_canceled).
+  ~HttpClient();
+  HttpClient(const HttpClient&) = delete;
+  HttpClient& operator=(const HttpClient&) = delete;
+
+  // Sends `request` to host:port, reusing an idle kept-alive connection when one exists. `done`
+  // runs on the io_context thread exactly once, never from inside this call: (error, response).
+  // Errors (refused, reset, bad address, a malformed answer) come back as the error code; nothing
+  // throws. `timeout` covers waiting for a free connection, connect, write and read; on expiry
+  // the error is std::errc::timed_out and the connection is closed. A connection returns to the
+  // pool only after a complete response that allows keep-alive. `Host` and `Content-Length` are
+  // filled in when missing. A failed request is not retried: it may have reached the server.
+  void request(const std::string& host, std::uint16_t port, HttpRequest request,
+               std::chrono::milliseconds timeout,
+               std::function<void(std::error_code, HttpResponse&&)> done);
+  // Closes every connection; unfinished requests complete with std::errc::operation_canceled.
+  // The client stays usable.
+  void close_all();
+  HttpClientStats stats() const;
+
+  struct State;
+
+ private:
+  std::shared_ptr<State> state_;
+};
+
+// A JSON error answer: {"error":"<code>","message":"<message>"} with Content-Type
+// application/json and Content-Length. With a request: its HTTP version and its keep-alive;
+// without one (null): HTTP/1.1 and `Connection: close`.
+HttpResponse json_error(const HttpRequest* request, http::status status, std::string_view code,
+                        std::string_view message);
+
+}  // namespace rpool::net

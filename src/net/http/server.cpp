@@ -1,0 +1,549 @@
+// The HTTP server, written the Beast way: a listener accepts, one Session per connection runs a
+// read loop (do_read/on_read) and a write loop (do_write/on_write) side by side.
+//
+// Pipelining: the read loop reads requests ahead while handlers work, up to pipeline_depth_max
+// unanswered requests per connection. Each request takes a slot in `slots_` in arrival order; a
+// handler's answer fills its slot whenever it comes, and the write loop only ever writes the front
+// slot, so answers go out in request order.
+//
+// Closing: a connection closes after an answer that ends it (Connection: close, HTTP/1.0, a 400
+// or 413, shutdown) by sending FIN and then reading and discarding what the client still sends
+// for a short while ("lingering close"), so the client reads the answer instead of a reset caused
+// by unread request bytes.
+#include <algorithm>
+#include <array>
+#include <deque>
+#include <exception>
+#include <optional>
+#include <unordered_map>
+#include <utility>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/bind_handler.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/rfc7230.hpp>
+#include <boost/beast/http/write.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "base/assert.h"
+#include "net/http/http.h"
+
+namespace rpool::net {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+// After the last answer, how long and how much the server keeps reading and discarding.
+constexpr std::chrono::milliseconds linger_timeout{1'000};
+constexpr std::size_t linger_bytes_max = 256 * 1024;
+
+HttpResponse make_json_error(unsigned version, bool keep_alive, http::status status,
+                             std::string_view code, std::string_view message) {
+  HttpResponse response{status, version};
+  response.set(http::field::content_type, "application/json");
+  response.body() = nlohmann::json{{"error", code}, {"message", message}}.dump();
+  response.keep_alive(keep_alive);
+  response.prepare_payload();
+  return response;
+}
+
+bool is_parse_error(const beast::error_code& ec) {
+  return ec.category() == beast::http::make_error_code(http::error::bad_method).category();
+}
+
+class Session;
+
+}  // namespace
+
+HttpResponse json_error(const HttpRequest* request, http::status status, std::string_view code,
+                        std::string_view message) {
+  if (request == nullptr) return make_json_error(11, false, status, code, message);
+  return make_json_error(request->version(), request->keep_alive(), status, code, message);
+}
+
+// What the listener and its sessions share. Sessions hold it by shared_ptr, so a session that
+// finishes its last callback after ~HttpServer still finds it.
+struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
+  State(asio::io_context& io_in, HttpServerOptions options_in, HttpHandler handler_in)
+      : io(io_in),
+        options(std::move(options_in)),
+        handler(std::move(handler_in)),
+        acceptor(io_in),
+        accept_retry(io_in) {}
+
+  void log(std::string_view message) const {
+    if (options.log) {
+      options.log(message);
+    } else {
+      fmt::print(stderr, "rpool http: {}\n", message);
+    }
+  }
+
+  void do_accept();
+  void on_accept(beast::error_code ec, tcp::socket socket);
+  void unregister(Session* session);
+
+  asio::io_context& io;
+  const HttpServerOptions options;
+  const HttpHandler handler;
+  tcp::acceptor acceptor;
+  asio::steady_timer accept_retry;  // backs off after an accept error such as EMFILE
+  std::uint16_t port = 0;
+  HttpServerStats stats;
+  // Every open session, owned here until it closes: a session waiting only for its handlers has
+  // no pending I/O to keep it alive. stats.connections_active == sessions.size().
+  std::unordered_map<Session*, std::shared_ptr<Session>> sessions;
+  bool shutting_down = false;
+  std::function<void()> shutdown_done;  // run once when `sessions` empties during shutdown
+};
+
+namespace {
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(std::shared_ptr<HttpServer::State> server, tcp::socket socket)
+      : server_(std::move(server)),
+        stream_(std::move(socket)),
+        read_deadline_(stream_.get_executor()),
+        linger_timer_(stream_.get_executor()) {}
+
+  void start() { do_read(); }
+
+  // Graceful shutdown: read no more requests; answer the ones already read, then close.
+  void shutdown() {
+    if (closed_ || lingering_) return;
+    read_closed_ = true;
+    if (slots_.empty()) {
+      close();
+      return;
+    }
+    // Abort the read ahead. Cancelling would also abort a write, so while one is under way
+    // on_write does it instead.
+    if (reading_ && !writing_) cancel_io();
+  }
+
+  // Closes the socket now; whatever is unanswered is dropped.
+  void close() {
+    if (closed_) return;
+    const auto self = shared_from_this();  // unregister() drops the server's reference
+    closed_ = true;
+    read_deadline_.cancel();
+    linger_timer_.cancel();
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream_.socket().close(ignored);
+    // The slots stay until the session is destroyed: a cancelled write may still refer to one.
+    server_->unregister(this);
+  }
+
+  // Puts the answer to request `sequence` in its slot and writes what can be written.
+  void complete(std::uint64_t sequence, HttpResponse&& response) {
+    if (closed_ || lingering_) return;
+    RPOOL_ASSERT_OP(sequence, >=, front_sequence_);
+    const std::size_t index = sequence - front_sequence_;
+    RPOOL_ASSERT_OP(index, <, slots_.size());
+    Slot& slot = slots_[index];
+    RPOOL_ASSERT(!slot.response.has_value());
+    slot.response.emplace(std::move(response));
+    do_write();
+  }
+
+  void log(std::string_view message) const { server_->log(message); }
+
+ private:
+  struct Slot {
+    unsigned version = 11;
+    bool keep_alive = true;  // the request allows another request after it
+    bool head = false;
+    std::optional<HttpResponse> response;  // filled when the handler answers
+  };
+
+  // Tracks one request's Respond: answers 500 if every copy is dropped unanswered, tells a bug
+  // (a second answer) from the server having answered already on the handler's behalf.
+  class Responder {
+   public:
+    Responder(std::weak_ptr<Session> session, std::uint64_t sequence)
+        : session_(std::move(session)), sequence_(sequence) {}
+    Responder(const Responder&) = delete;
+    Responder& operator=(const Responder&) = delete;
+    ~Responder() {
+      if (state_ != State::pending) return;
+      if (auto session = session_.lock()) {
+        session->log("a handler dropped a request without answering it; answered 500");
+        session->complete(sequence_,
+                          make_json_error(11, true, http::status::internal_server_error,
+                                          "internal", "The request was dropped without an answer."));
+      }
+    }
+
+    void respond(HttpResponse&& response) {
+      if (state_ == State::answered_by_server) {
+        if (auto session = session_.lock()) {
+          session->log("a handler answered a request the server had already answered; ignored");
+        }
+        return;
+      }
+      RPOOL_ASSERT(state_ == State::pending);  // Respond is called exactly once
+      state_ = State::answered_by_handler;
+      if (auto session = session_.lock()) session->complete(sequence_, std::move(response));
+    }
+
+    // The handler threw: answer 500 unless it answered before throwing.
+    void answer_internal_error() {
+      if (state_ != State::pending) return;
+      state_ = State::answered_by_server;
+      if (auto session = session_.lock()) {
+        session->complete(sequence_,
+                          make_json_error(11, true, http::status::internal_server_error,
+                                          "internal", "The server failed to handle the request."));
+      }
+    }
+
+   private:
+    enum class State { pending, answered_by_handler, answered_by_server };
+    std::weak_ptr<Session> session_;
+    std::uint64_t sequence_;
+    State state_ = State::pending;
+  };
+
+  const HttpServerOptions& options() const { return server_->options; }
+
+  void cancel_io() {
+    beast::error_code ignored;
+    stream_.socket().cancel(ignored);
+  }
+
+  void do_read() {
+    if (closed_ || lingering_ || read_closed_ || reading_) return;
+    if (slots_.size() >= options().pipeline_depth_max) return;  // on_write resumes reading
+    parser_.emplace();
+    parser_->body_limit(options().body_bytes_max);
+    reading_ = true;
+    // The read deadline runs only while no request of this connection is unanswered.
+    if (slots_.empty()) arm_read_deadline();
+    stream_.expires_never();  // the read deadline is read_deadline_, not the stream's timer
+    http::async_read(stream_, buffer_, *parser_,
+                     beast::bind_front_handler(&Session::on_read, shared_from_this()));
+  }
+
+  void on_read(beast::error_code ec, std::size_t /*bytes*/) {
+    reading_ = false;
+    if (closed_) return;
+    if (lingering_) {
+      do_linger_read();
+      return;
+    }
+    if (ec == http::error::end_of_stream || (ec && read_closed_)) {
+      // The client finished sending, or shutdown aborted the read ahead: answer what was read.
+      read_closed_ = true;
+      finish_if_done();
+      return;
+    }
+    if (ec) {
+      if (is_parse_error(ec) && ec != http::error::partial_message) {
+        reject(ec);
+      } else {
+        fail(ec, "read");
+      }
+      return;
+    }
+    read_deadline_.cancel();
+    ++server_->stats.requests;
+
+    HttpRequest request = parser_->release();
+    parser_.reset();
+    const std::uint64_t sequence = front_sequence_ + slots_.size();
+    slots_.push_back(Slot{request.version(), request.keep_alive(),
+                          request.method() == http::verb::head, std::nullopt});
+    if (!request.keep_alive()) read_closed_ = true;  // Connection: close, or HTTP/1.0
+
+    auto responder = std::make_shared<Responder>(weak_from_this(), sequence);
+    Respond respond = [responder](HttpResponse&& response) {
+      responder->respond(std::move(response));
+    };
+    try {
+      server_->handler(std::move(request), std::move(respond));
+    } catch (const std::exception& e) {
+      log(fmt::format("a handler threw: {}; answered 500", e.what()));
+      responder->answer_internal_error();
+    } catch (...) {
+      log("a handler threw a non-exception; answered 500");
+      responder->answer_internal_error();
+    }
+    responder.reset();  // if the handler kept no copy, this answers 500 now
+    do_read();          // read ahead
+  }
+
+  // The request could not be parsed, or its body is too large: answer and close.
+  void reject(const beast::error_code& ec) {
+    ++server_->stats.bad_requests;
+    read_closed_ = true;
+    const unsigned version = parser_->is_header_done() ? parser_->get().version() : 11;
+    HttpResponse response =
+        ec == http::error::body_limit
+            ? make_json_error(version, false, http::status::payload_too_large, "payload_too_large",
+                              fmt::format("The request body exceeds {} bytes.",
+                                          options().body_bytes_max))
+            : make_json_error(version, false, http::status::bad_request, "bad_request",
+                              fmt::format("The request is not valid HTTP/1.1: {}.", ec.message()));
+    slots_.push_back(Slot{version, false, false, std::move(response)});
+    do_write();
+  }
+
+  void do_write() {
+    if (closed_ || lingering_ || writing_ || slots_.empty() || !slots_.front().response) return;
+    Slot& slot = slots_.front();
+    HttpResponse& response = *slot.response;
+    // The connection ends after this answer if the request or the handler says so, or if no
+    // further request will be read and none is waiting.
+    const bool handler_closes =
+        http::token_list{response[http::field::connection]}.exists("close");
+    const bool last = !slot.keep_alive || handler_closes || (read_closed_ && slots_.size() == 1);
+    response.version(slot.version);
+    response.keep_alive(!last);
+    response.set(http::field::server, options().server_name);
+    response.prepare_payload();
+    if (slot.head) {
+      // A HEAD answer announces the length of the body it does not carry.
+      const std::size_t length = response.body().size();
+      response.body().clear();
+      response.content_length(length);
+    }
+    writing_ = true;
+    stream_.expires_after(options().read_timeout);  // a client that does not read its answers
+    http::async_write(stream_, response,
+                      beast::bind_front_handler(&Session::on_write, shared_from_this(), last));
+  }
+
+  void on_write(bool last, beast::error_code ec, std::size_t /*bytes*/) {
+    writing_ = false;
+    if (closed_) return;
+    if (ec) {
+      fail(ec, "write");
+      return;
+    }
+    slots_.pop_front();
+    ++front_sequence_;
+    if (last) {
+      read_closed_ = true;
+      linger();
+      return;
+    }
+    if (read_closed_ && reading_) cancel_io();  // shutdown came while writing
+    if (finish_if_done()) return;
+    if (slots_.empty() && reading_) arm_read_deadline();  // idle again: the clock restarts
+    do_read();
+    do_write();
+  }
+
+  // With no request left to read or answer, the connection ends. Returns whether it did.
+  bool finish_if_done() {
+    if (!read_closed_ || !slots_.empty() || writing_) return false;
+    linger();
+    return true;
+  }
+
+  void arm_read_deadline() {
+    read_deadline_.expires_after(options().read_timeout);
+    read_deadline_.async_wait(
+        beast::bind_front_handler(&Session::on_read_deadline, shared_from_this()));
+  }
+
+  void on_read_deadline(beast::error_code ec) {
+    if (ec == asio::error::operation_aborted || closed_ || lingering_) return;
+    // A timer re-armed after this wait completed is not expired yet.
+    if (read_deadline_.expiry() > std::chrono::steady_clock::now()) return;
+    if (!slots_.empty()) return;  // a handler is working; re-armed when the queue drains
+    close();
+  }
+
+  // Lingering close: FIN now, then read and discard until the client closes, for a short while.
+  void linger() {
+    if (closed_ || lingering_) return;
+    lingering_ = true;
+    read_deadline_.cancel();
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    linger_timer_.expires_after(std::min(linger_timeout, options().read_timeout));
+    linger_timer_.async_wait([self = shared_from_this()](beast::error_code timer_ec) {
+      if (timer_ec != asio::error::operation_aborted) self->close();
+    });
+    if (reading_) {
+      cancel_io();  // on_read continues with do_linger_read
+    } else {
+      do_linger_read();
+    }
+  }
+
+  void do_linger_read() {
+    if (closed_) return;
+    reading_ = true;
+    stream_.expires_never();
+    stream_.async_read_some(
+        asio::buffer(linger_buffer_),
+        [self = shared_from_this()](beast::error_code ec, std::size_t bytes) {
+          self->reading_ = false;
+          self->linger_bytes_ += bytes;
+          if (ec || self->linger_bytes_ > linger_bytes_max) {
+            self->close();
+          } else {
+            self->do_linger_read();
+          }
+        });
+  }
+
+  // The one place a connection dies of an error. Routine ends (reset, timeout, abort) are not
+  // logged: they are how clients go away.
+  void fail(const beast::error_code& ec, std::string_view what) {
+    if (ec != asio::error::operation_aborted && ec != asio::error::connection_reset &&
+        ec != asio::error::eof && ec != beast::error::timeout &&
+        ec != asio::error::broken_pipe && ec != http::error::partial_message) {
+      log(fmt::format("connection {}: {}", what, ec.message()));
+    }
+    close();
+  }
+
+  std::shared_ptr<HttpServer::State> server_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;  // the request being read
+  std::deque<Slot> slots_;  // unanswered or unwritten requests in order; size <= depth max + 1
+  std::uint64_t front_sequence_ = 0;  // the sequence number of slots_.front()
+  asio::steady_timer read_deadline_;
+  asio::steady_timer linger_timer_;
+  std::array<char, 4096> linger_buffer_{};
+  std::size_t linger_bytes_ = 0;
+  bool reading_ = false;      // a read is pending
+  bool writing_ = false;      // a write of slots_.front() is pending
+  bool read_closed_ = false;  // no further request will be read
+  bool lingering_ = false;    // the last answer is written; draining before close
+  bool closed_ = false;       // the socket is closed and the session unregistered
+};
+
+}  // namespace
+
+void HttpServer::State::do_accept() {
+  acceptor.async_accept(
+      io, beast::bind_front_handler(&HttpServer::State::on_accept, shared_from_this()));
+}
+
+void HttpServer::State::on_accept(beast::error_code ec, tcp::socket socket) {
+  if (!acceptor.is_open() || ec == asio::error::operation_aborted) return;
+  if (ec) {
+    // Out of descriptors or a connection reset before it was accepted: try again shortly.
+    log(fmt::format("accept: {}", ec.message()));
+    accept_retry.expires_after(std::chrono::milliseconds(50));
+    accept_retry.async_wait([self = shared_from_this()](beast::error_code timer_ec) {
+      if (!timer_ec && self->acceptor.is_open()) self->do_accept();
+    });
+    return;
+  }
+  ++stats.connections_accepted;
+  if (sessions.size() >= options.connections_max) {
+    beast::error_code ignored;
+    socket.close(ignored);  // over the limit: accepted and closed at once
+  } else {
+    beast::error_code ignored;
+    socket.set_option(tcp::no_delay(true), ignored);
+    auto session = std::make_shared<Session>(shared_from_this(), std::move(socket));
+    sessions.emplace(session.get(), session);
+    stats.connections_active = sessions.size();
+    session->start();
+  }
+  do_accept();
+}
+
+void HttpServer::State::unregister(Session* session) {
+  const std::size_t erased = sessions.erase(session);
+  RPOOL_ASSERT_OP(erased, ==, std::size_t{1});
+  stats.connections_active = sessions.size();
+  if (shutting_down && sessions.empty() && shutdown_done) {
+    asio::post(io, std::exchange(shutdown_done, nullptr));
+  }
+}
+
+HttpServer::HttpServer(asio::io_context& io, HttpServerOptions options, HttpHandler handler)
+    : state_(std::make_shared<State>(io, std::move(options), std::move(handler))) {
+  RPOOL_ASSERT(state_->handler != nullptr);
+  RPOOL_ASSERT_OP(state_->options.pipeline_depth_max, >=, std::size_t{1});
+  RPOOL_ASSERT_OP(state_->options.connections_max, >=, std::size_t{1});
+}
+
+HttpServer::~HttpServer() {
+  stop_accepting();
+  std::vector<std::shared_ptr<Session>> sessions;
+  for (auto& [raw, session] : state_->sessions) sessions.push_back(session);
+  for (auto& session : sessions) session->close();
+  state_->shutdown_done = nullptr;
+}
+
+std::error_code HttpServer::start() {
+  RPOOL_ASSERT(!state_->acceptor.is_open());
+  beast::error_code ec;
+  tcp::endpoint endpoint;
+  const auto address = asio::ip::make_address(state_->options.host, ec);
+  if (!ec) {
+    endpoint = tcp::endpoint(address, state_->options.port);
+  } else {
+    tcp::resolver resolver(state_->io);
+    auto results = resolver.resolve(state_->options.host, std::to_string(state_->options.port),
+                                    tcp::resolver::passive, ec);
+    if (ec) return ec;
+    if (results.empty()) return std::make_error_code(std::errc::address_not_available);
+    endpoint = results.begin()->endpoint();
+  }
+  tcp::acceptor& acceptor = state_->acceptor;
+  auto fail = [&acceptor](const beast::error_code& error) -> std::error_code {
+    beast::error_code ignored;
+    acceptor.close(ignored);
+    return error;
+  };
+  acceptor.open(endpoint.protocol(), ec);
+  if (ec) return fail(ec);
+  acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (ec) return fail(ec);
+  acceptor.bind(endpoint, ec);
+  if (ec) return fail(ec);
+  acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return fail(ec);
+  const auto local = acceptor.local_endpoint(ec);
+  if (ec) return fail(ec);
+  state_->port = local.port();
+  state_->do_accept();
+  return {};
+}
+
+std::uint16_t HttpServer::port() const { return state_->port; }
+
+void HttpServer::stop_accepting() {
+  beast::error_code ignored;
+  state_->acceptor.close(ignored);
+  state_->accept_retry.cancel();
+}
+
+void HttpServer::shutdown(std::function<void()> done) {
+  stop_accepting();
+  state_->shutting_down = true;
+  state_->shutdown_done = std::move(done);
+  std::vector<std::shared_ptr<Session>> sessions;
+  for (auto& [raw, session] : state_->sessions) sessions.push_back(session);
+  for (auto& session : sessions) session->shutdown();
+  if (state_->sessions.empty() && state_->shutdown_done) {
+    asio::post(state_->io, std::exchange(state_->shutdown_done, nullptr));
+  }
+}
+
+HttpServerStats HttpServer::stats() const { return state_->stats; }
+
+}  // namespace rpool::net
