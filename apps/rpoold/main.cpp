@@ -1,0 +1,87 @@
+// rpoold: one rpool cluster node (CONTRACT.md, "Binaries").
+//
+//   rpoold --config FILE --id N [--data-dir DIR] [--log-format json|text]
+//
+// Exit codes: 0 after SIGTERM/SIGINT (graceful), 2 for bad usage or a bad config (one line on
+// stderr naming the field), 1 for a fatal runtime error (corrupt log, locked data directory, disk
+// error, address in use), always with one clear line on stderr.
+#include <csignal>
+#include <cstdio>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <fmt/format.h>
+
+#include "net/config.h"
+#include "net/node_host.h"
+
+namespace {
+
+int fail(int code, const std::string& line) {
+  std::fprintf(stderr, "rpoold: %s\n", line.c_str());
+  return code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"rpoold: one node of an rpool cluster (a replicated reward pool)"};
+  std::string config_path;
+  std::uint64_t id = 0;
+  std::string data_dir;
+  std::string log_format = "text";
+  app.add_option("--config", config_path, "cluster config file (JSON)")->required();
+  app.add_option("--id", id, "this node's id in the config's members")->required();
+  app.add_option("--data-dir", data_dir, "data directory (default: the config's data_dir)");
+  app.add_option("--log-format", log_format, "json or text")->check(CLI::IsMember({"json", "text"}));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return fail(2, fmt::format("{} (see --help)", e.what()));
+  }
+
+  std::string error;
+  auto config = rpool::net::load_config(config_path, error);
+  if (!config) return fail(2, error);
+  if (config->member(rpool::NodeId(id)) == nullptr) {
+    return fail(2, fmt::format("--id {}: no member with this id in {}", id, config_path));
+  }
+
+  // A peer or client that goes away mid-write must not kill the process.
+  std::signal(SIGPIPE, SIG_IGN);
+
+  boost::asio::io_context io(1);
+  rpool::net::NodeOptions options;
+  options.config = std::move(*config);
+  options.id = rpool::NodeId(id);
+  options.data_dir = data_dir;
+  options.log_format = log_format == "json" ? rpool::net::Logger::Format::json : rpool::net::Logger::Format::text;
+
+  auto node = rpool::net::NodeHost::open(io, std::move(options), error);
+  if (!node) return fail(1, error);
+  int exit_code = 0;
+  node->on_fatal([&] {
+    exit_code = 1;
+    io.stop();
+  });
+  if (!node->start(error)) return fail(1, error);
+
+  boost::asio::signal_set signals(io, SIGTERM, SIGINT);
+  signals.async_wait([&](const boost::system::error_code& ec, int) {
+    if (ec) return;
+    node->shutdown([&] { io.stop(); });
+    // A second signal stops at once.
+    signals.async_wait([&](const boost::system::error_code& ec2, int) {
+      if (!ec2) io.stop();
+    });
+  });
+  io.run();
+  if (node->fatal()) return fail(1, *node->fatal());
+  return exit_code;
+}

@@ -1,0 +1,585 @@
+#include "net/node_host.h"
+
+#include <sys/random.h>
+
+#include <filesystem>
+#include <system_error>
+
+#include <boost/asio/post.hpp>
+#include <fmt/format.h>
+
+#include "base/assert.h"
+#include "wal/errc.h"
+
+namespace rpool::net {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+namespace asio = boost::asio;
+
+std::uint64_t random_u64() {
+  std::uint64_t value = 0;
+  auto* p = reinterpret_cast<unsigned char*>(&value);
+  std::size_t got = 0;
+  while (got < sizeof value) {
+    const ssize_t n = getrandom(p + got, sizeof value - got, 0);
+    if (n < 0) {
+      RPOOL_ASSERT(errno == EINTR);  // getrandom(2) on Linux >= 3.17 fails only when interrupted
+      continue;
+    }
+    got += static_cast<std::size_t>(n);
+  }
+  return value;
+}
+
+std::uint64_t now_ms() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count());
+}
+
+// The cluster id in every peer handshake: a hash of the founding members (ids and raft
+// addresses), so that nodes configured for another cluster never exchange messages.
+std::uint64_t cluster_id_of(const Config& config) {
+  std::string text;
+  std::vector<const Member*> members;
+  for (const Member& m : config.members) members.push_back(&m);
+  std::sort(members.begin(), members.end(), [](const Member* a, const Member* b) { return a->id < b->id; });
+  for (const Member* m : members) text += fmt::format("{}={};", m->id, m->raft.to_string());
+  const pool::Sha256 h = api::request_hash(text);
+  return load_u64le(h.data());
+}
+
+wal::Entry to_wal(const raft::Entry& e) {
+  return wal::Entry{e.term, e.index, static_cast<std::uint8_t>(e.type), e.data};
+}
+
+const char* role_name(raft::Role role) {
+  switch (role) {
+    case raft::Role::leader: return "leader";
+    case raft::Role::candidate: return "candidate";
+    case raft::Role::pre_candidate: return "pre_candidate";
+    case raft::Role::follower: return "follower";
+  }
+  return "follower";
+}
+
+constexpr std::string_view forwarded_header = "Rpool-Forwarded-By";
+// Commit index advances are saved with the hard state at most this often: the commit index is
+// advisory (a restarted node relearns it from the leader), and every save costs three fsyncs.
+constexpr auto commit_save_interval = std::chrono::seconds(1);
+
+}  // namespace
+
+NodeHost::NodeHost(asio::io_context& io, NodeOptions options)
+    : io_(io),
+      options_(std::move(options)),
+      logger_(options_.log_format, options_.id.value()),
+      ticker_(io) {}
+
+NodeHost::~NodeHost() {
+  if (transport_) transport_->stop();
+  wal_io_.stop();
+  if (wal_thread_.joinable()) wal_thread_.join();
+}
+
+std::unique_ptr<NodeHost> NodeHost::open(asio::io_context& io, NodeOptions options, std::string& error) {
+  if (options.data_dir.empty()) options.data_dir = options.config.data_dir_for(options.id);
+  std::unique_ptr<NodeHost> node(new NodeHost(io, std::move(options)));
+  if (!node->recover(error)) return nullptr;
+  return node;
+}
+
+bool NodeHost::recover(std::string& error) {
+  const std::string& dir = options_.data_dir;
+  std::error_code fs_ec;
+  std::filesystem::create_directories(dir, fs_ec);
+  if (fs_ec) {
+    error = fmt::format("cannot create data directory {}: {}", dir, fs_ec.message());
+    return false;
+  }
+  wal::Options wal_options;
+  wal_options.segment_bytes = options_.config.wal.segment_bytes;
+  wal_options.warn = [this](const std::string& line) { logger_.warn(line); };
+  wal::OpenResult opened = wal::Log::open(dir, wal_options);
+  if (opened.error) {
+    error = fmt::format("cannot open data directory {}: {}{}{}", dir, opened.error.message(),
+                        opened.detail.empty() ? "" : ": ", opened.detail);
+    return false;
+  }
+  log_ = std::move(opened.log);
+
+  wal::HardState hard;
+  if (const auto ec = log_->load_hard_state(hard)) {
+    error = fmt::format("cannot read the hard state in {}: {} {}", dir, ec.message(), log_->error_detail());
+    return false;
+  }
+  std::optional<wal::SnapshotFile> snapshot_file;
+  if (const auto ec = log_->load_latest_snapshot(snapshot_file)) {
+    error = fmt::format("cannot read the snapshot in {}: {} {}", dir, ec.message(), log_->error_detail());
+    return false;
+  }
+
+  raft::BootState boot;
+  LogIndex from = log_->first_index();
+  LogIndex snapshot_index;
+  if (snapshot_file) {
+    raft::Membership membership;
+    if (!raft::decode_membership(snapshot_file->metadata, membership)) {
+      error = fmt::format("snapshot {} in {}: its membership does not decode", snapshot_file->index, dir);
+      return false;
+    }
+    auto data = std::make_shared<const Bytes>(std::move(snapshot_file->data));
+    if (const auto ec = pool_.restore(*data)) {
+      error = fmt::format("snapshot {} in {}: its pool state does not decode: {}", snapshot_file->index, dir, ec.message());
+      return false;
+    }
+    snapshot_index = snapshot_file->index;
+    boot.snapshot = raft::Snapshot{{snapshot_file->index, snapshot_file->term, std::move(membership)}, data};
+    // The log must continue right after the snapshot. A log that ends before it, or holds a
+    // different entry at its index, is what a crash while installing a snapshot leaves: drop it.
+    Term term_at;
+    const bool continues = log_->first_index() <= snapshot_index.next() && log_->last_index() >= snapshot_index &&
+                           (log_->first_index() > snapshot_index ||
+                            (!log_->term(snapshot_index, term_at) && term_at == snapshot_file->term));
+    if (!continues) {
+      if (const auto ec = log_->reset(snapshot_index.next())) {
+        error = fmt::format("cannot reset the log in {} after snapshot {}: {}", dir, snapshot_index, ec.message());
+        return false;
+      }
+    }
+    from = snapshot_index.next();
+  } else if (log_->first_index() != LogIndex(1)) {
+    error = fmt::format("the log in {} starts at index {} but there is no snapshot before it", dir, log_->first_index());
+    return false;
+  }
+  if (log_->last_index() >= from) {
+    std::vector<wal::Entry> entries;
+    if (const auto ec = log_->read(from, log_->last_index().next(), entries)) {
+      error = fmt::format("cannot read the log in {}: {} {}", dir, ec.message(), log_->error_detail());
+      return false;
+    }
+    boot.entries.reserve(entries.size());
+    for (wal::Entry& e : entries) {
+      if (e.kind < 1 || e.kind > 3) {
+        error = fmt::format("log entry {} in {} has unknown kind {}", e.index, dir, e.kind);
+        return false;
+      }
+      boot.entries.push_back(raft::Entry{e.term, e.index, static_cast<raft::EntryType>(e.kind), std::move(e.payload)});
+    }
+  }
+  const LogIndex last = boot.entries.empty() ? snapshot_index : boot.entries.back().index;
+  boot.hard_state = raft::HardState{hard.current_term, hard.voted_for,
+                                    std::clamp(hard.commit_index, snapshot_index, last)};
+  snapshot_index_ = snapshot_index;
+  persisted_term_ = hard.current_term;
+  persisted_vote_ = hard.voted_for;
+
+  raft::Config rc;
+  rc.id = options_.id;
+  for (const Member& m : options_.config.members) rc.initial_membership.voters.push_back(m.id);
+  std::sort(rc.initial_membership.voters.begin(), rc.initial_membership.voters.end());
+  rc.heartbeat_ticks = 1;
+  rc.election_ticks = std::max<int>(2, static_cast<int>(options_.config.raft.election_timeout_ms /
+                                                        options_.config.raft.heartbeat_ms));
+  rc.random_seed = random_u64();
+  core_ = std::make_unique<raft::Core>(rc, std::move(boot));
+  cluster_id_ = cluster_id_of(options_.config);
+  logger_.info("recovered", {{"data_dir", dir},
+                             {"snapshot_index", snapshot_index.value()},
+                             {"last_index", last.value()},
+                             {"term", hard.current_term.value()},
+                             {"last_request_id", pool_.last_request_id()}});
+  return true;
+}
+
+bool NodeHost::start(std::string& error) {
+  const Member* self = options_.config.member(options_.id);
+  RPOOL_ASSERT(self != nullptr);
+
+  PeerTransport::Options peer_options;
+  peer_options.self = options_.id;
+  peer_options.cluster_id = cluster_id_;
+  peer_options.listen_host = self->raft.host;
+  peer_options.listen_port = self->raft.port;
+  peer_options.bind_host = self->raft.host;
+  peer_options.log = [this](std::string_view line) { logger_.info(line); };
+  transport_ = std::make_unique<PeerTransport>(io_, peer_options, [this](raft::Message&& m) {
+    auto message = std::make_shared<raft::Message>(std::move(m));
+    with_core([this, message] { core_->step(*message); });
+  });
+  if (const auto ec = transport_->start()) {
+    error = fmt::format("cannot listen for peers on {}: {}", self->raft.to_string(), ec.message());
+    return false;
+  }
+  for (const Member& m : options_.config.members) {
+    if (m.id != options_.id) transport_->set_peer(m.id, m.raft.host, m.raft.port);
+  }
+
+  HttpServerOptions http_options;
+  http_options.host = self->http.host;
+  http_options.port = self->http.port;
+  http_options.body_bytes_max = api::body_bytes_max;
+  http_options.log = [this](std::string_view line) { logger_.warn(line); };
+  http_ = std::make_unique<HttpServer>(io_, http_options,
+                                       [this](HttpRequest&& request, Respond respond) {
+                                         handle(std::move(request), std::move(respond));
+                                       });
+  if (const auto ec = http_->start()) {
+    error = fmt::format("cannot listen for HTTP on {}: {}", self->http.to_string(), ec.message());
+    return false;
+  }
+  HttpClientOptions client_options;
+  client_options.bind_host = self->http.host;
+  client_ = std::make_unique<HttpClient>(io_, client_options);
+
+  // The WAL thread runs until shutdown; a work guard keeps its io_context alive while idle.
+  wal_thread_ = std::thread([this] {
+    auto guard = asio::make_work_guard(wal_io_);
+    wal_io_.run();
+  });
+
+  on_tick();
+  schedule_ready();
+  logger_.info("serving", {{"raft", self->raft.to_string()}, {"http", self->http.to_string()}});
+  return true;
+}
+
+std::uint16_t NodeHost::http_port() const { return http_ ? http_->port() : 0; }
+std::uint16_t NodeHost::raft_port() const { return transport_ ? transport_->listen_port() : 0; }
+
+// --- the Ready cycle ----------------------------------------------------------------------------
+
+void NodeHost::with_core(std::function<void()> input) {
+  if (storage_failed_) return;  // the core is frozen with an unpersisted Ready
+  if (ready_outstanding_) {
+    deferred_.push_back(std::move(input));
+    return;
+  }
+  input();
+  schedule_ready();
+}
+
+void NodeHost::schedule_ready() {
+  if (ready_scheduled_) return;
+  ready_scheduled_ = true;
+  asio::post(io_, [this] { process_ready(); });
+}
+
+void NodeHost::process_ready() {
+  ready_scheduled_ = false;
+  if (ready_outstanding_ || storage_failed_ || !core_->has_ready()) return;
+  raft::Ready ready = core_->ready();
+  ready_outstanding_ = true;
+  for (raft::Message& m : ready.messages) transport_->send(std::move(m));
+  ready.messages.clear();
+  if (ready.snapshot || !ready.entries.empty() || ready.hard_state) {
+    persist(std::move(ready));
+  } else {
+    on_persisted(std::move(ready), {}, {});
+  }
+}
+
+void NodeHost::persist(raft::Ready ready) {
+  struct Job {
+    std::optional<wal::SnapshotFile> snapshot;
+    std::vector<wal::Entry> entries;
+    std::optional<wal::HardState> hard_state;
+  };
+  auto job = std::make_shared<Job>();
+  if (ready.snapshot) {
+    const raft::Snapshot& s = *ready.snapshot;
+    job->snapshot = wal::SnapshotFile{s.meta.index, s.meta.term, raft::encode_membership(s.meta.membership), *s.data};
+  }
+  job->entries.reserve(ready.entries.size());
+  for (const raft::Entry& e : ready.entries) {
+    job->entries.push_back(to_wal(e));
+    counters_.wal_bytes += e.data.size() + 25;
+  }
+  if (ready.hard_state) {
+    // Term and vote must be durable before the messages that depend on them; a commit index
+    // alone may wait (see commit_save_interval).
+    const raft::HardState& h = *ready.hard_state;
+    const bool vote_changed = h.current_term != persisted_term_ || h.voted_for != persisted_vote_;
+    if (vote_changed || Clock::now() - last_commit_save_ >= commit_save_interval) {
+      job->hard_state = wal::HardState{h.current_term, h.voted_for, h.commit_index};
+      persisted_term_ = h.current_term;
+      persisted_vote_ = h.voted_for;
+      last_commit_save_ = Clock::now();
+    }
+  }
+  const bool fsync = options_.config.wal.fsync;
+  auto shared_ready = std::make_shared<raft::Ready>(std::move(ready));
+  asio::post(wal_io_, [this, job, shared_ready, fsync] {
+    wal::Log& log = *log_;
+    std::error_code ec;
+    if (job->snapshot) {
+      const wal::SnapshotFile& s = *job->snapshot;
+      ec = log.save_snapshot(s);
+      if (!ec) {
+        Term at;
+        const bool continues = log.first_index() <= s.index && s.index <= log.last_index() &&
+                               !log.term(s.index, at) && at == s.term;
+        ec = continues ? log.compact(s.index) : log.reset(s.index.next());
+      }
+    }
+    if (!ec && !job->entries.empty()) {
+      const LogIndex first = job->entries.front().index;
+      if (first <= log.last_index()) ec = log.truncate_suffix(first);
+      if (!ec) ec = log.append(job->entries);
+    }
+    if (!ec && fsync) ec = log.sync();
+    if (!ec && job->hard_state) ec = log.save_hard_state(*job->hard_state);
+    std::string detail = ec ? log.error_detail() : std::string();
+    asio::post(io_, [this, shared_ready, ec, detail = std::move(detail)] {
+      ++counters_.wal_syncs;
+      on_persisted(std::move(*shared_ready), ec, detail);
+    });
+  });
+}
+
+void NodeHost::on_persisted(raft::Ready ready, std::error_code ec, std::string detail) {
+  if (ec) {
+    storage_failed(ec, detail);
+    return;
+  }
+  for (raft::Message& m : ready.messages_after_persist) transport_->send(std::move(m));
+  ready.messages_after_persist.clear();
+  if (ready.snapshot) {
+    const raft::Snapshot& s = *ready.snapshot;
+    if (const auto restore_ec = pool_.restore(*s.data)) {
+      fatal_ = fmt::format("the snapshot at index {} from the leader does not decode: {}", s.meta.index, restore_ec.message());
+      logger_.error(*fatal_);
+      if (on_fatal_) on_fatal_();
+      return;
+    }
+    snapshot_index_ = s.meta.index;
+    // Writes waiting for entries the snapshot covers can no longer be matched to their result.
+    for (auto it = writes_.begin(); it != writes_.end() && it->first <= s.meta.index;) {
+      it->second.failed(api::Error::outcome_unknown, "The write was overtaken by a snapshot; retry it with its Idempotency-Key.");
+      it = writes_.erase(it);
+    }
+    logger_.info("installed snapshot", {{"index", s.meta.index.value()}, {"term", s.meta.term.value()}});
+  }
+  for (const raft::Entry& e : ready.committed_entries) apply(e);
+  for (const raft::ReadState& rs : ready.read_states) {
+    const auto it = reads_.find(rs.context);
+    if (it == reads_.end()) continue;  // timed out meanwhile
+    it->second.index = rs.index;
+    it->second.indexed = true;
+  }
+  core_->advance(ready);
+  ready_outstanding_ = false;
+  observe_role();
+  serve_reads();
+  std::deque<std::function<void()>> inputs;
+  inputs.swap(deferred_);
+  for (auto& input : inputs) input();
+  maybe_snapshot();
+  schedule_ready();
+  if (stopping_) maybe_finish_shutdown();
+}
+
+void NodeHost::apply(const raft::Entry& entry) {
+  const auto pending = writes_.find(entry.index);
+  if (entry.type != raft::EntryType::normal) {
+    if (pending != writes_.end()) {
+      pending->second.failed(api::Error::outcome_unknown, "The write was lost in a leader change; retry it with its Idempotency-Key.");
+      writes_.erase(pending);
+    }
+    return;
+  }
+  pool::Command command;
+  if (const auto ec = pool::decode(entry.data, command)) {
+    // Every replica skips it alike, so they stay identical; it can only be a bug of ours.
+    logger_.error("committed entry does not decode as a pool command; skipped",
+                  {{"index", entry.index.value()}, {"error", ec.message()}});
+    if (pending != writes_.end()) {
+      pending->second.failed(api::Error::internal, "The write could not be applied.");
+      writes_.erase(pending);
+    }
+    return;
+  }
+  const pool::Result result = pool_.apply(entry.index.value(), command);
+  if (!result.replayed) {
+    counters_.draws += result.draws.size();
+    for (const auto& d : result.draws) counters_.draws_pool_empty += d.item_id ? 0 : 1;
+  }
+  if (result.bootstrapped) logger_.info("catalog seeded", {{"items", std::uint64_t{pool_.items().size()}}});
+  if (pending == writes_.end()) return;
+  if (pending->second.term == entry.term) {
+    pending->second.done(result);
+  } else {
+    pending->second.failed(api::Error::outcome_unknown, "The write was lost in a leader change; retry it with its Idempotency-Key.");
+  }
+  writes_.erase(pending);
+}
+
+void NodeHost::observe_role() {
+  const raft::Role role = core_->role();
+  const NodeId leader = core_->leader();
+  if (leader != last_leader_) {
+    ++counters_.leader_changes;
+    logger_.info("leader changed", {{"leader", leader.value()}, {"term", core_->current_term().value()},
+                                    {"role", std::string(role_name(role))}});
+  }
+  if (role == raft::Role::leader && last_role_ != raft::Role::leader) ensure_bootstrap();
+  last_role_ = role;
+  last_leader_ = leader;
+}
+
+void NodeHost::ensure_bootstrap() {
+  // The catalog seeds the pool once, when the cluster first forms. Every new leader of a pool
+  // not yet seeded proposes it before any write of its term; a duplicate is a no-op when applied.
+  if (pool_.bootstrapped() || bootstrap_term_ == core_->current_term()) return;
+  if (core_->role() != raft::Role::leader) return;
+  pool::Command command{pool::Bootstrap{options_.config.catalog}, now_ms(), {}, {}};
+  if (!core_->propose(pool::encode(command))) bootstrap_term_ = core_->current_term();
+}
+
+void NodeHost::serve_reads() {
+  const LogIndex applied = core_->log().applied_index();
+  for (auto it = reads_.begin(); it != reads_.end();) {
+    if (it->second.indexed && it->second.index <= applied) {
+      answer_pool(it->second);
+      it = reads_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void NodeHost::answer_pool(PendingRead& read) {
+  read.respond(json_response(read.request, 200, api::pool_json(pool_, core_->log().applied_index())));
+}
+
+void NodeHost::maybe_snapshot() {
+  const LogIndex applied = core_->log().applied_index();
+  if (snapshot_in_progress_ || applied - snapshot_index_ < options_.config.raft.snapshot_entries) return;
+  take_snapshot({});
+}
+
+void NodeHost::take_snapshot(std::function<void(std::error_code, LogIndex)> done) {
+  RPOOL_ASSERT(!ready_outstanding_);
+  const LogIndex index = core_->log().applied_index();
+  if (index <= snapshot_index_ || snapshot_in_progress_) {
+    if (done) done({}, snapshot_index_);
+    return;
+  }
+  snapshot_in_progress_ = true;
+  const auto started = Clock::now();
+  auto data = std::make_shared<const Bytes>(pool_.snapshot());
+  // The core forgets entries up to `index` in memory now; the WAL keeps them until the
+  // snapshot file is durable, so a crash in between loses nothing.
+  if (const auto ec = core_->compact(index, data)) {
+    snapshot_in_progress_ = false;
+    if (done) done(ec, snapshot_index_);
+    return;
+  }
+  const raft::SnapshotMeta meta = core_->snapshot()->meta;
+  auto file = std::make_shared<wal::SnapshotFile>(
+      wal::SnapshotFile{meta.index, meta.term, raft::encode_membership(meta.membership), *data});
+  asio::post(wal_io_, [this, file, started, done = std::move(done)]() mutable {
+    std::error_code ec = log_->save_snapshot(*file);
+    if (!ec) ec = log_->compact(file->index);
+    std::string detail = ec ? log_->error_detail() : std::string();
+    asio::post(io_, [this, file, ec, started, detail, done = std::move(done)] {
+      snapshot_in_progress_ = false;
+      if (ec) {
+        logger_.error("snapshot failed", {{"index", file->index.value()}, {"error", ec.message()}, {"detail", detail}});
+      } else {
+        snapshot_index_ = file->index;
+        ++counters_.snapshots;
+        counters_.snapshot_bytes_last = file->data.size();
+        counters_.snapshot_seconds_last = std::chrono::duration<double>(Clock::now() - started).count();
+        logger_.info("snapshot taken", {{"index", file->index.value()}, {"bytes", std::uint64_t{file->data.size()}}});
+      }
+      if (done) done(ec, snapshot_index_);
+    });
+  });
+}
+
+void NodeHost::on_tick() {
+  if (stopping_ && !core_) return;
+  with_core([this] { core_->tick(); });
+  expire_requests();
+  ticker_.expires_after(std::chrono::milliseconds(options_.config.raft.heartbeat_ms));
+  ticker_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) on_tick();
+  });
+}
+
+void NodeHost::expire_requests() {
+  const auto now = Clock::now();
+  for (auto it = writes_.begin(); it != writes_.end();) {
+    if (it->second.deadline <= now) {
+      it->second.failed(api::Error::outcome_unknown, "The write was not confirmed in time; retry it with its Idempotency-Key.");
+      it = writes_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto it = reads_.begin(); it != reads_.end();) {
+    if (it->second.deadline <= now) {
+      const bool leaderless = core_->leader() == NodeId();
+      it->second.respond(error_response(it->second.request, leaderless ? api::Error::no_leader : api::Error::outcome_unknown,
+                                        leaderless ? "No leader is known right now; retry shortly."
+                                                   : "The leader did not confirm the read in time; retry it."));
+      it = reads_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (stopping_) maybe_finish_shutdown();
+}
+
+void NodeHost::storage_failed(std::error_code ec, const std::string& detail) {
+  storage_failed_ = true;
+  logger_.error("storage failed; this node stops writing", {{"error", ec.message()}, {"detail", detail}});
+  for (auto& [index, w] : writes_) {
+    w.failed(api::Error::outcome_unknown, "The log could not be written here; retry the write with its Idempotency-Key.");
+  }
+  writes_.clear();
+  if (ec != wal::errc::disk_full && ec != std::errc::no_space_on_device) {
+    fatal_ = fmt::format("storage failed: {} {}", ec.message(), detail);
+    if (on_fatal_) on_fatal_();
+  }
+}
+
+// --- shutdown -----------------------------------------------------------------------------------
+
+void NodeHost::shutdown(std::function<void()> done) {
+  if (stopping_) return;
+  stopping_ = true;
+  shutdown_done_ = std::move(done);
+  logger_.info("shutting down");
+  if (http_) http_->stop_accepting();
+  maybe_finish_shutdown();
+}
+
+void NodeHost::maybe_finish_shutdown() {
+  if (!stopping_ || shutdown_started_ || !writes_.empty() || !reads_.empty()) return;
+  shutdown_started_ = true;
+  auto finish = [this] {
+    ticker_.cancel();
+    if (transport_) transport_->stop();
+    if (client_) client_->close_all();
+    // Sync whatever the WAL thread holds, then let it finish.
+    asio::post(wal_io_, [this] {
+      if (log_ && !log_->poisoned()) (void)log_->sync();
+      asio::post(io_, [this] {
+        wal_io_.stop();
+        if (wal_thread_.joinable()) wal_thread_.join();
+        logger_.info("stopped");
+        if (shutdown_done_) shutdown_done_();
+      });
+    });
+  };
+  if (http_) {
+    http_->shutdown(finish);
+  } else {
+    finish();
+  }
+}
+
+}  // namespace rpool::net

@@ -1,0 +1,195 @@
+// NodeHost: one rpool node. It is where the pool, the log and the consensus core meet.
+//
+// Threads. Everything below runs on one io_context thread: the raft::Core, the
+// pool::StateMachine, the HTTP server and client, and the peer transport. The wal::Log lives on a
+// second thread (its own io_context) so that the event loop never waits for the disk; the two
+// talk only by posting closures to each other's io_context.
+//
+// The Ready cycle (see raft/core.h for the contract). Inputs (peer messages, ticks, proposals,
+// reads) go to the core at once unless a Ready is being persisted, in which case they wait in
+// `deferred_` until advance(): the core accepts no input between ready() and advance(). After a
+// burst of inputs, one ready() collects everything: all proposals made meanwhile become one WAL
+// append and one fdatasync (group commit), and the leader's AppendEntries go out before its own
+// fsync finishes (thesis §10.2.1).
+//
+// A write (draw, item update) is proposed on the leader and answered when its entry applies: the
+// answer is the pool's result for that entry. A follower forwards writes to the leader over HTTP.
+// A write whose entry is overwritten, or which does not apply within write_timeout, is answered
+// 504 outcome_unknown: it may still apply, and the client retries with its Idempotency-Key.
+//
+// A linearizable read takes the ReadIndex path on whichever node receives it (a follower asks
+// the leader for the read index), waits until applied >= read index, and answers from memory.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "net/api.h"
+#include "net/config.h"
+#include "net/http/http.h"
+#include "net/logger.h"
+#include "net/peer/peer_transport.h"
+#include "pool/state_machine.h"
+#include "raft/core.h"
+#include "wal/log.h"
+
+namespace rpool::net {
+
+struct NodeOptions {
+  Config config;
+  NodeId id;
+  std::string data_dir;  // empty: config.data_dir_for(id)
+  Logger::Format log_format = Logger::Format::text;
+  std::chrono::milliseconds write_timeout{5000};
+  std::chrono::milliseconds read_timeout{5000};
+};
+
+// Counters for /metrics and tests.
+struct NodeCounters {
+  std::uint64_t proposals = 0;
+  std::uint64_t proposals_failed = 0;
+  std::uint64_t draws = 0;           // drawn units applied (request_ids handed out)
+  std::uint64_t draws_pool_empty = 0;
+  std::uint64_t leader_changes = 0;
+  std::uint64_t snapshots = 0;
+  std::uint64_t snapshot_bytes_last = 0;
+  double snapshot_seconds_last = 0;
+  std::uint64_t wal_bytes = 0;
+  std::uint64_t wal_syncs = 0;
+  std::uint64_t forwarded = 0;
+};
+
+class NodeHost {
+ public:
+  // Opens the data directory and recovers the node's state from it (snapshot + log). On failure
+  // returns null and sets `error` to one line (the caller exits 1).
+  static std::unique_ptr<NodeHost> open(boost::asio::io_context& io, NodeOptions options, std::string& error);
+  ~NodeHost();
+  NodeHost(const NodeHost&) = delete;
+  NodeHost& operator=(const NodeHost&) = delete;
+
+  // Binds the raft and HTTP listeners and starts ticking. On failure sets `error` (exit 1).
+  bool start(std::string& error);
+  // Graceful stop: no new connections, in-flight requests finish (bounded by the write timeout),
+  // the log is synced and closed. `done` runs on the io_context thread.
+  void shutdown(std::function<void()> done);
+  // Set when storage failed in a way the node cannot recover from; the caller exits 1.
+  const std::optional<std::string>& fatal() const { return fatal_; }
+  void on_fatal(std::function<void()> callback) { on_fatal_ = std::move(callback); }
+
+  std::uint16_t http_port() const;
+  std::uint16_t raft_port() const;
+  const NodeCounters& counters() const { return counters_; }
+
+ private:
+  struct PendingWrite {
+    Term term;
+    std::chrono::steady_clock::time_point deadline;
+    std::function<void(const pool::Result&)> done;  // applied
+    std::function<void(api::Error, std::string)> failed;
+  };
+  struct PendingRead {
+    std::chrono::steady_clock::time_point deadline;
+    LogIndex index;        // 0 until the read index is known
+    bool indexed = false;
+    Respond respond;
+    HttpRequest request;   // for the answer's version and keep-alive
+    bool stale = false;
+  };
+
+  NodeHost(boost::asio::io_context& io, NodeOptions options);
+  bool recover(std::string& error);
+
+  // Core inputs: run now, or after the Ready being persisted is advanced.
+  void with_core(std::function<void()> input);
+  void schedule_ready();
+  void process_ready();
+  void persist(raft::Ready ready);
+  void on_persisted(raft::Ready ready, std::error_code ec, std::string detail);
+  void apply(const raft::Entry& entry);
+  void observe_role();
+  void serve_reads();
+  void maybe_snapshot();
+  // Snapshots the pool at the applied index, compacts the core, then writes the snapshot file
+  // and compacts the WAL on the WAL thread. `done` gets the outcome and the snapshot index.
+  void take_snapshot(std::function<void(std::error_code, LogIndex)> done);
+  void ensure_bootstrap();
+  void maybe_finish_shutdown();
+  void on_tick();
+  void expire_requests();
+  void storage_failed(std::error_code ec, const std::string& detail);
+
+  // HTTP.
+  void handle(HttpRequest&& request, Respond respond);
+  void handle_draw(HttpRequest&& request, Respond respond);
+  void handle_item(HttpRequest&& request, Respond respond, const std::string& item_id);
+  void handle_pool(HttpRequest&& request, Respond respond, bool stale);
+  void handle_cluster(HttpRequest&& request, Respond respond);
+  void handle_readyz(HttpRequest&& request, Respond respond);
+  void handle_metrics(HttpRequest&& request, Respond respond);
+  void handle_snapshot(HttpRequest&& request, Respond respond);
+  void handle_transfer(HttpRequest&& request, Respond respond);
+  bool authorized(const HttpRequest& request) const;
+  void forward(HttpRequest&& request, Respond respond);
+  // Proposes a pool command built from a validated request, or forwards the request.
+  void write(HttpRequest&& request, Respond respond, pool::Command command,
+             std::function<HttpResponse(const HttpRequest&, const pool::Result&)> render);
+  void answer_pool(PendingRead& read);
+
+  static HttpResponse json_response(const HttpRequest& request, unsigned status, std::string body);
+  static HttpResponse error_response(const HttpRequest& request, api::Error e, std::string_view message);
+
+  boost::asio::io_context& io_;
+  NodeOptions options_;
+  Logger logger_;
+  std::uint64_t cluster_id_ = 0;
+
+  // The WAL thread.
+  boost::asio::io_context wal_io_;
+  std::thread wal_thread_;
+  std::unique_ptr<wal::Log> log_;  // touched only on the WAL thread once started
+
+  std::unique_ptr<raft::Core> core_;
+  pool::StateMachine pool_;
+  std::unique_ptr<PeerTransport> transport_;
+  std::unique_ptr<HttpServer> http_;
+  std::unique_ptr<HttpClient> client_;
+  boost::asio::steady_timer ticker_;
+
+  bool ready_outstanding_ = false;     // a Ready is being persisted; inputs wait in deferred_
+  bool ready_scheduled_ = false;
+  std::deque<std::function<void()>> deferred_;
+  bool storage_failed_ = false;        // writes answer 507 until the node restarts
+  bool stopping_ = false;
+  std::optional<std::string> fatal_;
+  std::function<void()> on_fatal_;
+
+  std::map<LogIndex, PendingWrite> writes_;   // by the index their entry was proposed at
+  std::map<std::uint64_t, PendingRead> reads_;  // by read context
+  std::uint64_t next_read_context_ = 1;
+
+  raft::Role last_role_ = raft::Role::follower;
+  NodeId last_leader_;
+  LogIndex snapshot_index_;            // of the newest durable snapshot
+  bool snapshot_in_progress_ = false;
+  Term bootstrap_term_;                // the term in which this node proposed the catalog
+  Term persisted_term_;                // the hard state last saved
+  NodeId persisted_vote_;
+  std::chrono::steady_clock::time_point last_commit_save_;
+  std::function<void()> shutdown_done_;
+  bool shutdown_started_ = false;
+  NodeCounters counters_;
+};
+
+}  // namespace rpool::net

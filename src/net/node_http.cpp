@@ -1,0 +1,419 @@
+// NodeHost's HTTP handlers: routing, validation, forwarding, and the answers of CONTRACT.md.
+#include <sys/random.h>
+
+#include <boost/asio/post.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "base/assert.h"
+#include "net/node_host.h"
+
+namespace rpool::net {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr std::string_view forwarded_header = "Rpool-Forwarded-By";
+
+std::uint64_t draw_seed() {
+  std::uint64_t seed = 0;
+  auto* p = reinterpret_cast<unsigned char*>(&seed);
+  std::size_t got = 0;
+  while (got < sizeof seed) {
+    const ssize_t n = getrandom(p + got, sizeof seed - got, 0);
+    if (n > 0) got += static_cast<std::size_t>(n);
+  }
+  return seed;
+}
+
+std::uint64_t wall_ms() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count());
+}
+
+const char* role_text(raft::Role role) {
+  switch (role) {
+    case raft::Role::leader: return "leader";
+    case raft::Role::candidate: return "candidate";
+    case raft::Role::pre_candidate: return "pre_candidate";
+    case raft::Role::follower: return "follower";
+  }
+  return "follower";
+}
+
+}  // namespace
+
+HttpResponse NodeHost::json_response(const HttpRequest& request, unsigned status, std::string body) {
+  HttpResponse res{static_cast<http::status>(status), request.version()};
+  res.set(http::field::content_type, "application/json");
+  res.keep_alive(request.keep_alive());
+  res.body() = std::move(body);
+  res.prepare_payload();
+  return res;
+}
+
+HttpResponse NodeHost::error_response(const HttpRequest& request, api::Error e, std::string_view message) {
+  HttpResponse res = json_response(request, api::status_of(e), api::error_json(e, message));
+  if (e == api::Error::no_leader) res.set(http::field::retry_after, "1");
+  return res;
+}
+
+bool NodeHost::authorized(const HttpRequest& request) const {
+  if (!options_.config.admin_token) return true;
+  const auto header = request[http::field::authorization];
+  constexpr std::string_view bearer = "Bearer ";
+  if (!header.starts_with(bearer)) return false;
+  return api::token_matches(header.substr(bearer.size()), *options_.config.admin_token);
+}
+
+void NodeHost::handle(HttpRequest&& request, Respond respond) {
+  const api::Target target = api::parse_target(request.target());
+  const http::verb method = request.method();
+  auto method_not_allowed = [&](const char* allow) {
+    HttpResponse res = error_response(request, api::Error::method_not_allowed,
+                                      fmt::format("{} accepts {} only.", std::string_view(request.target()), allow));
+    res.set(http::field::allow, allow);
+    respond(std::move(res));
+  };
+  if (!target.bad_query.empty()) {
+    respond(error_response(request, api::Error::bad_request, fmt::format("Unknown query parameter \"{}\".", target.bad_query)));
+    return;
+  }
+  const bool admin = target.route == api::Route::item || target.route == api::Route::members ||
+                     target.route == api::Route::member || target.route == api::Route::leader ||
+                     target.route == api::Route::snapshot;
+  if (admin && !authorized(request)) {
+    respond(error_response(request, api::Error::unauthorized, "This endpoint needs 'Authorization: Bearer <admin token>'."));
+    return;
+  }
+  switch (target.route) {
+    case api::Route::draw:
+      if (method != http::verb::post) return method_not_allowed("POST");
+      return handle_draw(std::move(request), std::move(respond));
+    case api::Route::pool:
+      if (method != http::verb::get) return method_not_allowed("GET");
+      return handle_pool(std::move(request), std::move(respond), target.stale);
+    case api::Route::item:
+      if (method != http::verb::put && method != http::verb::delete_) return method_not_allowed("PUT, DELETE");
+      return handle_item(std::move(request), std::move(respond), target.item_id);
+    case api::Route::cluster:
+      if (method != http::verb::get) return method_not_allowed("GET");
+      return handle_cluster(std::move(request), std::move(respond));
+    case api::Route::leader:
+      if (method != http::verb::post) return method_not_allowed("POST");
+      return handle_transfer(std::move(request), std::move(respond));
+    case api::Route::snapshot:
+      if (method != http::verb::post) return method_not_allowed("POST");
+      return handle_snapshot(std::move(request), std::move(respond));
+    case api::Route::members:
+    case api::Route::member:
+      respond(json_response(request, 501,
+                            R"({"error":"not_implemented","message":"Membership changes are not available in this version."})"));
+      return;
+    case api::Route::healthz:
+      if (method != http::verb::get) return method_not_allowed("GET");
+      respond(json_response(request, 200, R"({"status":"ok"})"));
+      return;
+    case api::Route::readyz:
+      if (method != http::verb::get) return method_not_allowed("GET");
+      return handle_readyz(std::move(request), std::move(respond));
+    case api::Route::metrics:
+      if (method != http::verb::get) return method_not_allowed("GET");
+      return handle_metrics(std::move(request), std::move(respond));
+    case api::Route::not_found:
+      break;
+  }
+  respond(error_response(request, api::Error::not_found, fmt::format("No such path: {}", std::string_view(request.target()))));
+}
+
+// Reads the Idempotency-Key header into `command`; false (and answered 400) if it is malformed.
+static bool take_key(const HttpRequest& request, pool::Command& command, std::string_view operation,
+                     const Respond& respond, HttpResponse (*error)(const HttpRequest&, api::Error, std::string_view)) {
+  const auto it = request.find("Idempotency-Key");
+  if (it == request.end()) return true;
+  const std::string_view key = it->value();
+  if (!api::valid_idempotency_key(key)) {
+    respond(error(request, api::Error::bad_request, "An Idempotency-Key is 1 to 128 printable ASCII characters."));
+    return false;
+  }
+  command.idempotency_key = std::string(key);
+  command.body_hash = api::request_hash(operation);
+  return true;
+}
+
+void NodeHost::handle_draw(HttpRequest&& request, Respond respond) {
+  std::string message;
+  const auto count = api::parse_draw(request.body(), message);
+  if (!count) {
+    respond(error_response(request, api::Error::bad_request, message));
+    return;
+  }
+  pool::Command command{pool::Draw{*count, draw_seed()}, wall_ms(), {}, {}};
+  if (!take_key(request, command, api::draw_operation(*count), respond, &NodeHost::error_response)) return;
+  write(std::move(request), std::move(respond), std::move(command),
+        [](const HttpRequest& req, const pool::Result& result) {
+          if (result.error == pool::errc::idempotency_key_reused) {
+            return error_response(req, api::Error::idempotency_key_reused,
+                                  "This Idempotency-Key was used with a different request.");
+          }
+          return json_response(req, 200, api::draw_json(result, LogIndex(result.index)));
+        });
+}
+
+void NodeHost::handle_item(HttpRequest&& request, Respond respond, const std::string& item_id) {
+  if (!pool::valid_item_id(item_id)) {
+    respond(error_response(request, api::Error::bad_request, "An item_id is 1 to 64 of A-Z a-z 0-9 _ . -"));
+    return;
+  }
+  pool::Command command;
+  command.timestamp_ms = wall_ms();
+  std::string operation;
+  if (request.method() == http::verb::put) {
+    std::string message;
+    auto item = api::parse_item(item_id, request.body(), message);
+    if (!item) {
+      respond(error_response(request, api::Error::bad_request, message));
+      return;
+    }
+    operation = api::upsert_operation(*item);
+    command.op = pool::UpsertItem{std::move(*item)};
+  } else {
+    operation = api::delete_operation(item_id);
+    command.op = pool::DeleteItem{item_id};
+  }
+  if (!take_key(request, command, operation, respond, &NodeHost::error_response)) return;
+  write(std::move(request), std::move(respond), std::move(command),
+        [item_id](const HttpRequest& req, const pool::Result& result) {
+          if (result.error == pool::errc::idempotency_key_reused) {
+            return error_response(req, api::Error::idempotency_key_reused,
+                                  "This Idempotency-Key was used with a different request.");
+          }
+          if (result.error == pool::errc::not_found) {
+            return error_response(req, api::Error::not_found, fmt::format("No item \"{}\".", item_id));
+          }
+          if (result.error == pool::errc::too_many_items) {
+            return error_response(req, api::Error::bad_request,
+                                  fmt::format("The catalog holds at most {} items.", pool::items_max));
+          }
+          if (result.error) return error_response(req, api::Error::bad_request, result.error.message());
+          if (result.item) return json_response(req, 200, api::item_json(*result.item));
+          return json_response(req, 200, fmt::format(R"({{"item_id":"{}","deleted":true,"index":{}}})", item_id, result.index));
+        });
+}
+
+void NodeHost::write(HttpRequest&& request, Respond respond, pool::Command command,
+                     std::function<HttpResponse(const HttpRequest&, const pool::Result&)> render) {
+  if (storage_failed_) {
+    respond(error_response(request, api::Error::insufficient_storage, "This node cannot write its log; nothing was applied."));
+    return;
+  }
+  if (stopping_) {
+    respond(error_response(request, api::Error::no_leader, "This node is shutting down; retry on another node."));
+    return;
+  }
+  if (core_->role() != raft::Role::leader) {
+    forward(std::move(request), std::move(respond));
+    return;
+  }
+  auto req = std::make_shared<HttpRequest>(std::move(request));
+  auto bytes = std::make_shared<Bytes>(pool::encode(command));
+  with_core([this, req, respond = std::move(respond), bytes, render = std::move(render)]() mutable {
+    if (core_->role() != raft::Role::leader) {
+      forward(std::move(*req), std::move(respond));
+      return;
+    }
+    ensure_bootstrap();
+    LogIndex index;
+    ++counters_.proposals;
+    const std::error_code ec = core_->propose(std::move(*bytes), &index);
+    if (ec) {
+      ++counters_.proposals_failed;
+      if (ec == raft::errc::too_large) {
+        respond(error_response(*req, api::Error::payload_too_large, "The write is too large for one log entry."));
+      } else {
+        respond(error_response(*req, api::Error::no_leader, "Leadership is moving; retry shortly."));
+      }
+      return;
+    }
+    PendingWrite pending;
+    pending.term = core_->current_term();
+    pending.deadline = Clock::now() + options_.write_timeout;
+    pending.done = [req, respond, render](const pool::Result& result) { respond(render(*req, result)); };
+    pending.failed = [this, req, respond](api::Error e, const std::string& message) {
+      ++counters_.proposals_failed;
+      respond(error_response(*req, e, message));
+    };
+    const auto [it, inserted] = writes_.emplace(index, std::move(pending));
+    RPOOL_ASSERT(inserted);
+  });
+}
+
+void NodeHost::forward(HttpRequest&& request, Respond respond) {
+  if (request.find(forwarded_header) != request.end()) {
+    respond(error_response(request, api::Error::no_leader, "The node this request was forwarded to is not the leader; retry shortly."));
+    return;
+  }
+  const NodeId leader = core_->leader();
+  const Member* member = leader == NodeId() || leader == options_.id ? nullptr : options_.config.member(leader);
+  if (member == nullptr) {
+    respond(error_response(request, api::Error::no_leader, "No leader is known right now; retry shortly."));
+    return;
+  }
+  auto original = std::make_shared<HttpRequest>(std::move(request));
+  HttpRequest out{original->method(), original->target(), 11};
+  for (const auto& field : *original) {
+    if (field.name() == http::field::connection || field.name() == http::field::host) continue;
+    out.set(field.name_string(), field.value());
+  }
+  out.set(forwarded_header, std::to_string(options_.id.value()));
+  out.body() = original->body();
+  out.keep_alive(true);
+  out.prepare_payload();
+  ++counters_.forwarded;
+  client_->request(member->http.host, member->http.port, std::move(out), options_.write_timeout,
+                   [original, respond = std::move(respond)](std::error_code ec, HttpResponse&& res) {
+                     if (ec) {
+                       // A refused connection never delivered the request; anything else may have.
+                       const bool unsent = ec == std::errc::connection_refused;
+                       respond(error_response(*original, unsent ? api::Error::no_leader : api::Error::outcome_unknown,
+                                              unsent ? "The leader cannot be reached; retry shortly."
+                                                     : "The leader did not answer in time; retry with the same Idempotency-Key."));
+                       return;
+                     }
+                     res.version(original->version());
+                     res.keep_alive(original->keep_alive());
+                     respond(std::move(res));
+                   });
+}
+
+void NodeHost::handle_pool(HttpRequest&& request, Respond respond, bool stale) {
+  if (stale) {
+    respond(json_response(request, 200, api::pool_json(pool_, core_->log().applied_index())));
+    return;
+  }
+  if (stopping_ || storage_failed_ || core_->leader() == NodeId()) {
+    respond(error_response(request, api::Error::no_leader, "No leader is known right now; retry shortly."));
+    return;
+  }
+  const std::uint64_t context = next_read_context_++;
+  PendingRead read;
+  read.deadline = Clock::now() + options_.read_timeout;
+  read.respond = std::move(respond);
+  read.request = std::move(request);
+  reads_.emplace(context, std::move(read));
+  with_core([this, context] {
+    if (const std::error_code ec = core_->read_index(context)) {
+      const auto it = reads_.find(context);
+      if (it == reads_.end()) return;
+      it->second.respond(error_response(it->second.request, api::Error::no_leader, "No leader is known right now; retry shortly."));
+      reads_.erase(it);
+    }
+  });
+}
+
+void NodeHost::handle_cluster(HttpRequest&& request, Respond respond) {
+  nlohmann::json members = nlohmann::json::array();
+  const raft::Membership& m = core_->membership();
+  auto add = [&](NodeId id, bool voter) {
+    const Member* member = options_.config.member(id);
+    members.push_back({{"id", id.value()},
+                       {"raft", member ? member->raft.to_string() : ""},
+                       {"http", member ? member->http.to_string() : ""},
+                       {"voter", voter}});
+  };
+  for (NodeId id : m.voters) add(id, true);
+  for (NodeId id : m.learners) add(id, false);
+  const nlohmann::json body = {
+      {"node_id", options_.id.value()},
+      {"role", role_text(core_->role())},
+      {"term", core_->current_term().value()},
+      {"leader_id", core_->leader().value()},
+      {"commit_index", core_->log().commit_index().value()},
+      {"applied_index", core_->log().applied_index().value()},
+      {"members", members},
+  };
+  respond(json_response(request, 200, body.dump()));
+}
+
+void NodeHost::handle_readyz(HttpRequest&& request, Respond respond) {
+  const bool ready = !storage_failed_ && !stopping_ && core_->leader() != NodeId() &&
+                     core_->log().applied_index() >= core_->log().commit_index();
+  if (ready) {
+    respond(json_response(request, 200, R"({"status":"ready"})"));
+  } else {
+    respond(json_response(request, 503, fmt::format(R"({{"error":"not_ready","message":"{}"}})",
+                                                   core_->leader() == NodeId() ? "No leader is known."
+                                                                               : "This node is still applying the log.")));
+  }
+}
+
+void NodeHost::handle_metrics(HttpRequest&& request, Respond respond) {
+  std::string out;
+  auto gauge = [&out](std::string_view name, std::string_view help, auto value) {
+    out += fmt::format("# HELP {0} {1}\n# TYPE {0} gauge\n{0} {2}\n", name, help, value);
+  };
+  auto counter = [&out](std::string_view name, std::string_view help, auto value) {
+    out += fmt::format("# HELP {0} {1}\n# TYPE {0} counter\n{0} {2}\n", name, help, value);
+  };
+  gauge("rpool_term", "Current Raft term.", core_->current_term().value());
+  gauge("rpool_leader_id", "Id of the known leader, 0 if none.", core_->leader().value());
+  gauge("rpool_is_leader", "1 if this node leads.", core_->role() == raft::Role::leader ? 1 : 0);
+  gauge("rpool_commit_index", "Highest log index known committed.", core_->log().commit_index().value());
+  gauge("rpool_applied_index", "Highest log index applied to the pool.", core_->log().applied_index().value());
+  gauge("rpool_last_request_id", "Last request_id handed out.", pool_.last_request_id());
+  counter("rpool_leader_changes_total", "Leader changes seen by this node.", counters_.leader_changes);
+  counter("rpool_proposals_total", "Writes proposed by this node as leader.", counters_.proposals);
+  counter("rpool_proposals_failed_total", "Writes that failed after being proposed or forwarded.", counters_.proposals_failed);
+  counter("rpool_draws_total", "Drawn units applied (request_ids handed out).", counters_.draws);
+  counter("rpool_draws_pool_empty_total", "Drawn units answered pool_empty.", counters_.draws_pool_empty);
+  counter("rpool_forwarded_total", "Requests forwarded to the leader.", counters_.forwarded);
+  counter("rpool_wal_bytes_total", "Bytes of log records written.", counters_.wal_bytes);
+  counter("rpool_wal_writes_total", "Batches written (each one fdatasync).", counters_.wal_syncs);
+  counter("rpool_snapshots_total", "Snapshots taken by this node.", counters_.snapshots);
+  gauge("rpool_snapshot_bytes", "Size of the last snapshot taken.", counters_.snapshot_bytes_last);
+  HttpResponse res = json_response(request, 200, std::move(out));
+  res.set(http::field::content_type, "text/plain; version=0.0.4");
+  respond(std::move(res));
+}
+
+void NodeHost::handle_snapshot(HttpRequest&& request, Respond respond) {
+  auto req = std::make_shared<HttpRequest>(std::move(request));
+  with_core([this, req, respond = std::move(respond)] {
+    take_snapshot([req, respond](std::error_code ec, LogIndex index) {
+      if (ec) {
+        respond(error_response(*req, api::Error::insufficient_storage, fmt::format("The snapshot failed: {}", ec.message())));
+      } else {
+        respond(json_response(*req, 200, fmt::format(R"({{"snapshot_index":{}}})", index.value())));
+      }
+    });
+  });
+}
+
+void NodeHost::handle_transfer(HttpRequest&& request, Respond respond) {
+  const auto body = nlohmann::json::parse(request.body(), nullptr, false);
+  if (body.is_discarded() || !body.is_object() || !body.contains("to") || !body["to"].is_number_unsigned() ||
+      body.size() != 1) {
+    respond(error_response(request, api::Error::bad_request, R"(The body must be {"to": <node id>}.)"));
+    return;
+  }
+  const NodeId to(body["to"].get<std::uint64_t>());
+  if (core_->role() != raft::Role::leader) {
+    forward(std::move(request), std::move(respond));
+    return;
+  }
+  auto req = std::make_shared<HttpRequest>(std::move(request));
+  with_core([this, req, respond = std::move(respond), to] {
+    const std::error_code ec = core_->transfer_leader(to);
+    if (!ec || to == options_.id) {
+      respond(json_response(*req, 200, fmt::format(R"({{"to":{}}})", to.value())));
+    } else if (ec == raft::errc::transfer_in_progress) {
+      respond(error_response(*req, api::Error::membership_change_in_progress, "A leadership transfer is already under way."));
+    } else if (ec == raft::errc::not_leader) {
+      respond(error_response(*req, api::Error::no_leader, "Leadership is moving; retry shortly."));
+    } else {
+      respond(error_response(*req, api::Error::bad_request, fmt::format("Cannot transfer to node {}: {}", to.value(), ec.message())));
+    }
+  });
+}
+
+}  // namespace rpool::net
