@@ -56,6 +56,12 @@ inline constexpr std::string_view segment_magic = "RPOOLWAL";
 inline constexpr std::string_view hard_state_magic = "RPOOLHST";
 inline constexpr std::string_view snapshot_magic = "RPOOLSNP";
 static_assert(segment_magic.size() == 8 && hard_state_magic.size() == 8 && snapshot_magic.size() == 8);
+// The layouts in log.h, field by field.
+static_assert(segment_header_bytes == 8 + 4 + 4 + 8 + 4 + 4);
+static_assert(record_header_bytes == 4 + 4 + 8 + 8 + 1);
+static_assert(hard_state_bytes == 8 + 4 + 4 + 8 + 8 + 8 + 4 + 4);
+static_assert(snapshot_header_bytes == 8 + 4 + 4 + 8 + 8 + 8 + 8);
+static_assert(snapshot_trailer_bytes == 4 + 4);
 
 // ---- file names ------------------------------------------------------------------------------
 inline constexpr std::string_view lock_file_name = "LOCK";

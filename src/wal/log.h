@@ -47,6 +47,7 @@ struct Options {
 
 inline constexpr std::uint64_t segment_bytes_min = 4096;  // the node's config enforces 64 KiB
 inline constexpr std::uint64_t segment_bytes_max = 1u << 30;
+static_assert(segment_bytes_min > segment_header_bytes + record_header_bytes);
 
 // One segment file, as stat shows it.
 struct SegmentInfo {
