@@ -264,7 +264,9 @@ TEST_CASE("many messages arrive in order on one connection, a burst in one write
   Node b(io, 2, "127.0.0.2");
   a->set_peer(NodeId(2), "127.0.0.2", b.port());
   a->send(heartbeat(1, 2, 0));
-  REQUIRE(run_until(io, [&] { return b.received.size() == 1; }));
+  REQUIRE(run_until(io, [&] {
+    return b.received.size() == 1 && a->stats(NodeId(2)).frames_sent == 1;  // writer idle again
+  }));
 
   constexpr std::uint64_t burst = 5000;
   const auto writes_before = a->stats(NodeId(2)).writes;
@@ -420,7 +422,7 @@ TEST_CASE("malformed input closes that connection, is counted, and good peers ca
   };
 
   for (const Case& c : cases) {
-    CAPTURE(c.name);
+    CAPTURE(std::string(c.name));
     const auto malformed_before = a->malformed_frames_total();
     const auto rejected_before = a->handshakes_rejected_total();
     const auto delivered_before = a.received.size();
