@@ -15,7 +15,14 @@
 // membership changes with learners (thesis §4.1, §4.2.1).
 //
 // Storage: see log.h. The core keeps the log since the last snapshot in memory; the node persists
-// Ready's outputs and gives them back in BootState on restart.
+// Ready's outputs and gives them back in BootState on restart. What the node implements:
+//   - at start: read the WAL once into BootState {hard state (term, vote, commit), the latest
+//     snapshot (meta + data), every entry after it}; restore the state machine from the
+//     snapshot; the core then re-emits committed entries after it in committed_entries;
+//   - per Ready: the steps listed at struct Ready (one fsync covers snapshot, entries, hard state);
+//     an Entry maps to a WAL record as (index, term, kind = static_cast<u8>(EntryType), data);
+//   - to compact: write the state machine snapshot durably, call compact(index, data), then
+//     delete WAL segments wholly at or below index.
 //
 // Threading: none. One caller, one thread (the node's strand).
 #pragma once
