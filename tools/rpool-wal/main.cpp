@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include "inspect.h"
+#include "replay.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"rpool-wal: inspect a node's data directory (read-only; safe beside a running node)"};
@@ -27,6 +28,11 @@ int main(int argc, char** argv) {
   auto* verify = app.add_subcommand("verify", "check every record and snapshot; exit 1 naming each fault");
   verify->add_option("DATA_DIR", dir, "the node's data directory")->required();
 
+  std::optional<std::uint64_t> at;
+  auto* replay = app.add_subcommand("replay", "the pool as of index I (default: last) as GET /v1/pool JSON, recomputed offline");
+  replay->add_option("DATA_DIR", dir, "the node's data directory")->required();
+  replay->add_option("--at", at, "the log index to replay up to (default: the last entry)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -42,5 +48,6 @@ int main(int argc, char** argv) {
     return rpool::tools::wal_dump(dir, dump_options, std::cout, std::cerr);
   }
   if (verify->parsed()) return rpool::tools::wal_verify(dir, std::cout, std::cerr);
+  if (replay->parsed()) return rpool::tools::wal_replay(dir, at, std::cout, std::cerr);
   return 2;
 }
