@@ -210,6 +210,8 @@ void HttpClient::State::send(const std::shared_ptr<Exchange>& exchange) {
         if (ec) return self->fail(exchange, ec);
         exchange->parser.emplace();
         exchange->parser->body_limit(self->options.response_body_bytes_max);
+        // An answer to HEAD announces a length but carries no body.
+        if (exchange->request.method() == http::verb::head) exchange->parser->skip(true);
         http::async_read(exchange->connection->stream, exchange->connection->buffer,
                          *exchange->parser,
                          [self, exchange](beast::error_code read_ec, std::size_t /*bytes*/) {

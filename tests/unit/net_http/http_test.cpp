@@ -553,3 +553,61 @@ TEST_CASE("graceful shutdown delivers the in-flight answer, refuses new connecti
   CHECK_FALSE(slow->response.keep_alive());
   CHECK(server.stats().connections_active == 0);
 }
+
+TEST_CASE("the client binds to bind_host and reports a bad one as an error") {
+  asio::io_context io;
+  HttpServer server(io, local_options(), echo);
+  REQUIRE_FALSE(server.start());
+
+  HttpClientOptions bound;
+  bound.bind_host = "127.0.0.1";
+  HttpClient good(io, bound);
+  auto ok = send(good, server.port(), make_request(http::verb::get, "/bound"));
+  REQUIRE(run_until(io, [&] { return ok->done; }));
+  REQUIRE_FALSE(ok->ec);
+  CHECK(ok->response.body() == "GET /bound 0");
+
+  HttpClientOptions bad;
+  bad.bind_host = "not an address";
+  HttpClient broken(io, bad);
+  auto failed = send(broken, server.port(), make_request(http::verb::get, "/"));
+  REQUIRE(run_until(io, [&] { return failed->done; }));
+  CHECK(failed->ec);
+}
+
+TEST_CASE("a HEAD answer carries the length of the body it does not send") {
+  asio::io_context io;
+  HttpServer server(io, local_options(), echo);
+  REQUIRE_FALSE(server.start());
+  HttpClient client(io, {});
+
+  auto head = send(client, server.port(), make_request(http::verb::head, "/h"));
+  REQUIRE(run_until(io, [&] { return head->done; }));
+  REQUIRE_FALSE(head->ec);
+  CHECK(head->response[http::field::content_length] == "9");  // "HEAD /h 0"
+  CHECK(head->response.body().empty());
+  auto after = send(client, server.port(), make_request(http::verb::get, "/g"));
+  REQUIRE(run_until(io, [&] { return after->done; }));
+  REQUIRE_FALSE(after->ec);
+  CHECK(after->response.body() == "GET /g 0");  // the connection was not desynchronised
+  CHECK(server.stats().connections_accepted == 1);
+}
+
+TEST_CASE("json_error writes the JSON body and follows the request's version and keep-alive") {
+  const auto none = rpool::net::json_error(nullptr, http::status::not_found, "not_found",
+                                           "No such path.");
+  CHECK(none.result() == http::status::not_found);
+  CHECK(none.version() == 11);
+  CHECK_FALSE(none.keep_alive());
+  CHECK(none[http::field::content_type] == "application/json");
+  CHECK(none[http::field::content_length] == std::to_string(none.body().size()));
+  const auto body = nlohmann::json::parse(none.body());
+  CHECK(body == nlohmann::json{{"error", "not_found"}, {"message", "No such path."}});
+
+  HttpRequest old{http::verb::get, "/", 10};
+  old.keep_alive(true);
+  const auto kept = rpool::net::json_error(&old, http::status::service_unavailable, "no_leader",
+                                           "No leader is known right now.");
+  CHECK(kept.version() == 10);
+  CHECK(kept.keep_alive());
+}
