@@ -13,6 +13,8 @@ namespace rpool::wal {
 namespace {
 
 constexpr std::size_t zero_chunk_bytes = 1u << 20;
+constexpr std::size_t zero_flush_bytes = 4u << 20;
+static_assert(zero_flush_bytes % zero_chunk_bytes == 0);
 
 ByteView zero_chunk() {
   static const Bytes zeros(zero_chunk_bytes, 0);
@@ -261,6 +263,11 @@ std::error_code Log::prepare_segment_file(const std::string& file_path) const {
       for (std::uint64_t at = 0; at < options_.segment_bytes; at += zero_chunk_bytes) {
         const auto n = std::min<std::uint64_t>(zero_chunk_bytes, options_.segment_bytes - at);
         if (auto ec = file->write_at(at, zero_chunk().first(n))) return ec;
+        // Flush in slices: one 64 MiB flush would hold the disk queue for a long time and show up
+        // as a spike in the foreground's fdatasync latency.
+        if ((at + n) % zero_flush_bytes == 0) {
+          if (auto ec = file->sync_data()) return ec;
+        }
       }
       break;
     case Preallocation::fallocate:
@@ -276,6 +283,18 @@ void Log::kick_spare() {
   if (!options_.prepare_in_background || spare_.valid() || spare_ready_) return;
   const std::string spare_path = path(std::string(spare_file_name));
   spare_ = std::async(std::launch::async, [this, spare_path] { return prepare_segment_file(spare_path); });
+}
+
+std::error_code Log::wait_for_next_segment() {
+  if (auto ec = writable()) return ec;
+  if (!spare_.valid()) return {};
+  const std::error_code ec = spare_.get();
+  if (ec) {
+    return fail(ec, fmt::format("{}: preparing the next segment failed: {}",
+                                path(std::string(spare_file_name)), ec.message()));
+  }
+  spare_ready_ = true;
+  return {};
 }
 
 std::error_code Log::take_spare(const std::string& file_path) {
@@ -447,6 +466,10 @@ std::error_code Log::sync() {
   if (!unsynced_) return {};
   Segment& seg = segments_.back();
   RPOOL_ASSERT(seg.open);
+  if (!options_.fsync) {
+    unsynced_ = false;
+    return {};
+  }
   if (auto ec = seg.file->sync_data()) {
     return fail(ec, fmt::format("{}: fdatasync failed: {}", path(seg.name), ec.message()));
   }

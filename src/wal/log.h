@@ -36,6 +36,10 @@ struct Options {
   std::uint64_t segment_bytes = 64u << 20;   // a segment is rolled over when a record won't fit
   Preallocation preallocation = Preallocation::zero_fill;
   bool prepare_in_background = true;         // prepare the next segment on a helper thread
+  // The config's wal.fsync. false: sync() skips its fdatasync, so an acknowledged write can be lost
+  // to a power failure (not to a process crash). Segment, hard state and snapshot files are still
+  // synced when created. For tests and benchmarks only.
+  bool fsync = true;
   // No lock, no repairs, no writes: for rpool-wal, which may run beside a live node. A torn tail
   // of the open segment is reported as a warning and left alone.
   bool read_only = false;
@@ -166,6 +170,10 @@ class Log {
   LogIndex first_index() const;
   LogIndex last_index() const;
   Term last_term() const;  // Term(0) when empty
+
+  // Blocks until the helper thread has the next segment file ready (returns at once when it is,
+  // or when there is no helper). For benchmarks and tests that must not measure the preparation.
+  std::error_code wait_for_next_segment();
 
   // Hard state: saved atomically (temp file, fdatasync, rename, directory fsync). load gives the
   // zero state when none was ever saved, errc::corrupt when the file does not check out.

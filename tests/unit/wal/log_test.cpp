@@ -6,6 +6,12 @@
 #include <fstream>
 #include <random>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+
 #include "helpers.h"
 
 namespace rpool::wal {
@@ -304,8 +310,30 @@ TEST_CASE("a second open of a locked data directory fails with errc::locked") {
   CHECK_FALSE(Log::open(dir.path(), small()).error);
 }
 
-TEST_CASE("append of a non-consecutive index is a bug and asserts" * doctest::skip(true)) {
-  // Documented, not run: RPOOL_ASSERT aborts the process.
+// Runs `body` in a child process and reports whether it died of SIGABRT (an RPOOL_ASSERT).
+template <class F>
+bool aborts(F body) {
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    std::freopen("/dev/null", "w", stderr);
+    body();
+    std::_Exit(0);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT;
+}
+
+TEST_CASE("appending out of order or with a falling term is a caller bug that asserts") {
+  TempDir dir;
+  auto log = open_ok(dir.path(), small());
+  REQUIRE_FALSE(log->append(entries(1, 3, 2)));
+  CHECK(aborts([&] { (void)log->append(std::vector<Entry>{entry(5, 2)}); }));  // gap
+  CHECK(aborts([&] { (void)log->append(std::vector<Entry>{entry(3, 2)}); }));  // overlap
+  CHECK(aborts([&] { (void)log->append(std::vector<Entry>{entry(4, 1)}); }));  // term goes down
+  CHECK_FALSE(aborts([&] { (void)log->append(std::vector<Entry>{entry(4, 2)}); }));
 }
 
 }  // namespace

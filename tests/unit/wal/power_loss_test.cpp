@@ -199,3 +199,25 @@ TEST_CASE("ENOSPC while preparing the next segment fails the append cleanly") {
 
 }  // namespace
 }  // namespace rpool::wal
+
+namespace rpool::wal {
+namespace {
+
+TEST_CASE("with fsync off, sync() issues no fdatasync; with it on, exactly one per call") {
+  for (bool fsync : {false, true}) {
+    SimFileSystem fs(11);
+    Options o = small(&fs);
+    o.fsync = fsync;
+    auto log = open_ok(dir, o);
+    REQUIRE_FALSE(log->append(test::entries(1, 3)));
+    const std::uint64_t before = fs.data_syncs();
+    REQUIRE_FALSE(log->sync());
+    CHECK(fs.data_syncs() - before == (fsync ? 1u : 0u));
+    REQUIRE_FALSE(log->sync());  // nothing pending: no second fdatasync either way
+    CHECK(fs.data_syncs() - before == (fsync ? 1u : 0u));
+    log->check_invariants();
+  }
+}
+
+}  // namespace
+}  // namespace rpool::wal
