@@ -45,7 +45,8 @@
 // Lifetime. stop() (also run by the destructor) closes every socket and timer; after it returns
 // neither on_message nor log is called again. Operations still pending in the io_context keep the
 // internal state alive until they complete with operation_aborted, so the transport may be
-// destroyed while the io_context still holds its handlers.
+// destroyed while the io_context still holds its handlers. The io_context must outlive the
+// transport (its sockets use the io_context's services).
 #pragma once
 
 #include <chrono>
@@ -75,7 +76,7 @@ inline constexpr std::uint8_t peer_frame_raft_message = 1;
 // side (connections the peer made to this node): bytes_received, frames_received,
 // frames_malformed.
 struct PeerStats {
-  bool connected = false;
+  bool connected = false;              // TCP connected and handshake sent (not yet acknowledged)
   std::uint64_t bytes_sent = 0;        // handshake and frame headers included
   std::uint64_t bytes_received = 0;    // handshake and frame headers included
   std::uint64_t frames_sent = 0;       // written to the socket completely
@@ -132,7 +133,7 @@ class PeerTransport {
   // it returns. The transport cannot be started again.
   void stop();
 
-  // Adds a peer, or updates its address (a changed address drops the current connection and
+  // Adds a peer (id != 0 and != self, else an assertion fails), or updates its address (a changed address drops the current connection and
   // connects to the new one at once). Connecting starts immediately, whether or not start() ran.
   void set_peer(NodeId id, std::string host, std::uint16_t port);
   // Forgets a peer: closes its outgoing connection, drops its queue and its sending counters.
