@@ -294,6 +294,7 @@ class Simulation {
 
   void crash(Node& n) {
     log("node {} crashes{}", n.id, n.write_pending ? " (losing an unsynced write)" : "");
+    ++stats_.crashes;
     n.up = false;
     n.core.reset();
     n.pool.reset();
@@ -402,11 +403,13 @@ class Simulation {
         break;
       case Input::Kind::transfer: {
         const auto ec = c.transfer_leader(in.target);
+        if (!ec) ++stats_.transfers;
         log("node {} transfers to {}: {}", n.id, in.target, ec.message());
         break;
       }
       case Input::Kind::change: {
         const auto ec = c.change_membership(in.change);
+        if (!ec) ++stats_.membership_changes;
         log("node {} change {} {}: {}", n.id, static_cast<int>(in.change.type), in.change.node,
             ec.message());
         break;
@@ -427,6 +430,7 @@ class Simulation {
                                     [&](const Entry& e) { return e.index <= at; }),
                      es.end());
             log("node {} compacts at {}", n.id, at);
+            ++stats_.compactions;
           }
         }
         break;
@@ -468,6 +472,7 @@ class Simulation {
       n.applied = rd.snapshot->meta.index;
       check_digest(n);
       log("node {} installed snapshot at {}", n.id, n.applied);
+      ++stats_.snapshots_installed;
     }
     for (const Entry& e : rd.committed_entries) apply_entry(n, e);
     if (!rd.committed_entries.empty()) check_digest(n);
@@ -638,6 +643,7 @@ class Simulation {
         // Leader Completeness: a new leader holds every committed entry.
         log("node {} becomes leader of term {} (last {})", n.id, c.current_term(),
             lg.last_index());
+        ++stats_.elections;
         if (!quiet_ && rand_.chance(params_.isolate_new_leader_per_mille) && rand_.chance(400)) {
           group_[n.id.value()] = 100 + static_cast<int>(n.id.value());
           log("nemesis: isolate new leader {} at once", n.id);
@@ -882,6 +888,11 @@ class Simulation {
   }
 
  public:
+  struct Stats {
+    std::size_t elections = 0, crashes = 0, compactions = 0, snapshots_installed = 0,
+                transfers = 0, membership_changes = 0;
+  };
+  const Stats& stats() const { return stats_; }
   std::size_t reads_answered() const { return reads_answered_; }
   std::size_t liveness_ticks_used() const { return liveness_ticks_used_; }
 
@@ -909,6 +920,7 @@ class Simulation {
   LogIndex max_commit_;
   std::size_t reads_answered_ = 0;
   std::size_t liveness_ticks_used_ = 0;
+  Stats stats_;
 };
 
 int usage() {
@@ -958,6 +970,7 @@ int main(int argc, char** argv) {
   std::uint64_t entries = 0;
   std::size_t reads = 0;
   std::size_t liveness_max = 0;
+  Simulation::Stats total;
   for (std::uint64_t seed : seeds) {
     g_current_seed = seed;
     Simulation sim(seed, verbose);
@@ -965,6 +978,12 @@ int main(int argc, char** argv) {
     entries += sim.committed_entries();
     reads += sim.reads_answered();
     liveness_max = std::max(liveness_max, sim.liveness_ticks_used());
+    total.elections += sim.stats().elections;
+    total.crashes += sim.stats().crashes;
+    total.compactions += sim.stats().compactions;
+    total.snapshots_installed += sim.stats().snapshots_installed;
+    total.transfers += sim.stats().transfers;
+    total.membership_changes += sim.stats().membership_changes;
     if (!failure.empty()) {
       ++failed;
       std::printf("seed %llu FAILED: %s\n", static_cast<unsigned long long>(seed),
@@ -976,5 +995,9 @@ int main(int argc, char** argv) {
               "liveness within %zu ticks\n",
               seeds.size(), failed, static_cast<unsigned long long>(entries), reads,
               liveness_max);
+  std::printf("sim: %zu leaders elected, %zu crashes, %zu compactions, %zu snapshots installed, "
+              "%zu leader transfers, %zu membership changes\n",
+              total.elections, total.crashes, total.compactions, total.snapshots_installed,
+              total.transfers, total.membership_changes);
   return failed == 0 ? 0 : 1;
 }
