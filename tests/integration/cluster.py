@@ -301,9 +301,26 @@ class Cluster:
         return self.nodes[node_id - 1]
 
     def start_all(self, ready_timeout=20.0):
+        first = not any(os.path.exists(n.data_dir) for n in self.nodes)
         for n in self.nodes:
             n.start()
-        self.wait_ready(self.nodes, ready_timeout)
+        try:
+            self.wait_ready(self.nodes, ready_timeout)
+        except TestFailure:
+            # A port taken between our check and the node's bind: new ports, a clean start, once.
+            if not first or not any("in use" in n.log_text() for n in self.nodes):
+                raise
+            for n in self.nodes:
+                n.kill()
+                shutil.rmtree(n.data_dir, ignore_errors=True)
+            for n, (raft_port, http_port) in zip(self.nodes, self._free_ports(len(self.nodes))):
+                n.raft_port, n.http_port = raft_port, http_port
+            self.config["members"] = [{"id": n.id, "raft": f"{n.host}:{n.raft_port}",
+                                       "http": f"{n.host}:{n.http_port}"} for n in self.nodes]
+            self.write_config()
+            for n in self.nodes:
+                n.start()
+            self.wait_ready(self.nodes, ready_timeout)
 
     def running(self):
         return [n for n in self.nodes if n.running and not n.stopped]
