@@ -732,6 +732,7 @@ def rpool_wal_verify_passes_and_replay_matches_the_live_digest_on_every_node(ctx
             raise TestFailure(f"rpool-wal replay {n.data_dir}: not JSON: {r.stdout[:300]}")
         check(replayed.get("last_request_id") == live["last_request_id"],
               f"replay of {n}: last_request_id {replayed.get('last_request_id')} != live {live['last_request_id']}")
+        check(replayed.get("items") == live["items"], f"replay of {n}: items {replayed.get('items')} != live {live['items']}")
         check(replayed.get("digest") == live["digest"],
               f"replay of {n}: digest {replayed.get('digest')} != live {live['digest']} "
               f"(replay index {replayed.get('index')}, live index {live['index']})")
