@@ -108,6 +108,14 @@ bool NodeHost::recover(std::string& error) {
     return false;
   }
   log_ = std::move(opened.log);
+  if (log_->segments().empty()) {
+    // A new log: create (and zero-fill) its first segment now rather than on the first append,
+    // where it would hold up the first election by the time it takes to write a segment.
+    if (const auto ec = log_->reset(log_->first_index())) {
+      error = fmt::format("cannot create the log in {}: {} {}", dir, ec.message(), log_->error_detail());
+      return false;
+    }
+  }
 
   wal::HardState hard;
   if (const auto ec = log_->load_hard_state(hard)) {
