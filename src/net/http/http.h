@@ -17,10 +17,7 @@
 #include <string_view>
 #include <system_error>
 
-#include <boost/asio/io_context.hpp>
-#include <boost/beast/http/message.hpp>
-#include <boost/beast/http/status.hpp>
-#include <boost/beast/http/string_body.hpp>
+#include "net/http/beast.h"
 
 namespace rpool::net {
 
