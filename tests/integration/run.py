@@ -839,6 +839,9 @@ def main():
     ap.add_argument("--rpoold", required=True)
     ap.add_argument("--rpool-wal", required=True)
     ap.add_argument("-k", action="append", default=[], help="run tests whose name contains this (repeatable)")
+    ap.add_argument("--xfail", action="append", default=[],
+                    help="a known, tracked bug: a test whose name contains this may fail without failing "
+                         "the run; it still runs, and its outcome is printed (repeatable)")
     ap.add_argument("--list", action="store_true")
     args = ap.parse_args()
     args.rpoold = os.path.abspath(args.rpoold)
@@ -852,7 +855,7 @@ def main():
         if not os.access(exe, os.X_OK):
             print(f"integration: {exe} is not an executable", file=sys.stderr)
             return 2
-    passed, failed = [], []
+    passed, failed, xfailed = [], [], []
     started = time.monotonic()
     for t in tests:
         ctx = Context(args)
@@ -863,16 +866,20 @@ def main():
             passed.append(t.__name__)
             print(f"PASS {t.__name__} ({time.monotonic() - t0:.1f}s)", flush=True)
         except Exception as e:  # noqa: BLE001
-            failed.append(t.__name__)
-            print(f"FAIL {t.__name__} ({time.monotonic() - t0:.1f}s): {e}", flush=True)
+            known = any(x in t.__name__ for x in args.xfail)
+            (xfailed if known else failed).append(t.__name__)
+            print(f"{'XFAIL (known bug)' if known else 'FAIL'} {t.__name__} ({time.monotonic() - t0:.1f}s): {e}",
+                  flush=True)
             if not isinstance(e, TestFailure):
                 traceback.print_exc(file=sys.stdout)
             for cl in ctx.clusters:
                 print(cl.tails(), flush=True)
         finally:
             ctx.close()
-    print(f"integration: {len(passed)} passed, {len(failed)} failed in {time.monotonic() - started:.0f}s"
-          + (f" (failed: {', '.join(failed)})" if failed else ""), flush=True)
+    print(f"integration: {len(passed)} passed, {len(failed)} failed, {len(xfailed)} known failures"
+          f" in {time.monotonic() - started:.0f}s"
+          + (f" (failed: {', '.join(failed)})" if failed else "")
+          + (f" (known failures: {', '.join(xfailed)})" if xfailed else ""), flush=True)
     return 1 if failed else 0
 
 
