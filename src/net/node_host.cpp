@@ -1,7 +1,5 @@
 #include "net/node_host.h"
 
-#include <sys/random.h>
-
 #include <filesystem>
 #include <system_error>
 
@@ -9,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "base/assert.h"
+#include "net/node_internal.h"
 #include "wal/errc.h"
 
 namespace rpool::net {
@@ -16,27 +15,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 namespace asio = boost::asio;
-
-std::uint64_t random_u64() {
-  std::uint64_t value = 0;
-  auto* p = reinterpret_cast<unsigned char*>(&value);
-  std::size_t got = 0;
-  while (got < sizeof value) {
-    const ssize_t n = getrandom(p + got, sizeof value - got, 0);
-    if (n < 0) {
-      RPOOL_ASSERT(errno == EINTR);  // getrandom(2) on Linux >= 3.17 fails only when interrupted
-      continue;
-    }
-    got += static_cast<std::size_t>(n);
-  }
-  return value;
-}
-
-std::uint64_t now_ms() {
-  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                        std::chrono::system_clock::now().time_since_epoch())
-                                        .count());
-}
+using detail::random_u64;
+using detail::role_name;
 
 // The cluster id in every peer handshake: a hash of the founding members (ids and raft
 // addresses), so that nodes configured for another cluster never exchange messages.
@@ -54,17 +34,6 @@ wal::Entry to_wal(const raft::Entry& e) {
   return wal::Entry{e.term, e.index, static_cast<std::uint8_t>(e.type), e.data};
 }
 
-const char* role_name(raft::Role role) {
-  switch (role) {
-    case raft::Role::leader: return "leader";
-    case raft::Role::candidate: return "candidate";
-    case raft::Role::pre_candidate: return "pre_candidate";
-    case raft::Role::follower: return "follower";
-  }
-  return "follower";
-}
-
-constexpr std::string_view forwarded_header = "Rpool-Forwarded-By";
 // Commit index advances are saved with the hard state at most this often: the commit index is
 // advisory (a restarted node relearns it from the leader), and every save costs three fsyncs.
 constexpr auto commit_save_interval = std::chrono::seconds(1);
@@ -441,7 +410,7 @@ void NodeHost::ensure_bootstrap() {
   // not yet seeded proposes it before any write of its term; a duplicate is a no-op when applied.
   if (pool_.bootstrapped() || bootstrap_term_ == core_->current_term()) return;
   if (core_->role() != raft::Role::leader) return;
-  pool::Command command{pool::Bootstrap{options_.config.catalog}, now_ms(), {}, {}};
+  pool::Command command{pool::Bootstrap{options_.config.catalog}, detail::wall_clock_ms(), {}, {}};
   if (!core_->propose(pool::encode(command))) bootstrap_term_ = core_->current_term();
 }
 

@@ -1,45 +1,21 @@
 // NodeHost's HTTP handlers: routing, validation, forwarding, and the answers of CONTRACT.md.
-#include <sys/random.h>
-
 #include <boost/asio/post.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "base/assert.h"
 #include "net/node_host.h"
+#include "net/node_internal.h"
 
 namespace rpool::net {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr std::string_view forwarded_header = "Rpool-Forwarded-By";
+using detail::forwarded_header;
 
-std::uint64_t draw_seed() {
-  std::uint64_t seed = 0;
-  auto* p = reinterpret_cast<unsigned char*>(&seed);
-  std::size_t got = 0;
-  while (got < sizeof seed) {
-    const ssize_t n = getrandom(p + got, sizeof seed - got, 0);
-    if (n > 0) got += static_cast<std::size_t>(n);
-  }
-  return seed;
-}
-
-std::uint64_t wall_ms() {
-  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                        std::chrono::system_clock::now().time_since_epoch())
-                                        .count());
-}
-
-const char* role_text(raft::Role role) {
-  switch (role) {
-    case raft::Role::leader: return "leader";
-    case raft::Role::candidate: return "candidate";
-    case raft::Role::pre_candidate: return "pre_candidate";
-    case raft::Role::follower: return "follower";
-  }
-  return "follower";
-}
+std::uint64_t draw_seed() { return detail::random_u64(); }
+std::uint64_t wall_ms() { return detail::wall_clock_ms(); }
+const char* role_text(raft::Role role) { return detail::role_name(role); }
 
 }  // namespace
 

@@ -666,7 +666,7 @@ def every_error_of_the_contract_is_json_with_its_status_and_code_and_the_node_ke
 
 
 @test
-def KNOWN_BUG_a_draw_sent_with_connection_close_gets_an_answer(ctx):
+def a_draw_or_read_sent_with_connection_close_or_http_1_0_gets_an_answer(ctx):
     c = ctx.cluster()
     c.start_all()
     leader = c.leader()
