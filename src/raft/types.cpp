@@ -112,6 +112,8 @@ const char* to_string(MessageType t) {
 //   u32 entry count, per entry: u64 term, u64 index, u8 type, u32 length, data
 //   u8 has_snapshot; if 1: u64 index, u64 term, membership, u64 offset, u64 snapshot_bytes,
 //   u32 length, data, u8 done
+//   snapshot_resp only: u64 offset, u8 done (the answer to a chunk: the next byte wanted, or
+//   installed / not needed; without them the leader cannot tell the two apart)
 void encode_message(const Message& m, Bytes& out) {
   ByteWriter w(out);
   w.u8(message_version);
@@ -141,6 +143,10 @@ void encode_message(const Message& m, Bytes& out) {
     w.u64(m.offset);
     w.u64(m.snapshot_bytes);
     w.bytes32(m.data);
+    w.u8(m.done ? 1 : 0);
+  }
+  if (m.type == MessageType::snapshot_resp) {
+    w.u64(m.offset);
     w.u8(m.done ? 1 : 0);
   }
 }
@@ -191,6 +197,12 @@ bool decode_message(ByteView in, Message& out) {
     m.data.assign(data.begin(), data.end());
     const std::uint8_t done = r.u8();
     if (done > 1) return false;
+    m.done = done == 1;
+  }
+  if (m.type == MessageType::snapshot_resp) {
+    m.offset = r.u64();
+    const std::uint8_t done = r.u8();
+    if (!r.ok() || done > 1) return false;
     m.done = done == 1;
   }
   if (!r.at_end()) return false;

@@ -687,6 +687,28 @@ TEST_CASE("membership and message encodings round-trip and reject garbage") {
   for (std::size_t cut = 0; cut < wire.size(); ++cut) {
     CHECK_FALSE(decode_message(ByteView(wire.data(), cut), b));
   }
+
+  // A chunk's answer: the next byte wanted, or done. Lost on the wire, the leader kept resending
+  // the snapshot to a follower that had installed it, and never replicated to it again.
+  for (const bool done : {false, true}) {
+    Message r = msg(MessageType::snapshot_resp, 2, 1, 9);
+    r.index = LogIndex(768);
+    r.offset = done ? 0 : 4096;
+    r.done = done;
+    r.reject = !done;
+    Bytes rw;
+    encode_message(r, rw);
+    Message rb;
+    REQUIRE(decode_message(rw, rb));
+    CHECK(rb.type == MessageType::snapshot_resp);
+    CHECK(rb.index == r.index);
+    CHECK(rb.offset == r.offset);
+    CHECK(rb.done == r.done);
+    CHECK(rb.reject == r.reject);
+    for (std::size_t cut = 0; cut < rw.size(); ++cut) {
+      CHECK_FALSE(decode_message(ByteView(rw.data(), cut), rb));
+    }
+  }
 }
 
 }  // namespace

@@ -158,6 +158,52 @@ TEST_CASE("a follower behind a compacted log catches up via a chunked snapshot")
   CHECK(applied_data(c.node(3)) == std::vector<std::string>{"after"});
 }
 
+TEST_CASE("a follower caught up by a snapshot sent over the wire is replicated to again") {
+  // Regression: snapshot_resp lost `done` and `offset` in the wire encoding, so the leader took
+  // the follower's "installed" for "send from byte 0" and stayed in snapshot state: the follower
+  // stayed at the snapshot index until the next election (and a multi-chunk snapshot never
+  // completed). Every message here goes through the peer transport's codec.
+  for (const std::size_t chunk : {snapshot_chunk_bytes_default, std::size_t{4}}) {
+    CAPTURE(chunk);
+    Cluster c(3, [chunk](Config& cfg) { cfg.snapshot_chunk_bytes = chunk; });
+    bool codec_ok = true;
+    c.drop_if = [&codec_ok](Message& m) {
+      Bytes wire;
+      encode_message(m, wire);
+      Message back;
+      if (!decode_message(wire, back)) {
+        codec_ok = false;
+        return true;
+      }
+      m = std::move(back);
+      return false;
+    };
+    c.elect(1);
+    const Term term = c.core(1).current_term();
+    c.isolate(3);
+    for (int i = 0; i < 10; ++i) c.propose(1, "e" + std::to_string(i));
+    const LogIndex applied = c.core(1).log().applied_index();
+    auto image = std::make_shared<const Bytes>(bytes_of("state-machine-image-at-11"));
+    REQUIRE_FALSE(c.core(1).compact(applied, image));
+    c.heal();
+    c.tick(1, 3);
+    CHECK(codec_ok);
+    REQUIRE(c.node(3).snapshot.has_value());
+    CHECK(*c.node(3).snapshot->data == *image);
+    CHECK(c.core(3).log().snapshot_index() == applied);
+    // New entries reach it by AppendEntries, in the same term.
+    c.propose(1, "after-1");
+    c.propose(1, "after-2");
+    c.tick(1, 2);
+    CHECK(c.core(1).current_term() == term);
+    CHECK(c.core(1).role() == Role::leader);
+    CHECK(c.core(1).progress(NodeId(3))->state == Progress::State::replicate);
+    CHECK(c.core(1).progress(NodeId(3))->match_index == c.core(1).log().last_index());
+    CHECK(c.core(3).log().commit_index() == c.core(1).log().commit_index());
+    CHECK(applied_data(c.node(3)) == std::vector<std::string>{"after-1", "after-2"});
+  }
+}
+
 TEST_CASE("leadership transfer under load loses no committed entry") {
   Cluster c(3);
   c.elect(1);
