@@ -1,7 +1,10 @@
 # Sourced by scripts/*: the Debian packages rpool builds and runs with, installed when missing.
 RPOOL_DEBS=(g++ meson ninja-build pkg-config python3
             libboost1.81-dev nlohmann-json3-dev libfmt-dev doctest-dev libssl-dev libcli11-dev
-            libbenchmark-dev)
+            libbenchmark-dev
+            fiu-utils   # fault injection (fiu-run) in rpool-wal's CLI tests
+            fio         # the disk's own limits, beside bench/wal
+            curl)       # scripts/cluster waits on /readyz with it
 
 ensure_deps() {
   local missing=() p
