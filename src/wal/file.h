@@ -71,6 +71,16 @@ class FileSystem {
 // The real thing: POSIX calls, EINTR retried, errno mapped by from_errno().
 FileSystem& posix_file_system();
 
+// Reads a whole file into `out` (hard state, snapshot files).
+inline std::error_code read_whole(FileSystem& fs, const std::string& path, Bytes& out) {
+  std::unique_ptr<File> file;
+  if (auto ec = fs.open(path, OpenMode::read_only, file)) return ec;
+  std::uint64_t size = 0;
+  if (auto ec = file->size(size)) return ec;
+  out.resize(size);
+  return file->read_at(0, out);
+}
+
 inline std::string join_path(const std::string& dir, const std::string& name) {
   if (dir.empty()) return name;
   return dir.back() == '/' ? dir + name : dir + "/" + name;

@@ -21,15 +21,6 @@ ByteView zero_chunk() {
   return zeros;
 }
 
-std::error_code read_whole(FileSystem& fs, const std::string& path, Bytes& out) {
-  std::unique_ptr<File> file;
-  if (auto ec = fs.open(path, OpenMode::read_only, file)) return ec;
-  std::uint64_t size = 0;
-  if (auto ec = file->size(size)) return ec;
-  out.resize(size);
-  return file->read_at(0, out);
-}
-
 bool is_io_failure(std::error_code ec) {
   return ec == errc::io_error || ec == errc::disk_full || ec == errc::not_found;
 }
@@ -622,11 +613,7 @@ std::error_code Log::read(LogIndex lo, LogIndex hi, std::vector<Entry>& out,
 
 // ---- hard state and snapshots ----------------------------------------------------------------
 
-std::error_code Log::save_hard_state(const HardState& state) {
-  if (auto ec = writable()) return ec;
-  const std::string tmp = path(std::string(hard_state_file_name) + ".tmp");
-  const std::string final_path = path(std::string(hard_state_file_name));
-  const Bytes bytes = encode_hard_state(state);
+std::error_code Log::replace_file(const std::string& tmp, const std::string& final_path, ByteView bytes) {
   if (auto ec = fs_.remove(tmp); ec && ec != errc::not_found) return fail(ec, fmt::format("{}: remove failed: {}", tmp, ec.message()));
   std::unique_ptr<File> file;
   if (auto ec = fs_.open(tmp, OpenMode::create_new, file)) return fail(ec, fmt::format("{}: create failed: {}", tmp, ec.message()));
@@ -636,6 +623,14 @@ std::error_code Log::save_hard_state(const HardState& state) {
   if (auto ec = fs_.rename(tmp, final_path)) return fail(ec, fmt::format("{}: rename failed: {}", tmp, ec.message()));
   if (auto ec = fs_.sync_dir(dir_)) return fail(ec, fmt::format("{}: fsync failed: {}", dir_, ec.message()));
   return {};
+}
+
+std::error_code Log::save_hard_state(const HardState& state) {
+  if (auto ec = writable()) return ec;
+  const std::string tmp = path(std::string(hard_state_file_name) + ".tmp");
+  const std::string final_path = path(std::string(hard_state_file_name));
+  const Bytes bytes = encode_hard_state(state);
+  return replace_file(tmp, final_path, bytes);
 }
 
 std::error_code Log::load_hard_state(HardState& out) const {
@@ -665,14 +660,7 @@ std::error_code Log::save_snapshot(const SnapshotFile& snapshot) {
   const std::string tmp = path("snapshot.tmp");
   const std::string final_path = path(snapshot_name(snapshot.index, snapshot.term));
   const Bytes bytes = encode_snapshot(snapshot);
-  if (auto ec = fs_.remove(tmp); ec && ec != errc::not_found) return fail(ec, fmt::format("{}: remove failed: {}", tmp, ec.message()));
-  std::unique_ptr<File> file;
-  if (auto ec = fs_.open(tmp, OpenMode::create_new, file)) return fail(ec, fmt::format("{}: create failed: {}", tmp, ec.message()));
-  if (auto ec = file->write_at(0, bytes)) return fail(ec, fmt::format("{}: write failed: {}", tmp, ec.message()));
-  if (auto ec = file->sync_data()) return fail(ec, fmt::format("{}: fdatasync failed: {}", tmp, ec.message()));
-  file.reset();
-  if (auto ec = fs_.rename(tmp, final_path)) return fail(ec, fmt::format("{}: rename failed: {}", tmp, ec.message()));
-  if (auto ec = fs_.sync_dir(dir_)) return fail(ec, fmt::format("{}: fsync failed: {}", dir_, ec.message()));
+  if (auto ec = replace_file(tmp, final_path, bytes)) return ec;
 
   std::vector<std::string> names;
   if (auto ec = fs_.list(dir_, names)) return fail(ec, fmt::format("{}: list failed: {}", dir_, ec.message()));

@@ -218,6 +218,9 @@ class Log {
   std::error_code recover_segment(const std::string& name, bool open, std::uint64_t seq,
                                   bool last_open, const std::optional<LogIndex>& expected_first);
   std::error_code writable();
+  // Writes `bytes` to `tmp`, fdatasyncs it, renames it over `final_path` and fsyncs the
+  // directory: the file is replaced whole or not at all.
+  std::error_code replace_file(const std::string& tmp, const std::string& final_path, ByteView bytes);
   std::error_code fail(std::error_code ec, std::string detail);  // poisons on I/O errors
   std::error_code corrupt(const std::string& file, std::uint64_t offset, const std::string& why);
   std::error_code prepare_segment_file(const std::string& path) const;

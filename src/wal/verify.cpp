@@ -11,15 +11,6 @@
 namespace rpool::wal {
 namespace {
 
-std::error_code read_whole(FileSystem& fs, const std::string& path, Bytes& out) {
-  std::unique_ptr<File> file;
-  if (auto ec = fs.open(path, OpenMode::read_only, file)) return ec;
-  std::uint64_t size = 0;
-  if (auto ec = file->size(size)) return ec;
-  out.resize(size);
-  return file->read_at(0, out);
-}
-
 }  // namespace
 
 VerifyReport verify_directory(const std::string& dir, FileSystem& fs) {
