@@ -477,7 +477,6 @@ void NodeHost::take_snapshot(std::function<void(std::error_code, LogIndex)> done
 }
 
 void NodeHost::on_tick() {
-  if (stopping_ && !core_) return;
   with_core([this] { core_->tick(); });
   expire_requests();
   ticker_.expires_after(std::chrono::milliseconds(options_.config.raft.heartbeat_ms));

@@ -13,10 +13,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using detail::forwarded_header;
 
-std::uint64_t draw_seed() { return detail::random_u64(); }
-std::uint64_t wall_ms() { return detail::wall_clock_ms(); }
-const char* role_text(raft::Role role) { return detail::role_name(role); }
-
 }  // namespace
 
 HttpResponse NodeHost::json_response(const HttpRequest& request, unsigned status, std::string body) {
@@ -124,7 +120,7 @@ void NodeHost::handle_draw(HttpRequest&& request, Respond respond) {
     respond(error_response(request, api::Error::bad_request, message));
     return;
   }
-  pool::Command command{pool::Draw{*count, draw_seed()}, wall_ms(), {}, {}};
+  pool::Command command{pool::Draw{*count, detail::random_u64()}, detail::wall_clock_ms(), {}, {}};
   if (!take_key(request, command, api::draw_operation(*count), respond, &NodeHost::error_response)) return;
   write(std::move(request), std::move(respond), std::move(command),
         [](const HttpRequest& req, const pool::Result& result) {
@@ -142,7 +138,7 @@ void NodeHost::handle_item(HttpRequest&& request, Respond respond, const std::st
     return;
   }
   pool::Command command;
-  command.timestamp_ms = wall_ms();
+  command.timestamp_ms = detail::wall_clock_ms();
   std::string operation;
   if (request.method() == http::verb::put) {
     std::string message;
@@ -301,7 +297,7 @@ void NodeHost::handle_cluster(HttpRequest&& request, Respond respond) {
   for (NodeId id : m.learners) add(id, false);
   const nlohmann::json body = {
       {"node_id", options_.id.value()},
-      {"role", role_text(core_->role())},
+      {"role", detail::role_name(core_->role())},
       {"term", core_->current_term().value()},
       {"leader_id", core_->leader().value()},
       {"commit_index", core_->log().commit_index().value()},
