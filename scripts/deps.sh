@@ -4,7 +4,9 @@ RPOOL_DEBS=(g++ meson ninja-build pkg-config python3
             libbenchmark-dev
             fiu-utils   # fault injection (fiu-run) in rpool-wal's CLI tests
             fio         # the disk's own limits, beside bench/wal
-            curl)       # scripts/cluster waits on /readyz with it
+            curl        # scripts/cluster waits on /readyz with it
+            nftables    # network partitions in tests/chaos
+            python3-prometheus-client)  # cross-checks /metrics against Prometheus' own parser
 
 ensure_deps() {
   local missing=() p
