@@ -1,0 +1,260 @@
+#!/usr/bin/env python3
+"""Unit tests of checker.py on small hand-made histories: one valid history, and one history per
+violation kind, each of which must be detected (and nothing else reported where that is exact).
+
+    python3 tests/chaos/checker_test.py
+"""
+
+import copy
+import hashlib
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import checker  # noqa: E402
+
+CATALOG = [
+    {"item_id": "diamond", "quantity": 1, "probability": 10},
+    {"item_id": "mud", "quantity": -1, "probability": 90},
+]
+
+
+class H:
+    """A tiny history builder: a clock that moves forward, and a log that hands out indexes."""
+
+    def __init__(self, catalog=CATALOG):
+        self.ops = []
+        self.t = 0.0
+        self.index = 1  # the bootstrap entry
+        self.rid = 0
+        self.log_keys = {}
+        self.items = {i["item_id"]: [i["quantity"], i["probability"]] for i in catalog}
+        self.catalog = catalog
+
+    def _times(self, overlap):
+        invoke = self.t
+        self.t += 1.0
+        return (invoke - 0.5, self.t) if overlap else (invoke, self.t)
+
+    def draw(self, items, node=1, overlap=False, key=None):
+        """A sequential (or, with overlap, concurrent with the previous) answered draw of `items`
+        (None = pool_empty), applied at the next index."""
+        self.index += 1
+        draws = []
+        for item in items:
+            self.rid += 1
+            if item is None:
+                draws.append({"request_id": self.rid, "item_id": None, "error": "pool_empty"})
+            else:
+                draws.append({"request_id": self.rid, "item_id": item})
+                if self.items[item][0] > 0:
+                    self.items[item][0] -= 1
+        key = key or f"k{len(self.ops)}"
+        self.log_keys[key] = [self.index]
+        invoke, complete = self._times(overlap)
+        op = {"id": len(self.ops), "kind": "draw", "key": key, "method": "POST", "path": "/v1/draw",
+              "body": {"count": len(items)}, "node": node, "invoke": invoke, "complete": complete, "status": 200,
+              "answer": {"draws": draws, "index": self.index}}
+        self.ops.append(op)
+        return op
+
+    def put(self, item, quantity, probability):
+        self.index += 1
+        self.items[item] = [quantity, probability]
+        key = f"k{len(self.ops)}"
+        self.log_keys[key] = [self.index]
+        invoke, complete = self._times(False)
+        op = {"id": len(self.ops), "kind": "put", "key": key, "method": "PUT", "path": f"/v1/items/{item}",
+              "body": {"quantity": quantity, "probability": probability}, "node": 2, "invoke": invoke,
+              "complete": complete, "status": 200,
+              "answer": {"item_id": item, "quantity": quantity, "probability": probability}}
+        self.ops.append(op)
+        return op
+
+    def pool(self):
+        items = [{"item_id": k, "quantity": q, "probability": p} for k, (q, p) in sorted(self.items.items())]
+        digest = hashlib.sha256(repr((items, self.rid)).encode()).hexdigest()
+        return {"items": items, "last_request_id": self.rid, "index": self.index, "digest": digest}
+
+    def read(self, node=3):
+        invoke, complete = self._times(False)
+        op = {"id": len(self.ops), "kind": "read", "key": None, "method": "GET", "path": "/v1/pool", "body": None,
+              "node": node, "invoke": invoke, "complete": complete, "status": 200, "answer": self.pool()}
+        self.ops.append(op)
+        return op
+
+    def final(self):
+        p = self.pool()
+        return {"catalog": self.catalog, "pools": {1: dict(p), 2: dict(p), 3: dict(p)}, "linearizable": dict(p),
+                "replays": {1: dict(p), 2: dict(p), 3: dict(p)}, "verify": {1: (0, ""), 2: (0, ""), 3: (0, "")},
+                "exit_codes": {1: 0, 2: 0, 3: 0}, "log_keys": copy.deepcopy(self.log_keys), "errors": []}
+
+
+def valid_history():
+    h = H()
+    h.draw(["mud"])
+    h.read()
+    h.draw(["diamond", "mud"], node=2)
+    h.read()
+    h.put("mud", 0, 0)                     # nothing drawable now: diamond is out, mud switched off
+    h.draw([None, None])
+    h.put("diamond", 2, 10)                # restocked
+    h.draw(["diamond"], overlap=True)
+    h.read()
+    h.draw(["diamond"])
+    probe = dict(h.ops[0], id=len(h.ops), kind="probe", invoke=h.t, complete=h.t + 0.5)
+    h.ops.append(probe)                    # the same key sent again: the same answer
+    return h
+
+
+class CheckerTest(unittest.TestCase):
+    def kinds(self, ops, final):
+        return sorted({v.kind for v in checker.check(ops, final)})
+
+    def assertOnly(self, kind, ops, final, also=()):
+        """`kind` is reported, and nothing but `kind` and the consequences listed in `also`."""
+        violations = checker.check(ops, final)
+        self.assertTrue(violations, f"no violation reported, expected {kind}")
+        self.assertEqual({v.kind for v in violations} - set(also), {kind}, f"expected {kind}, got {violations}")
+        return violations
+
+    def test_a_valid_history_has_no_violation(self):
+        h = valid_history()
+        self.assertEqual(checker.check(h.ops, h.final()), [])
+
+    def test_an_acknowledged_draw_lost_is_caught(self):
+        h = valid_history()
+        f = h.final()
+        # The cluster forgot the last draw: its request_id is above the final last_request_id.
+        for p in list(f["pools"].values()) + list(f["replays"].values()) + [f["linearizable"]]:
+            p["last_request_id"] -= 1
+            p["items"] = [dict(i, quantity=i["quantity"] + 1) if i["item_id"] == "diamond" else i for i in p["items"]]
+        del f["log_keys"][h.ops[-2]["key"]]
+        v = self.assertOnly("lost_write", h.ops, f, also=("final_state",))
+        self.assertIn("final_state", {x.kind for x in v})
+
+    def test_a_duplicate_request_id_is_caught(self):
+        h = valid_history()
+        h.ops[2]["answer"]["draws"][0]["request_id"] = 1  # a second answer with request_id 1
+        h.ops[2]["answer"]["draws"][1]["request_id"] = 2
+        self.assertOnly("duplicate_request_id", h.ops, h.final(), also=("model", "request_id_gap"))
+
+    def test_a_gap_in_request_ids_is_caught(self):
+        h = valid_history()
+        del h.ops[2]  # a draw that was applied but whose answer we "lost"
+        self.assertIn("request_id_gap", self.kinds(h.ops, h.final()))
+
+    def test_an_unanswered_write_is_reported(self):
+        h = valid_history()
+        h.ops[2]["status"], h.ops[2]["answer"] = None, None
+        self.assertOnly("unanswered", h.ops, h.final())
+
+    def test_an_over_drawn_item_is_caught(self):
+        h = H()
+        h.draw(["diamond"])
+        h.draw(["diamond"])  # the catalog had one
+        self.assertOnly("over_drawn", h.ops, h.final())
+
+    def test_an_over_draw_after_a_restock_to_zero_is_caught(self):
+        h = H([{"item_id": "diamond", "quantity": 5, "probability": 10}])
+        h.draw(["diamond"])
+        h.put("diamond", 1, 10)
+        h.draw(["diamond"])
+        h.draw(["diamond"])  # only 1 after the update
+        self.assertOnly("over_drawn", h.ops, h.final())
+
+    def test_a_read_that_misses_an_earlier_write_is_a_real_time_violation(self):
+        h = valid_history()
+        stale = h.ops[1]["answer"]                    # the state after draw 1
+        r = h.read()
+        r["answer"] = copy.deepcopy(stale)             # a later read showing old state
+        v = checker.check(h.ops, h.final())
+        self.assertIn("real_time", {x.kind for x in v}, v)
+
+    def test_writes_ordered_against_real_time_are_caught(self):
+        h = H()
+        a = h.draw(["mud"])
+        b = h.draw(["mud"])
+        # b completed before a was invoked, yet a's index is lower.
+        a["invoke"], a["complete"] = 10.0, 11.0
+        b["invoke"], b["complete"] = 5.0, 6.0
+        self.assertOnly("real_time", h.ops, h.final())
+
+    def test_pool_empty_while_something_was_drawable_is_caught(self):
+        h = H()
+        h.draw([None])
+        self.assertOnly("model", h.ops, h.final())
+
+    def test_a_draw_of_an_undrawable_item_is_caught(self):
+        h = H()
+        h.put("mud", -1, 0)
+        h.draw(["mud"])
+        self.assertOnly("model", h.ops, h.final())
+
+    def test_a_read_showing_state_other_than_the_model_is_caught(self):
+        h = valid_history()
+        r = h.read()
+        r["answer"]["items"][1]["quantity"] = 99  # "mud" quantity made up
+        self.assertIn("model", self.kinds(h.ops, h.final()))
+
+    def test_two_answers_for_one_key_that_differ_are_caught(self):
+        h = valid_history()
+        h.ops[-1] = copy.deepcopy(h.ops[-1])
+        h.ops[-1]["answer"]["draws"][0]["request_id"] = 99
+        self.assertOnly("idempotency", h.ops, h.final())
+
+    def test_a_key_applied_twice_in_the_log_is_caught(self):
+        h = valid_history()
+        f = h.final()
+        f["log_keys"][h.ops[0]["key"]] = [2, 40]
+        self.assertOnly("idempotency", h.ops, f)
+
+    def test_a_422_for_a_retry_with_the_same_body_is_caught(self):
+        h = valid_history()
+        h.ops[-1] = dict(h.ops[-1], status=422, answer={"error": "idempotency_key_reused", "message": "x"})
+        self.assertOnly("idempotency", h.ops, h.final())
+
+    def test_nodes_that_end_at_different_digests_are_caught(self):
+        h = valid_history()
+        f = h.final()
+        f["pools"][3] = dict(f["pools"][3], digest="0" * 64)
+        self.assertOnly("divergence", h.ops, f)
+
+    def test_a_replay_that_differs_from_the_live_state_is_caught(self):
+        h = valid_history()
+        f = h.final()
+        f["replays"][2] = dict(f["replays"][2], last_request_id=f["replays"][2]["last_request_id"] - 1)
+        self.assertOnly("replay", h.ops, f)
+
+    def test_a_failed_verify_is_caught(self):
+        h = valid_history()
+        f = h.final()
+        f["verify"][1] = (1, "segment 0000001.wal offset 4096: crc mismatch")
+        self.assertOnly("verify", h.ops, f)
+
+    def test_the_final_state_differing_from_the_model_is_caught(self):
+        h = valid_history()
+        f = h.final()
+        for p in list(f["pools"].values()) + list(f["replays"].values()) + [f["linearizable"]]:
+            p["items"] = [dict(i, probability=i["probability"] + 1) for i in p["items"]]
+        self.assertOnly("final_state", h.ops, f)
+
+    def test_a_lost_item_update_is_caught(self):
+        h = valid_history()
+        f = h.final()
+        del f["log_keys"][h.ops[4]["key"]]  # the put "mud" 0 0 is not in the log
+        self.assertIn("lost_write", self.kinds(h.ops, f))
+
+    def test_dropping_one_answer_from_a_real_history_is_caught(self):
+        # "Break something on purpose": each answered draw of the valid history, dropped in turn.
+        h = valid_history()
+        for i, op in enumerate(h.ops):
+            if op["kind"] != "draw":
+                continue
+            ops = h.ops[:i] + h.ops[i + 1:]
+            self.assertTrue(checker.check(ops, h.final()), f"dropping op {i} went unnoticed")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
