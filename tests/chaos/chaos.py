@@ -230,8 +230,9 @@ class Workload:
                 key = f"{self.prefix}-t{t}-{seq}"
                 if r < self.read_rate + self.put_rate:
                     item = rng.choice(PUT_ITEMS)
-                    quantity = rng.choice([-1, 0, rng.randrange(1, 12), rng.randrange(1, 12)])
-                    probability = rng.choice([0, rng.randrange(1, 60), rng.randrange(1, 60)])
+                    # Mostly restocks; now and then an item switched off (probability 0) or emptied.
+                    quantity = 0 if rng.random() < 0.1 else rng.choice([-1, rng.randrange(1, 30)])
+                    probability = 0 if rng.random() < 0.1 else rng.randrange(1, 60)
                     op = self._write(t, rng, clients, "put", key, "PUT", f"/v1/items/{item}",
                                      {"quantity": quantity, "probability": probability})
                 else:

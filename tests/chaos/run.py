@@ -163,6 +163,8 @@ def run_scenario(args, sc, seed, seconds, env=None):
         final = cc.final_states()
         t0 = time.monotonic()
         ops = history.snapshot()
+        if args.sabotage:
+            ops = sabotage(ops, args.sabotage, rng)
         res.violations = checker.check(ops, final)
         res.stats = stats(ops, cc, final)
         res.stats["check_s"] = round(time.monotonic() - t0, 2)
@@ -212,6 +214,28 @@ def run_scenario(args, sc, seed, seconds, env=None):
             res.status = "passed"
     report(res, time.monotonic() - started)
     return res
+
+
+def sabotage(ops, how, rng):
+    """Breaks a real history on purpose, to watch the checker fail (--sabotage)."""
+    answered = [i for i, op in enumerate(ops) if op["status"] == 200 and op["kind"] == "draw"]
+    reads = [i for i, op in enumerate(ops) if op["status"] == 200 and op["kind"] == "read"]
+    ops = [dict(op) for op in ops]
+    if how == "drop_answer":
+        i = rng.choice(answered)
+        print(f"    SABOTAGE: dropped the answer of op #{ops[i]['id']} ({ops[i]['answer']['draws']})", flush=True)
+        del ops[i]
+    elif how == "stale_read":
+        a, b = reads[len(reads) // 4], reads[-1]
+        print(f"    SABOTAGE: the last read (#{ops[b]['id']}) shows what read #{ops[a]['id']} showed", flush=True)
+        ops[b]["answer"] = ops[a]["answer"]
+    elif how == "double_draw":
+        i = rng.choice(answered)
+        j = answered[-1]
+        print(f"    SABOTAGE: op #{ops[j]['id']} answers op #{ops[i]['id']}'s request_ids", flush=True)
+        ops[j]["answer"] = dict(ops[j]["answer"], draws=ops[i]["answer"]["draws"])
+        ops[j]["body"] = ops[i]["body"]
+    return ops
 
 
 def stats(ops, cc, final):
@@ -327,6 +351,8 @@ def main():
     ap.add_argument("--planted", action="append", default=[], help="with --planted-bugs: only this bug")
     ap.add_argument("--xfail", action="append", default=[],
                     help="a scenario known to fail (tracked bug): runs, but its failure is listed, not counted")
+    ap.add_argument("--sabotage", choices=("drop_answer", "stale_read", "double_draw"),
+                    help="break the recorded history on purpose before checking (the checker must fail)")
     ap.add_argument("--list", action="store_true")
     args = ap.parse_args()
     if args.list:
