@@ -101,8 +101,25 @@ class ChaosCluster(Cluster):
             self.counters[name] += n
 
     def leader_or_none(self, timeout=3.0):
+        """The running node that says it leads, in the highest term any running node reports (a
+        quick look for the nemeses: unlike leader(), it does not wait for every node to agree);
+        None if there is none within `timeout`."""
+        def find():
+            best = None
+            for n in self.running():
+                c = n.client(timeout=1.0)
+                try:
+                    r = c.get("/v1/cluster")
+                except CONN_ERRORS:
+                    continue
+                finally:
+                    c.close()
+                if r.status == 200 and r.json.get("role") == "leader":
+                    if best is None or r.json["term"] > best[0]:
+                        best = (r.json["term"], n)
+            return best[1] if best else None
         try:
-            return self.leader(timeout=timeout)
+            return wait_until(find, timeout, "a leader")
         except TestFailure:
             return None
 
@@ -149,10 +166,15 @@ class ChaosCluster(Cluster):
                     f"exit {r.returncode}: {r.stderr.strip()[-500:]}"
             except ValueError:
                 final["replays"][n.id] = f"not JSON: {r.stdout[:300]!r}"
-        # Where each Idempotency-Key landed in the log (PUT answers carry no index).
-        d = run_tool([self.rpool_wal, "dump", self.nodes[0].data_dir, "--format", "json"], timeout=300)
+        # Where each Idempotency-Key landed in the log (PUT answers carry no index): from the data
+        # directory that replays furthest (all of them, when the cluster converged).
+        def replay_index(n):
+            rep = final["replays"].get(n.id)
+            return rep.get("index", -1) if isinstance(rep, dict) else -1
+        source = max(self.nodes, key=replay_index)
+        d = run_tool([self.rpool_wal, "dump", source.data_dir, "--format", "json"], timeout=300)
         if d.returncode != 0:
-            final["errors"].append(f"rpool-wal dump {self.nodes[0].data_dir}: exit {d.returncode}: {d.stderr[-300:]}")
+            final["errors"].append(f"rpool-wal dump {source.data_dir}: exit {d.returncode}: {d.stderr[-300:]}")
         keys = collections.defaultdict(list)
         for line in d.stdout.splitlines():
             try:
@@ -467,7 +489,7 @@ class LeaderKill(Nemesis):
     """SIGKILL of the current leader every few seconds; restarted after a random delay."""
     name = "leader_kill"
 
-    def __init__(self, cc, rng, every=(1.5, 3.5), down=(0.2, 2.5)):
+    def __init__(self, cc, rng, every=(1.0, 2.5), down=(0.2, 1.5)):
         super().__init__(cc, rng)
         self.every, self.down = every, down
 
@@ -677,7 +699,7 @@ class DiskFull(Nemesis):
     has stopped)."""
     name = "disk_full"
 
-    def __init__(self, cc, rng, node, size="4m", hold=(1.5, 3.0), recover_timeout=15.0):
+    def __init__(self, cc, rng, node, size="4m", hold=(1.5, 3.0), recover_timeout=10.0):
         super().__init__(cc, rng)
         self.node = node
         self.size = size
@@ -705,25 +727,19 @@ class DiskFull(Nemesis):
             self.mounted = False
 
     def fill(self):
-        chunk = b"\0" * (64 * 1024)
-        with open(self.filler, "ab") as f:
+        """Writes filler files until the tmpfs has no byte left (unbuffered, so nothing is pending)."""
+        for path, chunk in ((self.filler, 64 * 1024), (self.filler + ".2", 512), (self.filler + ".3", 1)):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             try:
                 while True:
-                    f.write(chunk)
-                    f.flush()
+                    os.write(fd, b"\0" * chunk)
             except OSError:
                 pass
-        # The buffered tail may not fit either; whatever is left is a few bytes.
-        try:
-            with open(self.filler + ".2", "ab") as f:
-                while True:
-                    f.write(b"\0" * 512)
-                    f.flush()
-        except OSError:
-            pass
+            finally:
+                os.close(fd)
 
     def free(self):
-        for p in (self.filler, self.filler + ".2"):
+        for p in (self.filler, self.filler + ".2", self.filler + ".3"):
             try:
                 os.unlink(p)
             except FileNotFoundError:

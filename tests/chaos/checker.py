@@ -82,6 +82,8 @@ def check(ops, final, max_per_kind=1000):
         if counts[kind] <= max_per_kind:
             out.append(Violation(kind, message))
 
+    for e in final.get("errors") or []:  # the harness could not collect a converged final state
+        bad("divergence", e)
     log_keys = final.get("log_keys") or {}
     have_log = "log_keys" in final
 
@@ -262,8 +264,6 @@ def check(ops, final, max_per_kind=1000):
                                  f"{last_rid}: {_op(op)}")
 
     # --- the final state ----------------------------------------------------------------------
-    for e in final.get("errors") or []:
-        bad("divergence", e)
     if final_pool is not None and model_ok:
         got = _items(final_pool)
         if got != model or final_pool["last_request_id"] != last_rid:

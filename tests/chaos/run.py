@@ -169,8 +169,10 @@ def run_scenario(args, sc, seed, seconds, env=None):
         res.stats = stats(ops, cc, final)
         res.stats["check_s"] = round(time.monotonic() - t0, 2)
         if disk is not None:
-            res.stats["507s"] = disk.saw_507
-            if disk.saw_507 == 0:
+            res.stats["507s"] = sum(v for (nid, o), v in history.statuses.items() if o == "507")
+            res.stats["507s from the full node"] = sum(v for (nid, o), v in history.statuses.items()
+                                                      if o == "507" and nid == disk.node.id)
+            if res.stats["507s from the full node"] == 0:
                 res.harness_errors.append("disk_full: the full node never answered 507 " + "; ".join(disk.notes))
             if disk.recovered is False:
                 res.reason = "; ".join(disk.notes)
