@@ -8,6 +8,7 @@
 
 #include "base/assert.h"
 #include "net/node_internal.h"
+#include "net/planted_bugs.h"
 #include "wal/errc.h"
 
 namespace rpool::net {
@@ -160,6 +161,7 @@ bool NodeHost::recover(std::string& error) {
   rc.election_ticks = std::max<int>(2, static_cast<int>(options_.config.raft.election_timeout_ms /
                                                         options_.config.raft.heartbeat_ms));
   rc.random_seed = random_u64();
+  rc.unsafe_commit_alone = planted("ack_before_quorum");
   core_ = std::make_unique<raft::Core>(rc, std::move(boot));
   cluster_id_ = cluster_id_of(options_.config);
   logger_.info("recovered", {{"data_dir", dir},

@@ -6,6 +6,7 @@
 #include "base/assert.h"
 #include "net/node_host.h"
 #include "net/node_internal.h"
+#include "net/planted_bugs.h"
 
 namespace rpool::net {
 namespace {
@@ -187,6 +188,7 @@ void NodeHost::write(HttpRequest&& request, Respond respond, pool::Command comma
     forward(std::move(request), std::move(respond));
     return;
   }
+  if (planted("skip_idempotency")) command.idempotency_key.clear();
   auto req = std::make_shared<HttpRequest>(std::move(request));
   auto bytes = std::make_shared<Bytes>(pool::encode(command));
   with_core([this, req, respond = std::move(respond), bytes, render = std::move(render)]() mutable {
@@ -259,7 +261,7 @@ void NodeHost::forward(HttpRequest&& request, Respond respond) {
 }
 
 void NodeHost::handle_pool(HttpRequest&& request, Respond respond, bool stale) {
-  if (stale) {
+  if (stale || (planted("local_default_read") && core_->role() != raft::Role::leader)) {
     respond(json_response(request, 200, api::pool_json(pool_, core_->log().applied_index())));
     return;
   }

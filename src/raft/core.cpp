@@ -733,7 +733,7 @@ bool Core::maybe_commit() {
     }
   }
   RPOOL_ASSERT(!matches.empty());
-  const std::size_t quorum = membership_.quorum();
+  const std::size_t quorum = config_.unsafe_commit_alone ? 1 : membership_.quorum();
   std::nth_element(matches.begin(), matches.begin() + static_cast<std::ptrdiff_t>(quorum - 1),
                    matches.end(), std::greater<>());
   const LogIndex candidate = matches[quorum - 1];

@@ -86,6 +86,9 @@ struct Config {
   bool pre_vote = true;
   bool check_quorum = true;
   std::uint64_t random_seed = 0;
+  // Never set outside tests/chaos's planted-bug build: the leader commits an entry as soon as it
+  // is on its own disk, without a majority. It breaks Raft on purpose, to show the checker notices.
+  bool unsafe_commit_alone = false;
 };
 
 // Everything the node read back from its durable storage at start-up.
