@@ -62,7 +62,7 @@ def scenario(*args, **kw):
 
 
 scenario("baseline", doc="no faults: the checker's control run")
-scenario("leader_kill", [lambda cc, rng: LeaderKill(cc, rng)], doc="SIGKILL the leader every 1.5-3.5 s")
+scenario("leader_kill", [lambda cc, rng: LeaderKill(cc, rng)], doc="SIGKILL the leader every 1-2.5 s, restart it 0.2-1.5 s later")
 scenario("crash_all", [lambda cc, rng: CrashAll(cc, rng)], doc="SIGKILL every node at once, restart all")
 scenario("pause", [lambda cc, rng: Pause(cc, rng)], doc="SIGSTOP a node (often the leader), then SIGCONT")
 scenario("partition_leader", [lambda cc, rng: Partition(cc, rng, modes=["leader"])], needs=["nft"],
