@@ -292,7 +292,7 @@ def build_planted(args):
         r = subprocess.run(["nice", "meson", "configure", build, "-Dplanted_bugs=true"], cwd=SOURCE_ROOT)
     if r.returncode != 0:
         raise RuntimeError("meson setup of build-bugs failed")
-    r = subprocess.run(["nice", "ninja", "-C", build, "-j2", "apps/rpoold", "tools/rpool-wal"], cwd=SOURCE_ROOT)
+    r = subprocess.run(["nice", "ninja", "-C", build, "-j2", "apps/rpoold"], cwd=SOURCE_ROOT)
     if r.returncode != 0:
         raise RuntimeError("building build-bugs/apps/rpoold failed")
     return os.path.join(build, "apps", "rpoold")
