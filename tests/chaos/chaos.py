@@ -151,21 +151,23 @@ class ChaosCluster(Cluster):
                         final["pools"][n.id] = self.pool(n, stale=True)
                     except (TestFailure, *CONN_ERRORS) as e2:
                         final["errors"].append(f"{n}: no stale read: {e2}")
-        for n in self.nodes:
+        # Followers first, the leader last: stopping the leader first would let the others elect a
+        # new one, whose no-op entry would move the logs past the state read above.
+        leader = self.leader_or_none(timeout=2.0)
+        for n in sorted(self.nodes, key=lambda n: n is leader):
             if n.running:
                 try:
                     final["exit_codes"][n.id] = n.terminate(timeout=20.0)
                 except TestFailure as e:
                     final["exit_codes"][n.id] = f"{e}"
+        at = (final.get("linearizable") or {}).get("index")
+        final["replays_at"] = {}
         for n in self.nodes:
             v = run_tool([self.rpool_wal, "verify", n.data_dir])
             final["verify"][n.id] = (v.returncode, (v.stdout + v.stderr).strip()[-2000:])
-            r = run_tool([self.rpool_wal, "replay", n.data_dir])
-            try:
-                final["replays"][n.id] = json.loads(r.stdout) if r.returncode == 0 else \
-                    f"exit {r.returncode}: {r.stderr.strip()[-500:]}"
-            except ValueError:
-                final["replays"][n.id] = f"not JSON: {r.stdout[:300]!r}"
+            final["replays"][n.id] = replay(self.rpool_wal, n.data_dir)
+            if at is not None:
+                final["replays_at"][n.id] = replay(self.rpool_wal, n.data_dir, at)
         # Where each Idempotency-Key landed in the log (PUT answers carry no index): from the data
         # directory that replays furthest (all of them, when the cluster converged).
         def replay_index(n):
@@ -186,6 +188,17 @@ class ChaosCluster(Cluster):
                 keys[key].append(e["index"])
         final["log_keys"] = dict(keys)
         return final
+
+
+def replay(rpool_wal, data_dir, at=None):
+    """`rpool-wal replay` as a dict, or a string saying what went wrong."""
+    r = run_tool([rpool_wal, "replay", data_dir] + (["--at", str(at)] if at is not None else []))
+    if r.returncode != 0:
+        return f"exit {r.returncode}: {r.stderr.strip()[-500:]}"
+    try:
+        return json.loads(r.stdout)
+    except ValueError:
+        return f"not JSON: {r.stdout[:300]!r}"
 
 
 def run_tool(args, timeout=120):

@@ -87,7 +87,8 @@ class H:
     def final(self):
         p = self.pool()
         return {"catalog": self.catalog, "pools": {1: dict(p), 2: dict(p), 3: dict(p)}, "linearizable": dict(p),
-                "replays": {1: dict(p), 2: dict(p), 3: dict(p)}, "verify": {1: (0, ""), 2: (0, ""), 3: (0, "")},
+                "replays": {1: dict(p), 2: dict(p), 3: dict(p)}, "replays_at": {1: dict(p), 2: dict(p), 3: dict(p)},
+                "verify": {1: (0, ""), 2: (0, ""), 3: (0, "")},
                 "exit_codes": {1: 0, 2: 0, 3: 0}, "log_keys": copy.deepcopy(self.log_keys), "errors": []}
 
 
@@ -127,7 +128,8 @@ class CheckerTest(unittest.TestCase):
         h = valid_history()
         f = h.final()
         # The cluster forgot the last draw: its request_id is above the final last_request_id.
-        for p in list(f["pools"].values()) + list(f["replays"].values()) + [f["linearizable"]]:
+        for p in (list(f["pools"].values()) + list(f["replays"].values()) + list(f["replays_at"].values())
+                  + [f["linearizable"]]):
             p["last_request_id"] -= 1
             p["items"] = [dict(i, quantity=i["quantity"] + 1) if i["item_id"] == "diamond" else i for i in p["items"]]
         del f["log_keys"][h.ops[-2]["key"]]
@@ -233,6 +235,18 @@ class CheckerTest(unittest.TestCase):
         f["replays"][2] = dict(f["replays"][2], last_request_id=f["replays"][2]["last_request_id"] - 1)
         self.assertOnly("replay", h.ops, f)
 
+    def test_a_replay_at_the_live_index_that_differs_is_caught(self):
+        h = valid_history()
+        f = h.final()
+        f["replays_at"][3] = dict(f["replays_at"][3], index=f["replays_at"][3]["index"] + 1)
+        self.assertOnly("replay", h.ops, f)
+
+    def test_a_log_that_ends_past_the_live_state_with_a_no_op_is_fine(self):
+        h = valid_history()
+        f = h.final()
+        f["replays"][1] = dict(f["replays"][1], index=f["replays"][1]["index"] + 1)
+        self.assertEqual(checker.check(h.ops, f), [])
+
     def test_a_failed_verify_is_caught(self):
         h = valid_history()
         f = h.final()
@@ -242,7 +256,8 @@ class CheckerTest(unittest.TestCase):
     def test_the_final_state_differing_from_the_model_is_caught(self):
         h = valid_history()
         f = h.final()
-        for p in list(f["pools"].values()) + list(f["replays"].values()) + [f["linearizable"]]:
+        for p in (list(f["pools"].values()) + list(f["replays"].values()) + list(f["replays_at"].values())
+                  + [f["linearizable"]]):
             p["items"] = [dict(i, probability=i["probability"] + 1) for i in p["items"]]
         self.assertOnly("final_state", h.ops, f)
 
