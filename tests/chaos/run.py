@@ -75,6 +75,9 @@ scenario("partition_flapping", [lambda cc, rng: Partition(cc, rng, modes=["flapp
          doc="a cut toggled on and off every 0.1-0.6 s")
 scenario("disk_full", needs=["tmpfs"], cluster={"segment_bytes": 65536},
          doc="node 1's data dir on a 4 MiB tmpfs, filled: 507 there, verify clean, recovers when freed")
+scenario("snapshots", [lambda cc, rng: CrashAll(cc, rng, every=(1.5, 3.0)), lambda cc, rng: LeaderKill(cc, rng)],
+         cluster={"snapshot_entries": 300, "segment_bytes": 65536}, workload={"put_rate": 0.0},
+         doc="snapshots every 300 entries and small segments, with crashes and leader kills (no item updates)")
 scenario("mixed", [lambda cc, rng: Mixed(cc, rng)], needs=["nft"],
          doc="leader kills, crashes, pauses and partitions mixed at random")
 # Planted-bug scenarios (run only with --planted-bugs, or by name).
@@ -258,6 +261,7 @@ def stats(ops, cc, final):
         "pauses": cc.counters["pauses"],
         "disk fills": cc.counters["disk_fulls"],
         "final index": (final.get("linearizable") or {}).get("index"),
+        "log starts at": final.get("log_first_index"),
     }
     return s
 
