@@ -299,13 +299,21 @@ class Workload:
             c = clients[node.id] = node.client(timeout=self.attempt_timeout)
         return c
 
+    ERROR_CODES = {503: "no_leader", 504: "outcome_unknown", 507: "insufficient_storage"}
+
     def _attempt(self, clients, node, method, path, body, headers):
-        """One request; returns (status or None, json or None, outcome name)."""
+        """One request; returns (status or None, json or None, outcome name). A retryable error
+        whose body is not the contract's {"error": code, "message": text} is counted as
+        '<status>:bad-body' (the runner reports those)."""
         try:
             r = self._client(clients, node).request(method, path, body, headers=headers)
         except CONN_ERRORS as e:
             return None, None, type(e).__name__
-        return r.status, r.json, str(r.status)
+        outcome = str(r.status)
+        code = self.ERROR_CODES.get(r.status)
+        if code and not (isinstance(r.json, dict) and r.json.get("error") == code and r.json.get("message")):
+            outcome += ":bad-body"
+        return r.status, r.json, outcome
 
     def _write(self, t, rng, clients, kind, key, method, path, body, start=None):
         headers = {"Idempotency-Key": key}
@@ -764,17 +772,6 @@ class DiskFull(Nemesis):
                 os.unlink(p)
             except FileNotFoundError:
                 pass
-
-    def _probe(self, key):
-        """A draw through the full node only (with a key, so a 200 is recorded by the caller)."""
-        c = self.node.client(timeout=3.0)
-        try:
-            r = c.request("POST", "/v1/draw", {"count": 1}, headers={"Idempotency-Key": key})
-            return r.status, r.json
-        except CONN_ERRORS as e:
-            return None, repr(e)
-        finally:
-            c.close()
 
     def run(self):
         history = self.cc.history

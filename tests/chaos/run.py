@@ -171,6 +171,13 @@ def run_scenario(args, sc, seed, seconds, env=None):
         res.violations = checker.check(ops, final)
         res.stats = stats(ops, cc, final)
         res.stats["check_s"] = round(time.monotonic() - t0, 2)
+        outcomes = collections.Counter()
+        for (_, o), v in history.statuses.items():
+            outcomes[o] += v
+        res.stats["attempt outcomes"] = dict(sorted(outcomes.items()))
+        bad_bodies = {k: v for k, v in history.statuses.items() if k[1].endswith(":bad-body")}
+        if bad_bodies:
+            res.harness_errors.append(f"error answers without the contract's JSON body (node, status): {bad_bodies}")
         if disk is not None:
             res.stats["507s"] = sum(v for (nid, o), v in history.statuses.items() if o == "507")
             res.stats["507s from the full node"] = sum(v for (nid, o), v in history.statuses.items()
