@@ -26,8 +26,6 @@ import http.client
 import json
 import os
 import random
-import shutil
-import signal
 import subprocess
 import sys
 import threading

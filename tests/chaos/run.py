@@ -34,7 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import checker  # noqa: E402
 from chaos import (ChaosCluster, CrashAll, DiskFull, History, LeaderKill, Mixed, NftUnavailable,  # noqa: E402
-                   Partition, Pause, TestFailure, Workload, log, nft_check, wait_until)
+                   Partition, Pause, TestFailure, Workload, nft_check, wait_until)
 
 SOURCE_ROOT = os.path.dirname(os.path.dirname(HERE))
 
