@@ -26,6 +26,8 @@ import http.client
 import json
 import os
 import random
+import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -35,7 +37,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 from cluster import Cluster, TestFailure, check, wait_until  # noqa: E402,F401
 
 CONN_ERRORS = (OSError, http.client.HTTPException)
-RETRYABLE = (503, 504, 507)
+# 500 is not in the contract's error table; the clients retry it like 503/504 (with the same
+# key, so safely) to keep the history checkable, and the runner reports every 500 it saw.
+RETRYABLE = (500, 503, 504, 507)
 ADMIN_TOKEN = "chaos-admin-token"
 
 # A small, exhaustible pool: diamond and gold run out within a run, and the workload's item updates
@@ -307,7 +311,7 @@ class Workload:
             r = self._client(clients, node).request(method, path, body, headers=headers)
         except CONN_ERRORS as e:
             return None, None, type(e).__name__
-        outcome = str(r.status)
+        outcome = str(r.status) if r.status != 500 else f"500 {method} {path.split('/')[2]}"
         code = self.ERROR_CODES.get(r.status)
         if code and not (isinstance(r.json, dict) and r.json.get("error") == code and r.json.get("message")):
             outcome += ":bad-body"
@@ -370,8 +374,12 @@ class Workload:
 
 # --- nftables ------------------------------------------------------------------------------------
 
-class NftUnavailable(Exception):
-    pass
+class Unavailable(Exception):
+    """A fault this machine cannot inject (nft refused, no tmpfs, no fiu-run): the scenario is
+    reported SKIPPED with the reason, never passed."""
+
+
+NftUnavailable = Unavailable
 
 
 class Nft:
@@ -825,3 +833,76 @@ class DiskFull(Nemesis):
             # Known limitation until node-side recovery lands: restart it so the run can finish.
             self.node.kill()
         super().heal()
+
+
+class DiskError(Nemesis):
+    """fsync failures: every node runs under `fiu-run -x` (libfiu's POSIX preload, remote control
+    through named pipes in the cluster directory), with no fault enabled. Every few seconds one node
+    (often the leader) gets fdatasync failing with EIO. A failed fdatasync is a fatal disk error:
+    the node must exit 1 with a clear line, not acknowledge anything it did not sync, and recover
+    from its data directory when restarted (without the fault). Call prepare() before the cluster
+    starts."""
+    name = "disk_error"
+
+    def __init__(self, cc, rng, every=(1.5, 3.0)):
+        super().__init__(cc, rng)
+        self.every = every
+        self.ctrl = os.path.join(cc.dir, "fiu-ctrl")
+        self.exits = []  # (node id, exit code, last log line)
+        self.notes = []
+
+    @staticmethod
+    def available():
+        missing = [t for t in ("fiu-run", "fiu-ctrl") if shutil.which(t) is None]
+        if missing:
+            return f"{' and '.join(missing)} not found (Debian package fiu-utils)"
+        if not os.path.exists("/usr/lib/fiu/fiu_posix_preload.so"):
+            return "libfiu's POSIX preload library /usr/lib/fiu/fiu_posix_preload.so is missing"
+        return None
+
+    def prepare(self):
+        reason = self.available()
+        if reason:
+            raise Unavailable(reason)
+        for n in self.cc.nodes:
+            n.command_prefix = ["fiu-run", "-x", "-f", self.ctrl]
+
+    def run(self):
+        while not self.wait(*self.every):
+            target = self.cc.leader_or_none(timeout=2.0) if self.rng.random() < 0.6 else None
+            target = target or self.rng.choice([n for n in self.cc.nodes if n.running])
+            pid = target.proc.pid
+            r = subprocess.run(["fiu-ctrl", "-f", self.ctrl, "-c",
+                                "enable name=posix/io/sync/fdatasync,failinfo=5", str(pid)],
+                               capture_output=True, text=True, timeout=10)
+            if r.returncode != 0:
+                self.notes.append(f"fiu-ctrl on {target}: {r.stderr.strip()}")
+                continue
+            self.cc.bump("disk_errors")
+            log(f"{self.name}: fdatasync fails with EIO on {target}")
+            try:
+                wait_until(lambda: target.proc.poll() is not None, 15, f"{target} to exit after a failed fdatasync")
+                rc = target.proc.returncode
+                # The contract's "one clear line on stderr": rpoold prints it as "rpoold: ...".
+                lines = [ln for ln in target.tail(10).splitlines() if ln.startswith("rpoold:")]
+                self.exits.append((target.id, rc, lines[-1] if lines else "(no 'rpoold: ...' line)"))
+                log(f"{self.name}: {target} exited {rc}")
+            except TestFailure as e:
+                self.notes.append(str(e))
+                target.kill()
+            if self.wait(0.2, 1.0):
+                target.start()
+                return
+            target.start()
+
+    def problems(self):
+        """Exits other than the contract's fatal runtime error (exit 1, one clear line)."""
+        out = [f"node {nid} exited {rc} after a failed fdatasync (expected 1); last line: {line!r}"
+               for nid, rc, line in self.exits if rc != 1]
+        out += [f"node {nid}'s stderr line after a failed fdatasync does not say why: {line!r}"
+                for nid, rc, line in self.exits if rc == 1 and not re.search(r"storage|disk|sync|I/O|fatal",
+                                                                             line, re.I)]
+        return out + self.notes
+
+    def exit_lines(self):
+        return [line for _, _, line in self.exits]

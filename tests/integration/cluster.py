@@ -148,6 +148,7 @@ class Node:
         self.log_path = os.path.join(cluster.dir, f"node-{node_id}.log")
         self.proc = None
         self.stopped = False  # SIGSTOPped
+        self.command_prefix = []  # e.g. ["fiu-run", "-x", ...]: must exec rpoold (same pid)
 
     def __repr__(self):
         return f"node {self.id} ({self.host}:{self.http_port})"
@@ -162,7 +163,7 @@ class Node:
         log.write(f"=== start {time.strftime('%H:%M:%S')} ===\n".encode())
         log.flush()
         self.proc = subprocess.Popen(
-            [self.cluster.rpoold, "--config", self.cluster.config_path, "--id", str(self.id), *extra_args],
+            [*self.command_prefix, self.cluster.rpoold, "--config", self.cluster.config_path, "--id", str(self.id), *extra_args],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=self.cluster.dir)
         log.close()
         self.cluster.started_pids.add(self.proc.pid)
