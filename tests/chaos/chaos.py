@@ -655,9 +655,10 @@ class Mixed(Nemesis):
     """All nemeses mixed at random (the soak): each round picks one fault."""
     name = "mixed"
 
-    def __init__(self, cc, rng, with_partitions=True):
+    def __init__(self, cc, rng, with_partitions=True, disk_error=None):
         super().__init__(cc, rng)
         self.with_partitions = with_partitions
+        self.disk_error = disk_error  # a prepared DiskError, or None
         self.nft = Nft(cc.nodes)
         self.partition = Partition(cc, rng, modes=Partition.MODES)
         self.partition.nft = self.nft
@@ -669,9 +670,13 @@ class Mixed(Nemesis):
 
     def run(self):
         kinds = ["leader_kill", "leader_kill", "crash_all", "pause"] + (["partition"] * 3 if self.with_partitions else [])
+        kinds += ["disk_error"] if self.disk_error is not None else []
         while not self.wait(0.5, 2.0):
             kind = self.rng.choice(kinds)
-            if kind == "leader_kill":
+            if kind == "disk_error":
+                self.disk_error.stop_event = self.stop_event
+                stopped = self.disk_error.inject_once()
+            elif kind == "leader_kill":
                 leader = self.cc.leader_or_none()
                 if leader is None:
                     continue
@@ -869,31 +874,38 @@ class DiskError(Nemesis):
 
     def run(self):
         while not self.wait(*self.every):
-            target = self.cc.leader_or_none(timeout=2.0) if self.rng.random() < 0.6 else None
-            target = target or self.rng.choice([n for n in self.cc.nodes if n.running])
-            pid = target.proc.pid
-            r = subprocess.run(["fiu-ctrl", "-f", self.ctrl, "-c",
-                                "enable name=posix/io/sync/fdatasync,failinfo=5", str(pid)],
-                               capture_output=True, text=True, timeout=10)
-            if r.returncode != 0:
-                self.notes.append(f"fiu-ctrl on {target}: {r.stderr.strip()}")
-                continue
-            self.cc.bump("disk_errors")
-            log(f"{self.name}: fdatasync fails with EIO on {target}")
-            try:
-                wait_until(lambda: target.proc.poll() is not None, 15, f"{target} to exit after a failed fdatasync")
-                rc = target.proc.returncode
-                # The contract's "one clear line on stderr": rpoold prints it as "rpoold: ...".
-                lines = [ln for ln in target.tail(10).splitlines() if ln.startswith("rpoold:")]
-                self.exits.append((target.id, rc, lines[-1] if lines else "(no 'rpoold: ...' line)"))
-                log(f"{self.name}: {target} exited {rc}")
-            except TestFailure as e:
-                self.notes.append(str(e))
-                target.kill()
-            if self.wait(0.2, 1.0):
-                target.start()
+            if self.inject_once():
                 return
-            target.start()
+
+    def inject_once(self):
+        """One node's fdatasync fails; waits for it to exit, restarts it. True if stop() was asked."""
+        target = self.cc.leader_or_none(timeout=2.0) if self.rng.random() < 0.6 else None
+        running = [n for n in self.cc.nodes if n.running and not n.stopped]
+        if target is None and not running:
+            return False
+        target = target or self.rng.choice(running)
+        pid = target.proc.pid
+        r = subprocess.run(["fiu-ctrl", "-f", self.ctrl, "-c",
+                            "enable name=posix/io/sync/fdatasync,failinfo=5", str(pid)],
+                           capture_output=True, text=True, timeout=10)
+        if r.returncode != 0:
+            self.notes.append(f"fiu-ctrl on {target}: {r.stderr.strip()}")
+            return False
+        self.cc.bump("disk_errors")
+        log(f"{self.name}: fdatasync fails with EIO on {target}")
+        try:
+            wait_until(lambda: target.proc.poll() is not None, 15, f"{target} to exit after a failed fdatasync")
+            rc = target.proc.returncode
+            # The contract's "one clear line on stderr": rpoold prints it as "rpoold: ...".
+            lines = [ln for ln in target.tail(10).splitlines() if ln.startswith("rpoold:")]
+            self.exits.append((target.id, rc, lines[-1] if lines else "(no 'rpoold: ...' line)"))
+            log(f"{self.name}: {target} exited {rc}")
+        except TestFailure as e:
+            self.notes.append(str(e))
+            target.kill()
+        stopped = self.wait(0.2, 1.0)
+        target.start()
+        return stopped
 
     def problems(self):
         """Exits other than the contract's fatal runtime error (exit 1, one clear line)."""

@@ -147,7 +147,7 @@ def run_scenario(args, sc, seed, seconds, env=None):
                 print(f"!!! SKIPPED: {e}", flush=True)
                 return res
         if "fiu" in sc.needs:
-            fiu = DiskError(cc, random.Random(rng.randrange(1 << 62)))
+            fiu = cc.disk_error = DiskError(cc, random.Random(rng.randrange(1 << 62)))
             try:
                 fiu.prepare()
             except Unavailable as e:
@@ -162,7 +162,7 @@ def run_scenario(args, sc, seed, seconds, env=None):
             nemeses = [make(cc, random.Random(rng.randrange(1 << 62))) for make in sc.nemeses]
             if disk is not None:
                 nemeses.append(disk)
-            if fiu is not None:
+            if fiu is not None and not any(isinstance(n, Mixed) for n in nemeses):
                 nemeses.append(fiu)
             for n in nemeses:
                 n.start()
@@ -207,7 +207,7 @@ def run_scenario(args, sc, seed, seconds, env=None):
             res.harness_errors += fiu.problems()
             for line in sorted(set(fiu.exit_lines()))[:3]:
                 print(f"    fatal line: {line}", flush=True)
-            if not fiu.exits:
+            if not fiu.exits and (cc.counters["disk_errors"] or not any(isinstance(n, Mixed) for n in nemeses)):
                 res.harness_errors.append("disk_error: no node ever hit the injected fdatasync failure")
         if disk is not None:
             res.stats["507s"] = sum(v for (nid, o), v in history.statuses.items() if o == "507")
@@ -427,13 +427,20 @@ def main():
             return 2
     rng = random.Random(seed)
     if args.soak is not None:
-        sc = Scenario("soak", [lambda cc, r: Mixed(cc, r)], needs=["nft"],
-                      doc=f"all nemeses mixed for {args.soak:g} minutes")
-        if nft_check():
+        partitions = nft_check() is None
+        if not partitions:
             # Without nftables the soak still runs, without partitions, and says so.
             print(f"!!! nft unavailable: {nft_check()}: the soak runs WITHOUT partitions", flush=True)
-            sc = Scenario("soak", [lambda cc, r: Mixed(cc, r, with_partitions=False)],
-                          doc=f"kills, crashes and pauses mixed for {args.soak:g} minutes (no nft)")
+        disk_errors = DiskError.available() is None
+        if not disk_errors:
+            print(f"!!! {DiskError.available()}: the soak runs WITHOUT disk errors", flush=True)
+        sc = Scenario("soak", [lambda cc, r: Mixed(cc, r, with_partitions=partitions,
+                                                   disk_error=getattr(cc, "disk_error", None))],
+                      needs=["fiu"] if disk_errors else [],
+                      doc=f"leader kills, crashes, pauses{', partitions' if partitions else ''}"
+                          f"{', fdatasync failures' if disk_errors else ''} mixed for {args.soak:g} minutes",
+                      known_failure=SCENARIOS["disk_error"].known_failure,
+                      known_pattern=SCENARIOS["disk_error"].known_pattern)
         plan = [(sc, args.soak * 60)]
     else:
         names = args.scenario or list(SCENARIOS)
@@ -452,7 +459,8 @@ def main():
         by[r.status].append(r.name)
     total = collections.Counter()
     for r in results:
-        for k in ("operations", "acknowledged draws", "leader kills", "partitions", "crashes", "pauses"):
+        for k in ("operations", "acknowledged draws", "leader kills", "partitions", "crashes", "pauses",
+                  "disk errors", "disk fills"):
             total[k] += r.stats.get(k, 0) if isinstance(r.stats.get(k, 0), int) else 0
         total["violations"] += len(r.violations)
     print("chaos totals: " + ", ".join(f"{k}: {v}" for k, v in total.items()), flush=True)
