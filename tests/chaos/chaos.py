@@ -1,9 +1,9 @@
 """The chaos harness (issue 7): a real rpoold cluster, concurrent clients that record every
 operation, and nemeses that kill, crash, pause, partition and starve nodes while the clients run.
 
-    with ChaosCluster(rpoold, rpool_wal, nodes=3, seed=7) as cc:
-        cc.start()
-        history = History()
+    with ChaosCluster(rpoold, rpool_wal, nodes=3) as cc:
+        cc.start_all()
+        history = cc.history = History()
         load = Workload(cc, history, random.Random(7)).start()
         nemesis = LeaderKill(cc, random.Random(8)).start()
         ...
@@ -128,13 +128,25 @@ class ChaosCluster(Cluster):
         except TestFailure:
             return None
 
+    # Nemeses may run together (a leader kill during a whole-cluster crash): they start and kill
+    # nodes through these, which hold one lock and never start a node twice.
+    def kill_node(self, node):
+        with self.lock:
+            node.kill()
+
+    def start_node(self, node):
+        with self.lock:
+            if not node.running:
+                node.start()
+
     def restart_missing(self):
         """Starts every node that is not running and continues every paused one."""
-        for n in self.nodes:
-            if n.stopped:
-                n.cont()
-            if not n.running:
-                n.start()
+        with self.lock:
+            for n in self.nodes:
+                if n.stopped:
+                    n.cont()
+                if not n.running:
+                    n.start()
 
     def final_states(self, converge_timeout=60.0):
         """Heals nothing (the caller has stopped the nemeses): waits for one leader and for all nodes
@@ -532,11 +544,11 @@ class LeaderKill(Nemesis):
             leader = self.cc.leader_or_none()
             if leader is None:
                 continue
-            leader.kill()
+            self.cc.kill_node(leader)
             self.cc.bump("leader_kills")
             log(f"{self.name}: SIGKILL leader {leader}")
             stopped = self.wait(*self.down)
-            leader.start()
+            self.cc.start_node(leader)
             if stopped:
                 return
 
@@ -552,12 +564,12 @@ class CrashAll(Nemesis):
     def run(self):
         while not self.wait(*self.every):
             for n in self.cc.nodes:
-                n.kill()
+                self.cc.kill_node(n)
             self.cc.bump("crashes")
             log(f"{self.name}: SIGKILL all nodes")
             stopped = self.wait(*self.down)
             for n in self.cc.nodes:
-                n.start()
+                self.cc.start_node(n)
             if stopped:
                 return
 
@@ -680,19 +692,19 @@ class Mixed(Nemesis):
                 leader = self.cc.leader_or_none()
                 if leader is None:
                     continue
-                leader.kill()
+                self.cc.kill_node(leader)
                 self.cc.bump("leader_kills")
                 log(f"mixed: SIGKILL leader {leader}")
                 stopped = self.wait(0.2, 2.5)
-                leader.start()
+                self.cc.start_node(leader)
             elif kind == "crash_all":
                 for n in self.cc.nodes:
-                    n.kill()
+                    self.cc.kill_node(n)
                 self.cc.bump("crashes")
                 log("mixed: SIGKILL all nodes")
                 stopped = self.wait(0.1, 1.5)
                 for n in self.cc.nodes:
-                    n.start()
+                    self.cc.start_node(n)
             elif kind == "pause":
                 target = self.rng.choice([n for n in self.cc.nodes if n.running])
                 target.stop()
@@ -836,7 +848,7 @@ class DiskFull(Nemesis):
         self.free()
         if self.recovered is False and self.node.running:
             # Known limitation until node-side recovery lands: restart it so the run can finish.
-            self.node.kill()
+            self.cc.kill_node(self.node)
         super().heal()
 
 
@@ -902,9 +914,9 @@ class DiskError(Nemesis):
             log(f"{self.name}: {target} exited {rc}")
         except TestFailure as e:
             self.notes.append(str(e))
-            target.kill()
+            self.cc.kill_node(target)
         stopped = self.wait(0.2, 1.0)
-        target.start()
+        self.cc.start_node(target)
         return stopped
 
     def problems(self):
