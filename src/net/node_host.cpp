@@ -19,8 +19,12 @@ namespace asio = boost::asio;
 using detail::random_u64;
 using detail::role_name;
 
-// The cluster id in every peer handshake: a hash of the founding members (ids and raft
-// addresses), so that nodes configured for another cluster never exchange messages.
+// The cluster id in every peer handshake, so that nodes configured for another cluster never
+// exchange messages: a hash of the founding members (ids and raft addresses), computed when the
+// cluster forms and kept in the data directory (a node that joins later learns it from its
+// first peer), so that later edits of the config's member list do not change it.
+constexpr std::string_view cluster_id_file = "cluster-id";
+
 std::uint64_t cluster_id_of(const Config& config) {
   std::string text;
   std::vector<const Member*> members;
@@ -153,17 +157,48 @@ bool NodeHost::recover(std::string& error) {
   persisted_term_ = hard.current_term;
   persisted_vote_ = hard.voted_for;
 
+  // The cluster id: kept in the data directory; a founding node computes it the first time, a
+  // joining node learns it from the leader (start()).
+  Bytes id_file;
+  if (const auto ec = log_->load_file(cluster_id_file, id_file); !ec) {
+    const std::string text(as_chars(id_file));
+    std::size_t used = 0;
+    try {
+      cluster_id_ = std::stoull(text, &used, 16);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != 16 || text.size() != 17 || text.back() != '\n' || cluster_id_ == 0) {
+      error = fmt::format("{}/{} does not hold a cluster id", dir, cluster_id_file);
+      return false;
+    }
+  } else if (ec != wal::errc::not_found) {
+    error = fmt::format("cannot read {}/{}: {}", dir, cluster_id_file, ec.message());
+    return false;
+  } else if (!options_.join) {
+    cluster_id_ = cluster_id_of(options_.config);
+    if (const auto save_ec = log_->save_file(cluster_id_file, as_bytes(fmt::format("{:016x}\n", cluster_id_)))) {
+      error = fmt::format("cannot write {}/{}: {} {}", dir, cluster_id_file, save_ec.message(), log_->error_detail());
+      return false;
+    }
+  }
+
   raft::Config rc;
   rc.id = options_.id;
-  for (const Member& m : options_.config.members) rc.initial_membership.voters.push_back(m.id);
-  std::sort(rc.initial_membership.voters.begin(), rc.initial_membership.voters.end());
+  if (!options_.join) {
+    // The founding members, until the log or a snapshot holds a membership.
+    for (const Member& m : options_.config.members) {
+      rc.initial_membership.voters.push_back(m.id);
+      rc.initial_membership.context[m.id] = detail::member_context_json(m);
+    }
+    std::sort(rc.initial_membership.voters.begin(), rc.initial_membership.voters.end());
+  }
   rc.heartbeat_ticks = 1;
   rc.election_ticks = std::max<int>(2, static_cast<int>(options_.config.raft.election_timeout_ms /
                                                         options_.config.raft.heartbeat_ms));
   rc.random_seed = random_u64();
   rc.unsafe_commit_alone = planted("ack_before_quorum");
   core_ = std::make_unique<raft::Core>(rc, std::move(boot));
-  cluster_id_ = cluster_id_of(options_.config);
   logger_.info("recovered", {{"data_dir", dir},
                              {"snapshot_index", snapshot_index.value()},
                              {"last_index", last.value()},
@@ -179,6 +214,15 @@ bool NodeHost::start(std::string& error) {
   PeerTransport::Options peer_options;
   peer_options.self = options_.id;
   peer_options.cluster_id = cluster_id_;
+  peer_options.adopt_cluster_id = cluster_id_ == 0;
+  peer_options.on_cluster_id = [this](std::uint64_t id) {
+    cluster_id_ = id;
+    asio::post(wal_io_, [this, id] {
+      if (const auto ec = log_->save_file(cluster_id_file, as_bytes(fmt::format("{:016x}\n", id)))) {
+        logger_.error("cannot save the cluster id", {{"error", ec.message()}, {"detail", log_->error_detail()}});
+      }
+    });
+  };
   peer_options.listen_host = self->raft.host;
   peer_options.listen_port = self->raft.port;
   peer_options.bind_host = self->raft.host;
@@ -191,9 +235,7 @@ bool NodeHost::start(std::string& error) {
     error = fmt::format("cannot listen for peers on {}: {}", self->raft.to_string(), ec.message());
     return false;
   }
-  for (const Member& m : options_.config.members) {
-    if (m.id != options_.id) transport_->set_peer(m.id, m.raft.host, m.raft.port);
-  }
+  sync_peers();
 
   HttpServerOptions http_options;
   http_options.host = self->http.host;
@@ -350,6 +392,9 @@ void NodeHost::on_persisted(raft::Ready ready, std::error_code ec, std::string d
   core_->advance(ready);
   ready_outstanding_ = false;
   observe_role();
+  sync_peers();
+  drive_change();
+  drive_transfer();
   serve_reads();
   std::deque<std::function<void()>> inputs;
   inputs.swap(deferred_);
@@ -361,6 +406,9 @@ void NodeHost::on_persisted(raft::Ready ready, std::error_code ec, std::string d
 
 void NodeHost::apply(const raft::Entry& entry) {
   const auto pending = writes_.find(entry.index);
+  if (change_ && change_->entry == entry.index) {
+    (entry.type == raft::EntryType::config && entry.term == change_->entry_term ? change_->committed : change_->lost) = true;
+  }
   if (entry.type != raft::EntryType::normal) {
     if (pending != writes_.end()) {
       pending->second.failed(api::Error::outcome_unknown, "The write was lost in a leader change; retry it with its Idempotency-Key.");
@@ -479,7 +527,11 @@ void NodeHost::take_snapshot(std::function<void(std::error_code, LogIndex)> done
 }
 
 void NodeHost::on_tick() {
-  with_core([this] { core_->tick(); });
+  with_core([this] {
+    core_->tick();
+    drive_change();
+    drive_transfer();
+  });
   expire_requests();
   ticker_.expires_after(std::chrono::milliseconds(options_.config.raft.heartbeat_ms));
   ticker_.async_wait([this](const boost::system::error_code& ec) {
@@ -532,11 +584,13 @@ void NodeHost::shutdown(std::function<void()> done) {
   shutdown_done_ = std::move(done);
   logger_.info("shutting down");
   if (http_) http_->stop_accepting();
+  // A leader hands over first, so that its going away costs the cluster no election timeout.
+  if (core_->role() == raft::Role::leader && core_->membership().voters.size() > 1) start_shutdown_transfer();
   maybe_finish_shutdown();
 }
 
 void NodeHost::maybe_finish_shutdown() {
-  if (!stopping_ || shutdown_started_ || !writes_.empty() || !reads_.empty()) return;
+  if (!stopping_ || shutdown_started_ || !writes_.empty() || !reads_.empty() || transfer_) return;
   shutdown_started_ = true;
   auto finish = [this] {
     ticker_.cancel();

@@ -34,6 +34,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <nlohmann/json_fwd.hpp>
 
 #include "net/api.h"
 #include "net/config.h"
@@ -53,6 +54,12 @@ struct NodeOptions {
   Logger::Format log_format = Logger::Format::text;
   std::chrono::milliseconds write_timeout{5000};
   std::chrono::milliseconds read_timeout{5000};
+  // A membership change answers 504 if it does not finish in this time (the learner may still
+  // be catching up: repeating the request waits again).
+  std::chrono::milliseconds change_timeout{60000};
+  // This node joins a running cluster (rpoold --join): it starts with no membership and an
+  // unknown cluster id, and waits for the leader to add it (POST /v1/cluster/members).
+  bool join = false;
 };
 
 // Counters for /metrics and tests.
@@ -130,6 +137,20 @@ class NodeHost {
   void expire_requests();
   void storage_failed(std::error_code ec, const std::string& detail);
 
+  // Membership and leadership (issue 6). A member's addresses come from the membership's
+  // context (recorded when it was added; founding members get theirs from the config).
+  const Member* member_info(NodeId id) const;
+  nlohmann::json members_json() const;
+  void sync_peers();  // the transport's peers follow the membership
+  // Moves the membership change along after every Ready and tick; answers its waiters.
+  void drive_change();
+  // Answers every waiter: 200 with `body` when ec is ok, else the error for ec (body: its message).
+  void end_change(std::error_code ec, std::string body = {});
+  void drive_transfer();
+  void end_transfer(bool done, std::string_view message);
+  // Shutdown on the leader: hand leadership to the most up-to-date voter first.
+  void start_shutdown_transfer();
+
   // HTTP.
   void handle(HttpRequest&& request, Respond respond);
   void handle_draw(HttpRequest&& request, Respond respond);
@@ -140,8 +161,11 @@ class NodeHost {
   void handle_metrics(HttpRequest&& request, Respond respond);
   void handle_snapshot(HttpRequest&& request, Respond respond);
   void handle_transfer(HttpRequest&& request, Respond respond);
+  void handle_add_member(HttpRequest&& request, Respond respond);
+  void handle_remove_member(HttpRequest&& request, Respond respond, NodeId id);
   bool authorized(const HttpRequest& request) const;
   void forward(HttpRequest&& request, Respond respond);
+  void forward(HttpRequest&& request, Respond respond, std::chrono::milliseconds timeout);
   // Proposes a pool command built from a validated request, or forwards the request.
   void write(HttpRequest&& request, Respond respond, pool::Command command,
              std::function<HttpResponse(const HttpRequest&, const pool::Result&)> render);
@@ -190,6 +214,32 @@ class NodeHost {
   std::function<void()> shutdown_done_;
   bool shutdown_started_ = false;
   NodeCounters counters_;
+
+  using Waiter = std::pair<std::shared_ptr<HttpRequest>, Respond>;
+  struct MemberChange {
+    enum class Kind : std::uint8_t { add, remove } kind = Kind::add;
+    Member member;         // add: the new node; remove: its id
+    LogIndex entry;        // the config entry being committed; 0: none yet
+    Term entry_term;
+    bool committed = false;  // the entry applied with entry_term
+    bool lost = false;       // another entry applied at its index (a leader change)
+    bool promoting = false;  // add: the learner entry committed, promotion next
+    std::chrono::steady_clock::time_point deadline;
+    std::vector<Waiter> waiters;
+  };
+  std::optional<MemberChange> change_;
+  struct Transfer {
+    NodeId to;
+    std::chrono::steady_clock::time_point deadline;
+    std::vector<Waiter> waiters;
+    bool for_shutdown = false;
+  };
+  std::optional<Transfer> transfer_;
+  bool peers_synced_ = false;
+  raft::Membership synced_membership_;  // the membership and leader sync_peers() last saw
+  NodeId synced_leader_;
+  std::map<NodeId, Member> members_;    // addresses of every member (and config members)
+  std::map<NodeId, Endpoint> peers_;    // what the transport was told
 };
 
 }  // namespace rpool::net

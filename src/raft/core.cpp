@@ -907,7 +907,9 @@ std::error_code Core::change_membership(MembershipChange change) {
   switch (change.type) {
     case ChangeType::add_learner:
       if (membership_.contains(change.node)) return errc::already_member;
+      if (change.context.size() > member_context_bytes_max) return errc::invalid_change;
       insert_sorted(next.learners, change.node);
+      if (!change.context.empty()) next.context[change.node] = std::move(change.context);
       break;
     case ChangeType::promote: {
       if (!membership_.is_learner(change.node)) return errc::unknown_node;
@@ -926,6 +928,7 @@ std::error_code Core::change_membership(MembershipChange change) {
       } else {
         return errc::unknown_node;
       }
+      next.context.erase(change.node);
       break;
   }
   RPOOL_ASSERT(next.valid());

@@ -145,6 +145,7 @@ enum class ChangeType : std::uint8_t { add_learner, promote, remove };
 struct MembershipChange {
   ChangeType type = ChangeType::add_learner;
   NodeId node;
+  std::string context;  // add_learner: recorded as membership.context[node] (if not empty)
 };
 
 // The leader's view of one follower (thesis §5.3, etcd-style flow control).
