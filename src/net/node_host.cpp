@@ -39,6 +39,8 @@ wal::Entry to_wal(const raft::Entry& e) {
   return wal::Entry{e.term, e.index, static_cast<std::uint8_t>(e.type), e.data};
 }
 
+bool disk_full(std::error_code ec) { return ec == wal::errc::disk_full || ec == std::errc::no_space_on_device; }
+
 // Commit index advances are saved with the hard state at most this often: the commit index is
 // advisory (a restarted node relearns it from the leader), and every save costs three fsyncs.
 constexpr auto commit_save_interval = std::chrono::seconds(1);
@@ -49,7 +51,8 @@ NodeHost::NodeHost(asio::io_context& io, NodeOptions options)
     : io_(io),
       options_(std::move(options)),
       logger_(options_.log_format, options_.id.value()),
-      ticker_(io) {}
+      ticker_(io),
+      storage_timer_(io) {}
 
 NodeHost::~NodeHost() {
   if (transport_) transport_->stop();
@@ -72,10 +75,9 @@ bool NodeHost::recover(std::string& error) {
     error = fmt::format("cannot create data directory {}: {}", dir, fs_ec.message());
     return false;
   }
-  wal::Options wal_options;
-  wal_options.segment_bytes = options_.config.wal.segment_bytes;
-  wal_options.warn = [this](const std::string& line) { logger_.warn(line); };
-  wal::OpenResult opened = wal::Log::open(dir, wal_options);
+  wal_options_.segment_bytes = options_.config.wal.segment_bytes;
+  wal_options_.warn = [this](const std::string& line) { logger_.warn(line); };
+  wal::OpenResult opened = wal::Log::open(dir, wal_options_);
   if (opened.error) {
     error = fmt::format("cannot open data directory {}: {}{}{}", dir, opened.error.message(),
                         opened.detail.empty() ? "" : ": ", opened.detail);
@@ -302,12 +304,7 @@ void NodeHost::process_ready() {
 }
 
 void NodeHost::persist(raft::Ready ready) {
-  struct Job {
-    std::optional<wal::SnapshotFile> snapshot;
-    std::vector<wal::Entry> entries;
-    std::optional<wal::HardState> hard_state;
-  };
-  auto job = std::make_shared<Job>();
+  auto job = std::make_shared<PersistJob>();
   if (ready.snapshot) {
     const raft::Snapshot& s = *ready.snapshot;
     job->snapshot = wal::SnapshotFile{s.meta.index, s.meta.term, raft::encode_membership(s.meta.membership), *s.data};
@@ -329,34 +326,66 @@ void NodeHost::persist(raft::Ready ready) {
       last_commit_save_ = Clock::now();
     }
   }
-  const bool fsync = options_.config.wal.fsync;
+  job->fsync = options_.config.wal.fsync;
   auto shared_ready = std::make_shared<raft::Ready>(std::move(ready));
-  asio::post(wal_io_, [this, job, shared_ready, fsync] {
-    wal::Log& log = *log_;
-    std::error_code ec;
-    if (job->snapshot) {
-      const wal::SnapshotFile& s = *job->snapshot;
-      ec = log.save_snapshot(s);
+  auto attempt = std::make_shared<std::function<void(bool)>>();
+  // reopen: after a disk-full failure the log is poisoned; a fresh one re-reads what is durable.
+  *attempt = [this, job, shared_ready](bool reopen) {
+    asio::post(wal_io_, [this, job, shared_ready, reopen] {
+      std::error_code ec;
+      std::string detail;
+      if (reopen) ec = reopen_log(detail);
       if (!ec) {
-        Term at;
-        const bool continues = log.first_index() <= s.index && s.index <= log.last_index() &&
-                               !log.term(s.index, at) && at == s.term;
-        ec = continues ? log.compact(s.index) : log.reset(s.index.next());
+        ec = run_persist_job(*job);
+        if (ec) detail = log_->error_detail();
       }
-    }
-    if (!ec && !job->entries.empty()) {
-      const LogIndex first = job->entries.front().index;
-      if (first <= log.last_index()) ec = log.truncate_suffix(first);
-      if (!ec) ec = log.append(job->entries);
-    }
-    if (!ec && fsync) ec = log.sync();
-    if (!ec && job->hard_state) ec = log.save_hard_state(*job->hard_state);
-    std::string detail = ec ? log.error_detail() : std::string();
-    asio::post(io_, [this, shared_ready, ec, detail = std::move(detail)] {
-      ++counters_.wal_syncs;
-      on_persisted(std::move(*shared_ready), ec, detail);
+      asio::post(io_, [this, shared_ready, ec, detail = std::move(detail)] {
+        ++counters_.wal_syncs;
+        on_persisted(std::move(*shared_ready), ec, detail);
+      });
     });
-  });
+  };
+  storage_retry_ = [attempt] { (*attempt)(true); };
+  (*attempt)(false);
+}
+
+std::error_code NodeHost::run_persist_job(const PersistJob& job) {
+  if (!log_) {  // an earlier reopen failed
+    std::string ignored;
+    if (const auto ec = reopen_log(ignored)) return ec;
+  }
+  wal::Log& log = *log_;
+  std::error_code ec;
+  if (job.snapshot) {
+    const wal::SnapshotFile& s = *job.snapshot;
+    ec = log.save_snapshot(s);
+    if (!ec) {
+      Term at;
+      const bool continues = log.first_index() <= s.index && s.index <= log.last_index() &&
+                             !log.term(s.index, at) && at == s.term;
+      ec = continues ? log.compact(s.index) : log.reset(s.index.next());
+    }
+  }
+  if (!ec && !job.entries.empty()) {
+    // A retry after a failure may find part of the entries already there: rewrite them.
+    const LogIndex first = job.entries.front().index;
+    if (first <= log.last_index()) ec = log.truncate_suffix(first);
+    if (!ec) ec = log.append(job.entries);
+  }
+  if (!ec && job.fsync) ec = log.sync();
+  if (!ec && job.hard_state) ec = log.save_hard_state(*job.hard_state);
+  return ec;
+}
+
+std::error_code NodeHost::reopen_log(std::string& detail) {
+  log_.reset();  // releases the data directory's lock
+  wal::OpenResult opened = wal::Log::open(options_.data_dir, wal_options_);
+  if (opened.error) {
+    detail = opened.detail;
+    return opened.error;
+  }
+  log_ = std::move(opened.log);
+  return {};
 }
 
 void NodeHost::on_persisted(raft::Ready ready, std::error_code ec, std::string detail) {
@@ -364,6 +393,7 @@ void NodeHost::on_persisted(raft::Ready ready, std::error_code ec, std::string d
     storage_failed(ec, detail);
     return;
   }
+  storage_recovered();
   for (raft::Message& m : ready.messages_after_persist) transport_->send(std::move(m));
   ready.messages_after_persist.clear();
   if (ready.snapshot) {
@@ -507,13 +537,23 @@ void NodeHost::take_snapshot(std::function<void(std::error_code, LogIndex)> done
   auto file = std::make_shared<wal::SnapshotFile>(
       wal::SnapshotFile{meta.index, meta.term, raft::encode_membership(meta.membership), *data});
   asio::post(wal_io_, [this, file, started, done = std::move(done)]() mutable {
-    std::error_code ec = log_->save_snapshot(*file);
+    std::error_code ec = log_ ? log_->save_snapshot(*file) : make_error_code(wal::errc::poisoned);
     if (!ec) ec = log_->compact(file->index);
-    std::string detail = ec ? log_->error_detail() : std::string();
-    asio::post(io_, [this, file, ec, started, detail, done = std::move(done)] {
+    std::string detail = ec && log_ ? log_->error_detail() : std::string();
+    // A full disk only fails this snapshot (the log stays as it was); reopen the log at once, so
+    // that the failure does not poison the writes that follow. Any other error is fatal.
+    std::error_code reopen_ec;
+    std::string reopen_detail;
+    if (disk_full(ec)) reopen_ec = reopen_log(reopen_detail);
+    asio::post(io_, [this, file, ec, started, detail, reopen_ec, reopen_detail, done = std::move(done)] {
       snapshot_in_progress_ = false;
       if (ec) {
         logger_.error("snapshot failed", {{"index", file->index.value()}, {"error", ec.message()}, {"detail", detail}});
+        if (!disk_full(ec)) {
+          storage_failed(ec, detail);
+        } else if (reopen_ec) {
+          storage_failed(reopen_ec, reopen_detail);
+        }
       } else {
         snapshot_index_ = file->index;
         ++counters_.snapshots;
@@ -564,16 +604,51 @@ void NodeHost::expire_requests() {
 }
 
 void NodeHost::storage_failed(std::error_code ec, const std::string& detail) {
+  const bool recoverable = disk_full(ec);
+  if (!storage_failed_) {
+    logger_.error(recoverable ? "the disk is full; this node stops writing and retries every second"
+                              : "storage failed; this node stops",
+                  {{"error", ec.message()}, {"detail", detail}});
+  }
   storage_failed_ = true;
-  logger_.error("storage failed; this node stops writing", {{"error", ec.message()}, {"detail", detail}});
+  // Their entries may still commit (the followers may have them): the outcome is unknown.
   for (auto& [index, w] : writes_) {
     w.failed(api::Error::outcome_unknown, "The log could not be written here; retry the write with its Idempotency-Key.");
   }
   writes_.clear();
-  if (ec != wal::errc::disk_full && ec != std::errc::no_space_on_device) {
+  if (!recoverable) {
     fatal_ = fmt::format("storage failed: {} {}", ec.message(), detail);
     if (on_fatal_) on_fatal_();
+    return;
   }
+  retry_storage();
+}
+
+void NodeHost::retry_storage() {
+  storage_timer_.expires_after(std::chrono::seconds(1));
+  storage_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec || stopping_ || !storage_failed_) return;
+    if (ready_outstanding_ && storage_retry_) {
+      storage_retry_();  // on_persisted() ends the failure, or calls storage_failed() again
+      return;
+    }
+    // No Ready failed (a snapshot or a reopen did): reopen, then carry on.
+    asio::post(wal_io_, [this] {
+      std::string detail;
+      const std::error_code reopen_ec = reopen_log(detail);
+      asio::post(io_, [this, reopen_ec, detail] {
+        if (reopen_ec) return storage_failed(reopen_ec, detail);
+        storage_recovered();
+      });
+    });
+  });
+}
+
+void NodeHost::storage_recovered() {
+  if (!storage_failed_) return;
+  storage_failed_ = false;
+  logger_.info("the log is writable again; this node resumes");
+  schedule_ready();
 }
 
 // --- shutdown -----------------------------------------------------------------------------------

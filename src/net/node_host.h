@@ -122,7 +122,20 @@ class NodeHost {
   void with_core(std::function<void()> input);
   void schedule_ready();
   void process_ready();
+  // One Ready's writes, run on the WAL thread (again after a disk-full failure).
+  struct PersistJob {
+    std::optional<wal::SnapshotFile> snapshot;
+    std::vector<wal::Entry> entries;
+    std::optional<wal::HardState> hard_state;
+    bool fsync = true;
+  };
   void persist(raft::Ready ready);
+  std::error_code run_persist_job(const PersistJob& job);  // WAL thread
+  // WAL thread: closes and reopens the log, which clears a failure (wal::errc::poisoned).
+  std::error_code reopen_log(std::string& detail);
+  // After a disk-full failure: every second, reopen the log and retry the Ready that failed.
+  void retry_storage();
+  void storage_recovered();
   void on_persisted(raft::Ready ready, std::error_code ec, std::string detail);
   void apply(const raft::Entry& entry);
   void observe_role();
@@ -194,7 +207,10 @@ class NodeHost {
   bool ready_outstanding_ = false;     // a Ready is being persisted; inputs wait in deferred_
   bool ready_scheduled_ = false;
   std::deque<std::function<void()>> deferred_;
-  bool storage_failed_ = false;        // writes answer 507 until the node restarts
+  bool storage_failed_ = false;        // the disk is full: writes answer 507 until a retry succeeds
+  std::function<void()> storage_retry_;  // retries the failed Ready (set while storage_failed_)
+  boost::asio::steady_timer storage_timer_;
+  wal::Options wal_options_;
   bool stopping_ = false;
   std::optional<std::string> fatal_;
   std::function<void()> on_fatal_;
