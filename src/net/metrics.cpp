@@ -100,12 +100,14 @@ void Exposition::counter(std::string_view name, std::string_view help, double va
   const std::string rendered = render_labels(labels);
   begin(name, help, "counter", rendered);
   sample(name, "", rendered, value);
+  check_invariants();
 }
 
 void Exposition::gauge(std::string_view name, std::string_view help, double value, const Labels& labels) {
   const std::string rendered = render_labels(labels);
   begin(name, help, "gauge", rendered);
   sample(name, "", rendered, value);
+  check_invariants();
 }
 
 void Exposition::histogram(std::string_view name, std::string_view help, const Histogram& histogram,
@@ -127,13 +129,27 @@ void Exposition::histogram(std::string_view name, std::string_view help, const H
   sample(name, "_bucket", render_labels(labels, "le=\"+Inf\""), static_cast<double>(cumulative));
   sample(name, "_sum", rendered, histogram.sum());
   sample(name, "_count", rendered, static_cast<double>(histogram.count()));
+  check_invariants();
 }
 
 std::string Exposition::take() {
-  if (!out_.empty()) RPOOL_ASSERT(out_.back() == '\n');
+  check_invariants();
   std::string text = std::move(out_);
   *this = Exposition();
   return text;
+}
+
+void Exposition::check_invariants() const {
+  if (!out_.empty()) RPOOL_ASSERT(out_.back() == '\n');
+  if (family_.empty()) {
+    RPOOL_ASSERT(out_.empty());
+    RPOOL_ASSERT(family_series_.empty());
+    RPOOL_ASSERT(finished_.empty());
+  } else {
+    RPOOL_ASSERT(!family_type_.empty());
+    RPOOL_ASSERT(!family_series_.empty());
+    RPOOL_ASSERT(finished_.find(family_) == finished_.end());
+  }
 }
 
 void Exposition::begin(std::string_view name, std::string_view help, std::string_view type,

@@ -96,6 +96,10 @@ class Exposition {
   // The text so far (ending in a newline unless empty); the builder starts over, empty.
   std::string take();
 
+  // The text ends in a newline; the open family has a type and at least one series; no closed
+  // family is open again.
+  void check_invariants() const;
+
  private:
   // Starts family `name` or continues it, checking the rules above, and writes HELP and TYPE
   // when it starts. `series` is the rendered label set, used to reject a repeated series.

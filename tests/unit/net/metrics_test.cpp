@@ -218,19 +218,19 @@ TEST_CASE("every printed number reads back to the same double") {
 
 TEST_CASE("metric names may hold colons, label names may not") {
   for (const char* good : {"a", "_", ":", "rpool_draws_total", "a:b_c9", "A_Z"}) {
-    CAPTURE(good);
+    CAPTURE(std::string(good));
     CHECK(valid_metric_name(good));
   }
   for (const char* bad : {"", "9a", "a-b", "a b", "a.b", "a\xc3\xa9", "a\n"}) {
-    CAPTURE(bad);
+    CAPTURE(std::string(bad));
     CHECK_FALSE(valid_metric_name(bad));
   }
   for (const char* good : {"a", "_", "_x", "code", "Le9"}) {
-    CAPTURE(good);
+    CAPTURE(std::string(good));
     CHECK(valid_label_name(good));
   }
   for (const char* bad : {"", ":", "a:b", "9", "a-b", "a b"}) {
-    CAPTURE(bad);
+    CAPTURE(std::string(bad));
     CHECK_FALSE(valid_label_name(bad));
   }
 }
@@ -249,6 +249,7 @@ TEST_CASE("a small exposition reads exactly as the text format 0.0.4 says") {
   bytes.observe(100);
   bytes.observe(5000);
   out.histogram("rpool_http_body_bytes", "Request body sizes.", bytes, {{"route", "draw"}, {"method", "POST"}});
+  out.check_invariants();
   const std::string text = out.take();
   CHECK(text ==
         "# HELP rpool_term Current Raft term.\n"
@@ -274,6 +275,7 @@ TEST_CASE("a small exposition reads exactly as the text format 0.0.4 says") {
         "rpool_http_body_bytes_sum{route=\"draw\",method=\"POST\"} 5100\n"
         "rpool_http_body_bytes_count{route=\"draw\",method=\"POST\"} 2\n");
   CHECK(out.take().empty());
+  out.check_invariants();
 }
 
 TEST_CASE("histogram buckets are cumulative in ascending le and end with +Inf equal to the count") {
