@@ -39,7 +39,7 @@ TEST_CASE("every path of the contract routes to its handler") {
       {"v1/draw", Route::not_found},
   };
   for (const Case& c : cases) {
-    CAPTURE(c.target);
+    CAPTURE(std::string(c.target));
     const Target t = parse_target(c.target);
     CHECK(t.route == c.route);
     CHECK(t.bad_query.empty());
@@ -58,7 +58,7 @@ TEST_CASE("the item and member routes carry their path parameter") {
   // Not a number: member 0 ("none"), still the member route.
   for (const char* bad : {"/v1/cluster/members/x", "/v1/cluster/members/3x", "/v1/cluster/members/-1",
                           "/v1/cluster/members/18446744073709551616", "/v1/cluster/members/ 3"}) {
-    CAPTURE(bad);
+    CAPTURE(std::string(bad));
     const Target t = parse_target(bad);
     CHECK(t.route == Route::member);
     CHECK(t.member == 0);
@@ -92,7 +92,7 @@ TEST_CASE("only /v1/pool takes a query parameter: consistency=stale or lineariza
       {"/metrics?name[]=x", "name[]=x"},
   };
   for (const Case& c : cases) {
-    CAPTURE(c.target);
+    CAPTURE(std::string(c.target));
     CHECK(parse_target(c.target).bad_query == c.bad_query);
   }
 }
@@ -114,7 +114,7 @@ TEST_CASE("a draw body is empty or {\"count\": n} with 1 <= n <= 1000") {
       {R"({"count": 999})", 999},
   };
   for (const Case& c : cases) {
-    CAPTURE(c.body);
+    CAPTURE(std::string(c.body));
     std::string message;
     const auto count = parse_draw(c.body, message);
     REQUIRE_MESSAGE(count.has_value(), message);
@@ -128,7 +128,7 @@ TEST_CASE("a draw count out of 1..1000 or not an integer is a 400 with a sentenc
                            R"({"count": true})", R"({"count": [3]})", R"({"count": 4294967297})",
                            R"({"count": 9223372036854775808})", R"({"count": 18446744073709551615})",
                            R"({"count": -9223372036854775808})"}) {
-    CAPTURE(body);
+    CAPTURE(std::string(body));
     std::string message;
     CHECK_FALSE(parse_draw(body, message).has_value());
     CHECK(message == "\"count\" must be an integer from 1 to 1000.");
@@ -152,7 +152,7 @@ TEST_CASE("a draw body that is not a JSON object, or has another field, is a 400
       {R"({"Count": 1})", "Unknown field \"Count\" in the request body."},
   };
   for (const Case& c : cases) {
-    CAPTURE(c.body);
+    CAPTURE(std::string(c.body));
     std::string message;
     CHECK_FALSE(parse_draw(c.body, message).has_value());
     CHECK(message == c.message);

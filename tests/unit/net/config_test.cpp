@@ -133,7 +133,7 @@ TEST_CASE("a bad endpoint is an error naming the field and quoting the value") {
   CHECK(rejected(member_with_raft("localhost")) == "config: members[0].raft: expected host:port, got \"localhost\"");
   for (const char* bad : {"", ":7001", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:70x",
                           "127.0.0.1:-1", "::1:7001", "[::1]7001", "[::1]:", "[]:7001", "[::1"}) {
-    CAPTURE(bad);
+    CAPTURE(std::string(bad));
     const std::string error = rejected(member_with_raft(bad));
     CHECK(error.starts_with("config: members[0].raft: expected host:port"));
   }
@@ -163,12 +163,12 @@ TEST_CASE("wal.segment_bytes outside 64 KiB to 1 GiB is an error; the bounds the
   CHECK(rejected(minimal(R"(, "wal": {"segment_bytes": 1073741825})")) ==
         "config: wal.segment_bytes: expected an integer from 65536 to 1073741824, got 1073741825");
   for (const char* bad : {"-1", "0", "1e6", "\"64k\"", "65536.5", "18446744073709551616"}) {
-    CAPTURE(bad);
+    CAPTURE(std::string(bad));
     CHECK(rejected(minimal(std::string(R"(, "wal": {"segment_bytes": )") + bad + "}"))
               .starts_with("config: "));
   }
   for (const char* bad : {"-1", "0", "1e6", "\"64k\""}) {
-    CAPTURE(bad);
+    CAPTURE(std::string(bad));
     CHECK(rejected(minimal(std::string(R"(, "wal": {"segment_bytes": )") + bad + "}"))
               .starts_with("config: wal.segment_bytes: expected an integer from 65536 to 1073741824"));
   }
@@ -202,7 +202,7 @@ TEST_CASE("a bad catalog item is an error naming the item and its field") {
       {R"("gold")", "config: catalog[0]: expected an object"},
   };
   for (const Case& c : cases) {
-    CAPTURE(c.items);
+    CAPTURE(std::string(c.items));
     CHECK(rejected(catalog(c.items)) == c.error);
   }
   CHECK(rejected(minimal(R"(, "catalog": {"gold": 1})")) == "config: catalog: expected an array of items");
@@ -229,6 +229,18 @@ TEST_CASE("a config that is not a JSON object is an error") {
   const std::string error = rejected("[1, 2]");
   CHECK(error.starts_with("config: "));
   CHECK(error.find("expected an object") != std::string::npos);
+}
+
+// SKIPPED, a bug for the owner of config.cpp: parse_endpoint() accepts any non-empty host text,
+// so each input below parses (and parse_config() takes it) although config.h says the host is
+// "an IPv4 or IPv6 literal, or a name". The mistake then shows only when the address is used
+// (the listener's make_address/resolve, or a peer that never connects), not as the exit-2 line
+// naming the field that CONTRACT.md asks of a bad config.
+TEST_CASE("an endpoint whose host is neither an IP literal nor a name is rejected" * doctest::skip()) {
+  for (const char* bad : {"a b:7001", "127.0.0.1 :7001", "a]:7001", "[not v6]:7001", "host/x:7001", "\t:7001"}) {
+    CAPTURE(std::string(bad));
+    CHECK_FALSE(parse_endpoint(bad).has_value());
+  }
 }
 
 }  // namespace
