@@ -334,13 +334,15 @@ void NodeHost::persist(raft::Ready ready) {
     asio::post(wal_io_, [this, job, shared_ready, reopen] {
       std::error_code ec;
       std::string detail;
+      double fsync_seconds = 0;
       if (reopen) ec = reopen_log(detail);
       if (!ec) {
-        ec = run_persist_job(*job);
+        ec = run_persist_job(*job, fsync_seconds);
         if (ec) detail = log_->error_detail();
       }
-      asio::post(io_, [this, shared_ready, ec, detail = std::move(detail)] {
+      asio::post(io_, [this, shared_ready, ec, fsync_seconds, detail = std::move(detail)] {
         ++counters_.wal_syncs;
+        if (fsync_seconds > 0) counters_.wal_fsync_seconds.observe(fsync_seconds);
         on_persisted(std::move(*shared_ready), ec, detail);
       });
     });
@@ -349,7 +351,7 @@ void NodeHost::persist(raft::Ready ready) {
   (*attempt)(false);
 }
 
-std::error_code NodeHost::run_persist_job(const PersistJob& job) {
+std::error_code NodeHost::run_persist_job(const PersistJob& job, double& fsync_seconds) {
   if (!log_) {  // an earlier reopen failed
     std::string ignored;
     if (const auto ec = reopen_log(ignored)) return ec;
@@ -372,7 +374,11 @@ std::error_code NodeHost::run_persist_job(const PersistJob& job) {
     if (first <= log.last_index()) ec = log.truncate_suffix(first);
     if (!ec) ec = log.append(job.entries);
   }
-  if (!ec && job.fsync) ec = log.sync();
+  if (!ec && job.fsync) {
+    const auto started = Clock::now();
+    ec = log.sync();
+    fsync_seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  }
   if (!ec && job.hard_state) ec = log.save_hard_state(*job.hard_state);
   return ec;
 }
@@ -410,6 +416,7 @@ void NodeHost::on_persisted(raft::Ready ready, std::error_code ec, std::string d
       it->second.failed(api::Error::outcome_unknown, "The write was overtaken by a snapshot; retry it with its Idempotency-Key.");
       it = writes_.erase(it);
     }
+    ++counters_.snapshots_installed;
     logger_.info("installed snapshot", {{"index", s.meta.index.value()}, {"term", s.meta.term.value()}});
   }
   for (const raft::Entry& e : ready.committed_entries) apply(e);
@@ -558,7 +565,7 @@ void NodeHost::take_snapshot(std::function<void(std::error_code, LogIndex)> done
         snapshot_index_ = file->index;
         ++counters_.snapshots;
         counters_.snapshot_bytes_last = file->data.size();
-        counters_.snapshot_seconds_last = std::chrono::duration<double>(Clock::now() - started).count();
+        counters_.snapshot_seconds.observe(std::chrono::duration<double>(Clock::now() - started).count());
         logger_.info("snapshot taken", {{"index", file->index.value()}, {"bytes", std::uint64_t{file->data.size()}}});
       }
       if (done) done(ec, snapshot_index_);
@@ -611,6 +618,7 @@ void NodeHost::storage_failed(std::error_code ec, const std::string& detail) {
                   {{"error", ec.message()}, {"detail", detail}});
   }
   storage_failed_ = true;
+  ++counters_.storage_failures;
   // Their entries may still commit (the followers may have them): the outcome is unknown.
   for (auto& [index, w] : writes_) {
     w.failed(api::Error::outcome_unknown, "The log could not be written here; retry the write with its Idempotency-Key.");

@@ -40,6 +40,7 @@
 #include "net/config.h"
 #include "net/http/http.h"
 #include "net/logger.h"
+#include "net/metrics.h"
 #include "net/peer/peer_transport.h"
 #include "pool/state_machine.h"
 #include "raft/core.h"
@@ -62,8 +63,9 @@ struct NodeOptions {
   bool join = false;
 };
 
-// Counters for /metrics and tests.
+// Counters for /metrics and tests (all on the io_context thread).
 struct NodeCounters {
+  NodeCounters() : wal_fsync_seconds(metrics::latency_buckets()), snapshot_seconds(metrics::latency_buckets()) {}
   std::uint64_t proposals = 0;
   std::uint64_t proposals_failed = 0;
   std::uint64_t draws = 0;           // drawn units applied (request_ids handed out)
@@ -71,10 +73,16 @@ struct NodeCounters {
   std::uint64_t leader_changes = 0;
   std::uint64_t snapshots = 0;
   std::uint64_t snapshot_bytes_last = 0;
-  double snapshot_seconds_last = 0;
+  std::uint64_t snapshots_installed = 0;  // received from the leader
   std::uint64_t wal_bytes = 0;
   std::uint64_t wal_syncs = 0;
+  std::uint64_t storage_failures = 0;
   std::uint64_t forwarded = 0;
+  metrics::Histogram wal_fsync_seconds;
+  metrics::Histogram snapshot_seconds;
+  // HTTP: answers by route and status; latency by route (from the request read to the answer).
+  std::map<std::pair<api::Route, unsigned>, std::uint64_t> http_answers;
+  std::map<api::Route, metrics::Histogram> http_seconds;
 };
 
 class NodeHost {
@@ -130,7 +138,8 @@ class NodeHost {
     bool fsync = true;
   };
   void persist(raft::Ready ready);
-  std::error_code run_persist_job(const PersistJob& job);  // WAL thread
+  // WAL thread; `fsync_seconds` gets the time the fdatasync took (0 without one).
+  std::error_code run_persist_job(const PersistJob& job, double& fsync_seconds);
   // WAL thread: closes and reopens the log, which clears a failure (wal::errc::poisoned).
   std::error_code reopen_log(std::string& detail);
   // After a disk-full failure: every second, reopen the log and retry the Ready that failed.
@@ -172,6 +181,7 @@ class NodeHost {
   void handle_cluster(HttpRequest&& request, Respond respond);
   void handle_readyz(HttpRequest&& request, Respond respond);
   void handle_metrics(HttpRequest&& request, Respond respond);
+  void count_answer(api::Route route, unsigned status, double seconds);
   void handle_snapshot(HttpRequest&& request, Respond respond);
   void handle_transfer(HttpRequest&& request, Respond respond);
   void handle_add_member(HttpRequest&& request, Respond respond);

@@ -39,8 +39,13 @@ bool NodeHost::authorized(const HttpRequest& request) const {
   return api::token_matches(header.substr(bearer.size()), *options_.config.admin_token);
 }
 
-void NodeHost::handle(HttpRequest&& request, Respond respond) {
+void NodeHost::handle(HttpRequest&& request, Respond answer) {
   const api::Target target = api::parse_target(request.target());
+  // Every answer is counted by route and status, and timed.
+  Respond respond = [this, route = target.route, started = Clock::now(), answer = std::move(answer)](HttpResponse&& res) {
+    count_answer(route, res.result_int(), std::chrono::duration<double>(Clock::now() - started).count());
+    answer(std::move(res));
+  };
   const http::verb method = request.method();
   auto method_not_allowed = [&](const char* allow) {
     HttpResponse res = error_response(request, api::Error::method_not_allowed,
@@ -314,35 +319,6 @@ void NodeHost::handle_readyz(HttpRequest&& request, Respond respond) {
                                                    core_->leader() == NodeId() ? "No leader is known."
                                                                                : "This node is still applying the log.")));
   }
-}
-
-void NodeHost::handle_metrics(HttpRequest&& request, Respond respond) {
-  std::string out;
-  auto gauge = [&out](std::string_view name, std::string_view help, auto value) {
-    out += fmt::format("# HELP {0} {1}\n# TYPE {0} gauge\n{0} {2}\n", name, help, value);
-  };
-  auto counter = [&out](std::string_view name, std::string_view help, auto value) {
-    out += fmt::format("# HELP {0} {1}\n# TYPE {0} counter\n{0} {2}\n", name, help, value);
-  };
-  gauge("rpool_term", "Current Raft term.", core_->current_term().value());
-  gauge("rpool_leader_id", "Id of the known leader, 0 if none.", core_->leader().value());
-  gauge("rpool_is_leader", "1 if this node leads.", core_->role() == raft::Role::leader ? 1 : 0);
-  gauge("rpool_commit_index", "Highest log index known committed.", core_->log().commit_index().value());
-  gauge("rpool_applied_index", "Highest log index applied to the pool.", core_->log().applied_index().value());
-  gauge("rpool_last_request_id", "Last request_id handed out.", pool_.last_request_id());
-  counter("rpool_leader_changes_total", "Leader changes seen by this node.", counters_.leader_changes);
-  counter("rpool_proposals_total", "Writes proposed by this node as leader.", counters_.proposals);
-  counter("rpool_proposals_failed_total", "Writes that failed after being proposed or forwarded.", counters_.proposals_failed);
-  counter("rpool_draws_total", "Drawn units applied (request_ids handed out).", counters_.draws);
-  counter("rpool_draws_pool_empty_total", "Drawn units answered pool_empty.", counters_.draws_pool_empty);
-  counter("rpool_forwarded_total", "Requests forwarded to the leader.", counters_.forwarded);
-  counter("rpool_wal_bytes_total", "Bytes of log records written.", counters_.wal_bytes);
-  counter("rpool_wal_writes_total", "Batches written (each one fdatasync).", counters_.wal_syncs);
-  counter("rpool_snapshots_total", "Snapshots taken by this node.", counters_.snapshots);
-  gauge("rpool_snapshot_bytes", "Size of the last snapshot taken.", counters_.snapshot_bytes_last);
-  HttpResponse res = json_response(request, 200, std::move(out));
-  res.set(http::field::content_type, "text/plain; version=0.0.4");
-  respond(std::move(res));
 }
 
 void NodeHost::handle_snapshot(HttpRequest&& request, Respond respond) {

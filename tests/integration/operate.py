@@ -352,3 +352,83 @@ def register(test, h):
         follower.start()
         c.wait_ready([follower])
         c.converge()
+
+    @test
+    def metrics_parse_as_prometheus_text_and_the_counters_move_with_draws(ctx):
+        import prom
+
+        c = ctx.cluster(admin_token=TOKEN)
+        c.start_all()
+        leader = c.leader()
+        follower = next(n for n in c.nodes if n is not leader)
+
+        def scrape(node):
+            cl = node.client(timeout=5.0)
+            try:
+                r = cl.get("/metrics")
+            finally:
+                cl.close()
+            check(r.status == 200, f"/metrics on {node}: {r}")
+            check(r.headers.get("content-type", "").startswith("text/plain; version=0.0.4"),
+                  f"/metrics content type {r.headers.get('content-type')!r}")
+            text = r.body.decode()
+            try:
+                families = prom.parse(text)
+            except ValueError as e:
+                raise TestFailure(f"/metrics on {node} is not valid Prometheus text: {e}")
+            if not prom.cross_check(text):
+                h.note("Prometheus' own parser (python3-prometheus-client) is not installed: strict parser only")
+            return families
+
+        def value(families, name, **labels):
+            family = None
+            for suffix in ("", "_total", "_count", "_sum", "_bucket"):
+                if suffix and name.endswith(suffix) and name[:-len(suffix)] in families:
+                    family = families[name[:-len(suffix)]]
+            family = families.get(name, family)
+            check(family is not None, f"no metric family for {name}")
+            for sample, sample_labels, v in family["samples"]:
+                if sample == name and all(sample_labels.get(k) == str(w) for k, w in labels.items()):
+                    return v
+            return 0.0
+
+        before = {n.id: scrape(n) for n in (leader, follower)}
+        for name in ("rpool_term", "rpool_role", "rpool_leader_id", "rpool_commit_index", "rpool_applied_index",
+                     "rpool_leader_changes_total", "rpool_proposals_total", "rpool_proposals_failed_total",
+                     "rpool_draws_total", "rpool_draws_pool_empty_total", "rpool_http_requests_total",
+                     "rpool_http_request_duration_seconds", "rpool_wal_fsync_duration_seconds", "rpool_wal_bytes_total",
+                     "rpool_snapshots_total", "rpool_snapshot_bytes", "rpool_snapshot_duration_seconds",
+                     "rpool_peer_connected", "rpool_peer_sent_bytes_total", "rpool_follower_lag_entries"):
+            fams = before[leader.id]
+            check(name in fams or name.removesuffix("_total") in fams, f"the leader's /metrics has no {name}")
+        check(value(before[leader.id], "rpool_role", role="leader") == 1, "the leader's rpool_role{role=leader} is not 1")
+        check(value(before[follower.id], "rpool_role", role="follower") == 1, "a follower's rpool_role is not follower")
+        check(value(before[leader.id], "rpool_leader_id") == leader.id, "rpool_leader_id is wrong")
+        check(value(before[leader.id], "rpool_peer_connected", peer=follower.id) == 1, "the peer is not connected")
+
+        clients = {}
+        for i in range(10):
+            h.draw_on(follower if i % 2 else leader, 3, clients)
+        r = admin(leader, "POST", "/v1/snapshot")
+        check(r.status == 200, f"POST /v1/snapshot: {r}")
+        after = {n.id: scrape(n) for n in (leader, follower)}
+        L0, L1 = before[leader.id], after[leader.id]
+        check(value(L1, "rpool_draws_total") - value(L0, "rpool_draws_total") == 30, "rpool_draws_total did not move by 30")
+        check(value(L1, "rpool_proposals_total") - value(L0, "rpool_proposals_total") >= 10, "rpool_proposals_total")
+        check(value(L1, "rpool_http_requests_total", route="draw", status=200)
+              - value(L0, "rpool_http_requests_total", route="draw", status=200) == 10,
+              "the leader did not count 10 answered draws (5 its own, 5 forwarded)")
+        F0, F1 = before[follower.id], after[follower.id]
+        check(value(F1, "rpool_forwarded_total") - value(F0, "rpool_forwarded_total") == 5, "rpool_forwarded_total on the follower")
+        check(value(L1, "rpool_wal_fsync_duration_seconds_count") > value(L0, "rpool_wal_fsync_duration_seconds_count"),
+              "no fsync was timed")
+        check(value(L1, "rpool_http_request_duration_seconds_count", route="draw")
+              >= value(L0, "rpool_http_request_duration_seconds_count", route="draw") + 10, "draw latency not observed")
+        check(value(L1, "rpool_snapshots_total") == value(L0, "rpool_snapshots_total") + 1, "rpool_snapshots_total")
+        check(value(L1, "rpool_snapshot_duration_seconds_count") >= 1, "the snapshot was not timed")
+        check(value(L1, "rpool_snapshot_bytes") > 0, "rpool_snapshot_bytes is 0")
+        check(value(L1, "rpool_commit_index") > value(L0, "rpool_commit_index"), "rpool_commit_index did not move")
+        check(value(L1, "rpool_peer_sent_bytes_total", peer=follower.id)
+              > value(L0, "rpool_peer_sent_bytes_total", peer=follower.id), "no bytes counted to the follower")
+        for cl in clients.values():
+            cl.close()
