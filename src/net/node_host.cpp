@@ -119,6 +119,7 @@ bool NodeHost::recover(std::string& error) {
       return false;
     }
     snapshot_index = snapshot_file->index;
+    margin_snapshot_ = {snapshot_index, data};
     boot.snapshot = raft::Snapshot{{snapshot_file->index, snapshot_file->term, std::move(membership)}, data};
     // The log must continue right after the snapshot. A log that ends before it, or holds a
     // different entry at its index, is what a crash while installing a snapshot leaves: drop it.
@@ -411,6 +412,7 @@ void NodeHost::on_persisted(raft::Ready ready, std::error_code ec, std::string d
       return;
     }
     snapshot_index_ = s.meta.index;
+    margin_snapshot_ = {s.meta.index, s.data};
     // Writes waiting for entries the snapshot covers can no longer be matched to their result.
     for (auto it = writes_.begin(); it != writes_.end() && it->first <= s.meta.index;) {
       it->second.failed(api::Error::outcome_unknown, "The write was overtaken by a snapshot; retry it with its Idempotency-Key.");
@@ -520,32 +522,41 @@ void NodeHost::answer_pool(PendingRead& read) {
 void NodeHost::maybe_snapshot() {
   const LogIndex applied = core_->log().applied_index();
   if (snapshot_in_progress_ || applied - snapshot_index_ < options_.config.raft.snapshot_entries) return;
-  take_snapshot({});
+  take_snapshot(false, {});
 }
 
-void NodeHost::take_snapshot(std::function<void(std::error_code, LogIndex)> done) {
+void NodeHost::take_snapshot(bool compact_all, std::function<void(std::error_code, LogIndex)> done) {
   RPOOL_ASSERT(!ready_outstanding_);
   const LogIndex index = core_->log().applied_index();
-  if (index <= snapshot_index_ || snapshot_in_progress_) {
-    if (done) done({}, snapshot_index_);
+  if (index <= snapshot_index_ || snapshot_in_progress_ || storage_failed_) {
+    if (done) done(storage_failed_ ? make_error_code(wal::errc::disk_full) : std::error_code(), snapshot_index_);
     return;
   }
   snapshot_in_progress_ = true;
   const auto started = Clock::now();
   auto data = std::make_shared<const Bytes>(pool_.snapshot());
-  // The core forgets entries up to `index` in memory now; the WAL keeps them until the
-  // snapshot file is durable, so a crash in between loses nothing.
-  if (const auto ec = core_->compact(index, data)) {
-    snapshot_in_progress_ = false;
-    if (done) done(ec, snapshot_index_);
-    return;
+  const raft::SnapshotMeta meta = core_->snapshot_meta(index);
+  // The log is compacted up to the PREVIOUS snapshot, not this one: the entries in between stay,
+  // so that a follower a little behind catches up from the log instead of by a whole snapshot
+  // (which, with a million idempotency keys, is tens of megabytes). POST /v1/snapshot compacts
+  // all the way. The core forgets entries in memory now; the WAL keeps them until the snapshot
+  // file is durable, so a crash in between loses nothing.
+  const LogIndex compact_to = compact_all ? index : margin_snapshot_.first;
+  const auto compact_data = compact_all ? data : margin_snapshot_.second;
+  if (compact_to > core_->log().snapshot_index()) {
+    if (const auto ec = core_->compact(compact_to, compact_data)) {
+      snapshot_in_progress_ = false;
+      if (done) done(ec, snapshot_index_);
+      return;
+    }
   }
-  const raft::SnapshotMeta meta = core_->snapshot()->meta;
+  margin_snapshot_ = {index, data};
   auto file = std::make_shared<wal::SnapshotFile>(
       wal::SnapshotFile{meta.index, meta.term, raft::encode_membership(meta.membership), *data});
-  asio::post(wal_io_, [this, file, started, done = std::move(done)]() mutable {
+  const LogIndex wal_compact_to = std::max(compact_to, core_->log().snapshot_index());
+  asio::post(wal_io_, [this, file, started, wal_compact_to, done = std::move(done)]() mutable {
     std::error_code ec = log_ ? log_->save_snapshot(*file) : make_error_code(wal::errc::poisoned);
-    if (!ec) ec = log_->compact(file->index);
+    if (!ec && wal_compact_to >= log_->first_index()) ec = log_->compact(wal_compact_to);
     std::string detail = ec && log_ ? log_->error_detail() : std::string();
     // A full disk only fails this snapshot (the log stays as it was); reopen the log at once, so
     // that the failure does not poison the writes that follow. Any other error is fatal.

@@ -152,7 +152,8 @@ class NodeHost {
   void maybe_snapshot();
   // Snapshots the pool at the applied index, compacts the core, then writes the snapshot file
   // and compacts the WAL on the WAL thread. `done` gets the outcome and the snapshot index.
-  void take_snapshot(std::function<void(std::error_code, LogIndex)> done);
+  // compact_all: compact the log up to this snapshot (else up to the previous one, see there).
+  void take_snapshot(bool compact_all, std::function<void(std::error_code, LogIndex)> done);
   void ensure_bootstrap();
   void maybe_finish_shutdown();
   void on_tick();
@@ -233,6 +234,8 @@ class NodeHost {
   NodeId last_leader_;
   LogIndex snapshot_index_;            // of the newest durable snapshot
   bool snapshot_in_progress_ = false;
+  // The newest snapshot (index, image): the core is compacted to it only at the next snapshot.
+  std::pair<LogIndex, std::shared_ptr<const Bytes>> margin_snapshot_;
   Term bootstrap_term_;                // the term in which this node proposed the catalog
   Term persisted_term_;                // the hard state last saved
   NodeId persisted_vote_;

@@ -324,7 +324,7 @@ void NodeHost::handle_readyz(HttpRequest&& request, Respond respond) {
 void NodeHost::handle_snapshot(HttpRequest&& request, Respond respond) {
   auto req = std::make_shared<HttpRequest>(std::move(request));
   with_core([this, req, respond = std::move(respond)] {
-    take_snapshot([req, respond](std::error_code ec, LogIndex index) {
+    take_snapshot(true, [req, respond](std::error_code ec, LogIndex index) {
       if (ec) {
         respond(error_response(*req, api::Error::insufficient_storage, fmt::format("The snapshot failed: {}", ec.message())));
       } else {

@@ -432,3 +432,32 @@ def register(test, h):
               > value(L0, "rpool_peer_sent_bytes_total", peer=follower.id), "no bytes counted to the follower")
         for cl in clients.values():
             cl.close()
+
+    @test
+    def a_follower_a_little_behind_catches_up_from_the_log_and_only_a_far_one_needs_a_snapshot(ctx):
+        # Snapshots every 50 entries; the log keeps the entries since the previous snapshot.
+        c = ctx.cluster(catalog=h.BIG_CATALOG, snapshot_entries=50)
+        c.start_all()
+        leader = c.leader()
+        lagging = next(n for n in c.nodes if n is not leader)
+        clients = {}
+        # A stopped process would still take the leader's appends into its socket buffer: kill it.
+        lagging.kill()
+        start = cluster_info(leader)["applied_index"]
+        while cluster_info(leader)["applied_index"] < start + 60:  # past one snapshot, within the margin
+            h.draw_on(leader, 1, clients)
+        lagging.start()
+        c.wait_ready([lagging])
+        c.converge()
+        check("installed snapshot" not in lagging.log_text(),
+              f"{lagging}, 60 entries behind, was sent a snapshot instead of the entries:\n{lagging.tail()}")
+        lagging.kill()
+        start = cluster_info(leader)["applied_index"]
+        while cluster_info(leader)["applied_index"] < start + 160:  # beyond the margin
+            h.draw_on(leader, 1, clients)
+        lagging.start()
+        c.wait_ready([lagging])
+        c.converge()
+        check("installed snapshot" in lagging.log_text(), f"{lagging}, 160 entries behind, got no snapshot")
+        for cl in clients.values():
+            cl.close()
