@@ -32,10 +32,14 @@ int main(int argc, char** argv) {
   std::uint64_t id = 0;
   std::string data_dir;
   std::string log_format = "text";
+  bool join = false;
   app.add_option("--config", config_path, "cluster config file (JSON)")->required();
   app.add_option("--id", id, "this node's id in the config's members")->required();
   app.add_option("--data-dir", data_dir, "data directory (default: the config's data_dir)");
   app.add_option("--log-format", log_format, "json or text")->check(CLI::IsMember({"json", "text"}));
+  app.add_flag("--join", join,
+               "join a running cluster: start as a non-member and wait to be added with "
+               "POST /v1/cluster/members (the config names the current members and this node)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -61,6 +65,7 @@ int main(int argc, char** argv) {
   options.config = std::move(*config);
   options.id = rpool::NodeId(id);
   options.data_dir = data_dir;
+  options.join = join;
   options.log_format = log_format == "json" ? rpool::net::Logger::Format::json : rpool::net::Logger::Format::text;
 
   auto node = rpool::net::NodeHost::open(io, std::move(options), error);

@@ -75,7 +75,7 @@ pool::Item catalog_item(const json& j, const std::string& field) {
 }
 
 Config parse(const json& root) {
-  require_object(root, "config");
+  if (!root.is_object()) throw ConfigError{"expected an object at the top level"};
   only_fields(root, "", {"members", "data_dir", "catalog", "admin_token", "raft", "wal"});
   Config c;
 
@@ -179,9 +179,41 @@ std::string Config::data_dir_for(NodeId id) const {
   return dir;
 }
 
+namespace {
+
+// A DNS name or an IPv4 literal: dot-separated labels of letters, digits and hyphens.
+bool valid_host_name(std::string_view host) {
+  if (host.empty() || host.size() > 253) return false;
+  std::size_t label = 0;
+  for (std::size_t i = 0; i <= host.size(); ++i) {
+    if (i == host.size() || host[i] == '.') {
+      if (label == 0 || label > 63 || host[i - 1] == '-' || host[i - label] == '-') return false;
+      label = 0;
+      continue;
+    }
+    const char c = host[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-')) return false;
+    ++label;
+  }
+  return true;
+}
+
+// The inside of "[...]": hex digits and colons, optionally ending in a dotted IPv4 part.
+bool valid_ipv6_text(std::string_view host) {
+  if (host.size() < 2 || host.find(':') == std::string_view::npos) return false;
+  for (char c : host) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == ':' || c == '.')) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 std::optional<Endpoint> parse_endpoint(std::string_view text) {
   std::string_view host, port;
+  bool v6 = false;
   if (!text.empty() && text.front() == '[') {
+    v6 = true;
     const auto close = text.find(']');
     if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') return std::nullopt;
     host = text.substr(1, close - 1);
@@ -194,6 +226,7 @@ std::optional<Endpoint> parse_endpoint(std::string_view text) {
     if (host.find(':') != std::string_view::npos) return std::nullopt;  // v6 needs brackets
   }
   if (host.empty() || port.empty()) return std::nullopt;
+  if (v6 ? !valid_ipv6_text(host) : !valid_host_name(host)) return std::nullopt;
   unsigned value = 0;
   const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
   if (ec != std::errc() || end != port.data() + port.size() || value == 0 || value > 65535) return std::nullopt;

@@ -19,8 +19,12 @@ namespace asio = boost::asio;
 using detail::random_u64;
 using detail::role_name;
 
-// The cluster id in every peer handshake: a hash of the founding members (ids and raft
-// addresses), so that nodes configured for another cluster never exchange messages.
+// The cluster id in every peer handshake, so that nodes configured for another cluster never
+// exchange messages: a hash of the founding members (ids and raft addresses), computed when the
+// cluster forms and kept in the data directory (a node that joins later learns it from its
+// first peer), so that later edits of the config's member list do not change it.
+constexpr std::string_view cluster_id_file = "cluster-id";
+
 std::uint64_t cluster_id_of(const Config& config) {
   std::string text;
   std::vector<const Member*> members;
@@ -35,6 +39,8 @@ wal::Entry to_wal(const raft::Entry& e) {
   return wal::Entry{e.term, e.index, static_cast<std::uint8_t>(e.type), e.data};
 }
 
+bool disk_full(std::error_code ec) { return ec == wal::errc::disk_full || ec == std::errc::no_space_on_device; }
+
 // Commit index advances are saved with the hard state at most this often: the commit index is
 // advisory (a restarted node relearns it from the leader), and every save costs three fsyncs.
 constexpr auto commit_save_interval = std::chrono::seconds(1);
@@ -45,7 +51,8 @@ NodeHost::NodeHost(asio::io_context& io, NodeOptions options)
     : io_(io),
       options_(std::move(options)),
       logger_(options_.log_format, options_.id.value()),
-      ticker_(io) {}
+      ticker_(io),
+      storage_timer_(io) {}
 
 NodeHost::~NodeHost() {
   if (transport_) transport_->stop();
@@ -68,10 +75,9 @@ bool NodeHost::recover(std::string& error) {
     error = fmt::format("cannot create data directory {}: {}", dir, fs_ec.message());
     return false;
   }
-  wal::Options wal_options;
-  wal_options.segment_bytes = options_.config.wal.segment_bytes;
-  wal_options.warn = [this](const std::string& line) { logger_.warn(line); };
-  wal::OpenResult opened = wal::Log::open(dir, wal_options);
+  wal_options_.segment_bytes = options_.config.wal.segment_bytes;
+  wal_options_.warn = [this](const std::string& line) { logger_.warn(line); };
+  wal::OpenResult opened = wal::Log::open(dir, wal_options_);
   if (opened.error) {
     error = fmt::format("cannot open data directory {}: {}{}{}", dir, opened.error.message(),
                         opened.detail.empty() ? "" : ": ", opened.detail);
@@ -113,6 +119,7 @@ bool NodeHost::recover(std::string& error) {
       return false;
     }
     snapshot_index = snapshot_file->index;
+    margin_snapshot_ = {snapshot_index, data};
     boot.snapshot = raft::Snapshot{{snapshot_file->index, snapshot_file->term, std::move(membership)}, data};
     // The log must continue right after the snapshot. A log that ends before it, or holds a
     // different entry at its index, is what a crash while installing a snapshot leaves: drop it.
@@ -153,17 +160,48 @@ bool NodeHost::recover(std::string& error) {
   persisted_term_ = hard.current_term;
   persisted_vote_ = hard.voted_for;
 
+  // The cluster id: kept in the data directory; a founding node computes it the first time, a
+  // joining node learns it from the leader (start()).
+  Bytes id_file;
+  if (const auto ec = log_->load_file(cluster_id_file, id_file); !ec) {
+    const std::string text(as_chars(id_file));
+    std::size_t used = 0;
+    try {
+      cluster_id_ = std::stoull(text, &used, 16);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != 16 || text.size() != 17 || text.back() != '\n' || cluster_id_ == 0) {
+      error = fmt::format("{}/{} does not hold a cluster id", dir, cluster_id_file);
+      return false;
+    }
+  } else if (ec != wal::errc::not_found) {
+    error = fmt::format("cannot read {}/{}: {}", dir, cluster_id_file, ec.message());
+    return false;
+  } else if (!options_.join) {
+    cluster_id_ = cluster_id_of(options_.config);
+    if (const auto save_ec = log_->save_file(cluster_id_file, as_bytes(fmt::format("{:016x}\n", cluster_id_)))) {
+      error = fmt::format("cannot write {}/{}: {} {}", dir, cluster_id_file, save_ec.message(), log_->error_detail());
+      return false;
+    }
+  }
+
   raft::Config rc;
   rc.id = options_.id;
-  for (const Member& m : options_.config.members) rc.initial_membership.voters.push_back(m.id);
-  std::sort(rc.initial_membership.voters.begin(), rc.initial_membership.voters.end());
+  if (!options_.join) {
+    // The founding members, until the log or a snapshot holds a membership.
+    for (const Member& m : options_.config.members) {
+      rc.initial_membership.voters.push_back(m.id);
+      rc.initial_membership.context[m.id] = detail::member_context_json(m);
+    }
+    std::sort(rc.initial_membership.voters.begin(), rc.initial_membership.voters.end());
+  }
   rc.heartbeat_ticks = 1;
   rc.election_ticks = std::max<int>(2, static_cast<int>(options_.config.raft.election_timeout_ms /
                                                         options_.config.raft.heartbeat_ms));
   rc.random_seed = random_u64();
   rc.unsafe_commit_alone = planted("ack_before_quorum");
   core_ = std::make_unique<raft::Core>(rc, std::move(boot));
-  cluster_id_ = cluster_id_of(options_.config);
   logger_.info("recovered", {{"data_dir", dir},
                              {"snapshot_index", snapshot_index.value()},
                              {"last_index", last.value()},
@@ -179,6 +217,15 @@ bool NodeHost::start(std::string& error) {
   PeerTransport::Options peer_options;
   peer_options.self = options_.id;
   peer_options.cluster_id = cluster_id_;
+  peer_options.adopt_cluster_id = cluster_id_ == 0;
+  peer_options.on_cluster_id = [this](std::uint64_t id) {
+    cluster_id_ = id;
+    asio::post(wal_io_, [this, id] {
+      if (const auto ec = log_->save_file(cluster_id_file, as_bytes(fmt::format("{:016x}\n", id)))) {
+        logger_.error("cannot save the cluster id", {{"error", ec.message()}, {"detail", log_->error_detail()}});
+      }
+    });
+  };
   peer_options.listen_host = self->raft.host;
   peer_options.listen_port = self->raft.port;
   peer_options.bind_host = self->raft.host;
@@ -191,9 +238,7 @@ bool NodeHost::start(std::string& error) {
     error = fmt::format("cannot listen for peers on {}: {}", self->raft.to_string(), ec.message());
     return false;
   }
-  for (const Member& m : options_.config.members) {
-    if (m.id != options_.id) transport_->set_peer(m.id, m.raft.host, m.raft.port);
-  }
+  sync_peers();
 
   HttpServerOptions http_options;
   http_options.host = self->http.host;
@@ -260,12 +305,7 @@ void NodeHost::process_ready() {
 }
 
 void NodeHost::persist(raft::Ready ready) {
-  struct Job {
-    std::optional<wal::SnapshotFile> snapshot;
-    std::vector<wal::Entry> entries;
-    std::optional<wal::HardState> hard_state;
-  };
-  auto job = std::make_shared<Job>();
+  auto job = std::make_shared<PersistJob>();
   if (ready.snapshot) {
     const raft::Snapshot& s = *ready.snapshot;
     job->snapshot = wal::SnapshotFile{s.meta.index, s.meta.term, raft::encode_membership(s.meta.membership), *s.data};
@@ -287,34 +327,72 @@ void NodeHost::persist(raft::Ready ready) {
       last_commit_save_ = Clock::now();
     }
   }
-  const bool fsync = options_.config.wal.fsync;
+  job->fsync = options_.config.wal.fsync;
   auto shared_ready = std::make_shared<raft::Ready>(std::move(ready));
-  asio::post(wal_io_, [this, job, shared_ready, fsync] {
-    wal::Log& log = *log_;
-    std::error_code ec;
-    if (job->snapshot) {
-      const wal::SnapshotFile& s = *job->snapshot;
-      ec = log.save_snapshot(s);
+  auto attempt = std::make_shared<std::function<void(bool)>>();
+  // reopen: after a disk-full failure the log is poisoned; a fresh one re-reads what is durable.
+  *attempt = [this, job, shared_ready](bool reopen) {
+    asio::post(wal_io_, [this, job, shared_ready, reopen] {
+      std::error_code ec;
+      std::string detail;
+      double fsync_seconds = 0;
+      if (reopen) ec = reopen_log(detail);
       if (!ec) {
-        Term at;
-        const bool continues = log.first_index() <= s.index && s.index <= log.last_index() &&
-                               !log.term(s.index, at) && at == s.term;
-        ec = continues ? log.compact(s.index) : log.reset(s.index.next());
+        ec = run_persist_job(*job, fsync_seconds);
+        if (ec) detail = log_->error_detail();
       }
-    }
-    if (!ec && !job->entries.empty()) {
-      const LogIndex first = job->entries.front().index;
-      if (first <= log.last_index()) ec = log.truncate_suffix(first);
-      if (!ec) ec = log.append(job->entries);
-    }
-    if (!ec && fsync) ec = log.sync();
-    if (!ec && job->hard_state) ec = log.save_hard_state(*job->hard_state);
-    std::string detail = ec ? log.error_detail() : std::string();
-    asio::post(io_, [this, shared_ready, ec, detail = std::move(detail)] {
-      ++counters_.wal_syncs;
-      on_persisted(std::move(*shared_ready), ec, detail);
+      asio::post(io_, [this, shared_ready, ec, fsync_seconds, detail = std::move(detail)] {
+        ++counters_.wal_syncs;
+        if (fsync_seconds > 0) counters_.wal_fsync_seconds.observe(fsync_seconds);
+        on_persisted(std::move(*shared_ready), ec, detail);
+      });
     });
-  });
+  };
+  storage_retry_ = [attempt] { (*attempt)(true); };
+  (*attempt)(false);
+}
+
+std::error_code NodeHost::run_persist_job(const PersistJob& job, double& fsync_seconds) {
+  if (!log_) {  // an earlier reopen failed
+    std::string ignored;
+    if (const auto ec = reopen_log(ignored)) return ec;
+  }
+  wal::Log& log = *log_;
+  std::error_code ec;
+  if (job.snapshot) {
+    const wal::SnapshotFile& s = *job.snapshot;
+    ec = log.save_snapshot(s);
+    if (!ec) {
+      Term at;
+      const bool continues = log.first_index() <= s.index && s.index <= log.last_index() &&
+                             !log.term(s.index, at) && at == s.term;
+      ec = continues ? log.compact(s.index) : log.reset(s.index.next());
+    }
+  }
+  if (!ec && !job.entries.empty()) {
+    // A retry after a failure may find part of the entries already there: rewrite them.
+    const LogIndex first = job.entries.front().index;
+    if (first <= log.last_index()) ec = log.truncate_suffix(first);
+    if (!ec) ec = log.append(job.entries);
+  }
+  if (!ec && job.fsync) {
+    const auto started = Clock::now();
+    ec = log.sync();
+    fsync_seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  }
+  if (!ec && job.hard_state) ec = log.save_hard_state(*job.hard_state);
+  return ec;
+}
+
+std::error_code NodeHost::reopen_log(std::string& detail) {
+  log_.reset();  // releases the data directory's lock
+  wal::OpenResult opened = wal::Log::open(options_.data_dir, wal_options_);
+  if (opened.error) {
+    detail = opened.detail;
+    return opened.error;
+  }
+  log_ = std::move(opened.log);
+  return {};
 }
 
 void NodeHost::on_persisted(raft::Ready ready, std::error_code ec, std::string detail) {
@@ -322,6 +400,7 @@ void NodeHost::on_persisted(raft::Ready ready, std::error_code ec, std::string d
     storage_failed(ec, detail);
     return;
   }
+  storage_recovered();
   for (raft::Message& m : ready.messages_after_persist) transport_->send(std::move(m));
   ready.messages_after_persist.clear();
   if (ready.snapshot) {
@@ -333,11 +412,13 @@ void NodeHost::on_persisted(raft::Ready ready, std::error_code ec, std::string d
       return;
     }
     snapshot_index_ = s.meta.index;
+    margin_snapshot_ = {s.meta.index, s.data};
     // Writes waiting for entries the snapshot covers can no longer be matched to their result.
     for (auto it = writes_.begin(); it != writes_.end() && it->first <= s.meta.index;) {
       it->second.failed(api::Error::outcome_unknown, "The write was overtaken by a snapshot; retry it with its Idempotency-Key.");
       it = writes_.erase(it);
     }
+    ++counters_.snapshots_installed;
     logger_.info("installed snapshot", {{"index", s.meta.index.value()}, {"term", s.meta.term.value()}});
   }
   for (const raft::Entry& e : ready.committed_entries) apply(e);
@@ -350,6 +431,9 @@ void NodeHost::on_persisted(raft::Ready ready, std::error_code ec, std::string d
   core_->advance(ready);
   ready_outstanding_ = false;
   observe_role();
+  sync_peers();
+  drive_change();
+  drive_transfer();
   serve_reads();
   std::deque<std::function<void()>> inputs;
   inputs.swap(deferred_);
@@ -361,6 +445,9 @@ void NodeHost::on_persisted(raft::Ready ready, std::error_code ec, std::string d
 
 void NodeHost::apply(const raft::Entry& entry) {
   const auto pending = writes_.find(entry.index);
+  if (change_ && change_->entry == entry.index) {
+    (entry.type == raft::EntryType::config && entry.term == change_->entry_term ? change_->committed : change_->lost) = true;
+  }
   if (entry.type != raft::EntryType::normal) {
     if (pending != writes_.end()) {
       pending->second.failed(api::Error::outcome_unknown, "The write was lost in a leader change; retry it with its Idempotency-Key.");
@@ -435,42 +522,61 @@ void NodeHost::answer_pool(PendingRead& read) {
 void NodeHost::maybe_snapshot() {
   const LogIndex applied = core_->log().applied_index();
   if (snapshot_in_progress_ || applied - snapshot_index_ < options_.config.raft.snapshot_entries) return;
-  take_snapshot({});
+  take_snapshot(false, {});
 }
 
-void NodeHost::take_snapshot(std::function<void(std::error_code, LogIndex)> done) {
+void NodeHost::take_snapshot(bool compact_all, std::function<void(std::error_code, LogIndex)> done) {
   RPOOL_ASSERT(!ready_outstanding_);
   const LogIndex index = core_->log().applied_index();
-  if (index <= snapshot_index_ || snapshot_in_progress_) {
-    if (done) done({}, snapshot_index_);
+  if (index <= snapshot_index_ || snapshot_in_progress_ || storage_failed_) {
+    if (done) done(storage_failed_ ? make_error_code(wal::errc::disk_full) : std::error_code(), snapshot_index_);
     return;
   }
   snapshot_in_progress_ = true;
   const auto started = Clock::now();
   auto data = std::make_shared<const Bytes>(pool_.snapshot());
-  // The core forgets entries up to `index` in memory now; the WAL keeps them until the
-  // snapshot file is durable, so a crash in between loses nothing.
-  if (const auto ec = core_->compact(index, data)) {
-    snapshot_in_progress_ = false;
-    if (done) done(ec, snapshot_index_);
-    return;
+  const raft::SnapshotMeta meta = core_->snapshot_meta(index);
+  // The log is compacted up to the PREVIOUS snapshot, not this one: the entries in between stay,
+  // so that a follower a little behind catches up from the log instead of by a whole snapshot
+  // (which, with a million idempotency keys, is tens of megabytes). POST /v1/snapshot compacts
+  // all the way. The core forgets entries in memory now; the WAL keeps them until the snapshot
+  // file is durable, so a crash in between loses nothing.
+  const LogIndex compact_to = compact_all ? index : margin_snapshot_.first;
+  const auto compact_data = compact_all ? data : margin_snapshot_.second;
+  if (compact_to > core_->log().snapshot_index()) {
+    if (const auto ec = core_->compact(compact_to, compact_data)) {
+      snapshot_in_progress_ = false;
+      if (done) done(ec, snapshot_index_);
+      return;
+    }
   }
-  const raft::SnapshotMeta meta = core_->snapshot()->meta;
+  margin_snapshot_ = {index, data};
   auto file = std::make_shared<wal::SnapshotFile>(
       wal::SnapshotFile{meta.index, meta.term, raft::encode_membership(meta.membership), *data});
-  asio::post(wal_io_, [this, file, started, done = std::move(done)]() mutable {
-    std::error_code ec = log_->save_snapshot(*file);
-    if (!ec) ec = log_->compact(file->index);
-    std::string detail = ec ? log_->error_detail() : std::string();
-    asio::post(io_, [this, file, ec, started, detail, done = std::move(done)] {
+  const LogIndex wal_compact_to = std::max(compact_to, core_->log().snapshot_index());
+  asio::post(wal_io_, [this, file, started, wal_compact_to, done = std::move(done)]() mutable {
+    std::error_code ec = log_ ? log_->save_snapshot(*file) : make_error_code(wal::errc::poisoned);
+    if (!ec && wal_compact_to >= log_->first_index()) ec = log_->compact(wal_compact_to);
+    std::string detail = ec && log_ ? log_->error_detail() : std::string();
+    // A full disk only fails this snapshot (the log stays as it was); reopen the log at once, so
+    // that the failure does not poison the writes that follow. Any other error is fatal.
+    std::error_code reopen_ec;
+    std::string reopen_detail;
+    if (disk_full(ec)) reopen_ec = reopen_log(reopen_detail);
+    asio::post(io_, [this, file, ec, started, detail, reopen_ec, reopen_detail, done = std::move(done)] {
       snapshot_in_progress_ = false;
       if (ec) {
         logger_.error("snapshot failed", {{"index", file->index.value()}, {"error", ec.message()}, {"detail", detail}});
+        if (!disk_full(ec)) {
+          storage_failed(ec, detail);
+        } else if (reopen_ec) {
+          storage_failed(reopen_ec, reopen_detail);
+        }
       } else {
         snapshot_index_ = file->index;
         ++counters_.snapshots;
         counters_.snapshot_bytes_last = file->data.size();
-        counters_.snapshot_seconds_last = std::chrono::duration<double>(Clock::now() - started).count();
+        counters_.snapshot_seconds.observe(std::chrono::duration<double>(Clock::now() - started).count());
         logger_.info("snapshot taken", {{"index", file->index.value()}, {"bytes", std::uint64_t{file->data.size()}}});
       }
       if (done) done(ec, snapshot_index_);
@@ -479,7 +585,11 @@ void NodeHost::take_snapshot(std::function<void(std::error_code, LogIndex)> done
 }
 
 void NodeHost::on_tick() {
-  with_core([this] { core_->tick(); });
+  with_core([this] {
+    core_->tick();
+    drive_change();
+    drive_transfer();
+  });
   expire_requests();
   ticker_.expires_after(std::chrono::milliseconds(options_.config.raft.heartbeat_ms));
   ticker_.async_wait([this](const boost::system::error_code& ec) {
@@ -512,16 +622,52 @@ void NodeHost::expire_requests() {
 }
 
 void NodeHost::storage_failed(std::error_code ec, const std::string& detail) {
+  const bool recoverable = disk_full(ec);
+  if (!storage_failed_) {
+    logger_.error(recoverable ? "the disk is full; this node stops writing and retries every second"
+                              : "storage failed; this node stops",
+                  {{"error", ec.message()}, {"detail", detail}});
+  }
   storage_failed_ = true;
-  logger_.error("storage failed; this node stops writing", {{"error", ec.message()}, {"detail", detail}});
+  ++counters_.storage_failures;
+  // Their entries may still commit (the followers may have them): the outcome is unknown.
   for (auto& [index, w] : writes_) {
     w.failed(api::Error::outcome_unknown, "The log could not be written here; retry the write with its Idempotency-Key.");
   }
   writes_.clear();
-  if (ec != wal::errc::disk_full && ec != std::errc::no_space_on_device) {
+  if (!recoverable) {
     fatal_ = fmt::format("storage failed: {} {}", ec.message(), detail);
     if (on_fatal_) on_fatal_();
+    return;
   }
+  retry_storage();
+}
+
+void NodeHost::retry_storage() {
+  storage_timer_.expires_after(std::chrono::seconds(1));
+  storage_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec || stopping_ || !storage_failed_) return;
+    if (ready_outstanding_ && storage_retry_) {
+      storage_retry_();  // on_persisted() ends the failure, or calls storage_failed() again
+      return;
+    }
+    // No Ready failed (a snapshot or a reopen did): reopen, then carry on.
+    asio::post(wal_io_, [this] {
+      std::string detail;
+      const std::error_code reopen_ec = reopen_log(detail);
+      asio::post(io_, [this, reopen_ec, detail] {
+        if (reopen_ec) return storage_failed(reopen_ec, detail);
+        storage_recovered();
+      });
+    });
+  });
+}
+
+void NodeHost::storage_recovered() {
+  if (!storage_failed_) return;
+  storage_failed_ = false;
+  logger_.info("the log is writable again; this node resumes");
+  schedule_ready();
 }
 
 // --- shutdown -----------------------------------------------------------------------------------
@@ -532,11 +678,13 @@ void NodeHost::shutdown(std::function<void()> done) {
   shutdown_done_ = std::move(done);
   logger_.info("shutting down");
   if (http_) http_->stop_accepting();
+  // A leader hands over first, so that its going away costs the cluster no election timeout.
+  if (core_->role() == raft::Role::leader && core_->membership().voters.size() > 1) start_shutdown_transfer();
   maybe_finish_shutdown();
 }
 
 void NodeHost::maybe_finish_shutdown() {
-  if (!stopping_ || shutdown_started_ || !writes_.empty() || !reads_.empty()) return;
+  if (!stopping_ || shutdown_started_ || !writes_.empty() || !reads_.empty() || transfer_) return;
   shutdown_started_ = true;
   auto finish = [this] {
     ticker_.cancel();

@@ -34,11 +34,13 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <nlohmann/json_fwd.hpp>
 
 #include "net/api.h"
 #include "net/config.h"
 #include "net/http/http.h"
 #include "net/logger.h"
+#include "net/metrics.h"
 #include "net/peer/peer_transport.h"
 #include "pool/state_machine.h"
 #include "raft/core.h"
@@ -53,10 +55,17 @@ struct NodeOptions {
   Logger::Format log_format = Logger::Format::text;
   std::chrono::milliseconds write_timeout{5000};
   std::chrono::milliseconds read_timeout{5000};
+  // A membership change answers 504 if it does not finish in this time (the learner may still
+  // be catching up: repeating the request waits again).
+  std::chrono::milliseconds change_timeout{60000};
+  // This node joins a running cluster (rpoold --join): it starts with no membership and an
+  // unknown cluster id, and waits for the leader to add it (POST /v1/cluster/members).
+  bool join = false;
 };
 
-// Counters for /metrics and tests.
+// Counters for /metrics and tests (all on the io_context thread).
 struct NodeCounters {
+  NodeCounters() : wal_fsync_seconds(metrics::latency_buckets()), snapshot_seconds(metrics::latency_buckets()) {}
   std::uint64_t proposals = 0;
   std::uint64_t proposals_failed = 0;
   std::uint64_t draws = 0;           // drawn units applied (request_ids handed out)
@@ -64,10 +73,16 @@ struct NodeCounters {
   std::uint64_t leader_changes = 0;
   std::uint64_t snapshots = 0;
   std::uint64_t snapshot_bytes_last = 0;
-  double snapshot_seconds_last = 0;
+  std::uint64_t snapshots_installed = 0;  // received from the leader
   std::uint64_t wal_bytes = 0;
   std::uint64_t wal_syncs = 0;
+  std::uint64_t storage_failures = 0;
   std::uint64_t forwarded = 0;
+  metrics::Histogram wal_fsync_seconds;
+  metrics::Histogram snapshot_seconds;
+  // HTTP: answers by route and status; latency by route (from the request read to the answer).
+  std::map<std::pair<api::Route, unsigned>, std::uint64_t> http_answers;
+  std::map<api::Route, metrics::Histogram> http_seconds;
 };
 
 class NodeHost {
@@ -115,7 +130,21 @@ class NodeHost {
   void with_core(std::function<void()> input);
   void schedule_ready();
   void process_ready();
+  // One Ready's writes, run on the WAL thread (again after a disk-full failure).
+  struct PersistJob {
+    std::optional<wal::SnapshotFile> snapshot;
+    std::vector<wal::Entry> entries;
+    std::optional<wal::HardState> hard_state;
+    bool fsync = true;
+  };
   void persist(raft::Ready ready);
+  // WAL thread; `fsync_seconds` gets the time the fdatasync took (0 without one).
+  std::error_code run_persist_job(const PersistJob& job, double& fsync_seconds);
+  // WAL thread: closes and reopens the log, which clears a failure (wal::errc::poisoned).
+  std::error_code reopen_log(std::string& detail);
+  // After a disk-full failure: every second, reopen the log and retry the Ready that failed.
+  void retry_storage();
+  void storage_recovered();
   void on_persisted(raft::Ready ready, std::error_code ec, std::string detail);
   void apply(const raft::Entry& entry);
   void observe_role();
@@ -123,12 +152,27 @@ class NodeHost {
   void maybe_snapshot();
   // Snapshots the pool at the applied index, compacts the core, then writes the snapshot file
   // and compacts the WAL on the WAL thread. `done` gets the outcome and the snapshot index.
-  void take_snapshot(std::function<void(std::error_code, LogIndex)> done);
+  // compact_all: compact the log up to this snapshot (else up to the previous one, see there).
+  void take_snapshot(bool compact_all, std::function<void(std::error_code, LogIndex)> done);
   void ensure_bootstrap();
   void maybe_finish_shutdown();
   void on_tick();
   void expire_requests();
   void storage_failed(std::error_code ec, const std::string& detail);
+
+  // Membership and leadership (issue 6). A member's addresses come from the membership's
+  // context (recorded when it was added; founding members get theirs from the config).
+  const Member* member_info(NodeId id) const;
+  nlohmann::json members_json() const;
+  void sync_peers();  // the transport's peers follow the membership
+  // Moves the membership change along after every Ready and tick; answers its waiters.
+  void drive_change();
+  // Answers every waiter: 200 with `body` when ec is ok, else the error for ec (body: its message).
+  void end_change(std::error_code ec, std::string body = {});
+  void drive_transfer();
+  void end_transfer(bool done, std::string_view message);
+  // Shutdown on the leader: hand leadership to the most up-to-date voter first.
+  void start_shutdown_transfer();
 
   // HTTP.
   void handle(HttpRequest&& request, Respond respond);
@@ -138,10 +182,14 @@ class NodeHost {
   void handle_cluster(HttpRequest&& request, Respond respond);
   void handle_readyz(HttpRequest&& request, Respond respond);
   void handle_metrics(HttpRequest&& request, Respond respond);
+  void count_answer(api::Route route, unsigned status, double seconds);
   void handle_snapshot(HttpRequest&& request, Respond respond);
   void handle_transfer(HttpRequest&& request, Respond respond);
+  void handle_add_member(HttpRequest&& request, Respond respond);
+  void handle_remove_member(HttpRequest&& request, Respond respond, NodeId id);
   bool authorized(const HttpRequest& request) const;
   void forward(HttpRequest&& request, Respond respond);
+  void forward(HttpRequest&& request, Respond respond, std::chrono::milliseconds timeout);
   // Proposes a pool command built from a validated request, or forwards the request.
   void write(HttpRequest&& request, Respond respond, pool::Command command,
              std::function<HttpResponse(const HttpRequest&, const pool::Result&)> render);
@@ -170,7 +218,10 @@ class NodeHost {
   bool ready_outstanding_ = false;     // a Ready is being persisted; inputs wait in deferred_
   bool ready_scheduled_ = false;
   std::deque<std::function<void()>> deferred_;
-  bool storage_failed_ = false;        // writes answer 507 until the node restarts
+  bool storage_failed_ = false;        // the disk is full: writes answer 507 until a retry succeeds
+  std::function<void()> storage_retry_;  // retries the failed Ready (set while storage_failed_)
+  boost::asio::steady_timer storage_timer_;
+  wal::Options wal_options_;
   bool stopping_ = false;
   std::optional<std::string> fatal_;
   std::function<void()> on_fatal_;
@@ -183,6 +234,8 @@ class NodeHost {
   NodeId last_leader_;
   LogIndex snapshot_index_;            // of the newest durable snapshot
   bool snapshot_in_progress_ = false;
+  // The newest snapshot (index, image): the core is compacted to it only at the next snapshot.
+  std::pair<LogIndex, std::shared_ptr<const Bytes>> margin_snapshot_;
   Term bootstrap_term_;                // the term in which this node proposed the catalog
   Term persisted_term_;                // the hard state last saved
   NodeId persisted_vote_;
@@ -190,6 +243,32 @@ class NodeHost {
   std::function<void()> shutdown_done_;
   bool shutdown_started_ = false;
   NodeCounters counters_;
+
+  using Waiter = std::pair<std::shared_ptr<HttpRequest>, Respond>;
+  struct MemberChange {
+    enum class Kind : std::uint8_t { add, remove } kind = Kind::add;
+    Member member;         // add: the new node; remove: its id
+    LogIndex entry;        // the config entry being committed; 0: none yet
+    Term entry_term;
+    bool committed = false;  // the entry applied with entry_term
+    bool lost = false;       // another entry applied at its index (a leader change)
+    bool promoting = false;  // add: the learner entry committed, promotion next
+    std::chrono::steady_clock::time_point deadline;
+    std::vector<Waiter> waiters;
+  };
+  std::optional<MemberChange> change_;
+  struct Transfer {
+    NodeId to;
+    std::chrono::steady_clock::time_point deadline;
+    std::vector<Waiter> waiters;
+    bool for_shutdown = false;
+  };
+  std::optional<Transfer> transfer_;
+  bool peers_synced_ = false;
+  raft::Membership synced_membership_;  // the membership and leader sync_peers() last saw
+  NodeId synced_leader_;
+  std::map<NodeId, Member> members_;    // addresses of every member (and config members)
+  std::map<NodeId, Endpoint> peers_;    // what the transport was told
 };
 
 }  // namespace rpool::net

@@ -39,8 +39,13 @@ bool NodeHost::authorized(const HttpRequest& request) const {
   return api::token_matches(header.substr(bearer.size()), *options_.config.admin_token);
 }
 
-void NodeHost::handle(HttpRequest&& request, Respond respond) {
+void NodeHost::handle(HttpRequest&& request, Respond answer) {
   const api::Target target = api::parse_target(request.target());
+  // Every answer is counted by route and status, and timed.
+  Respond respond = [this, route = target.route, started = Clock::now(), answer = std::move(answer)](HttpResponse&& res) {
+    count_answer(route, res.result_int(), std::chrono::duration<double>(Clock::now() - started).count());
+    answer(std::move(res));
+  };
   const http::verb method = request.method();
   auto method_not_allowed = [&](const char* allow) {
     HttpResponse res = error_response(request, api::Error::method_not_allowed,
@@ -79,10 +84,11 @@ void NodeHost::handle(HttpRequest&& request, Respond respond) {
       if (method != http::verb::post) return method_not_allowed("POST");
       return handle_snapshot(std::move(request), std::move(respond));
     case api::Route::members:
+      if (method != http::verb::post) return method_not_allowed("POST");
+      return handle_add_member(std::move(request), std::move(respond));
     case api::Route::member:
-      respond(json_response(request, 501,
-                            R"({"error":"not_implemented","message":"Membership changes are not available in this version."})"));
-      return;
+      if (method != http::verb::delete_) return method_not_allowed("DELETE");
+      return handle_remove_member(std::move(request), std::move(respond), NodeId(target.member));
     case api::Route::healthz:
       if (method != http::verb::get) return method_not_allowed("GET");
       respond(json_response(request, 200, R"({"status":"ok"})"));
@@ -180,7 +186,8 @@ void NodeHost::write(HttpRequest&& request, Respond respond, pool::Command comma
     respond(error_response(request, api::Error::insufficient_storage, "This node cannot write its log; nothing was applied."));
     return;
   }
-  if (stopping_) {
+  if (stopping_ && core_->role() == raft::Role::leader) {
+    // Leadership is being handed over; a follower that is shutting down still forwards.
     respond(error_response(request, api::Error::no_leader, "This node is shutting down; retry on another node."));
     return;
   }
@@ -223,12 +230,16 @@ void NodeHost::write(HttpRequest&& request, Respond respond, pool::Command comma
 }
 
 void NodeHost::forward(HttpRequest&& request, Respond respond) {
+  forward(std::move(request), std::move(respond), options_.write_timeout);
+}
+
+void NodeHost::forward(HttpRequest&& request, Respond respond, std::chrono::milliseconds timeout) {
   if (request.find(forwarded_header) != request.end()) {
     respond(error_response(request, api::Error::no_leader, "The node this request was forwarded to is not the leader; retry shortly."));
     return;
   }
   const NodeId leader = core_->leader();
-  const Member* member = leader == NodeId() || leader == options_.id ? nullptr : options_.config.member(leader);
+  const Member* member = leader == NodeId() || leader == options_.id ? nullptr : member_info(leader);
   if (member == nullptr) {
     respond(error_response(request, api::Error::no_leader, "No leader is known right now; retry shortly."));
     return;
@@ -244,7 +255,7 @@ void NodeHost::forward(HttpRequest&& request, Respond respond) {
   out.keep_alive(true);
   out.prepare_payload();
   ++counters_.forwarded;
-  client_->request(member->http.host, member->http.port, std::move(out), options_.write_timeout,
+  client_->request(member->http.host, member->http.port, std::move(out), timeout,
                    [original, respond = std::move(respond)](std::error_code ec, HttpResponse&& res) {
                      if (ec) {
                        // A refused connection never delivered the request; anything else may have.
@@ -286,17 +297,6 @@ void NodeHost::handle_pool(HttpRequest&& request, Respond respond, bool stale) {
 }
 
 void NodeHost::handle_cluster(HttpRequest&& request, Respond respond) {
-  nlohmann::json members = nlohmann::json::array();
-  const raft::Membership& m = core_->membership();
-  auto add = [&](NodeId id, bool voter) {
-    const Member* member = options_.config.member(id);
-    members.push_back({{"id", id.value()},
-                       {"raft", member ? member->raft.to_string() : ""},
-                       {"http", member ? member->http.to_string() : ""},
-                       {"voter", voter}});
-  };
-  for (NodeId id : m.voters) add(id, true);
-  for (NodeId id : m.learners) add(id, false);
   const nlohmann::json body = {
       {"node_id", options_.id.value()},
       {"role", detail::role_name(core_->role())},
@@ -304,7 +304,7 @@ void NodeHost::handle_cluster(HttpRequest&& request, Respond respond) {
       {"leader_id", core_->leader().value()},
       {"commit_index", core_->log().commit_index().value()},
       {"applied_index", core_->log().applied_index().value()},
-      {"members", members},
+      {"members", members_json()},
   };
   respond(json_response(request, 200, body.dump()));
 }
@@ -321,72 +321,16 @@ void NodeHost::handle_readyz(HttpRequest&& request, Respond respond) {
   }
 }
 
-void NodeHost::handle_metrics(HttpRequest&& request, Respond respond) {
-  std::string out;
-  auto gauge = [&out](std::string_view name, std::string_view help, auto value) {
-    out += fmt::format("# HELP {0} {1}\n# TYPE {0} gauge\n{0} {2}\n", name, help, value);
-  };
-  auto counter = [&out](std::string_view name, std::string_view help, auto value) {
-    out += fmt::format("# HELP {0} {1}\n# TYPE {0} counter\n{0} {2}\n", name, help, value);
-  };
-  gauge("rpool_term", "Current Raft term.", core_->current_term().value());
-  gauge("rpool_leader_id", "Id of the known leader, 0 if none.", core_->leader().value());
-  gauge("rpool_is_leader", "1 if this node leads.", core_->role() == raft::Role::leader ? 1 : 0);
-  gauge("rpool_commit_index", "Highest log index known committed.", core_->log().commit_index().value());
-  gauge("rpool_applied_index", "Highest log index applied to the pool.", core_->log().applied_index().value());
-  gauge("rpool_last_request_id", "Last request_id handed out.", pool_.last_request_id());
-  counter("rpool_leader_changes_total", "Leader changes seen by this node.", counters_.leader_changes);
-  counter("rpool_proposals_total", "Writes proposed by this node as leader.", counters_.proposals);
-  counter("rpool_proposals_failed_total", "Writes that failed after being proposed or forwarded.", counters_.proposals_failed);
-  counter("rpool_draws_total", "Drawn units applied (request_ids handed out).", counters_.draws);
-  counter("rpool_draws_pool_empty_total", "Drawn units answered pool_empty.", counters_.draws_pool_empty);
-  counter("rpool_forwarded_total", "Requests forwarded to the leader.", counters_.forwarded);
-  counter("rpool_wal_bytes_total", "Bytes of log records written.", counters_.wal_bytes);
-  counter("rpool_wal_writes_total", "Batches written (each one fdatasync).", counters_.wal_syncs);
-  counter("rpool_snapshots_total", "Snapshots taken by this node.", counters_.snapshots);
-  gauge("rpool_snapshot_bytes", "Size of the last snapshot taken.", counters_.snapshot_bytes_last);
-  HttpResponse res = json_response(request, 200, std::move(out));
-  res.set(http::field::content_type, "text/plain; version=0.0.4");
-  respond(std::move(res));
-}
-
 void NodeHost::handle_snapshot(HttpRequest&& request, Respond respond) {
   auto req = std::make_shared<HttpRequest>(std::move(request));
   with_core([this, req, respond = std::move(respond)] {
-    take_snapshot([req, respond](std::error_code ec, LogIndex index) {
+    take_snapshot(true, [req, respond](std::error_code ec, LogIndex index) {
       if (ec) {
         respond(error_response(*req, api::Error::insufficient_storage, fmt::format("The snapshot failed: {}", ec.message())));
       } else {
         respond(json_response(*req, 200, fmt::format(R"({{"snapshot_index":{}}})", index.value())));
       }
     });
-  });
-}
-
-void NodeHost::handle_transfer(HttpRequest&& request, Respond respond) {
-  const auto body = nlohmann::json::parse(request.body(), nullptr, false);
-  if (body.is_discarded() || !body.is_object() || !body.contains("to") || !body["to"].is_number_unsigned() ||
-      body.size() != 1) {
-    respond(error_response(request, api::Error::bad_request, R"(The body must be {"to": <node id>}.)"));
-    return;
-  }
-  const NodeId to(body["to"].get<std::uint64_t>());
-  if (core_->role() != raft::Role::leader) {
-    forward(std::move(request), std::move(respond));
-    return;
-  }
-  auto req = std::make_shared<HttpRequest>(std::move(request));
-  with_core([this, req, respond = std::move(respond), to] {
-    const std::error_code ec = core_->transfer_leader(to);
-    if (!ec || to == options_.id) {
-      respond(json_response(*req, 200, fmt::format(R"({{"to":{}}})", to.value())));
-    } else if (ec == raft::errc::transfer_in_progress) {
-      respond(error_response(*req, api::Error::membership_change_in_progress, "A leadership transfer is already under way."));
-    } else if (ec == raft::errc::not_leader) {
-      respond(error_response(*req, api::Error::no_leader, "Leadership is moving; retry shortly."));
-    } else {
-      respond(error_response(*req, api::Error::bad_request, fmt::format("Cannot transfer to node {}: {}", to.value(), ec.message())));
-    }
   });
 }
 

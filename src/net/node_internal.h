@@ -6,9 +6,11 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 #include "base/assert.h"
+#include "net/config.h"
 #include "raft/core.h"
 
 namespace rpool::net::detail {
@@ -39,6 +41,9 @@ inline std::uint64_t wall_clock_ms() {
                                         std::chrono::system_clock::now().time_since_epoch())
                                         .count());
 }
+
+// A member's addresses as kept in raft::Membership::context: {"http":"host:port","raft":"host:port"}.
+std::string member_context_json(const Member& m);
 
 inline const char* role_name(raft::Role role) {
   switch (role) {

@@ -907,7 +907,9 @@ std::error_code Core::change_membership(MembershipChange change) {
   switch (change.type) {
     case ChangeType::add_learner:
       if (membership_.contains(change.node)) return errc::already_member;
+      if (change.context.size() > member_context_bytes_max) return errc::invalid_change;
       insert_sorted(next.learners, change.node);
+      if (!change.context.empty()) next.context[change.node] = std::move(change.context);
       break;
     case ChangeType::promote: {
       if (!membership_.is_learner(change.node)) return errc::unknown_node;
@@ -926,6 +928,7 @@ std::error_code Core::change_membership(MembershipChange change) {
       } else {
         return errc::unknown_node;
       }
+      next.context.erase(change.node);
       break;
   }
   RPOOL_ASSERT(next.valid());
@@ -936,12 +939,18 @@ std::error_code Core::change_membership(MembershipChange change) {
   return {};
 }
 
+SnapshotMeta Core::snapshot_meta(LogIndex index) const {
+  RPOOL_ASSERT_OP(log_.snapshot_index(), <=, index);
+  RPOOL_ASSERT_OP(index, <=, log_.applied_index());
+  return SnapshotMeta{index, *log_.term(index), membership_at(index)};
+}
+
 std::error_code Core::compact(LogIndex index, std::shared_ptr<const Bytes> data) {
   RPOOL_ASSERT(!ready_outstanding_);
   RPOOL_ASSERT(data != nullptr);
   if (index <= log_.snapshot_index()) return errc::compacted;
   RPOOL_ASSERT_OP(index, <=, log_.applied_index());
-  Snapshot snap{SnapshotMeta{index, *log_.term(index), membership_at(index)}, std::move(data)};
+  Snapshot snap{snapshot_meta(index), std::move(data)};
   log_.compact(index);
   base_membership_ = snap.meta.membership;
   snapshot_ = std::move(snap);

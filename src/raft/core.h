@@ -145,6 +145,7 @@ enum class ChangeType : std::uint8_t { add_learner, promote, remove };
 struct MembershipChange {
   ChangeType type = ChangeType::add_learner;
   NodeId node;
+  std::string context;  // add_learner: recorded as membership.context[node] (if not empty)
 };
 
 // The leader's view of one follower (thesis §5.3, etcd-style flow control).
@@ -193,6 +194,10 @@ class Core {
   // The application has a durable snapshot of its state at `index` (<= applied index): the
   // core discards the log up to it and sends the data to followers that need it.
   std::error_code compact(LogIndex index, std::shared_ptr<const Bytes> data);
+  // What a snapshot of the state machine at `index` (snapshot index <= index <= applied index)
+  // stands for: its term and the membership in force there. For a snapshot the application
+  // saves without compacting the core to it (yet).
+  SnapshotMeta snapshot_meta(LogIndex index) const;
 
   // --- outputs ------------------------------------------------------------------------------
   bool has_ready() const;

@@ -8,7 +8,7 @@ namespace rpool::raft {
 
 namespace {
 
-constexpr std::uint8_t membership_version = 1;
+constexpr std::uint8_t membership_version = 2;
 constexpr std::uint8_t message_version = 1;
 // Bounds that keep a malformed input from asking for absurd allocations.
 constexpr std::uint32_t members_max = 1024;
@@ -40,12 +40,30 @@ void write_membership(ByteWriter& w, const Membership& m) {
   w.u8(membership_version);
   write_ids(w, m.voters);
   write_ids(w, m.learners);
+  w.u32(static_cast<std::uint32_t>(m.context.size()));
+  for (const auto& [id, text] : m.context) {
+    w.u64(id.value());
+    w.bytes32(as_bytes(text));
+  }
 }
 
 bool read_membership(ByteReader& r, Membership& m) {
-  if (r.u8() != membership_version) return false;
+  const std::uint8_t version = r.u8();
+  if (version != 1 && version != membership_version) return false;
   if (!read_ids(r, m.voters)) return false;
   if (!read_ids(r, m.learners)) return false;
+  if (version >= 2) {
+    const std::uint32_t n = r.u32();
+    if (!r.ok() || n > members_max) return false;
+    NodeId previous;
+    for (std::uint32_t i = 0; i < n; ++i) {
+      const NodeId id(r.u64());
+      const ByteView text = r.bytes32();
+      if (!r.ok() || !(previous < id) || text.size() > member_context_bytes_max) return false;
+      m.context.emplace(id, std::string(as_chars(text)));
+      previous = id;
+    }
+  }
   return r.ok() && m.valid();
 }
 
@@ -61,6 +79,9 @@ bool Membership::is_learner(NodeId id) const {
 
 bool Membership::valid() const {
   if (!sorted_unique_nonzero(voters) || !sorted_unique_nonzero(learners)) return false;
+  for (const auto& [id, text] : context) {
+    if (!contains(id) || text.size() > member_context_bytes_max) return false;
+  }
   for (NodeId id : learners) {
     if (is_voter(id)) return false;
   }

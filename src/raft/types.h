@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <system_error>
@@ -38,6 +39,10 @@ inline std::size_t entry_bytes(const Entry& e) { return e.data.size() + 24; }
 struct Membership {
   std::vector<NodeId> voters;
   std::vector<NodeId> learners;
+  // Opaque to Raft: what the application records about a member when it is added (rpool: its
+  // raft and HTTP addresses), so that it travels with the membership through the log and
+  // snapshots. Keys are members; at most member_context_bytes_max bytes each.
+  std::map<NodeId, std::string> context;
 
   bool is_voter(NodeId id) const;
   bool is_learner(NodeId id) const;
@@ -48,8 +53,12 @@ struct Membership {
   friend bool operator==(const Membership&, const Membership&) = default;
 };
 
+inline constexpr std::size_t member_context_bytes_max = 4096;
+
 // Encoding of a Membership (the data of a config entry and part of snapshot metadata):
-//   u8 version = 1, u32 voter count, u64 ids..., u32 learner count, u64 ids...
+//   u8 version = 2, u32 voter count, u64 ids..., u32 learner count, u64 ids...,
+//   u32 context count, then per context (ascending id): u64 id, u32 length, bytes.
+// Version 1 (without the contexts) still decodes.
 void encode_membership(const Membership& m, Bytes& out);
 Bytes encode_membership(const Membership& m);
 // False on malformed input (short, trailing bytes, unsorted or overlapping lists).

@@ -633,6 +633,32 @@ std::error_code Log::save_hard_state(const HardState& state) {
   return replace_file(tmp, final_path, bytes);
 }
 
+namespace {
+bool application_file_name(std::string_view name) {
+  if (name.empty() || name.size() > 32) return false;
+  for (char c : name) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
+  }
+  return parse_name(name).kind == FileKind::other;
+}
+}  // namespace
+
+std::error_code Log::save_file(std::string_view name, ByteView bytes) {
+  RPOOL_ASSERT(application_file_name(name));
+  if (auto ec = writable()) return ec;
+  return replace_file(path(std::string(name) + ".tmp"), path(std::string(name)), bytes);
+}
+
+std::error_code Log::load_file(std::string_view name, Bytes& out) const {
+  RPOOL_ASSERT(application_file_name(name));
+  const std::string p = path(std::string(name));
+  if (auto ec = read_whole(fs_, p, out)) {
+    if (ec != errc::not_found) error_detail_ = fmt::format("{}: read failed: {}", p, ec.message());
+    return ec;
+  }
+  return {};
+}
+
 std::error_code Log::load_hard_state(HardState& out) const {
   const std::string p = path(std::string(hard_state_file_name));
   Bytes bytes;

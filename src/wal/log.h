@@ -180,6 +180,12 @@ class Log {
   std::error_code save_hard_state(const HardState& state);
   std::error_code load_hard_state(HardState& out) const;
 
+  // A small file the application keeps beside the log (rpool: the node's cluster id), saved
+  // atomically like the hard state. `name` is 1-32 of [a-z0-9-] and not a name the log uses;
+  // its content is the application's (no checksum is added). load gives errc::not_found when absent.
+  std::error_code save_file(std::string_view name, ByteView bytes);
+  std::error_code load_file(std::string_view name, Bytes& out) const;
+
   // Snapshot files (see the format above); keeps the newest Options::snapshots_kept.
   std::error_code save_snapshot(const SnapshotFile& snapshot);
   // The newest snapshot, checksum verified; nullopt when there is none; errc::corrupt (with

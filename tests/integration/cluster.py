@@ -157,13 +157,21 @@ class Node:
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
+    def member(self):
+        """This node as POST /v1/cluster/members wants it."""
+        return {"id": self.id, "raft": f"{self.host}:{self.raft_port}", "http": f"{self.host}:{self.http_port}"}
+
     def start(self, extra_args=()):
         assert not self.running, f"{self} already running"
         log = open(self.log_path, "ab")
         log.write(f"=== start {time.strftime('%H:%M:%S')} ===\n".encode())
         log.flush()
+        # A spare (not a founder) joins: `--join`, with a config naming every node.
+        spare = self.id > self.cluster.founders
+        config = self.cluster.join_config_path if spare else self.cluster.config_path
         self.proc = subprocess.Popen(
-            [*self.command_prefix, self.cluster.rpoold, "--config", self.cluster.config_path, "--id", str(self.id), *extra_args],
+            [*self.command_prefix, self.cluster.rpoold, "--config", config, "--id", str(self.id),
+             *(["--join"] if spare else []), *extra_args],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=self.cluster.dir)
         log.close()
         self.cluster.started_pids.add(self.proc.pid)
@@ -230,7 +238,10 @@ class Node:
 
 class Cluster:
     def __init__(self, rpoold, nodes=3, catalog=None, admin_token=None, heartbeat_ms=50,
-                 election_timeout_ms=500, snapshot_entries=None, segment_bytes=None, keep_dir=False):
+                 election_timeout_ms=500, snapshot_entries=None, segment_bytes=None, keep_dir=False,
+                 founders=None):
+        """`founders` (default: all): how many of the nodes form the cluster; the others are
+        spares that join later (started with `--join` and a config naming every node)."""
         self.rpoold = rpoold
         self.dir = tempfile.mkdtemp(prefix="rpool-it-")
         self.keep_dir = keep_dir or bool(os.environ.get("RPOOL_IT_KEEP"))
@@ -241,9 +252,10 @@ class Cluster:
         for i in range(nodes):
             raft_port, http_port = ports[i]
             self.nodes.append(Node(self, i + 1, HOSTS[i], raft_port, http_port))
+        self.founders = founders if founders is not None else nodes
         self.config = {
             "members": [{"id": n.id, "raft": f"{n.host}:{n.raft_port}", "http": f"{n.host}:{n.http_port}"}
-                        for n in self.nodes],
+                        for n in self.nodes[:self.founders]],
             "data_dir": os.path.join(self.dir, "node-{id}"),
             "catalog": self.catalog,
             "raft": {"heartbeat_ms": heartbeat_ms, "election_timeout_ms": election_timeout_ms},
@@ -256,11 +268,16 @@ class Cluster:
         if segment_bytes is not None:
             self.config["wal"]["segment_bytes"] = segment_bytes
         self.config_path = os.path.join(self.dir, "cluster.json")
+        self.join_config_path = os.path.join(self.dir, "cluster-join.json")
         self.write_config()
 
     def write_config(self):
         with open(self.config_path, "w") as f:
             json.dump(self.config, f, indent=2)
+        joined = dict(self.config, members=[{"id": n.id, "raft": f"{n.host}:{n.raft_port}",
+                                             "http": f"{n.host}:{n.http_port}"} for n in self.nodes])
+        with open(self.join_config_path, "w") as f:
+            json.dump(joined, f, indent=2)
 
     @staticmethod
     def _free_ports(n):
@@ -302,26 +319,27 @@ class Cluster:
         return self.nodes[node_id - 1]
 
     def start_all(self, ready_timeout=20.0):
+        founders = self.nodes[:self.founders]
         first = not any(os.path.exists(n.data_dir) for n in self.nodes)
-        for n in self.nodes:
+        for n in founders:
             n.start()
         try:
-            self.wait_ready(self.nodes, ready_timeout)
+            self.wait_ready(founders, ready_timeout)
         except TestFailure:
             # A port taken between our check and the node's bind: new ports, a clean start, once.
-            if not first or not any("in use" in n.log_text() for n in self.nodes):
+            if not first or not any("in use" in n.log_text() for n in founders):
                 raise
-            for n in self.nodes:
+            for n in founders:
                 n.kill()
                 shutil.rmtree(n.data_dir, ignore_errors=True)
             for n, (raft_port, http_port) in zip(self.nodes, self._free_ports(len(self.nodes))):
                 n.raft_port, n.http_port = raft_port, http_port
             self.config["members"] = [{"id": n.id, "raft": f"{n.host}:{n.raft_port}",
-                                       "http": f"{n.host}:{n.http_port}"} for n in self.nodes]
+                                       "http": f"{n.host}:{n.http_port}"} for n in founders]
             self.write_config()
-            for n in self.nodes:
+            for n in founders:
                 n.start()
-            self.wait_ready(self.nodes, ready_timeout)
+            self.wait_ready(founders, ready_timeout)
 
     def running(self):
         return [n for n in self.nodes if n.running and not n.stopped]

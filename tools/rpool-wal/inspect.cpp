@@ -83,6 +83,13 @@ void describe_payload(const wal::Entry& e, std::string& text, nlohmann::json& j)
       j["membership"] = {{"voters", nlohmann::json::array()}, {"learners", nlohmann::json::array()}};
       for (auto id : m.voters) j["membership"]["voters"].push_back(id.value());
       for (auto id : m.learners) j["membership"]["learners"].push_back(id.value());
+      if (!m.context.empty()) {
+        j["membership"]["context"] = nlohmann::json::object();
+        for (const auto& [id, context] : m.context) {
+          j["membership"]["context"][std::to_string(id.value())] = context;
+          text += fmt::format(" {}:{}", id.value(), context);
+        }
+      }
       return;
     }
   }

@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
   std::vector<wal::Entry> entries;
   std::uint64_t index = 1;
   entries.push_back(make(index++, 1, raft::EntryType::config,
-                         raft::encode_membership({{NodeId(1), NodeId(2), NodeId(3)}, {}})));
+                         raft::encode_membership({{NodeId(1), NodeId(2), NodeId(3)}, {}, {}})));
   entries.push_back(make(index++, 1, raft::EntryType::noop, {}));
   pool::Command boot;
   boot.op = pool::Bootstrap{{{"diamond", 100, 10}, {"gold", 1000, 20}, {"mud", -1, 70}}};
@@ -62,7 +62,7 @@ int main(int argc, char** argv) {
   entries.push_back(make(index++, 6, static_cast<raft::EntryType>(9), Bytes{1, 2, 3}));          // unknown kind
   bool ok = !log.append(entries) && !log.sync();
   ok = ok && !log.save_hard_state({Term(6), NodeId(2), LogIndex(index - 3)});
-  ok = ok && !log.save_snapshot({LogIndex(150), Term(2), raft::encode_membership({{NodeId(1), NodeId(2), NodeId(3)}, {}}),
+  ok = ok && !log.save_snapshot({LogIndex(150), Term(2), raft::encode_membership({{NodeId(1), NodeId(2), NodeId(3)}, {}, {}}),
                                   Bytes(300, 7)});
   ok = ok && !log.compact(LogIndex(150));
   if (!ok) {

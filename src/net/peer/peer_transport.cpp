@@ -114,13 +114,14 @@ struct Inbound {
 struct PeerTransport::State {
   State(asio::io_context& io_, Options options_, OnMessage on_message_)
       : io(io_), options(std::move(options_)), on_message(std::move(on_message_)), acceptor(io_),
-        rng(std::random_device{}()) {}
+        cluster_id(options.cluster_id), rng(std::random_device{}()) {}
 
   asio::io_context& io;
   const Options options;
   const OnMessage on_message;
   tcp::acceptor acceptor;
   std::uint16_t bound_port = 0;
+  std::uint64_t cluster_id;  // options.cluster_id, or the adopted one (adopt_cluster_id)
   bool started = false;
   bool stopped = false;
   std::map<NodeId, std::shared_ptr<Peer>> peers;
@@ -194,21 +195,22 @@ Bytes make_handshake(const State& st, NodeId receiver) {
   Bytes out(peer_handshake_bytes);
   std::copy(handshake_magic.begin(), handshake_magic.end(), out.begin());
   out[4] = peer_protocol_version;
-  store_u64le(out.data() + 5, st.options.cluster_id);
+  store_u64le(out.data() + 5, st.cluster_id);
   store_u64le(out.data() + 13, st.options.self.value());
   store_u64le(out.data() + 21, receiver.value());
   return out;
 }
 
 // Empty when the handshake is acceptable; else why not.
-std::string check_handshake(const State& st, const std::uint8_t* h, NodeId& sender) {
+std::string check_handshake(State& st, const std::uint8_t* h, NodeId& sender) {
   if (std::memcmp(h, handshake_magic.data(), handshake_magic.size()) != 0) return "bad magic";
   if (h[4] != peer_protocol_version) {
     return fmt::format("protocol version {} (this node speaks {})", h[4], peer_protocol_version);
   }
   const std::uint64_t cluster_id = load_u64le(h + 5);
-  if (cluster_id != st.options.cluster_id) {
-    return fmt::format("cluster id {} (this cluster is {})", cluster_id, st.options.cluster_id);
+  const bool adopt = st.cluster_id == 0 && st.options.adopt_cluster_id && cluster_id != 0;
+  if (cluster_id != st.cluster_id && !adopt) {
+    return fmt::format("cluster id {} (this cluster is {})", cluster_id, st.cluster_id);
   }
   sender = NodeId(load_u64le(h + 13));
   if (sender == NodeId(0) || sender == st.options.self) {
@@ -216,6 +218,12 @@ std::string check_handshake(const State& st, const std::uint8_t* h, NodeId& send
   }
   const NodeId receiver(load_u64le(h + 21));
   if (receiver != st.options.self) return fmt::format("meant for node {}", receiver);
+  if (adopt) {
+    st.cluster_id = cluster_id;
+    st.log(fmt::format("joined cluster {:016x} (learned from peer {})", cluster_id, sender));
+    if (st.options.on_cluster_id) st.options.on_cluster_id(cluster_id);
+    for (auto& [id, peer] : st.peers) peer->retry.cancel();  // connect now, not after the backoff
+  }
   return {};
 }
 
@@ -289,6 +297,14 @@ asio::awaitable<error_code> connect_once(std::shared_ptr<State> st, std::shared_
 asio::awaitable<void> run_peer(std::shared_ptr<State> st, std::shared_ptr<Peer> p) {
   unsigned failures = 0;  // consecutive failed attempts or short-lived connections
   while (!st->stopped && !p->removed) {
+    if (st->cluster_id == 0) {
+      // A joining node does not know its cluster yet: every handshake would be refused. It
+      // learns the id from the first peer that connects (adopt_cluster_id).
+      p->link = Peer::Link::waiting;
+      p->retry.expires_after(st->options.reconnect_max);
+      co_await p->retry.async_wait(use_tuple);
+      continue;
+    }
     ++p->attempt;
     p->link = Peer::Link::connecting;
     const std::uint64_t generation = p->address_generation;

@@ -100,7 +100,12 @@ class PeerTransport {
  public:
   struct Options {
     NodeId self;
+    // Every handshake carries it; a peer of another cluster is refused. 0 with adopt_cluster_id:
+    // a node joining an existing cluster takes the id of the first peer that connects to it
+    // (and reports it through on_cluster_id, to be saved); until then it connects to nobody.
     std::uint64_t cluster_id = 0;
+    bool adopt_cluster_id = false;
+    std::function<void(std::uint64_t)> on_cluster_id;
     std::string listen_host;
     std::uint16_t listen_port = 0;  // 0: any free port (read it back with listen_port())
     std::string bind_host;          // source address of outgoing connections; empty: any

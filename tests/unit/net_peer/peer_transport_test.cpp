@@ -112,12 +112,12 @@ Message sample(MessageType type, std::uint64_t from, std::uint64_t to, std::uint
     m.entries.push_back({Term(5), LogIndex(1001), EntryType::normal, pattern(300, 1)});
     m.entries.push_back({Term(5), LogIndex(1002), EntryType::noop, {}});
     m.entries.push_back({Term(6), LogIndex(1003), EntryType::config,
-                         rpool::raft::encode_membership({{NodeId(1), NodeId(2)}, {NodeId(3)}})});
+                         rpool::raft::encode_membership({{NodeId(1), NodeId(2)}, {NodeId(3)}, {}})});
   }
   if (type == MessageType::snapshot) {
     m.snapshot.index = LogIndex(5000);
     m.snapshot.term = Term(9);
-    m.snapshot.membership = {{NodeId(1), NodeId(2), NodeId(3)}, {NodeId(4)}};
+    m.snapshot.membership = {{NodeId(1), NodeId(2), NodeId(3)}, {NodeId(4)}, {{NodeId(4), "ctx"}}};
     m.offset = 1u << 20;
     m.snapshot_bytes = 3u << 20;
     m.data = pattern(1u << 20, 7);  // a full 1 MiB chunk
@@ -359,6 +359,39 @@ TEST_CASE("a handshake for another cluster is rejected and nothing is delivered"
   CHECK(a.logged("cluster id"));
   CHECK(stranger->stats(NodeId(1)).disconnects >= 1);
   CHECK(a->malformed_frames_total() == 0);
+}
+
+TEST_CASE("a joining node adopts the cluster id of the first peer that connects, then talks back and refuses others") {
+  asio::io_context io;
+  Node leader(io, 1, "127.0.0.1");
+  std::uint64_t adopted = 0;
+  Node joiner(io, 4, "127.0.0.4", 0, [&adopted](PeerTransport::Options& o) {
+    o.cluster_id = 0;
+    o.adopt_cluster_id = true;
+    o.on_cluster_id = [&adopted](std::uint64_t id) { adopted = id; };
+  });
+  joiner->set_peer(NodeId(1), "127.0.0.1", leader.port());
+  joiner->send(heartbeat(4, 1, 99));  // before it knows its cluster it connects to nobody
+  leader->set_peer(NodeId(4), "127.0.0.4", joiner.port());
+  leader->send(heartbeat(1, 4, 1));
+  REQUIRE(run_until(io, [&] { return !joiner.received.empty(); }));
+  CHECK(adopted == test_cluster_id);
+  CHECK(joiner.logged("joined cluster"));
+  // Messages to a peer that is not connected are dropped (Raft resends): send until one arrives.
+  std::uint64_t sent = 1;
+  REQUIRE(run_until(io, [&] {
+    if (!leader.received.empty()) return true;
+    joiner->send(heartbeat(4, 1, ++sent));
+    return false;
+  }));
+  CHECK(leader.received.front().from == NodeId(4));
+  CHECK(leader->handshakes_rejected_total() == 0);  // no handshake ever went out with id 0
+  // Now it belongs to a cluster: another one is refused.
+  Node stranger(io, 2, "127.0.0.2", 0, [](PeerTransport::Options& o) { o.cluster_id = test_cluster_id + 1; });
+  stranger->set_peer(NodeId(4), "127.0.0.4", joiner.port());
+  stranger->send(heartbeat(2, 4, 3));
+  REQUIRE(run_until(io, [&] { return joiner->handshakes_rejected_total() >= 1; }));
+  CHECK(joiner.received.size() == 1);
 }
 
 TEST_CASE("a handshake meant for another node is rejected and nothing is delivered") {

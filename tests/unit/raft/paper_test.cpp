@@ -547,7 +547,7 @@ TEST_CASE("§4.1: a learner receives the log but neither votes nor counts toward
   Cluster c(3);
   c.elect(1);
   c.add_node(4);
-  REQUIRE_FALSE(c.core(1).change_membership({ChangeType::add_learner, NodeId(4)}));
+  REQUIRE_FALSE(c.core(1).change_membership({ChangeType::add_learner, NodeId(4), {}}));
   c.settle();
   CHECK(c.core(1).membership().is_learner(NodeId(4)));
   c.propose(1, "x");
@@ -567,12 +567,12 @@ TEST_CASE("§4.1: one membership change at a time") {
   c.add_node(5);
   c.isolate(2);
   c.isolate(3);
-  REQUIRE_FALSE(c.core(1).change_membership({ChangeType::add_learner, NodeId(4)}));
-  CHECK(c.core(1).change_membership({ChangeType::add_learner, NodeId(5)}) ==
+  REQUIRE_FALSE(c.core(1).change_membership({ChangeType::add_learner, NodeId(4), {}}));
+  CHECK(c.core(1).change_membership({ChangeType::add_learner, NodeId(5), {}}) ==
         errc::change_in_progress);
   c.heal();
   c.tick(1);
-  CHECK_FALSE(c.core(1).change_membership({ChangeType::add_learner, NodeId(5)}));
+  CHECK_FALSE(c.core(1).change_membership({ChangeType::add_learner, NodeId(5), {}}));
 }
 
 TEST_CASE("§4.2.1: a learner is promoted only once it has caught up") {
@@ -580,13 +580,13 @@ TEST_CASE("§4.2.1: a learner is promoted only once it has caught up") {
   c.elect(1);
   c.add_node(4);
   c.isolate(4);
-  REQUIRE_FALSE(c.core(1).change_membership({ChangeType::add_learner, NodeId(4)}));
+  REQUIRE_FALSE(c.core(1).change_membership({ChangeType::add_learner, NodeId(4), {}}));
   c.settle();
   c.propose(1, "x");
-  CHECK(c.core(1).change_membership({ChangeType::promote, NodeId(4)}) == errc::not_caught_up);
+  CHECK(c.core(1).change_membership({ChangeType::promote, NodeId(4), {}}) == errc::not_caught_up);
   c.heal();
   c.tick(1);
-  REQUIRE_FALSE(c.core(1).change_membership({ChangeType::promote, NodeId(4)}));
+  REQUIRE_FALSE(c.core(1).change_membership({ChangeType::promote, NodeId(4), {}}));
   c.settle();
   CHECK(c.core(1).membership().is_voter(NodeId(4)));
   CHECK(c.core(4).membership().is_voter(NodeId(4)));
@@ -595,7 +595,7 @@ TEST_CASE("§4.2.1: a learner is promoted only once it has caught up") {
 TEST_CASE("§4.2.2: a leader that removes itself steps down once the change commits") {
   Cluster c(3);
   c.elect(1);
-  REQUIRE_FALSE(c.core(1).change_membership({ChangeType::remove, NodeId(1)}));
+  REQUIRE_FALSE(c.core(1).change_membership({ChangeType::remove, NodeId(1), {}}));
   c.settle();
   CHECK(c.core(1).role() == Role::follower);
   CHECK_FALSE(c.core(2).membership().contains(NodeId(1)));

@@ -250,14 +250,14 @@ TEST_CASE("adding and removing members under load keeps every replica identical"
     c.settle();
   };
   load(10);
-  REQUIRE_FALSE(c.core(1).change_membership({ChangeType::add_learner, NodeId(4)}));
+  REQUIRE_FALSE(c.core(1).change_membership({ChangeType::add_learner, NodeId(4), {}}));
   load(10);
-  REQUIRE_FALSE(c.core(1).change_membership({ChangeType::promote, NodeId(4)}));
+  REQUIRE_FALSE(c.core(1).change_membership({ChangeType::promote, NodeId(4), {}}));
   load(10);
   CHECK(c.core(2).membership().voters.size() == 4);
-  REQUIRE_FALSE(c.core(1).change_membership({ChangeType::remove, NodeId(2)}));
+  REQUIRE_FALSE(c.core(1).change_membership({ChangeType::remove, NodeId(2), {}}));
   load(10);
-  REQUIRE_FALSE(c.core(1).change_membership({ChangeType::remove, NodeId(1)}));
+  REQUIRE_FALSE(c.core(1).change_membership({ChangeType::remove, NodeId(1), {}}));
   load(1);
   CHECK(c.core(1).role() == Role::follower);
   const std::uint64_t leader = c.elect_among({3, 4});
@@ -266,6 +266,73 @@ TEST_CASE("adding and removing members under load keeps every replica identical"
   CHECK(c.core(leader).membership().voters == std::vector<NodeId>{NodeId(3), NodeId(4)});
   CHECK(applied_data(c.node(3)) == applied_data(c.node(4)));
   CHECK(applied_data(c.node(3)).size() == static_cast<std::size_t>(n));
+}
+
+TEST_CASE("a member's context is recorded when it is added, kept by promotion, dropped by removal, and carried by snapshots") {
+  Cluster c(3);
+  c.elect(1);
+  c.add_node(4);
+  REQUIRE_FALSE(c.core(1).change_membership({ChangeType::add_learner, NodeId(4), "addresses of 4"}));
+  c.settle();
+  for (std::uint64_t id : {1, 2, 3, 4}) {
+    CHECK(c.core(id).membership().context.at(NodeId(4)) == "addresses of 4");
+    CHECK(c.core(id).membership().is_learner(NodeId(4)));
+  }
+  REQUIRE_FALSE(c.core(1).change_membership({ChangeType::promote, NodeId(4), {}}));
+  c.settle();
+  CHECK(c.core(2).membership().is_voter(NodeId(4)));
+  CHECK(c.core(2).membership().context.at(NodeId(4)) == "addresses of 4");
+  // A snapshot's membership carries the context to a node that was not there to see the entry.
+  c.isolate(3);
+  for (int i = 0; i < 5; ++i) c.propose(1, "x" + std::to_string(i));
+  const LogIndex applied = c.core(1).log().applied_index();
+  REQUIRE_FALSE(c.core(1).compact(applied, std::make_shared<const Bytes>(bytes_of("image"))));
+  CHECK(c.core(1).snapshot()->meta.membership.context.at(NodeId(4)) == "addresses of 4");
+  c.heal();
+  c.tick(1, 3);
+  c.settle();
+  c.restart(3);
+  c.settle();
+  CHECK(c.core(3).membership().context.at(NodeId(4)) == "addresses of 4");
+  REQUIRE_FALSE(c.core(1).change_membership({ChangeType::remove, NodeId(4), {}}));
+  c.settle();
+  CHECK_FALSE(c.core(2).membership().context.contains(NodeId(4)));
+  CHECK(c.core(1).change_membership({ChangeType::add_learner, NodeId(5), std::string(member_context_bytes_max + 1, 'x')}) ==
+        errc::invalid_change);
+}
+
+TEST_CASE("a membership encodes with its contexts, version 1 still decodes, and malformed ones are refused") {
+  Membership m;
+  m.voters = {NodeId(1), NodeId(3)};
+  m.learners = {NodeId(7)};
+  m.context = {{NodeId(1), "one"}, {NodeId(7), R"({"raft":"127.0.0.7:7007"})"}};
+  const Bytes wire = encode_membership(m);
+  Membership back;
+  REQUIRE(decode_membership(wire, back));
+  CHECK(back == m);
+  // Version 1: no contexts.
+  Bytes v1{1, 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  Membership old;
+  REQUIRE(decode_membership(v1, old));
+  CHECK(old.voters == std::vector<NodeId>{NodeId(2)});
+  CHECK(old.context.empty());
+  // Every truncation fails; so do a context for a non-member and unsorted context ids.
+  for (std::size_t n = 0; n < wire.size(); ++n) {
+    Membership cut;
+    CHECK_FALSE(decode_membership(ByteView(wire.data(), n), cut));
+  }
+  Membership stranger = m;
+  stranger.context[NodeId(9)] = "not a member";
+  CHECK_FALSE(stranger.valid());
+  Bytes unsorted = wire;
+  // The two context ids follow the lists: swap them (1 <-> 7) so they descend.
+  const std::size_t ids_at = 1 + 4 + 16 + 4 + 8 + 4;
+  REQUIRE(unsorted[ids_at] == 1);
+  const std::size_t second_at = ids_at + 8 + 4 + 3;
+  REQUIRE(unsorted[second_at] == 7);
+  std::swap(unsorted[ids_at], unsorted[second_at]);
+  Membership bad;
+  CHECK_FALSE(decode_membership(unsorted, bad));
 }
 
 }  // namespace

@@ -268,6 +268,26 @@ TEST_CASE("hard state round trip, and a damaged hard state file is reported") {
   CHECK(log->error_detail().find("checksum") != std::string::npos);
 }
 
+TEST_CASE("an application file beside the log is saved atomically, replaced, read back, and ignored by the log") {
+  TempDir dir;
+  {
+    auto log = open_ok(dir.path(), small());
+    Bytes out;
+    CHECK(log->load_file("cluster-id", out) == errc::not_found);
+    REQUIRE_FALSE(log->save_file("cluster-id", as_bytes("first\n")));
+    REQUIRE_FALSE(log->save_file("cluster-id", as_bytes("0123456789abcdef\n")));
+    REQUIRE_FALSE(log->append(entries(1, 3)));
+    REQUIRE_FALSE(log->sync());
+  }
+  auto log = open_ok(dir.path(), small());
+  Bytes out;
+  REQUIRE_FALSE(log->load_file("cluster-id", out));
+  CHECK(std::string(as_chars(out)) == "0123456789abcdef\n");
+  CHECK_FALSE(std::filesystem::exists(dir / "cluster-id.tmp"));
+  CHECK(log->last_index() == LogIndex(3));
+  CHECK(log->warnings().empty());
+}
+
 TEST_CASE("snapshots: the newest two are kept, the newest is loaded and checked") {
   TempDir dir;
   auto log = open_ok(dir.path(), small());

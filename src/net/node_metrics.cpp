@@ -1,0 +1,142 @@
+// NodeHost's /metrics: Prometheus text format 0.0.4, every name prefixed rpool_ (issue 6).
+#include <fmt/format.h>
+
+#include "net/node_host.h"
+#include "net/node_internal.h"
+
+namespace rpool::net {
+namespace {
+
+const char* route_name(api::Route r) {
+  switch (r) {
+    case api::Route::draw: return "draw";
+    case api::Route::pool: return "pool";
+    case api::Route::item: return "item";
+    case api::Route::cluster: return "cluster";
+    case api::Route::members: return "members";
+    case api::Route::member: return "member";
+    case api::Route::leader: return "leader";
+    case api::Route::snapshot: return "snapshot";
+    case api::Route::healthz: return "healthz";
+    case api::Route::readyz: return "readyz";
+    case api::Route::metrics: return "metrics";
+    case api::Route::not_found: return "not_found";
+  }
+  return "not_found";
+}
+
+double as_double(std::uint64_t v) { return static_cast<double>(v); }
+
+}  // namespace
+
+void NodeHost::count_answer(api::Route route, unsigned status, double seconds) {
+  ++counters_.http_answers[{route, status}];
+  auto it = counters_.http_seconds.find(route);
+  if (it == counters_.http_seconds.end()) {
+    it = counters_.http_seconds.emplace(route, metrics::Histogram(metrics::latency_buckets())).first;
+  }
+  it->second.observe(seconds);
+}
+
+void NodeHost::handle_metrics(HttpRequest&& request, Respond respond) {
+  metrics::Exposition out;
+  const raft::Log& log = core_->log();
+  const bool leading = core_->role() == raft::Role::leader;
+
+  // Consensus.
+  out.gauge("rpool_term", "Current Raft term.", as_double(core_->current_term().value()));
+  for (raft::Role r : {raft::Role::follower, raft::Role::pre_candidate, raft::Role::candidate, raft::Role::leader}) {
+    out.gauge("rpool_role", "1 for this node's current Raft role, 0 for the others.", core_->role() == r ? 1 : 0,
+              {{"role", detail::role_name(r)}});
+  }
+  out.gauge("rpool_is_leader", "1 if this node leads.", leading ? 1 : 0);
+  out.gauge("rpool_leader_id", "Id of the known leader, 0 if none.", as_double(core_->leader().value()));
+  out.gauge("rpool_commit_index", "Highest log index known committed.", as_double(log.commit_index().value()));
+  out.gauge("rpool_applied_index", "Highest log index applied to the pool.", as_double(log.applied_index().value()));
+  out.gauge("rpool_last_index", "Last index of this node's log.", as_double(log.last_index().value()));
+  out.gauge("rpool_snapshot_index", "Index of the newest durable snapshot.", as_double(snapshot_index_.value()));
+  out.gauge("rpool_members", "Members in the current configuration, by kind.", as_double(core_->membership().voters.size()),
+            {{"kind", "voter"}});
+  out.gauge("rpool_members", "Members in the current configuration, by kind.", as_double(core_->membership().learners.size()),
+            {{"kind", "learner"}});
+  out.counter("rpool_leader_changes_total", "Leader changes seen by this node.", as_double(counters_.leader_changes));
+
+  // Writes and the pool.
+  out.counter("rpool_proposals_total", "Writes proposed by this node as leader.", as_double(counters_.proposals));
+  out.counter("rpool_proposals_failed_total", "Writes that failed after being proposed (not applied, or outcome unknown).",
+              as_double(counters_.proposals_failed));
+  out.counter("rpool_forwarded_total", "Requests forwarded to the leader.", as_double(counters_.forwarded));
+  out.counter("rpool_draws_total", "Drawn units applied (request_ids handed out), pool_empty included.", as_double(counters_.draws));
+  out.counter("rpool_draws_pool_empty_total", "Drawn units answered pool_empty.", as_double(counters_.draws_pool_empty));
+  out.gauge("rpool_last_request_id", "Last request_id handed out.", as_double(pool_.last_request_id()));
+  out.gauge("rpool_pool_items", "Items in the catalog.", as_double(pool_.items().size()));
+  out.gauge("rpool_idempotency_keys", "Idempotency keys remembered.", as_double(pool_.idempotency_keys()));
+
+  // HTTP.
+  for (const auto& [key, count] : counters_.http_answers) {
+    out.counter("rpool_http_requests_total", "HTTP requests answered, by route and status.", as_double(count),
+                {{"route", route_name(key.first)}, {"status", std::to_string(key.second)}});
+  }
+  for (const auto& [route, histogram] : counters_.http_seconds) {
+    out.histogram("rpool_http_request_duration_seconds", "Time from a request read to its answer, by route.", histogram,
+                  {{"route", route_name(route)}});
+  }
+
+  // Storage.
+  out.counter("rpool_wal_bytes_total", "Bytes of log records written.", as_double(counters_.wal_bytes));
+  out.counter("rpool_wal_writes_total", "Batches written to the log (group commits).", as_double(counters_.wal_syncs));
+  out.histogram("rpool_wal_fsync_duration_seconds", "Time of each log fdatasync (one per batch).", counters_.wal_fsync_seconds);
+  out.counter("rpool_storage_failures_total", "Times the log could not be written (disk full or I/O error).",
+              as_double(counters_.storage_failures));
+  out.gauge("rpool_storage_failed", "1 while the log cannot be written (writes answer 507).", storage_failed_ ? 1 : 0);
+  out.counter("rpool_snapshots_total", "Snapshots taken by this node.", as_double(counters_.snapshots));
+  out.counter("rpool_snapshots_installed_total", "Snapshots received from the leader and installed.",
+              as_double(counters_.snapshots_installed));
+  out.gauge("rpool_snapshot_bytes", "Size of the last snapshot taken.", as_double(counters_.snapshot_bytes_last));
+  out.histogram("rpool_snapshot_duration_seconds", "Time to take a snapshot and write it.", counters_.snapshot_seconds);
+
+  // Peers.
+  const std::vector<NodeId> peers = transport_ ? transport_->peers() : std::vector<NodeId>{};
+  std::vector<std::pair<NodeId, PeerStats>> stats;
+  for (NodeId id : peers) stats.emplace_back(id, transport_->stats(id));
+  auto per_peer = [&](auto emit) {
+    for (const auto& [id, s] : stats) emit(metrics::Labels{{"peer", std::to_string(id.value())}}, s);
+  };
+  per_peer([&](const metrics::Labels& l, const PeerStats& s) {
+    out.gauge("rpool_peer_connected", "1 while this node's connection to the peer is up.", s.connected ? 1 : 0, l);
+  });
+  per_peer([&](const metrics::Labels& l, const PeerStats& s) {
+    out.counter("rpool_peer_sent_bytes_total", "Bytes sent to the peer.", as_double(s.bytes_sent), l);
+  });
+  per_peer([&](const metrics::Labels& l, const PeerStats& s) {
+    out.counter("rpool_peer_received_bytes_total", "Bytes received from the peer.", as_double(s.bytes_received), l);
+  });
+  per_peer([&](const metrics::Labels& l, const PeerStats& s) {
+    out.counter("rpool_peer_dropped_frames_total", "Messages to the peer dropped (not connected, queue full).",
+                as_double(s.frames_dropped), l);
+  });
+  per_peer([&](const metrics::Labels& l, const PeerStats& s) {
+    out.counter("rpool_peer_malformed_frames_total", "Malformed frames received from the peer.", as_double(s.frames_malformed), l);
+  });
+  per_peer([&](const metrics::Labels& l, const PeerStats& s) {
+    out.counter("rpool_peer_connects_total", "Connections established to the peer.", as_double(s.connects), l);
+  });
+  if (leading) {
+    for (const auto& [id, s] : stats) {
+      const raft::Progress* pr = core_->progress(id);
+      if (pr == nullptr) continue;
+      out.gauge("rpool_follower_lag_entries", "Leader only: entries the follower lacks (last index - its match index).",
+                as_double(log.last_index().value() - pr->match_index.value()), {{"peer", std::to_string(id.value())}});
+    }
+  }
+  if (transport_) {
+    out.counter("rpool_peer_handshakes_rejected_total", "Peer connections refused at the handshake (wrong cluster, id or version).",
+                as_double(transport_->handshakes_rejected_total()));
+  }
+
+  HttpResponse res = json_response(request, 200, out.take());
+  res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+  respond(std::move(res));
+}
+
+}  // namespace rpool::net

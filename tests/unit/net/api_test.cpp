@@ -1,0 +1,192 @@
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "net/api.h"
+
+namespace rpool::net::api {
+namespace {
+
+// --- parse_target ---------------------------------------------------------------------------
+
+TEST_CASE("every path of the contract routes to its handler") {
+  struct Case {
+    const char* target;
+    Route route;
+  };
+  const Case cases[] = {
+      {"/v1/draw", Route::draw},
+      {"/v1/pool", Route::pool},
+      {"/v1/cluster", Route::cluster},
+      {"/v1/cluster/members", Route::members},
+      {"/v1/cluster/leader", Route::leader},
+      {"/v1/snapshot", Route::snapshot},
+      {"/healthz", Route::healthz},
+      {"/readyz", Route::readyz},
+      {"/metrics", Route::metrics},
+      {"/v1/items/gold", Route::item},
+      {"/v1/cluster/members/3", Route::member},
+      // Not routes.
+      {"", Route::not_found},
+      {"/", Route::not_found},
+      {"/v1", Route::not_found},
+      {"/v1/draw/", Route::not_found},
+      {"/v1/pools", Route::not_found},
+      {"/V1/draw", Route::not_found},
+      {"/v1/items", Route::not_found},
+      {"/v1/items/", Route::not_found},
+      {"/v1/cluster/members/", Route::not_found},
+      {"v1/draw", Route::not_found},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(std::string(c.target));
+    const Target t = parse_target(c.target);
+    CHECK(t.route == c.route);
+    CHECK(t.bad_query.empty());
+    CHECK_FALSE(t.stale);
+  }
+}
+
+TEST_CASE("the item and member routes carry their path parameter") {
+  CHECK(parse_target("/v1/items/gold").item_id == "gold");
+  CHECK(parse_target("/v1/items/a.b-c_9").item_id == "a.b-c_9");
+  // The handler validates the id; the router hands over what was in the path.
+  CHECK(parse_target("/v1/items/a/b").item_id == "a/b");
+  CHECK(parse_target("/v1/items/gold?x=1").item_id == "gold");
+  CHECK(parse_target("/v1/cluster/members/3").member == 3);
+  CHECK(parse_target("/v1/cluster/members/1000000").member == 1000000);
+  // Not a number: member 0 ("none"), still the member route.
+  for (const char* bad : {"/v1/cluster/members/x", "/v1/cluster/members/3x", "/v1/cluster/members/-1",
+                          "/v1/cluster/members/18446744073709551616", "/v1/cluster/members/ 3"}) {
+    CAPTURE(std::string(bad));
+    const Target t = parse_target(bad);
+    CHECK(t.route == Route::member);
+    CHECK(t.member == 0);
+  }
+}
+
+TEST_CASE("only /v1/pool takes a query parameter: consistency=stale or linearizable") {
+  CHECK(parse_target("/v1/pool?consistency=stale").stale);
+  CHECK(parse_target("/v1/pool?consistency=stale").route == Route::pool);
+  CHECK(parse_target("/v1/pool?consistency=stale").bad_query.empty());
+  CHECK_FALSE(parse_target("/v1/pool?consistency=linearizable").stale);
+  CHECK(parse_target("/v1/pool?consistency=linearizable").bad_query.empty());
+  // Empty queries and empty parameters are nothing.
+  CHECK(parse_target("/v1/pool?").bad_query.empty());
+  CHECK(parse_target("/v1/pool?&").bad_query.empty());
+  CHECK(parse_target("/v1/pool?&consistency=stale&").stale);
+
+  struct Case {
+    const char* target;
+    const char* bad_query;
+  };
+  const Case cases[] = {
+      {"/v1/pool?consistency=eventual", "consistency=eventual"},
+      {"/v1/pool?consistency", "consistency"},
+      {"/v1/pool?consistency=STALE", "consistency=STALE"},
+      {"/v1/pool?stale", "stale"},
+      {"/v1/pool?consistency=stale&x=1", "x=1"},
+      {"/v1/draw?consistency=stale", "consistency=stale"},
+      {"/v1/draw?count=3", "count=3"},
+      {"/v1/items/gold?x=1", "x=1"},
+      {"/metrics?name[]=x", "name[]=x"},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(std::string(c.target));
+    CHECK(parse_target(c.target).bad_query == c.bad_query);
+  }
+}
+
+// --- parse_draw -----------------------------------------------------------------------------
+
+TEST_CASE("a draw body is empty or {\"count\": n} with 1 <= n <= 1000") {
+  struct Case {
+    const char* body;
+    std::uint32_t count;
+  };
+  const Case cases[] = {
+      {"", 1},
+      {" \r\n\t", 1},
+      {"{}", 1},
+      {R"({"count": 1})", 1},
+      {R"({"count":2})", 2},
+      {R"( { "count" : 1000 } )", 1000},
+      {R"({"count": 999})", 999},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(std::string(c.body));
+    std::string message;
+    const auto count = parse_draw(c.body, message);
+    REQUIRE_MESSAGE(count.has_value(), message);
+    CHECK(*count == c.count);
+  }
+}
+
+TEST_CASE("a draw count out of 1..1000 or not an integer is a 400 with a sentence") {
+  for (const char* body : {R"({"count": 0})", R"({"count": 1001})", R"({"count": -1})", R"({"count": 1.5})",
+                           R"({"count": 1.0})", R"({"count": 1e2})", R"({"count": "3"})", R"({"count": null})",
+                           R"({"count": true})", R"({"count": [3]})", R"({"count": 4294967297})",
+                           R"({"count": 9223372036854775808})", R"({"count": 18446744073709551615})",
+                           R"({"count": -9223372036854775808})"}) {
+    CAPTURE(std::string(body));
+    std::string message;
+    CHECK_FALSE(parse_draw(body, message).has_value());
+    CHECK(message == "\"count\" must be an integer from 1 to 1000.");
+  }
+}
+
+TEST_CASE("a draw body that is not a JSON object, or has another field, is a 400 with a sentence") {
+  struct Case {
+    const char* body;
+    const char* message;
+  };
+  const Case cases[] = {
+      {"{", "The request body is not valid JSON."},
+      {R"({"count": 1,})", "The request body is not valid JSON."},
+      {R"({"count": 1} {})", "The request body is not valid JSON."},
+      {"count=1", "The request body is not valid JSON."},
+      {"[1]", "The request body must be a JSON object."},
+      {"3", "The request body must be a JSON object."},
+      {"null", "The request body must be a JSON object."},
+      {R"({"count": 1, "seed": 2})", "Unknown field \"seed\" in the request body."},
+      {R"({"Count": 1})", "Unknown field \"Count\" in the request body."},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(std::string(c.body));
+    std::string message;
+    CHECK_FALSE(parse_draw(c.body, message).has_value());
+    CHECK(message == c.message);
+  }
+}
+
+// --- valid_idempotency_key, token_matches ---------------------------------------------------
+
+TEST_CASE("an Idempotency-Key is 1 to 128 printable ASCII characters") {
+  CHECK(valid_idempotency_key("a"));
+  CHECK(valid_idempotency_key("key with spaces"));
+  CHECK(valid_idempotency_key(" "));
+  CHECK(valid_idempotency_key("~!@#$%^&*()_+{}|:\"<>?"));
+  CHECK(valid_idempotency_key(std::string(128, 'k')));
+  CHECK_FALSE(valid_idempotency_key(""));
+  CHECK_FALSE(valid_idempotency_key(std::string(129, 'k')));
+  CHECK_FALSE(valid_idempotency_key("tab\there"));
+  CHECK_FALSE(valid_idempotency_key("line\n"));
+  CHECK_FALSE(valid_idempotency_key(std::string("nul\0", 4)));
+  CHECK_FALSE(valid_idempotency_key("\x7f"));
+  CHECK_FALSE(valid_idempotency_key("caf\xc3\xa9"));
+}
+
+TEST_CASE("a token matches only the same token") {
+  CHECK(token_matches("s3cret", "s3cret"));
+  CHECK(token_matches(std::string(1000, 'x'), std::string(1000, 'x')));
+  CHECK_FALSE(token_matches("s3cret", "s3cre"));
+  CHECK_FALSE(token_matches("s3cre", "s3cret"));
+  CHECK_FALSE(token_matches("s3cret", "S3cret"));
+  CHECK_FALSE(token_matches("s3cret", "s3creu"));
+  CHECK_FALSE(token_matches("", "s3cret"));
+  CHECK_FALSE(token_matches("s3cret ", "s3cret"));
+  CHECK_FALSE(token_matches(std::string("s3cret\0", 7), "s3cret"));
+}
+
+}  // namespace
+}  // namespace rpool::net::api
