@@ -847,7 +847,7 @@ class DiskFull(Nemesis):
     def heal(self):
         self.free()
         if self.recovered is False and self.node.running:
-            # Known limitation until node-side recovery lands: restart it so the run can finish.
+            # It did not recover (reported as a failure): restart it so the run can finish its checks.
             self.cc.kill_node(self.node)
         super().heal()
 
