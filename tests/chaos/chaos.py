@@ -796,11 +796,29 @@ class DiskFull(Nemesis):
             except FileNotFoundError:
                 pass
 
+    def make_leader(self):
+        """Moves leadership to the node whose disk will fill (POST /v1/cluster/leader), so that
+        half the runs fill the leader's disk rather than a follower's; best effort."""
+        c = self.node.client(timeout=5.0)
+        try:
+            r = c.request("POST", "/v1/cluster/leader", {"to": self.node.id},
+                          headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+            log(f"{self.name}: leadership transfer to {self.node}: {r.status}")
+        except CONN_ERRORS as e:
+            log(f"{self.name}: leadership transfer to {self.node}: {e!r}")
+            return
+        finally:
+            c.close()
+        leader = self.cc.leader_or_none(timeout=5.0)
+        log(f"{self.name}: the leader is now {leader}")
+
     def run(self):
         history = self.cc.history
         before = sum(v for (nid, o), v in history.statuses.items() if nid == self.node.id and o == "507")
         if self.wait(1.0, 2.0):
             return
+        if self.rng.random() < 0.5:
+            self.make_leader()
         self.fill()
         self.cc.bump("disk_fulls")
         log(f"{self.name}: filled the tmpfs under {self.node}")
