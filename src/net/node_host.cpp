@@ -328,6 +328,11 @@ void NodeHost::persist(raft::Ready ready) {
     }
   }
   job->fsync = options_.config.wal.fsync;
+  if (!job->snapshot && job->entries.empty() && !job->hard_state) {
+    // Only a commit index that may wait (see commit_save_interval): nothing to write.
+    on_persisted(std::move(ready), {}, {});
+    return;
+  }
   auto shared_ready = std::make_shared<raft::Ready>(std::move(ready));
   auto attempt = std::make_shared<std::function<void(bool)>>();
   // reopen: after a disk-full failure the log is poisoned; a fresh one re-reads what is durable.
