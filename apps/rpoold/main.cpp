@@ -12,6 +12,7 @@
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <fmt/format.h>
 
 #include "net/config.h"
@@ -71,9 +72,16 @@ int main(int argc, char** argv) {
   auto node = rpool::net::NodeHost::open(io, std::move(options), error);
   if (!node) return fail(1, error);
   int exit_code = 0;
+  // A fatal storage error: the node has answered what was waiting; let those answers go out
+  // (a graceful stop, bounded by a deadline), then exit 1.
+  boost::asio::steady_timer fatal_deadline(io);
   node->on_fatal([&] {
     exit_code = 1;
-    io.stop();
+    node->shutdown([&] { io.stop(); });
+    fatal_deadline.expires_after(std::chrono::seconds(2));
+    fatal_deadline.async_wait([&](const boost::system::error_code& ec) {
+      if (!ec) io.stop();
+    });
   });
   if (!node->start(error)) return fail(1, error);
 

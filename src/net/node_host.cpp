@@ -274,14 +274,41 @@ std::uint16_t NodeHost::raft_port() const { return transport_ ? transport_->list
 
 // --- the Ready cycle ----------------------------------------------------------------------------
 
-void NodeHost::with_core(std::function<void()> input) {
-  if (storage_failed_) return;  // the core is frozen with an unpersisted Ready
+void NodeHost::with_core(std::function<void()> input, std::shared_ptr<Held> held) {
+  if (storage_failed_) {  // the core is frozen with an unpersisted Ready
+    if (held) abandon_held(*held);
+    return;
+  }
   if (ready_outstanding_) {
-    deferred_.push_back(std::move(input));
+    deferred_.emplace_back(std::move(input), std::move(held));
     return;
   }
   input();
   schedule_ready();
+}
+
+void NodeHost::abandon_held(Held& held) {
+  if (!held.respond) return;
+  Respond respond = std::move(held.respond);
+  held.respond = nullptr;
+  if (fatal_) {
+    respond(error_response(*held.request, api::Error::no_leader, "This node stopped: its storage failed. Retry on another node."));
+  } else {
+    respond(error_response(*held.request, api::Error::insufficient_storage, "This node cannot write its log; nothing was applied."));
+  }
+}
+
+void NodeHost::abandon_requests() {
+  for (auto& [input, held] : deferred_) {
+    if (held) abandon_held(*held);
+  }
+  deferred_.clear();
+  for (auto& [context, read] : reads_) {
+    read.respond(error_response(read.request, api::Error::no_leader, "This node stopped: its storage failed. Retry on another node."));
+  }
+  reads_.clear();
+  if (change_) end_change(make_error_code(raft::errc::not_leader), "This node stopped: its storage failed. Repeat the request on another node.");
+  if (transfer_) end_transfer(false, "This node stopped: its storage failed.");
 }
 
 void NodeHost::schedule_ready() {
@@ -328,6 +355,11 @@ void NodeHost::persist(raft::Ready ready) {
     }
   }
   job->fsync = options_.config.wal.fsync;
+  if (!job->snapshot && job->entries.empty() && !job->hard_state) {
+    // Only a commit index that may wait (see commit_save_interval): nothing to write.
+    on_persisted(std::move(ready), {}, {});
+    return;
+  }
   auto shared_ready = std::make_shared<raft::Ready>(std::move(ready));
   auto attempt = std::make_shared<std::function<void(bool)>>();
   // reopen: after a disk-full failure the log is poisoned; a fresh one re-reads what is durable.
@@ -435,9 +467,9 @@ void NodeHost::on_persisted(raft::Ready ready, std::error_code ec, std::string d
   drive_change();
   drive_transfer();
   serve_reads();
-  std::deque<std::function<void()>> inputs;
-  inputs.swap(deferred_);
-  for (auto& input : inputs) input();
+  auto inputs = std::move(deferred_);
+  deferred_.clear();
+  for (auto& [input, held] : inputs) input();
   maybe_snapshot();
   schedule_ready();
   if (stopping_) maybe_finish_shutdown();
@@ -637,9 +669,15 @@ void NodeHost::storage_failed(std::error_code ec, const std::string& detail) {
   writes_.clear();
   if (!recoverable) {
     fatal_ = fmt::format("storage failed: {} {}", ec.message(), detail);
+    abandon_requests();
     if (on_fatal_) on_fatal_();
     return;
   }
+  // Requests waiting for the core get 507 now rather than waiting for the disk.
+  for (auto& [input, held] : deferred_) {
+    if (held) abandon_held(*held);
+  }
+  std::erase_if(deferred_, [](const auto& d) { return d.second != nullptr; });
   retry_storage();
 }
 

@@ -126,8 +126,18 @@ class NodeHost {
   NodeHost(boost::asio::io_context& io, NodeOptions options);
   bool recover(std::string& error);
 
-  // Core inputs: run now, or after the Ready being persisted is advanced.
-  void with_core(std::function<void()> input);
+  // A request answered either by the core input that carries it or, if that input never runs
+  // (the log failed meanwhile), by abandon_held().
+  struct Held {
+    std::shared_ptr<HttpRequest> request;
+    Respond respond;
+  };
+  // Core inputs: run now, or after the Ready being persisted is advanced. An input that carries
+  // a request names it in `held`, so that it is answered even if the input is dropped.
+  void with_core(std::function<void()> input, std::shared_ptr<Held> held = nullptr);
+  void abandon_held(Held& held);
+  // The log failed for good: every waiting request gets an answer before the process exits.
+  void abandon_requests();
   void schedule_ready();
   void process_ready();
   // One Ready's writes, run on the WAL thread (again after a disk-full failure).
@@ -217,7 +227,7 @@ class NodeHost {
 
   bool ready_outstanding_ = false;     // a Ready is being persisted; inputs wait in deferred_
   bool ready_scheduled_ = false;
-  std::deque<std::function<void()>> deferred_;
+  std::deque<std::pair<std::function<void()>, std::shared_ptr<Held>>> deferred_;
   bool storage_failed_ = false;        // the disk is full: writes answer 507 until a retry succeeds
   std::function<void()> storage_retry_;  // retries the failed Ready (set while storage_failed_)
   boost::asio::steady_timer storage_timer_;

@@ -180,25 +180,27 @@ void NodeHost::handle_item(HttpRequest&& request, Respond respond, const std::st
         });
 }
 
-void NodeHost::write(HttpRequest&& request, Respond respond, pool::Command command,
+void NodeHost::write(HttpRequest&& request, Respond answer, pool::Command command,
                      std::function<HttpResponse(const HttpRequest&, const pool::Result&)> render) {
   if (storage_failed_) {
-    respond(error_response(request, api::Error::insufficient_storage, "This node cannot write its log; nothing was applied."));
+    answer(error_response(request, api::Error::insufficient_storage, "This node cannot write its log; nothing was applied."));
     return;
   }
   if (stopping_ && core_->role() == raft::Role::leader) {
     // Leadership is being handed over; a follower that is shutting down still forwards.
-    respond(error_response(request, api::Error::no_leader, "This node is shutting down; retry on another node."));
+    answer(error_response(request, api::Error::no_leader, "This node is shutting down; retry on another node."));
     return;
   }
   if (core_->role() != raft::Role::leader) {
-    forward(std::move(request), std::move(respond));
+    forward(std::move(request), std::move(answer));
     return;
   }
   if (planted("skip_idempotency")) command.idempotency_key.clear();
   auto req = std::make_shared<HttpRequest>(std::move(request));
+  auto held = std::make_shared<Held>(Held{req, std::move(answer)});
   auto bytes = std::make_shared<Bytes>(pool::encode(command));
-  with_core([this, req, respond = std::move(respond), bytes, render = std::move(render)]() mutable {
+  with_core([this, req, held, bytes, render = std::move(render)]() mutable {
+    Respond respond = std::move(held->respond);
     if (core_->role() != raft::Role::leader) {
       forward(std::move(*req), std::move(respond));
       return;
@@ -226,7 +228,7 @@ void NodeHost::write(HttpRequest&& request, Respond respond, pool::Command comma
     };
     const auto [it, inserted] = writes_.emplace(index, std::move(pending));
     RPOOL_ASSERT(inserted);
-  });
+  }, held);
 }
 
 void NodeHost::forward(HttpRequest&& request, Respond respond) {
@@ -323,15 +325,16 @@ void NodeHost::handle_readyz(HttpRequest&& request, Respond respond) {
 
 void NodeHost::handle_snapshot(HttpRequest&& request, Respond respond) {
   auto req = std::make_shared<HttpRequest>(std::move(request));
-  with_core([this, req, respond = std::move(respond)] {
-    take_snapshot(true, [req, respond](std::error_code ec, LogIndex index) {
+  auto held = std::make_shared<Held>(Held{req, std::move(respond)});
+  with_core([this, req, held] {
+    take_snapshot(true, [req, respond = std::move(held->respond)](std::error_code ec, LogIndex index) {
       if (ec) {
         respond(error_response(*req, api::Error::insufficient_storage, fmt::format("The snapshot failed: {}", ec.message())));
       } else {
         respond(json_response(*req, 200, fmt::format(R"({{"snapshot_index":{}}})", index.value())));
       }
     });
-  });
+  }, held);
 }
 
 }  // namespace rpool::net

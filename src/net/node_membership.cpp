@@ -111,7 +111,7 @@ nlohmann::json NodeHost::members_json() const {
 
 // --- membership changes -----------------------------------------------------------------------
 
-void NodeHost::handle_add_member(HttpRequest&& request, Respond respond) {
+void NodeHost::handle_add_member(HttpRequest&& request, Respond answer) {
   const auto body = nlohmann::json::parse(request.body(), nullptr, false);
   std::optional<Endpoint> raft_endpoint;
   std::optional<Endpoint> http_endpoint;
@@ -122,17 +122,19 @@ void NodeHost::handle_add_member(HttpRequest&& request, Respond respond) {
     http_endpoint = parse_endpoint(body["http"].get<std::string>());
   }
   if (!raft_endpoint || !http_endpoint) {
-    respond(error_response(request, api::Error::bad_request,
+    answer(error_response(request, api::Error::bad_request,
                            R"(The body must be {"id": <node id>, "raft": "host:port", "http": "host:port"}.)"));
     return;
   }
   Member member{NodeId(body["id"].get<std::uint64_t>()), std::move(*raft_endpoint), std::move(*http_endpoint)};
   if (core_->role() != raft::Role::leader) {
-    forward(std::move(request), std::move(respond), options_.change_timeout + options_.write_timeout);
+    forward(std::move(request), std::move(answer), options_.change_timeout + options_.write_timeout);
     return;
   }
   auto req = std::make_shared<HttpRequest>(std::move(request));
-  with_core([this, req, respond = std::move(respond), member = std::move(member)]() mutable {
+  auto held = std::make_shared<Held>(Held{req, std::move(answer)});
+  with_core([this, req, held, member = std::move(member)]() mutable {
+    Respond respond = std::move(held->respond);
     if (core_->role() != raft::Role::leader) {
       forward(std::move(*req), std::move(respond), options_.change_timeout + options_.write_timeout);
       return;
@@ -189,20 +191,22 @@ void NodeHost::handle_add_member(HttpRequest&& request, Respond respond) {
     change_->entry_term = core_->current_term();
     logger_.info("adding a member", {{"node", member.id.value()}, {"raft", member.raft.to_string()},
                                      {"http", member.http.to_string()}, {"index", change_->entry.value()}});
-  });
+  }, held);
 }
 
-void NodeHost::handle_remove_member(HttpRequest&& request, Respond respond, NodeId id) {
+void NodeHost::handle_remove_member(HttpRequest&& request, Respond answer, NodeId id) {
   if (id == NodeId()) {
-    respond(error_response(request, api::Error::not_found, "A member id is a positive integer."));
+    answer(error_response(request, api::Error::not_found, "A member id is a positive integer."));
     return;
   }
   if (core_->role() != raft::Role::leader) {
-    forward(std::move(request), std::move(respond), options_.change_timeout + options_.write_timeout);
+    forward(std::move(request), std::move(answer), options_.change_timeout + options_.write_timeout);
     return;
   }
   auto req = std::make_shared<HttpRequest>(std::move(request));
-  with_core([this, req, respond = std::move(respond), id]() mutable {
+  auto held = std::make_shared<Held>(Held{req, std::move(answer)});
+  with_core([this, req, held, id]() mutable {
+    Respond respond = std::move(held->respond);
     if (core_->role() != raft::Role::leader) {
       forward(std::move(*req), std::move(respond), options_.change_timeout + options_.write_timeout);
       return;
@@ -233,7 +237,7 @@ void NodeHost::handle_remove_member(HttpRequest&& request, Respond respond, Node
     change_->entry = core_->log().last_index();
     change_->entry_term = core_->current_term();
     logger_.info("removing a member", {{"node", id.value()}, {"index", change_->entry.value()}});
-  });
+  }, held);
 }
 
 void NodeHost::drive_change() {
@@ -305,20 +309,22 @@ void NodeHost::end_change(std::error_code ec, std::string body) {
 
 // --- leadership transfer ------------------------------------------------------------------------
 
-void NodeHost::handle_transfer(HttpRequest&& request, Respond respond) {
+void NodeHost::handle_transfer(HttpRequest&& request, Respond answer) {
   const auto body = nlohmann::json::parse(request.body(), nullptr, false);
   if (body.is_discarded() || !body.is_object() || !body.contains("to") || !body["to"].is_number_unsigned() ||
       body.size() != 1) {
-    respond(error_response(request, api::Error::bad_request, R"(The body must be {"to": <node id>}.)"));
+    answer(error_response(request, api::Error::bad_request, R"(The body must be {"to": <node id>}.)"));
     return;
   }
   const NodeId to(body["to"].get<std::uint64_t>());
   if (core_->role() != raft::Role::leader) {
-    forward(std::move(request), std::move(respond));
+    forward(std::move(request), std::move(answer));
     return;
   }
   auto req = std::make_shared<HttpRequest>(std::move(request));
-  with_core([this, req, respond = std::move(respond), to]() mutable {
+  auto held = std::make_shared<Held>(Held{req, std::move(answer)});
+  with_core([this, req, held, to]() mutable {
+    Respond respond = std::move(held->respond);
     if (core_->role() != raft::Role::leader) {
       forward(std::move(*req), std::move(respond));
       return;
@@ -356,7 +362,7 @@ void NodeHost::handle_transfer(HttpRequest&& request, Respond respond) {
     transfer_->deadline = Clock::now() + 2 * std::chrono::milliseconds(options_.config.raft.election_timeout_ms);
     transfer_->waiters.emplace_back(req, std::move(respond));
     logger_.info("transferring leadership", {{"to", to.value()}, {"term", core_->current_term().value()}});
-  });
+  }, held);
 }
 
 void NodeHost::drive_transfer() {
