@@ -34,7 +34,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "integration"))
-from cluster import Cluster, TestFailure, check, wait_until  # noqa: E402,F401
+from cluster import HOSTS, Cluster, TestFailure, check, port_free, wait_until  # noqa: E402,F401
 
 CONN_ERRORS = (OSError, http.client.HTTPException)
 # 500 is not in the contract's error table; the clients retry it like 503/504 (with the same
@@ -100,6 +100,26 @@ class ChaosCluster(Cluster):
         self.rpool_wal = rpool_wal
         self.counters = collections.Counter()  # leader_kills, crashes, partitions, pauses, disk_fulls
         self.lock = threading.Lock()
+
+    @staticmethod
+    def _free_ports(n):
+        """Like Cluster._free_ports, but below the kernel's ephemeral range (32768-60999 here):
+        a node restarted hundreds of times must find its ports free, and an ephemeral port (any
+        process's outgoing connection from 127.0.0.x, e.g. another cluster's node) could take one
+        while it is down (seen in a 30-minute soak: "cannot listen ... Address already in use")."""
+        low = 20000
+        try:
+            with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+                ephemeral_low = int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            ephemeral_low = 32768
+        high = max(low + 1000, ephemeral_low - 2 * n - 2)
+        for _ in range(200):
+            base = random.randrange(low, high - 2 * n, 2)
+            ports = [(base + 2 * i, base + 2 * i + 1) for i in range(n)]
+            if all(port_free(HOSTS[i], p) for i in range(n) for p in ports[i]):
+                return ports
+        raise RuntimeError("no free ports found")
 
     def bump(self, name, n=1):
         with self.lock:
@@ -667,10 +687,11 @@ class Mixed(Nemesis):
     """All nemeses mixed at random (the soak): each round picks one fault."""
     name = "mixed"
 
-    def __init__(self, cc, rng, with_partitions=True, disk_error=None):
+    def __init__(self, cc, rng, with_partitions=True, disk_error=None, slow_disk=None):
         super().__init__(cc, rng)
         self.with_partitions = with_partitions
         self.disk_error = disk_error  # a prepared DiskError, or None
+        self.slow_disk = slow_disk    # a prepared SlowDisk, or None
         self.nft = Nft(cc.nodes)
         self.partition = Partition(cc, rng, modes=Partition.MODES)
         self.partition.nft = self.nft
@@ -683,9 +704,13 @@ class Mixed(Nemesis):
     def run(self):
         kinds = ["leader_kill", "leader_kill", "crash_all", "pause"] + (["partition"] * 3 if self.with_partitions else [])
         kinds += ["disk_error"] if self.disk_error is not None else []
+        kinds += ["slow_disk"] if self.slow_disk is not None else []
         while not self.wait(0.5, 2.0):
             kind = self.rng.choice(kinds)
-            if kind == "disk_error":
+            if kind == "slow_disk":
+                self.slow_disk.stop_event = self.stop_event
+                stopped = self.slow_disk.slow_once()
+            elif kind == "disk_error":
                 self.disk_error.stop_event = self.stop_event
                 stopped = self.disk_error.inject_once()
             elif kind == "leader_kill":
@@ -948,3 +973,70 @@ class DiskError(Nemesis):
 
     def exit_lines(self):
         return [line for _, _, line in self.exits]
+
+
+class SlowDisk(Nemesis):
+    """A slow disk: every node runs with tests/faults' librpool-slow-fsync.so preloaded, which
+    delays each fdatasync/fsync by the number of milliseconds in a per-node file. Every few seconds
+    one node (often the leader) gets 20-400 ms per sync for a while, then none. Expected: nothing
+    lost or doubled; writes may answer 504 and are retried. Call prepare() before the cluster starts."""
+    name = "slow_disk"
+
+    def __init__(self, cc, rng, library, every=(0.5, 1.5), hold=(1.0, 3.0)):
+        super().__init__(cc, rng)
+        self.library = library
+        self.every, self.hold = every, hold
+
+    @staticmethod
+    def available(library):
+        if not library or not os.path.exists(library):
+            return f"the slow-fsync library {library!r} is not built (tests/faults: librpool-slow-fsync.so)"
+        return None
+
+    def delay_file(self, node):
+        return os.path.join(self.cc.dir, f"slow-fsync-{node.id}")
+
+    def prepare(self):
+        reason = self.available(self.library)
+        if reason:
+            raise Unavailable(reason)
+        lib = os.path.abspath(self.library)
+        for n in self.cc.nodes:
+            self.set_delay(n, 0)
+            if n.command_prefix:
+                # After fiu-run (which sets LD_PRELOAD itself): add the library to its list. sh execs
+                # rpoold ($0), so the pid stays rpoold's.
+                n.command_prefix = n.command_prefix + [
+                    "sh", "-c", f'LD_PRELOAD="$LD_PRELOAD {lib}" RPOOL_SLOW_FSYNC_FILE="{self.delay_file(n)}" '
+                                'exec "$0" "$@"']
+            else:
+                # `env` execs rpoold: the pid stays rpoold's.
+                n.command_prefix = ["env", f"LD_PRELOAD={lib}", f"RPOOL_SLOW_FSYNC_FILE={self.delay_file(n)}"]
+
+    def set_delay(self, node, ms):
+        tmp = self.delay_file(node) + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(f"{ms}\n")
+        os.replace(tmp, self.delay_file(node))
+
+    def run(self):
+        while not self.wait(*self.every):
+            if self.slow_once():
+                return
+
+    def slow_once(self):
+        """One node's syncs slower for a while; True if stop() was asked meanwhile."""
+        target = self.cc.leader_or_none(timeout=2.0) if self.rng.random() < 0.6 else None
+        target = target or self.rng.choice(self.cc.nodes)
+        ms = self.rng.choice([20, 50, 100, 200, 400])
+        self.set_delay(target, ms)
+        self.cc.bump("slow_disks")
+        log(f"{self.name}: {target} syncs {ms} ms slower")
+        stopped = self.wait(*self.hold)
+        self.set_delay(target, 0)
+        return stopped
+
+    def heal(self):
+        for n in self.cc.nodes:
+            self.set_delay(n, 0)
+        super().heal()

@@ -35,7 +35,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import checker  # noqa: E402
 from chaos import (ChaosCluster, CrashAll, DiskError, DiskFull, History, LeaderKill, Mixed,  # noqa: E402
-                   Partition, Pause, TestFailure, Unavailable, Workload, nft_check, wait_until)
+                   Partition, Pause, SlowDisk, TestFailure, Unavailable, Workload, nft_check, wait_until)
 
 SOURCE_ROOT = os.path.dirname(os.path.dirname(HERE))
 
@@ -84,6 +84,8 @@ scenario("disk_error", needs=["fiu"], doc="fdatasync fails with EIO on a node (f
                        "reads, draws) 500 internal 'The request was dropped without an answer.' instead of 503 "
                        "no_leader / 504 outcome_unknown",
          known_pattern=r"answered 500")
+scenario("slow_disk", needs=["slow_fsync"],
+         doc="fdatasync/fsync of one node (often the leader) 20-400 ms slower for 1-3 s at a time")
 scenario("snapshots", [lambda cc, rng: CrashAll(cc, rng, every=(1.5, 3.0)), lambda cc, rng: LeaderKill(cc, rng)],
          cluster={"snapshot_entries": 300, "segment_bytes": 65536}, workload={"put_rate": 0.0},
          doc="snapshots every 300 entries and small segments, with crashes and leader kills (no item updates)")
@@ -136,7 +138,7 @@ def run_scenario(args, sc, seed, seconds, env=None):
     cc = ChaosCluster(args.rpoold, args.rpool_wal, nodes=args.nodes, **sc.cluster)
     history = History()
     cc.history = history
-    load, nemeses, disk, fiu = None, [], None, None
+    load, nemeses, disk, fiu, slow = None, [], None, None, None
     try:
         if "tmpfs" in sc.needs:
             disk = DiskFull(cc, random.Random(rng.randrange(1 << 62)), cc.nodes[0])
@@ -154,6 +156,14 @@ def run_scenario(args, sc, seed, seconds, env=None):
                 res.status, res.reason = "skipped", str(e)
                 print(f"!!! SKIPPED: {e}", flush=True)
                 return res
+        if "slow_fsync" in sc.needs:
+            slow = cc.slow_disk = SlowDisk(cc, random.Random(rng.randrange(1 << 62)), args.slow_fsync_lib)
+            try:
+                slow.prepare()
+            except Unavailable as e:
+                res.status, res.reason = "skipped", str(e)
+                print(f"!!! SKIPPED: {e}", flush=True)
+                return res
         cc.start_all()
         load = Workload(cc, history, random.Random(rng.randrange(1 << 62)), threads=args.clients,
                         **sc.workload).start()
@@ -164,6 +174,8 @@ def run_scenario(args, sc, seed, seconds, env=None):
                 nemeses.append(disk)
             if fiu is not None and not any(isinstance(n, Mixed) for n in nemeses):
                 nemeses.append(fiu)
+            if slow is not None and not any(isinstance(n, Mixed) for n in nemeses):
+                nemeses.append(slow)
             for n in nemeses:
                 n.start()
         except Unavailable as e:
@@ -301,6 +313,7 @@ def stats(ops, cc, final):
         "pauses": cc.counters["pauses"],
         "disk fills": cc.counters["disk_fulls"],
         "disk errors": cc.counters["disk_errors"],
+        "slow disks": cc.counters["slow_disks"],
         "final index": (final.get("linearizable") or {}).get("index"),
         "log starts at": final.get("log_first_index"),
     }
@@ -392,6 +405,9 @@ def main():
                     help="all nemeses mixed at random for MINUTES (instead of the scenarios)")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--nodes", type=int, choices=(3, 5), default=3)
+    ap.add_argument("--slow-fsync-lib", default=None,
+                    help="tests/faults' librpool-slow-fsync.so for the slow_disk scenario (default: found "
+                         "beside --rpoold's build directory)")
     ap.add_argument("--clients", type=int, default=4, help="client threads")
     ap.add_argument("--planted-bugs", action="store_true",
                     help="build rpoold with -Dplanted_bugs=true in build-bugs/ and check each bug is caught")
@@ -413,6 +429,9 @@ def main():
     args.rpool_wal = os.path.abspath(args.rpool_wal)
     if args.rpoold:
         args.rpoold = os.path.abspath(args.rpoold)
+    if args.slow_fsync_lib is None and args.rpoold:
+        args.slow_fsync_lib = os.path.join(os.path.dirname(os.path.dirname(args.rpoold)), "tests", "faults",
+                                           "librpool-slow-fsync.so")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     print(f"chaos: seed {seed} (replay with --seed {seed})", flush=True)
     started = time.monotonic()
@@ -431,11 +450,16 @@ def main():
         disk_errors = DiskError.available() is None
         if not disk_errors:
             print(f"!!! {DiskError.available()}: the soak runs WITHOUT disk errors", flush=True)
+        slow_disks = SlowDisk.available(args.slow_fsync_lib) is None
+        if not slow_disks:
+            print(f"!!! {SlowDisk.available(args.slow_fsync_lib)}: the soak runs WITHOUT slow disks", flush=True)
         sc = Scenario("soak", [lambda cc, r: Mixed(cc, r, with_partitions=partitions,
-                                                   disk_error=getattr(cc, "disk_error", None))],
-                      needs=["fiu"] if disk_errors else [],
+                                                   disk_error=getattr(cc, "disk_error", None),
+                                                   slow_disk=getattr(cc, "slow_disk", None))],
+                      needs=(["fiu"] if disk_errors else []) + (["slow_fsync"] if slow_disks else []),
                       doc=f"leader kills, crashes, pauses{', partitions' if partitions else ''}"
-                          f"{', fdatasync failures' if disk_errors else ''} mixed for {args.soak:g} minutes",
+                          f"{', fdatasync failures' if disk_errors else ''}{', slow disks' if slow_disks else ''}"
+                          f" mixed for {args.soak:g} minutes",
                       known_failure=SCENARIOS["disk_error"].known_failure,
                       known_pattern=SCENARIOS["disk_error"].known_pattern)
         plan = [(sc, args.soak * 60)]
@@ -457,7 +481,7 @@ def main():
     total = collections.Counter()
     for r in results:
         for k in ("operations", "acknowledged draws", "leader kills", "partitions", "crashes", "pauses",
-                  "disk errors", "disk fills"):
+                  "disk errors", "disk fills", "slow disks"):
             total[k] += r.stats.get(k, 0) if isinstance(r.stats.get(k, 0), int) else 0
         total["violations"] += len(r.violations)
     print("chaos totals: " + ", ".join(f"{k}: {v}" for k, v in total.items()), flush=True)
