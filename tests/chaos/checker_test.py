@@ -152,6 +152,22 @@ class CheckerTest(unittest.TestCase):
         h.ops[2]["status"], h.ops[2]["answer"] = None, None
         self.assertOnly("unanswered", h.ops, h.final())
 
+    def test_a_draw_answer_with_fewer_draws_than_asked_is_caught(self):
+        h = valid_history()
+        h.ops[2]["body"] = {"count": 3}  # answered with 2 draws
+        self.assertIn("bad_answer", self.kinds(h.ops, h.final()))
+
+    def test_a_read_answered_with_an_error_is_caught(self):
+        h = valid_history()
+        h.ops[1] = dict(h.ops[1], status=500, answer={"error": "internal", "message": "x"})
+        self.assertOnly("bad_answer", h.ops, h.final())
+
+    def test_every_violation_kind_has_a_test(self):
+        # Keep this list in step with checker.KINDS: each kind is exercised above.
+        tested = {"unanswered", "bad_answer", "idempotency", "lost_write", "duplicate_request_id", "request_id_gap",
+                  "over_drawn", "real_time", "model", "final_state", "divergence", "replay", "verify"}
+        self.assertEqual(tested, set(checker.KINDS))
+
     def test_an_over_drawn_item_is_caught(self):
         h = H()
         h.draw(["diamond"])
