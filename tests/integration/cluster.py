@@ -219,6 +219,14 @@ class Node:
     def client(self, timeout=15.0):
         return Client(self.host, self.http_port, timeout=timeout)
 
+    def get(self, path, timeout=5.0):
+        """One GET on a connection of its own."""
+        c = self.client(timeout=timeout)
+        try:
+            return c.get(path)
+        finally:
+            c.close()
+
     def tail(self, lines=25):
         try:
             with open(self.log_path, "rb") as f:
@@ -363,11 +371,7 @@ class Cluster:
         def find():
             seen = {}
             for n in nodes:
-                c = n.client(timeout=2.0)
-                try:
-                    r = c.get("/v1/cluster")
-                finally:
-                    c.close()
+                r = n.get("/v1/cluster", timeout=2.0)
                 if r.status != 200:
                     return None
                 seen[n.id] = r.json

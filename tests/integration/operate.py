@@ -52,11 +52,7 @@ def until_admin_ok(nodes, method, path, body=None, give_up_after=90.0, what=""):
 
 
 def cluster_info(node):
-    c = node.client(timeout=5.0)
-    try:
-        r = c.get("/v1/cluster")
-    finally:
-        c.close()
+    r = node.get("/v1/cluster")
     check(r.status == 200, f"GET /v1/cluster on {node}: {r}")
     return r.json
 
@@ -363,11 +359,7 @@ def register(test, h):
         follower = next(n for n in c.nodes if n is not leader)
 
         def scrape(node):
-            cl = node.client(timeout=5.0)
-            try:
-                r = cl.get("/metrics")
-            finally:
-                cl.close()
+            r = node.get("/metrics")
             check(r.status == 200, f"/metrics on {node}: {r}")
             check(r.headers.get("content-type", "").startswith("text/plain; version=0.0.4"),
                   f"/metrics content type {r.headers.get('content-type')!r}")
