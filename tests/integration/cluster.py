@@ -289,7 +289,10 @@ class Cluster:
     @staticmethod
     def _free_ports(n):
         for _ in range(200):
-            base = random.randrange(20000, 60000, 2)
+            # Below the kernel's ephemeral range (ip_local_port_range, 32768-60999 by default):
+            # a port that an outgoing connection (or its TIME_WAIT) holds cannot be listened on,
+            # and under chaos load clients churn through thousands of those.
+            base = random.randrange(10000, 32000, 2)
             ports = [(base + 2 * i + 200, base + 2 * i + 201) for i in range(n)]
             if all(port_free(HOSTS[i], p) for i in range(n) for p in ports[i]):
                 return ports
