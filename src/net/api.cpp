@@ -127,8 +127,44 @@ std::string error_json(Error e, std::string_view message) {
   return json{{"error", code_of(e)}, {"message", message}}.dump();
 }
 
+namespace {
+
+// The body nearly every draw carries, {"count": N} with N a plain decimal in range and optional
+// whitespace, read without building a JSON document (the hot path: a full parse costs more than
+// the rest of the request's handling in the node). Anything else: nullopt, and the full parser
+// decides.
+std::optional<std::uint32_t> parse_plain_draw(std::string_view body) {
+  std::size_t i = 0;
+  auto skip_space = [&] {
+    while (i < body.size() && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n')) ++i;
+  };
+  auto take = [&](std::string_view token) {
+    skip_space();
+    if (body.substr(i, token.size()) != token) return false;
+    i += token.size();
+    return true;
+  };
+  if (!take("{") || !take("\"count\"") || !take(":")) return std::nullopt;
+  skip_space();
+  std::uint32_t count = 0;
+  std::size_t digits = 0;
+  while (i < body.size() && body[i] >= '0' && body[i] <= '9' && digits < 5) {
+    count = count * 10 + static_cast<std::uint32_t>(body[i] - '0');
+    ++i;
+    ++digits;
+  }
+  if (digits == 0 || (digits > 1 && body[i - digits] == '0')) return std::nullopt;  // JSON: no leading zeros
+  if (!take("}")) return std::nullopt;
+  skip_space();
+  if (i != body.size() || count < 1 || count > pool::draw_count_max) return std::nullopt;
+  return count;
+}
+
+}  // namespace
+
 std::optional<std::uint32_t> parse_draw(std::string_view body, std::string& message) {
   if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) return 1;
+  if (const auto plain = parse_plain_draw(body)) return plain;
   const auto j = parse_object(body, message);
   if (!j || !only_fields(*j, {"count"}, message)) return std::nullopt;
   if (!j->contains("count")) return 1;
