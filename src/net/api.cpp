@@ -220,23 +220,35 @@ std::string upsert_operation(const pool::Item& item) {
 std::string delete_operation(std::string_view item_id) { return fmt::format("delete item_id={}", item_id); }
 
 // Item ids are restricted to [A-Za-z0-9_.-], so they go into JSON strings without escaping.
+// Every draw's answer: built by appending, without a format string (it is on the hot path).
+// item_ids need no escaping: they are 1-64 of A-Z a-z 0-9 _ . - (pool::valid_item_id).
 std::string draw_json(const pool::Result& result, LogIndex index) {
-  fmt::memory_buffer out;
+  std::string out;
   out.reserve(32 + result.draws.size() * 48);
-  fmt::format_to(std::back_inserter(out), "{{\"draws\":[");
+  auto number = [&out](std::uint64_t v) {
+    char digits[20];
+    const auto end = std::to_chars(digits, digits + sizeof digits, v).ptr;
+    out.append(digits, end);
+  };
+  out += R"({"draws":[)";
   bool first = true;
   for (const auto& d : result.draws) {
-    if (!first) out.push_back(',');
+    if (!first) out += ',';
     first = false;
+    out += R"({"request_id":)";
+    number(d.request_id);
     if (d.item_id) {
-      fmt::format_to(std::back_inserter(out), "{{\"request_id\":{},\"item_id\":\"{}\"}}", d.request_id, *d.item_id);
+      out += R"(,"item_id":")";
+      out += *d.item_id;
+      out += R"("})";
     } else {
-      fmt::format_to(std::back_inserter(out), "{{\"request_id\":{},\"item_id\":null,\"error\":\"pool_empty\"}}",
-                     d.request_id);
+      out += R"(,"item_id":null,"error":"pool_empty"})";
     }
   }
-  fmt::format_to(std::back_inserter(out), "],\"index\":{}}}", index.value());
-  return fmt::to_string(out);
+  out += R"(],"index":)";
+  number(index.value());
+  out += '}';
+  return out;
 }
 
 std::string item_json(const pool::Item& item) {

@@ -236,3 +236,34 @@ TEST_CASE("a token matches only the same token") {
 
 }  // namespace
 }  // namespace rpool::net::api
+
+namespace rpool::net::api {
+namespace {
+
+TEST_CASE("a draw answer is the JSON of CONTRACT.md, with pool_empty draws, for any count") {
+  std::mt19937_64 rng(7);
+  for (int n = 0; n < 2000; ++n) {
+    pool::Result result;
+    const std::size_t count = 1 + rng() % 12;
+    for (std::size_t k = 0; k < count; ++k) {
+      pool::DrawOutcome d;
+      d.request_id = rng() >> (rng() % 64);
+      if (rng() % 3 != 0) d.item_id = std::string(1 + rng() % 64, "Az09_.-"[rng() % 7]);
+      result.draws.push_back(d);
+    }
+    const LogIndex index(rng());
+    const auto parsed = nlohmann::json::parse(draw_json(result, index));
+    nlohmann::json want = {{"draws", nlohmann::json::array()}, {"index", index.value()}};
+    for (const auto& d : result.draws) {
+      if (d.item_id) {
+        want["draws"].push_back({{"request_id", d.request_id}, {"item_id", *d.item_id}});
+      } else {
+        want["draws"].push_back({{"request_id", d.request_id}, {"item_id", nullptr}, {"error", "pool_empty"}});
+      }
+    }
+    REQUIRE(parsed == want);
+  }
+}
+
+}  // namespace
+}  // namespace rpool::net::api
