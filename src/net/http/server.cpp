@@ -102,10 +102,10 @@ class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(std::shared_ptr<HttpServer::State> server, tcp::socket socket)
       : server_(std::move(server)),
-        stream_(std::move(socket)),
-        read_deadline_(stream_.get_executor()),
-        write_deadline_(stream_.get_executor()),
-        linger_timer_(stream_.get_executor()) {}
+        socket_(std::move(socket)),
+        read_deadline_(socket_.get_executor()),
+        write_deadline_(socket_.get_executor()),
+        linger_timer_(socket_.get_executor()) {}
 
   void start() { do_read(); }
 
@@ -131,8 +131,8 @@ class Session : public std::enable_shared_from_this<Session> {
     write_deadline_.cancel();
     linger_timer_.cancel();
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
-    stream_.socket().close(ignored);
+    socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
     // The slots stay until the session is destroyed: a cancelled write may still refer to one.
     server_->unregister(this);
   }
@@ -211,7 +211,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void cancel_io() {
     beast::error_code ignored;
-    stream_.socket().cancel(ignored);
+    socket_.cancel(ignored);
   }
 
   void do_read() {
@@ -222,8 +222,7 @@ class Session : public std::enable_shared_from_this<Session> {
     reading_ = true;
     // The read deadline runs only while no request of this connection is unanswered.
     if (slots_.empty()) arm_read_deadline();
-    stream_.expires_never();  // the read deadline is read_deadline_, not the stream's timer
-    http::async_read(stream_, buffer_, *parser_,
+    http::async_read(socket_, buffer_, *parser_,
                      beast::bind_front_handler(&Session::on_read, shared_from_this()));
   }
 
@@ -319,7 +318,7 @@ class Session : public std::enable_shared_from_this<Session> {
     write_deadline_.async_wait([self = shared_from_this()](beast::error_code ec) {
       if (ec != asio::error::operation_aborted && self->writing_) self->cancel_io();
     });
-    asio::async_write(stream_.socket(), asio::buffer(write_buffer_),
+    asio::async_write(socket_, asio::buffer(write_buffer_),
                       beast::bind_front_handler(&Session::on_write, shared_from_this(), count, last));
   }
 
@@ -392,7 +391,7 @@ class Session : public std::enable_shared_from_this<Session> {
     lingering_ = true;
     read_deadline_.cancel();
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    socket_.shutdown(tcp::socket::shutdown_send, ignored);
     linger_timer_.expires_after(std::min(linger_timeout, options().read_timeout));
     linger_timer_.async_wait([self = shared_from_this()](beast::error_code timer_ec) {
       if (timer_ec != asio::error::operation_aborted) self->close();
@@ -407,8 +406,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void do_linger_read() {
     if (closed_) return;
     reading_ = true;
-    stream_.expires_never();
-    stream_.async_read_some(
+    socket_.async_read_some(
         asio::buffer(linger_buffer_),
         [self = shared_from_this()](beast::error_code ec, std::size_t bytes) {
           self->reading_ = false;
@@ -433,7 +431,9 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   std::shared_ptr<HttpServer::State> server_;
-  beast::tcp_stream stream_;
+  // A plain socket, not beast::tcp_stream: the deadlines are the timers below (the stream's own
+  // timer machinery cost a measurable share of every request).
+  tcp::socket socket_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;  // the request being read
   std::deque<Slot> slots_;  // unanswered or unwritten requests in order; size <= depth max + 1
