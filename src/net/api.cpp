@@ -127,8 +127,44 @@ std::string error_json(Error e, std::string_view message) {
   return json{{"error", code_of(e)}, {"message", message}}.dump();
 }
 
+namespace {
+
+// The body nearly every draw carries, {"count": N} with N a plain decimal in range and optional
+// whitespace, read without building a JSON document (the hot path: a full parse costs more than
+// the rest of the request's handling in the node). Anything else: nullopt, and the full parser
+// decides.
+std::optional<std::uint32_t> parse_plain_draw(std::string_view body) {
+  std::size_t i = 0;
+  auto skip_space = [&] {
+    while (i < body.size() && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n')) ++i;
+  };
+  auto take = [&](std::string_view token) {
+    skip_space();
+    if (body.substr(i, token.size()) != token) return false;
+    i += token.size();
+    return true;
+  };
+  if (!take("{") || !take("\"count\"") || !take(":")) return std::nullopt;
+  skip_space();
+  std::uint32_t count = 0;
+  std::size_t digits = 0;
+  while (i < body.size() && body[i] >= '0' && body[i] <= '9' && digits < 5) {
+    count = count * 10 + static_cast<std::uint32_t>(body[i] - '0');
+    ++i;
+    ++digits;
+  }
+  if (digits == 0 || (digits > 1 && body[i - digits] == '0')) return std::nullopt;  // JSON: no leading zeros
+  if (!take("}")) return std::nullopt;
+  skip_space();
+  if (i != body.size() || count < 1 || count > pool::draw_count_max) return std::nullopt;
+  return count;
+}
+
+}  // namespace
+
 std::optional<std::uint32_t> parse_draw(std::string_view body, std::string& message) {
   if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) return 1;
+  if (const auto plain = parse_plain_draw(body)) return plain;
   const auto j = parse_object(body, message);
   if (!j || !only_fields(*j, {"count"}, message)) return std::nullopt;
   if (!j->contains("count")) return 1;
@@ -184,23 +220,35 @@ std::string upsert_operation(const pool::Item& item) {
 std::string delete_operation(std::string_view item_id) { return fmt::format("delete item_id={}", item_id); }
 
 // Item ids are restricted to [A-Za-z0-9_.-], so they go into JSON strings without escaping.
+// Every draw's answer: built by appending, without a format string (it is on the hot path).
+// item_ids need no escaping: they are 1-64 of A-Z a-z 0-9 _ . - (pool::valid_item_id).
 std::string draw_json(const pool::Result& result, LogIndex index) {
-  fmt::memory_buffer out;
+  std::string out;
   out.reserve(32 + result.draws.size() * 48);
-  fmt::format_to(std::back_inserter(out), "{{\"draws\":[");
+  auto number = [&out](std::uint64_t v) {
+    char digits[20];
+    const auto end = std::to_chars(digits, digits + sizeof digits, v).ptr;
+    out.append(digits, end);
+  };
+  out += R"({"draws":[)";
   bool first = true;
   for (const auto& d : result.draws) {
-    if (!first) out.push_back(',');
+    if (!first) out += ',';
     first = false;
+    out += R"({"request_id":)";
+    number(d.request_id);
     if (d.item_id) {
-      fmt::format_to(std::back_inserter(out), "{{\"request_id\":{},\"item_id\":\"{}\"}}", d.request_id, *d.item_id);
+      out += R"(,"item_id":")";
+      out += *d.item_id;
+      out += R"("})";
     } else {
-      fmt::format_to(std::back_inserter(out), "{{\"request_id\":{},\"item_id\":null,\"error\":\"pool_empty\"}}",
-                     d.request_id);
+      out += R"(,"item_id":null,"error":"pool_empty"})";
     }
   }
-  fmt::format_to(std::back_inserter(out), "],\"index\":{}}}", index.value());
-  return fmt::to_string(out);
+  out += R"(],"index":)";
+  number(index.value());
+  out += '}';
+  return out;
 }
 
 std::string item_json(const pool::Item& item) {

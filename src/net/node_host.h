@@ -179,6 +179,8 @@ class NodeHost {
   void drive_change();
   // Answers every waiter: 200 with `body` when ec is ok, else the error for ec (body: its message).
   void end_change(std::error_code ec, std::string body = {});
+  // 409 when a membership change or leadership transfer is under way (one at a time).
+  bool answered_busy(const HttpRequest& request, const Respond& respond);
   void drive_transfer();
   void end_transfer(bool done, std::string_view message);
   // Shutdown on the leader: hand leadership to the most up-to-date voter first.

@@ -183,7 +183,11 @@ void NodeHost::handle_item(HttpRequest&& request, Respond respond, const std::st
 void NodeHost::write(HttpRequest&& request, Respond answer, pool::Command command,
                      std::function<HttpResponse(const HttpRequest&, const pool::Result&)> render) {
   if (storage_failed_) {
-    answer(error_response(request, api::Error::insufficient_storage, "This node cannot write its log; nothing was applied."));
+    if (fatal_) {
+      answer(error_response(request, api::Error::no_leader, "This node stopped: its storage failed. Retry on another node."));
+    } else {
+      answer(error_response(request, api::Error::insufficient_storage, "This node cannot write its log; nothing was applied."));
+    }
     return;
   }
   if (stopping_ && core_->role() == raft::Role::leader) {

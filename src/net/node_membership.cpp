@@ -111,6 +111,14 @@ nlohmann::json NodeHost::members_json() const {
 
 // --- membership changes -----------------------------------------------------------------------
 
+bool NodeHost::answered_busy(const HttpRequest& request, const Respond& respond) {
+  if (!change_ && !transfer_) return false;
+  respond(error_response(request, api::Error::membership_change_in_progress,
+                         change_ ? "A membership change is under way; one at a time, retry when it is done."
+                                 : "A leadership transfer is under way; one at a time, retry when it is done."));
+  return true;
+}
+
 void NodeHost::handle_add_member(HttpRequest&& request, Respond answer) {
   const auto body = nlohmann::json::parse(request.body(), nullptr, false);
   std::optional<Endpoint> raft_endpoint;
@@ -143,12 +151,7 @@ void NodeHost::handle_add_member(HttpRequest&& request, Respond answer) {
       change_->waiters.emplace_back(req, std::move(respond));  // the same request again: wait with it
       return;
     }
-    if (change_ || transfer_) {
-      respond(error_response(*req, api::Error::membership_change_in_progress,
-                             change_ ? "Another membership change is under way; one at a time."
-                                     : "A leadership transfer is under way; retry when it is done."));
-      return;
-    }
+    if (answered_busy(*req, respond)) return;
     const raft::Membership& m = core_->membership();
     if (m.contains(member.id)) {
       const Member* known = member_info(member.id);
@@ -215,12 +218,7 @@ void NodeHost::handle_remove_member(HttpRequest&& request, Respond answer, NodeI
       change_->waiters.emplace_back(req, std::move(respond));
       return;
     }
-    if (change_ || transfer_) {
-      respond(error_response(*req, api::Error::membership_change_in_progress,
-                             change_ ? "Another membership change is under way; one at a time."
-                                     : "A leadership transfer is under way; retry when it is done."));
-      return;
-    }
+    if (answered_busy(*req, respond)) return;
     if (!core_->membership().contains(id)) {
       respond(error_response(*req, api::Error::not_found, fmt::format("Node {} is not a member.", id.value())));
       return;
@@ -333,12 +331,7 @@ void NodeHost::handle_transfer(HttpRequest&& request, Respond answer) {
       transfer_->waiters.emplace_back(req, std::move(respond));
       return;
     }
-    if (change_ || transfer_) {
-      respond(error_response(*req, api::Error::membership_change_in_progress,
-                             transfer_ ? "A leadership transfer is already under way."
-                                       : "A membership change is under way; retry when it is done."));
-      return;
-    }
+    if (answered_busy(*req, respond)) return;
     if (to == options_.id) {
       respond(json_response(*req, 200, fmt::format(R"({{"leader_id":{},"term":{}}})", to.value(), core_->current_term().value())));
       return;

@@ -33,6 +33,7 @@ std::string quote_key(std::string_view key) { return fmt::format(" key={:?}", ke
 
 void encode(const Command& command, Bytes& out) {
   RPOOL_ASSERT_OP(command.idempotency_key.size(), <=, idempotency_key_bytes_max);
+  out.reserve(out.size() + 64 + command.idempotency_key.size());  // a draw fits: one allocation
   ByteWriter w(out);
   w.u8(command_version);
   const auto kind = static_cast<std::uint8_t>(command.op.index() + 1);

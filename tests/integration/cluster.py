@@ -220,6 +220,14 @@ class Node:
     def client(self, timeout=15.0):
         return Client(self.host, self.http_port, timeout=timeout)
 
+    def get(self, path, timeout=5.0):
+        """One GET on a connection of its own."""
+        c = self.client(timeout=timeout)
+        try:
+            return c.get(path)
+        finally:
+            c.close()
+
     def tail(self, lines=25):
         try:
             with open(self.log_path, "rb") as f:
@@ -282,7 +290,10 @@ class Cluster:
     @staticmethod
     def _free_ports(n):
         for _ in range(200):
-            base = random.randrange(20000, 60000, 2)
+            # Below the kernel's ephemeral range (ip_local_port_range, 32768-60999 by default):
+            # a port that an outgoing connection (or its TIME_WAIT) holds cannot be listened on,
+            # and under chaos load clients churn through thousands of those.
+            base = random.randrange(10000, 32000, 2)
             ports = [(base + 2 * i + 200, base + 2 * i + 201) for i in range(n)]
             if all(port_free(HOSTS[i], p) for i in range(n) for p in ports[i]):
                 return ports
@@ -364,11 +375,7 @@ class Cluster:
         def find():
             seen = {}
             for n in nodes:
-                c = n.client(timeout=2.0)
-                try:
-                    r = c.get("/v1/cluster")
-                finally:
-                    c.close()
+                r = n.get("/v1/cluster", timeout=2.0)
                 if r.status != 200:
                     return None
                 seen[n.id] = r.json

@@ -52,11 +52,7 @@ def until_admin_ok(nodes, method, path, body=None, give_up_after=90.0, what=""):
 
 
 def cluster_info(node):
-    c = node.client(timeout=5.0)
-    try:
-        r = c.get("/v1/cluster")
-    finally:
-        c.close()
+    r = node.get("/v1/cluster")
     check(r.status == 200, f"GET /v1/cluster on {node}: {r}")
     return r.json
 
@@ -363,11 +359,7 @@ def register(test, h):
         follower = next(n for n in c.nodes if n is not leader)
 
         def scrape(node):
-            cl = node.client(timeout=5.0)
-            try:
-                r = cl.get("/metrics")
-            finally:
-                cl.close()
+            r = node.get("/metrics")
             check(r.status == 200, f"/metrics on {node}: {r}")
             check(r.headers.get("content-type", "").startswith("text/plain; version=0.0.4"),
                   f"/metrics content type {r.headers.get('content-type')!r}")
@@ -461,3 +453,63 @@ def register(test, h):
         check("installed snapshot" in lagging.log_text(), f"{lagging}, 160 entries behind, got no snapshot")
         for cl in clients.values():
             cl.close()
+
+    @test
+    def a_disk_error_stops_the_node_with_exit_1_and_its_waiting_requests_get_503_or_504_never_500(ctx):
+        import shutil
+        if not shutil.which("fiu-run") or not shutil.which("fiu-ctrl"):
+            raise Skipped("fiu-run/fiu-ctrl (Debian fiu-utils) are not installed")
+        c = ctx.cluster(catalog=h.BIG_CATALOG)
+        c.start_all()
+        leader = c.leader()
+        # The leader again, under libfiu: its fdatasync can be made to fail from outside.
+        leader.kill()
+        c.leader(among=[n for n in c.nodes if n is not leader], timeout=20)
+        leader.proc = None
+        log = open(leader.log_path, "ab")
+        leader.proc = subprocess.Popen(["fiu-run", "-x", c.rpoold, "--config", c.config_path, "--id", str(leader.id)],
+                                       stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=c.dir)
+        log.close()
+        c.started_pids.add(leader.proc.pid)
+        c.wait_ready([leader])
+        until_admin_ok([leader], "POST", "/v1/cluster/leader", {"to": leader.id}, what="transfer back to the fiu node")
+        statuses, lock, stop = {}, threading.Lock(), threading.Event()
+
+        def draw_there(i):
+            cl = leader.client(timeout=10.0)
+            while not stop.is_set():
+                try:
+                    r = cl.get("/v1/pool") if i % 3 == 2 else cl.post("/v1/draw", {"count": 1})
+                    key = r.status
+                    if r.status != 200:
+                        h.expect_error(r, r.status, {503: "no_leader", 504: "outcome_unknown"}.get(r.status, "?"),
+                                       "an answer of the node whose disk failed")
+                except OSError:
+                    key = "connection"
+                    time.sleep(0.05)
+                except TestFailure as e:
+                    key = str(e)
+                with lock:
+                    statuses[key] = statuses.get(key, 0) + 1
+            cl.close()
+        threads = [threading.Thread(target=draw_there, args=(i,), daemon=True) for i in range(12)]
+        for t in threads:
+            t.start()
+        wait_until(lambda: statuses.get(200, 0) >= 50, 30, "50 draws before the fault")
+        r = subprocess.run(["fiu-ctrl", "-c", "enable name=posix/io/sync/fdatasync", str(leader.proc.pid)],
+                           capture_output=True, text=True)
+        check(r.returncode == 0, f"fiu-ctrl: {r.stderr}")
+        try:
+            rc = leader.proc.wait(timeout=20)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(15)
+        check(rc == 1, f"the node whose fdatasync failed exited {rc}, not 1")
+        lines = [l for l in leader.log_text().splitlines() if l.startswith("rpoold:")]
+        check(len(lines) == 1 and "fdatasync" in lines[0], f"no one clear stderr line naming the failure: {lines}")
+        bad = {k: v for k, v in statuses.items() if k not in (200, 503, 504, "connection")}
+        check(not bad, f"answers other than 200/503/504 (or a closed connection): {bad}")
+        h.note(f"answers around the fault: {statuses}; stderr: {lines[0]}")
+        others = [n for n in c.nodes if n is not leader]
+        h.draw_on(c.leader(among=others, timeout=20), 2)

@@ -255,11 +255,7 @@ def acked_checks(answers, pool, initial):
 
 
 def metric(node, name):
-    c = node.client(timeout=5.0)
-    try:
-        r = c.get("/metrics")
-    finally:
-        c.close()
+    r = node.get("/metrics")
     check(r.status == 200, f"/metrics on {node}: {r}")
     m = re.search(rf"^{re.escape(name)} (\S+)$", r.body.decode(), re.M)
     check(m, f"/metrics on {node} has no {name}")

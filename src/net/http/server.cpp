@@ -3,8 +3,8 @@
 //
 // Pipelining: the read loop reads requests ahead while handlers work, up to pipeline_depth_max
 // unanswered requests per connection. Each request takes a slot in `slots_` in arrival order; a
-// handler's answer fills its slot whenever it comes, and the write loop only ever writes the front
-// slot, so answers go out in request order.
+// handler's answer fills its slot whenever it comes, and the write loop writes the answers ready at
+// the front (all of them in one write), so answers go out in request order.
 //
 // Closing: a connection closes after an answer that ends it (Connection: close, HTTP/1.0, a 400
 // or 413, shutdown) by sending FIN and then reading and discarding what the client still sends
@@ -102,9 +102,10 @@ class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(std::shared_ptr<HttpServer::State> server, tcp::socket socket)
       : server_(std::move(server)),
-        stream_(std::move(socket)),
-        read_deadline_(stream_.get_executor()),
-        linger_timer_(stream_.get_executor()) {}
+        socket_(std::move(socket)),
+        read_deadline_(socket_.get_executor()),
+        write_deadline_(socket_.get_executor()),
+        linger_timer_(socket_.get_executor()) {}
 
   void start() { do_read(); }
 
@@ -127,10 +128,11 @@ class Session : public std::enable_shared_from_this<Session> {
     const auto self = shared_from_this();  // unregister() drops the server's reference
     closed_ = true;
     read_deadline_.cancel();
+    write_deadline_.cancel();
     linger_timer_.cancel();
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
-    stream_.socket().close(ignored);
+    socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
     // The slots stay until the session is destroyed: a cancelled write may still refer to one.
     server_->unregister(this);
   }
@@ -209,7 +211,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void cancel_io() {
     beast::error_code ignored;
-    stream_.socket().cancel(ignored);
+    socket_.cancel(ignored);
   }
 
   void do_read() {
@@ -220,8 +222,7 @@ class Session : public std::enable_shared_from_this<Session> {
     reading_ = true;
     // The read deadline runs only while no request of this connection is unanswered.
     if (slots_.empty()) arm_read_deadline();
-    stream_.expires_never();  // the read deadline is read_deadline_, not the stream's timer
-    http::async_read(stream_, buffer_, *parser_,
+    http::async_read(socket_, buffer_, *parser_,
                      beast::bind_front_handler(&Session::on_read, shared_from_this()));
   }
 
@@ -289,40 +290,68 @@ class Session : public std::enable_shared_from_this<Session> {
     do_write();
   }
 
+  // Writes every answer that is ready at the front, in order, in one write: pipelined answers
+  // share a system call. Each answer is serialized by hand into one flat buffer (status line,
+  // fields, body), which costs a fraction of Beast's serializer over a buffer sequence.
   void do_write() {
     if (closed_ || lingering_ || writing_ || slots_.empty() || !slots_.front().response) return;
-    Slot& slot = slots_.front();
-    HttpResponse& response = *slot.response;
-    // The connection ends after this answer if the request or the handler says so, or if no
-    // further request will be read and none is waiting.
-    const bool handler_closes =
-        http::token_list{response[http::field::connection]}.exists("close");
-    const bool last = !slot.keep_alive || handler_closes || (read_closed_ && slots_.size() == 1);
-    response.version(slot.version);
-    response.keep_alive(!last);
-    response.set(http::field::server, options().server_name);
-    response.prepare_payload();
-    if (slot.head) {
-      // A HEAD answer announces the length of the body it does not carry.
-      const std::size_t length = response.body().size();
-      response.body().clear();
-      response.content_length(length);
+    write_buffer_.clear();
+    std::size_t count = 0;
+    bool last = false;
+    for (Slot& slot : slots_) {
+      if (!slot.response || last) break;
+      HttpResponse& response = *slot.response;
+      // The connection ends after this answer if the request or the handler says so, or if no
+      // further request will be read and none is waiting after it.
+      const bool handler_closes = http::token_list{response[http::field::connection]}.exists("close");
+      last = !slot.keep_alive || handler_closes || (read_closed_ && count + 1 == slots_.size());
+      response.version(slot.version);
+      response.keep_alive(!last);
+      response.set(http::field::server, options().server_name);
+      response.prepare_payload();
+      serialize(response, slot.head, write_buffer_);
+      ++count;
     }
     writing_ = true;
-    stream_.expires_after(options().read_timeout);  // a client that does not read its answers
-    http::async_write(stream_, response,
-                      beast::bind_front_handler(&Session::on_write, shared_from_this(), last));
+    // A client that does not read its answers: the write gives up after read_timeout.
+    write_deadline_.expires_after(options().read_timeout);
+    write_deadline_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (ec != asio::error::operation_aborted && self->writing_) self->cancel_io();
+    });
+    asio::async_write(socket_, asio::buffer(write_buffer_),
+                      beast::bind_front_handler(&Session::on_write, shared_from_this(), count, last));
   }
 
-  void on_write(bool last, beast::error_code ec, std::size_t /*bytes*/) {
+  static void serialize(const HttpResponse& response, bool head, std::string& out) {
+    out += response.version() == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+    out += std::to_string(response.result_int());
+    out += ' ';
+    const auto reason = response.reason();
+    out.append(reason.data(), reason.size());
+    out += "\r\n";
+    for (const auto& field : response) {
+      out.append(field.name_string().data(), field.name_string().size());
+      out += ": ";
+      out.append(field.value().data(), field.value().size());
+      out += "\r\n";
+    }
+    out += "\r\n";
+    // A HEAD answer announces the length of the body it does not carry.
+    if (!head) out += response.body();
+  }
+
+  void on_write(std::size_t count, bool last, beast::error_code ec, std::size_t /*bytes*/) {
     writing_ = false;
+    write_deadline_.cancel();
     if (closed_) return;
     if (ec) {
       fail(ec, "write");
       return;
     }
-    slots_.pop_front();
-    ++front_sequence_;
+    for (std::size_t i = 0; i < count; ++i) {
+      slots_.pop_front();
+      ++front_sequence_;
+    }
     if (last) {
       read_closed_ = true;
       linger();
@@ -362,7 +391,7 @@ class Session : public std::enable_shared_from_this<Session> {
     lingering_ = true;
     read_deadline_.cancel();
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    socket_.shutdown(tcp::socket::shutdown_send, ignored);
     linger_timer_.expires_after(std::min(linger_timeout, options().read_timeout));
     linger_timer_.async_wait([self = shared_from_this()](beast::error_code timer_ec) {
       if (timer_ec != asio::error::operation_aborted) self->close();
@@ -377,8 +406,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void do_linger_read() {
     if (closed_) return;
     reading_ = true;
-    stream_.expires_never();
-    stream_.async_read_some(
+    socket_.async_read_some(
         asio::buffer(linger_buffer_),
         [self = shared_from_this()](beast::error_code ec, std::size_t bytes) {
           self->reading_ = false;
@@ -403,17 +431,21 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   std::shared_ptr<HttpServer::State> server_;
-  beast::tcp_stream stream_;
+  // A plain socket, not beast::tcp_stream: the deadlines are the timers below (the stream's own
+  // timer machinery cost a measurable share of every request).
+  tcp::socket socket_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;  // the request being read
   std::deque<Slot> slots_;  // unanswered or unwritten requests in order; size <= depth max + 1
   std::uint64_t front_sequence_ = 0;  // the sequence number of slots_.front()
   asio::steady_timer read_deadline_;
+  asio::steady_timer write_deadline_;
   asio::steady_timer linger_timer_;
+  std::string write_buffer_;  // the answers being written (do_write)
   std::array<char, 4096> linger_buffer_{};
   std::size_t linger_bytes_ = 0;
   bool reading_ = false;      // a read is pending
-  bool writing_ = false;      // a write of slots_.front() is pending
+  bool writing_ = false;      // a write of the answers at the front of slots_ is pending
   bool read_closed_ = false;  // no further request will be read
   bool lingering_ = false;    // the last answer is written; draining before close
   bool closed_ = false;       // the socket is closed and the session unregistered

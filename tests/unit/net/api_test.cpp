@@ -1,5 +1,8 @@
 #include <doctest/doctest.h>
 
+#include <random>
+#include <nlohmann/json.hpp>
+
 #include <string>
 
 #include "net/api.h"
@@ -135,6 +138,49 @@ TEST_CASE("a draw count out of 1..1000 or not an integer is a 400 with a sentenc
   }
 }
 
+TEST_CASE("the plain-body fast path of parse_draw agrees with a full JSON parse on 200,000 near-miss bodies") {
+  // Bodies built from the tokens of {"count": N} and its near misses; the reference is the
+  // contract's rule applied to a full nlohmann parse.
+  const std::vector<std::string> tokens = {"{", "}", "\"count\"", "\"Count\"", ":", ",", " ", "\t", "\n", "1", "0", "7",
+                                           "1000", "1001", "01", "-", ".", "e2", "\"", "null", "\"seed\"", "[", "]"};
+  std::mt19937_64 rng(20261129);
+  auto reference = [](const std::string& body) -> std::optional<std::uint32_t> {
+    if (body.find_first_not_of(" \t\r\n") == std::string::npos) return 1;
+    const auto j = nlohmann::json::parse(body, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) return std::nullopt;
+    for (const auto& [key, value] : j.items()) {
+      if (key != "count") return std::nullopt;
+    }
+    if (!j.contains("count")) return 1;
+    const auto& c = j["count"];
+    if (!c.is_number_integer() || c.get<std::int64_t>() < 1 || c.get<std::int64_t>() > 1000 ||
+        (c.is_number_unsigned() && c.get<std::uint64_t>() > 1000)) {
+      return std::nullopt;
+    }
+    return static_cast<std::uint32_t>(c.get<std::int64_t>());
+  };
+  int accepted = 0;
+  for (int n = 0; n < 200000; ++n) {
+    std::string body;
+    if (n % 2 == 0) {
+      // Mostly well-formed: {"count": <digits>} with random spacing and one random mutation.
+      body = "{\"count\":" + std::to_string(rng() % 1200) + "}";
+      const std::size_t at = rng() % (body.size() + 1);
+      body.insert(at, tokens[rng() % tokens.size()]);
+    } else {
+      const std::size_t length = 1 + rng() % 7;
+      for (std::size_t k = 0; k < length; ++k) body += tokens[rng() % tokens.size()];
+    }
+    CAPTURE(body);
+    std::string message;
+    const auto got = parse_draw(body, message);
+    const auto want = reference(body);
+    REQUIRE(got == want);
+    accepted += got.has_value();
+  }
+  CHECK(accepted > 5000);  // the generator reaches both sides
+}
+
 TEST_CASE("a draw body that is not a JSON object, or has another field, is a 400 with a sentence") {
   struct Case {
     const char* body;
@@ -186,6 +232,37 @@ TEST_CASE("a token matches only the same token") {
   CHECK_FALSE(token_matches("", "s3cret"));
   CHECK_FALSE(token_matches("s3cret ", "s3cret"));
   CHECK_FALSE(token_matches(std::string("s3cret\0", 7), "s3cret"));
+}
+
+}  // namespace
+}  // namespace rpool::net::api
+
+namespace rpool::net::api {
+namespace {
+
+TEST_CASE("a draw answer is the JSON of CONTRACT.md, with pool_empty draws, for any count") {
+  std::mt19937_64 rng(7);
+  for (int n = 0; n < 2000; ++n) {
+    pool::Result result;
+    const std::size_t count = 1 + rng() % 12;
+    for (std::size_t k = 0; k < count; ++k) {
+      pool::DrawOutcome d;
+      d.request_id = rng() >> (rng() % 64);
+      if (rng() % 3 != 0) d.item_id = std::string(1 + rng() % 64, "Az09_.-"[rng() % 7]);
+      result.draws.push_back(d);
+    }
+    const LogIndex index(rng());
+    const auto parsed = nlohmann::json::parse(draw_json(result, index));
+    nlohmann::json want = {{"draws", nlohmann::json::array()}, {"index", index.value()}};
+    for (const auto& d : result.draws) {
+      if (d.item_id) {
+        want["draws"].push_back({{"request_id", d.request_id}, {"item_id", *d.item_id}});
+      } else {
+        want["draws"].push_back({{"request_id", d.request_id}, {"item_id", nullptr}, {"error", "pool_empty"}});
+      }
+    }
+    REQUIRE(parsed == want);
+  }
 }
 
 }  // namespace

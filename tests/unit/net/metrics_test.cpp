@@ -16,29 +16,14 @@
 #include <fmt/format.h>
 
 #include "net/metrics.h"
+#include "../aborts.h"
 
 namespace rpool::net::metrics {
 namespace {
 
 constexpr double inf = std::numeric_limits<double>::infinity();
 
-// Runs `body` in a child process and reports whether it died of SIGABRT (an RPOOL_ASSERT).
-template <class F>
-bool aborts(F body) {
-  std::fflush(nullptr);
-  const pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    // The child's own crash report is expected: keep it out of the test log.
-    std::freopen("/dev/null", "w", stdout);
-    std::freopen("/dev/null", "w", stderr);
-    body();
-    std::_Exit(0);
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT;
-}
+using rpool::test::aborts;
 
 // The bucket index of `v` by the definition of "le": the first bound >= v, else the +Inf bucket.
 std::size_t naive_bucket(const std::vector<double>& bounds, double v) {

@@ -13,6 +13,7 @@
 #include <cstdio>
 
 #include "helpers.h"
+#include "../aborts.h"
 
 namespace rpool::wal {
 namespace {
@@ -330,23 +331,7 @@ TEST_CASE("a second open of a locked data directory fails with errc::locked") {
   CHECK_FALSE(Log::open(dir.path(), small()).error);
 }
 
-// Runs `body` in a child process and reports whether it died of SIGABRT (an RPOOL_ASSERT).
-template <class F>
-bool aborts(F body) {
-  std::fflush(nullptr);
-  const pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    // The child's own doctest report ("test case CRASHED") is expected: keep it out of the log.
-    std::freopen("/dev/null", "w", stdout);
-    std::freopen("/dev/null", "w", stderr);
-    body();
-    std::_Exit(0);
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT;
-}
+using rpool::test::aborts;
 
 TEST_CASE("appending out of order or with a falling term is a caller bug that asserts") {
   TempDir dir;
