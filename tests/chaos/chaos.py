@@ -34,7 +34,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "integration"))
-from cluster import HOSTS, Cluster, TestFailure, check, port_free, wait_until  # noqa: E402,F401
+from cluster import Cluster, TestFailure, check, wait_until  # noqa: E402,F401
 
 CONN_ERRORS = (OSError, http.client.HTTPException)
 # 500 is not in the contract's error table; the clients retry it like 503/504 (with the same
@@ -100,26 +100,6 @@ class ChaosCluster(Cluster):
         self.rpool_wal = rpool_wal
         self.counters = collections.Counter()  # leader_kills, crashes, partitions, pauses, disk_fulls
         self.lock = threading.Lock()
-
-    @staticmethod
-    def _free_ports(n):
-        """Like Cluster._free_ports, but below the kernel's ephemeral range (32768-60999 here):
-        a node restarted hundreds of times must find its ports free, and an ephemeral port (any
-        process's outgoing connection from 127.0.0.x, e.g. another cluster's node) could take one
-        while it is down (seen in a 30-minute soak: "cannot listen ... Address already in use")."""
-        low = 20000
-        try:
-            with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-                ephemeral_low = int(f.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            ephemeral_low = 32768
-        high = max(low + 1000, ephemeral_low - 2 * n - 2)
-        for _ in range(200):
-            base = random.randrange(low, high - 2 * n, 2)
-            ports = [(base + 2 * i, base + 2 * i + 1) for i in range(n)]
-            if all(port_free(HOSTS[i], p) for i in range(n) for p in ports[i]):
-                return ports
-        raise RuntimeError("no free ports found")
 
     def bump(self, name, n=1):
         with self.lock:
