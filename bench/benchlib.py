@@ -6,6 +6,7 @@ is left. Nothing is ever stopped by name.
 """
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -54,17 +55,28 @@ def ensure_build(build_dir, targets=("apps/rpoold", "tools/rpool-bench")):
 _taken = set()
 
 
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host):
-    """A port that nothing listens on at `host` right now (bound once to check, then released)."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind((host, 0))
-            port = s.getsockname()[1]
+    """A port nothing listens on at `host` (nor on 127.0.0.1-3) right now, chosen below the
+    ephemeral range, so that no client connection (or its TIME_WAIT) can take it between this check
+    and the server's bind."""
+
+    low, high = 20000, min(_ephemeral_low(), 65536)
+    if high - low < 1000:
+        low, high = 10000, high
+    for _ in range(500):
+        port = random.randrange(low, high)
         if port in _taken:
             continue
-        # Also free on the other loopback addresses we use, so one number serves all three.
         ok = True
-        for h in ("127.0.0.1", "127.0.0.2", "127.0.0.3"):
+        for h in {host, "127.0.0.1", "127.0.0.2", "127.0.0.3"}:
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
                 try:
                     s.bind((h, port))
