@@ -1,0 +1,210 @@
+"""Shared helpers of bench/compare-etcd and bench/restart-time (python3 stdlib only).
+
+Processes: everything started goes through Procs.start(), which remembers the pid; Procs.stop_all()
+(run from the scripts' exit handlers) sends SIGTERM to exactly those pids, waits, then SIGKILLs what
+is left. Nothing is ever stopped by name.
+"""
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def log(msg):
+    print(f"== {msg}", file=sys.stderr, flush=True)
+
+
+def ensure_debs(debs):
+    """Installs the Debian packages that are missing, the way scripts/deps.sh does."""
+    missing = []
+    for p in debs:
+        r = subprocess.run(["dpkg-query", "-W", "-f=${Status}", p], capture_output=True, text=True)
+        if "install ok installed" not in r.stdout:
+            missing.append(p)
+    if not missing:
+        return
+    log(f"installing: {' '.join(missing)}")
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(sudo + ["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(sudo + ["apt-get", "install", "-y", "-qq", "--no-install-recommends"] + missing,
+                   check=True, env=env)
+
+
+def ensure_build(build_dir, targets=("apps/rpoold", "tools/rpool-bench")):
+    """meson setup (when the build dir is new) and ninja the binaries the benchmark needs."""
+    bd = os.path.join(REPO, build_dir)
+    if not os.path.exists(os.path.join(bd, "build.ninja")):
+        log(f"meson setup {build_dir}")
+        subprocess.run(["meson", "setup", bd], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+    log(f"ninja -C {build_dir} {' '.join(targets)}")
+    subprocess.run(["nice", "ninja", "-C", bd] + list(targets), cwd=REPO, check=True,
+                   stdout=subprocess.DEVNULL)
+    return bd
+
+
+_taken = set()
+
+
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port(host):
+    """A port nothing listens on at `host` (nor on 127.0.0.1-3) right now, chosen below the
+    ephemeral range, so that no client connection (or its TIME_WAIT) can take it between this check
+    and the server's bind."""
+
+    low, high = 20000, min(_ephemeral_low(), 65536)
+    if high - low < 1000:
+        low, high = 10000, high
+    for _ in range(500):
+        port = random.randrange(low, high)
+        if port in _taken:
+            continue
+        ok = True
+        for h in {host, "127.0.0.1", "127.0.0.2", "127.0.0.3"}:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind((h, port))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            _taken.add(port)
+            return port
+    raise RuntimeError("no free port found")
+
+
+class Procs:
+    """The processes this run started, by pid."""
+
+    def __init__(self):
+        self.procs = []
+
+    def start(self, name, argv, logfile, cwd=None, env=None):
+        f = open(logfile, "ab")
+        p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, cwd=cwd, env=env,
+                             start_new_session=True)
+        f.close()
+        p.bench_name = name
+        self.procs.append(p)
+        return p
+
+    def stop(self, p, timeout=20):
+        if p.poll() is None:
+            try:
+                os.kill(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log(f"{p.bench_name} (pid {p.pid}) ignored SIGTERM for {timeout} s; SIGKILL")
+                os.kill(p.pid, signal.SIGKILL)
+                p.wait()
+        if p in self.procs:
+            self.procs.remove(p)
+        return p.returncode
+
+    def stop_all(self):
+        for p in list(self.procs):
+            self.stop(p)
+
+
+def http_get(url, timeout=1.0, data=None, method=None):
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return r.status, r.read()
+
+
+def wait_http_ok(url, deadline_s, procs_alive=(), interval=0.02):
+    """Polls `url` until it answers 200; returns the seconds it took, raises on timeout or on the
+    death of one of `procs_alive`."""
+    t0 = time.monotonic()
+    while True:
+        try:
+            status, _ = http_get(url, timeout=0.5)
+            if status == 200:
+                return time.monotonic() - t0
+        except (urllib.error.URLError, ConnectionError, OSError, TimeoutError):
+            pass
+        for p in procs_alive:
+            if p.poll() is not None:
+                raise RuntimeError(f"{p.bench_name} exited with {p.returncode} while waiting for {url}")
+        if time.monotonic() - t0 > deadline_s:
+            raise RuntimeError(f"{url} not ready after {deadline_s} s")
+        time.sleep(interval)
+
+
+def rpool_config(tmp, nodes=3, catalog_items=100, snapshot_entries=100000, fsync=True):
+    """A cluster config on 127.0.0.1..N with free ports and `catalog_items` unlimited items, so the
+    pool never empties. Returns (path, members)."""
+    members = []
+    for i in range(1, nodes + 1):
+        host = f"127.0.0.{i}"
+        members.append({"id": i, "raft": f"{host}:{free_port(host)}", "http": f"{host}:{free_port(host)}"})
+    catalog = [{"item_id": f"item-{k:06d}", "quantity": -1, "probability": 1 + k % 7}
+               for k in range(catalog_items)]
+    config = {
+        "members": members,
+        "data_dir": os.path.join(tmp, "rpool", "node-{id}"),
+        "catalog": catalog,
+        "raft": {"heartbeat_ms": 50, "election_timeout_ms": 500, "snapshot_entries": snapshot_entries},
+        "wal": {"segment_bytes": 67108864, "fsync": fsync},
+    }
+    os.makedirs(os.path.join(tmp, "rpool"), exist_ok=True)
+    path = os.path.join(tmp, "rpool", "cluster.json")
+    with open(path, "w") as f:
+        json.dump(config, f, indent=1)
+    return path, members
+
+
+def start_rpool_node(procs, build_dir, config_path, tmp, node_id):
+    rpoold = os.path.join(build_dir, "apps", "rpoold")
+    return procs.start(f"rpoold {node_id}", [rpoold, "--config", config_path, "--id", str(node_id)],
+                       os.path.join(tmp, "rpool", f"node-{node_id}.log"))
+
+
+def rpool_leader(members, timeout_s=15):
+    """The http address of the current leader, asked of node 1 (any node knows it once ready)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        for m in members:
+            try:
+                _, body = http_get(f"http://{m['http']}/v1/cluster")
+                leader = json.loads(body).get("leader_id")
+                for mm in members:
+                    if mm["id"] == leader:
+                        return mm
+            except (urllib.error.URLError, OSError, ValueError):
+                pass
+        time.sleep(0.1)
+    raise RuntimeError("no rpool leader")
+
+
+def uptime():
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "?"
+
+
+def which_or_die(name):
+    if shutil.which(name) is None:
+        raise RuntimeError(f"{name} not found on PATH")
