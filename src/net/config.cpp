@@ -8,6 +8,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "raft/core.h"
+
 namespace rpool::net {
 namespace {
 
@@ -111,6 +113,8 @@ Config parse(const json& root) {
     c.data_dir = root["data_dir"].get<std::string>();
   }
 
+  static_assert(catalog_bytes_max + 4096 <= raft::entry_bytes_max_default &&
+                catalog_bytes_max + 4096 <= raft::message_bytes_max_default);
   if (root.contains("catalog")) {
     if (!root["catalog"].is_array()) fail("catalog", "expected an array of items");
     if (root["catalog"].size() > pool::items_max) fail("catalog", fmt::format("at most {} items", pool::items_max));
@@ -120,6 +124,14 @@ Config parse(const json& root) {
       pool::Item item = catalog_item(root["catalog"][i], field);
       if (!seen.insert(item.item_id).second) fail(field + ".item_id", fmt::format("duplicate item_id \"{}\"", item.item_id));
       c.catalog.push_back(std::move(item));
+    }
+    // The catalog seeds the pool as ONE log entry: it must fit in one (with room for the append
+    // message around it). A larger catalog is seeded by PUT /v1/items after the first part.
+    const std::size_t bytes = pool::encode(pool::Command{pool::Bootstrap{c.catalog}, 0, {}, {}}).size();
+    if (bytes > catalog_bytes_max) {
+      fail("catalog", fmt::format("{} items take {} bytes as one log entry, over the limit of {}; put the rest "
+                                  "in with PUT /v1/items once the cluster runs",
+                                  c.catalog.size(), bytes, catalog_bytes_max));
     }
   }
 

@@ -51,6 +51,11 @@ struct Config {
   std::string data_dir_for(NodeId id) const;
 };
 
+// The encoded catalog is one log entry (pool::Bootstrap): under raft's entry and message limits
+// (raft::entry_bytes_max_default, message_bytes_max_default: 1 MiB), with room for the rest of
+// an append message.
+inline constexpr std::size_t catalog_bytes_max = (std::size_t{1} << 20) - 4096;
+
 inline constexpr std::uint64_t segment_bytes_min = 64 << 10;
 inline constexpr std::uint64_t segment_bytes_max = 1ull << 30;
 

@@ -532,7 +532,14 @@ void NodeHost::ensure_bootstrap() {
   if (pool_.bootstrapped() || bootstrap_term_ == core_->current_term()) return;
   if (core_->role() != raft::Role::leader) return;
   pool::Command command{pool::Bootstrap{options_.config.catalog}, detail::wall_clock_ms(), {}, {}};
-  if (!core_->propose(pool::encode(command))) bootstrap_term_ = core_->current_term();
+  const auto ec = core_->propose(pool::encode(command));
+  // A proposal refused for a while (a leadership transfer) is tried again before the next write;
+  // one that can never succeed (too large: the config check prevents it) is not retried per write.
+  if (!ec || ec == raft::errc::too_large) bootstrap_term_ = core_->current_term();
+  if (ec == raft::errc::too_large) {
+    logger_.error("the catalog does not fit in one log entry; the pool is not seeded",
+                  {{"items", std::uint64_t{options_.config.catalog.size()}}});
+  }
 }
 
 void NodeHost::serve_reads() {

@@ -206,6 +206,15 @@ TEST_CASE("a bad catalog item is an error naming the item and its field") {
     CHECK(rejected(catalog(c.items)) == c.error);
   }
   CHECK(rejected(minimal(R"(, "catalog": {"gold": 1})")) == "config: catalog: expected an array of items");
+  // A catalog that does not fit in one log entry (it seeds the pool as one) is refused up front.
+  std::string big;
+  for (int i = 0; i < 20000; ++i) {
+    big += (i ? "," : "") + std::string(R"({"item_id":"item-)") + std::to_string(i) + std::string(48, 'x') +
+           R"(","quantity":-1,"probability":1})";
+  }
+  const std::string error = rejected(catalog(big));
+  CHECK(error.find("config: catalog: 20000 items take") == 0);
+  CHECK(error.find("PUT /v1/items") != std::string::npos);
 }
 
 TEST_CASE("other malformed configs are errors that name what is wrong") {
