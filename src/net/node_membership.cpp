@@ -23,10 +23,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string member_context(const Member& m) {
-  return nlohmann::json{{"raft", m.raft.to_string()}, {"http", m.http.to_string()}}.dump();
-}
-
 std::optional<Member> parse_member_context(NodeId id, const std::string& text) {
   const auto j = nlohmann::json::parse(text, nullptr, false);
   if (!j.is_object() || !j.contains("raft") || !j.contains("http") || !j["raft"].is_string() ||
@@ -41,7 +37,9 @@ std::optional<Member> parse_member_context(NodeId id, const std::string& text) {
 
 }  // namespace
 
-std::string detail::member_context_json(const Member& m) { return member_context(m); }
+std::string detail::member_context_json(const Member& m) {
+  return nlohmann::json{{"raft", m.raft.to_string()}, {"http", m.http.to_string()}}.dump();
+}
 
 const Member* NodeHost::member_info(NodeId id) const {
   const auto it = members_.find(id);
