@@ -99,28 +99,28 @@ void NodeHost::handle_metrics(HttpRequest&& request, Respond respond) {
   const std::vector<NodeId> peers = transport_ ? transport_->peers() : std::vector<NodeId>{};
   std::vector<std::pair<NodeId, PeerStats>> stats;
   for (NodeId id : peers) stats.emplace_back(id, transport_->stats(id));
-  auto per_peer = [&](auto emit) {
-    for (const auto& [id, s] : stats) emit(metrics::Labels{{"peer", std::to_string(id.value())}}, s);
+  // One family at a time (Exposition wants a family's series together), one series per peer.
+  for (const auto& [id, s] : stats) {
+    out.gauge("rpool_peer_connected", "1 while this node's connection to the peer is up.", s.connected ? 1 : 0,
+              {{"peer", std::to_string(id.value())}});
+  }
+  struct PeerCounter {
+    const char* name;
+    const char* help;
+    std::uint64_t PeerStats::*field;
   };
-  per_peer([&](const metrics::Labels& l, const PeerStats& s) {
-    out.gauge("rpool_peer_connected", "1 while this node's connection to the peer is up.", s.connected ? 1 : 0, l);
-  });
-  per_peer([&](const metrics::Labels& l, const PeerStats& s) {
-    out.counter("rpool_peer_sent_bytes_total", "Bytes sent to the peer.", as_double(s.bytes_sent), l);
-  });
-  per_peer([&](const metrics::Labels& l, const PeerStats& s) {
-    out.counter("rpool_peer_received_bytes_total", "Bytes received from the peer.", as_double(s.bytes_received), l);
-  });
-  per_peer([&](const metrics::Labels& l, const PeerStats& s) {
-    out.counter("rpool_peer_dropped_frames_total", "Messages to the peer dropped (not connected, queue full).",
-                as_double(s.frames_dropped), l);
-  });
-  per_peer([&](const metrics::Labels& l, const PeerStats& s) {
-    out.counter("rpool_peer_malformed_frames_total", "Malformed frames received from the peer.", as_double(s.frames_malformed), l);
-  });
-  per_peer([&](const metrics::Labels& l, const PeerStats& s) {
-    out.counter("rpool_peer_connects_total", "Connections established to the peer.", as_double(s.connects), l);
-  });
+  static constexpr PeerCounter peer_counters[] = {
+      {"rpool_peer_sent_bytes_total", "Bytes sent to the peer.", &PeerStats::bytes_sent},
+      {"rpool_peer_received_bytes_total", "Bytes received from the peer.", &PeerStats::bytes_received},
+      {"rpool_peer_dropped_frames_total", "Messages to the peer dropped (not connected, queue full).", &PeerStats::frames_dropped},
+      {"rpool_peer_malformed_frames_total", "Malformed frames received from the peer.", &PeerStats::frames_malformed},
+      {"rpool_peer_connects_total", "Connections established to the peer.", &PeerStats::connects},
+  };
+  for (const PeerCounter& c : peer_counters) {
+    for (const auto& [id, s] : stats) {
+      out.counter(c.name, c.help, as_double(s.*c.field), {{"peer", std::to_string(id.value())}});
+    }
+  }
   if (leading) {
     for (const auto& [id, s] : stats) {
       const raft::Progress* pr = core_->progress(id);
