@@ -1,5 +1,6 @@
 #include "net/node_host.h"
 
+#include <charconv>
 #include <filesystem>
 #include <system_error>
 
@@ -24,6 +25,9 @@ using detail::role_name;
 // cluster forms and kept in the data directory (a node that joins later learns it from its
 // first peer), so that later edits of the config's member list do not change it.
 constexpr std::string_view cluster_id_file = "cluster-id";
+
+// The file's content: 16 hex digits and a newline.
+std::string cluster_id_text(std::uint64_t id) { return fmt::format("{:016x}\n", id); }
 
 std::uint64_t cluster_id_of(const Config& config) {
   std::string text;
@@ -164,14 +168,9 @@ bool NodeHost::recover(std::string& error) {
   // joining node learns it from the leader (start()).
   Bytes id_file;
   if (const auto ec = log_->load_file(cluster_id_file, id_file); !ec) {
-    const std::string text(as_chars(id_file));
-    std::size_t used = 0;
-    try {
-      cluster_id_ = std::stoull(text, &used, 16);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != 16 || text.size() != 17 || text.back() != '\n' || cluster_id_ == 0) {
+    const std::string_view text = as_chars(id_file);
+    std::from_chars(text.data(), text.data() + text.size(), cluster_id_, 16);
+    if (cluster_id_ == 0 || cluster_id_text(cluster_id_) != text) {  // exactly what we write
       error = fmt::format("{}/{} does not hold a cluster id", dir, cluster_id_file);
       return false;
     }
@@ -180,7 +179,7 @@ bool NodeHost::recover(std::string& error) {
     return false;
   } else if (!options_.join) {
     cluster_id_ = cluster_id_of(options_.config);
-    if (const auto save_ec = log_->save_file(cluster_id_file, as_bytes(fmt::format("{:016x}\n", cluster_id_)))) {
+    if (const auto save_ec = log_->save_file(cluster_id_file, as_bytes(cluster_id_text(cluster_id_)))) {
       error = fmt::format("cannot write {}/{}: {} {}", dir, cluster_id_file, save_ec.message(), log_->error_detail());
       return false;
     }
@@ -221,7 +220,7 @@ bool NodeHost::start(std::string& error) {
   peer_options.on_cluster_id = [this](std::uint64_t id) {
     cluster_id_ = id;
     asio::post(wal_io_, [this, id] {
-      if (const auto ec = log_->save_file(cluster_id_file, as_bytes(fmt::format("{:016x}\n", id)))) {
+      if (const auto ec = log_->save_file(cluster_id_file, as_bytes(cluster_id_text(id)))) {
         logger_.error("cannot save the cluster id", {{"error", ec.message()}, {"detail", log_->error_detail()}});
       }
     });
@@ -327,7 +326,7 @@ void NodeHost::process_ready() {
   if (ready.snapshot || !ready.entries.empty() || ready.hard_state) {
     persist(std::move(ready));
   } else {
-    on_persisted(std::move(ready), {}, {});
+    on_persisted(std::move(ready));
   }
 }
 
@@ -357,31 +356,36 @@ void NodeHost::persist(raft::Ready ready) {
   job->fsync = options_.config.wal.fsync;
   if (!job->snapshot && job->entries.empty() && !job->hard_state) {
     // Only a commit index that may wait (see commit_save_interval): nothing to write.
-    on_persisted(std::move(ready), {}, {});
+    on_persisted(std::move(ready));
     return;
   }
-  auto shared_ready = std::make_shared<raft::Ready>(std::move(ready));
-  auto attempt = std::make_shared<std::function<void(bool)>>();
-  // reopen: after a disk-full failure the log is poisoned; a fresh one re-reads what is durable.
-  *attempt = [this, job, shared_ready](bool reopen) {
-    asio::post(wal_io_, [this, job, shared_ready, reopen] {
-      std::error_code ec;
-      std::string detail;
-      double fsync_seconds = 0;
-      if (reopen) ec = reopen_log(detail);
-      if (!ec) {
-        ec = run_persist_job(*job, fsync_seconds);
-        if (ec) detail = log_->error_detail();
+  write_ready(std::move(job), std::make_shared<raft::Ready>(std::move(ready)), false);
+}
+
+void NodeHost::write_ready(std::shared_ptr<const PersistJob> job, std::shared_ptr<raft::Ready> ready, bool reopen) {
+  asio::post(wal_io_, [this, job = std::move(job), ready = std::move(ready), reopen]() mutable {
+    std::error_code ec;
+    std::string detail;
+    double fsync_seconds = 0;
+    if (reopen) ec = reopen_log(detail);
+    if (!ec) {
+      ec = run_persist_job(*job, fsync_seconds);
+      if (ec) detail = log_->error_detail();
+    }
+    asio::post(io_, [this, job = std::move(job), ready = std::move(ready), ec, fsync_seconds,
+                     detail = std::move(detail)]() mutable {
+      ++counters_.wal_syncs;
+      if (fsync_seconds > 0) counters_.wal_fsync_seconds.observe(fsync_seconds);
+      if (ec) {
+        // Kept for retry_storage(): after a full disk the same Ready is written again, on a
+        // reopened log (the failure poisoned the old one).
+        storage_retry_ = [this, job, ready] { write_ready(job, ready, true); };
+        storage_failed(ec, detail);
+        return;
       }
-      asio::post(io_, [this, shared_ready, ec, fsync_seconds, detail = std::move(detail)] {
-        ++counters_.wal_syncs;
-        if (fsync_seconds > 0) counters_.wal_fsync_seconds.observe(fsync_seconds);
-        on_persisted(std::move(*shared_ready), ec, detail);
-      });
+      on_persisted(std::move(*ready));
     });
-  };
-  storage_retry_ = [attempt] { (*attempt)(true); };
-  (*attempt)(false);
+  });
 }
 
 std::error_code NodeHost::run_persist_job(const PersistJob& job, double& fsync_seconds) {
@@ -427,11 +431,7 @@ std::error_code NodeHost::reopen_log(std::string& detail) {
   return {};
 }
 
-void NodeHost::on_persisted(raft::Ready ready, std::error_code ec, std::string detail) {
-  if (ec) {
-    storage_failed(ec, detail);
-    return;
-  }
+void NodeHost::on_persisted(raft::Ready ready) {
   storage_recovered();
   for (raft::Message& m : ready.messages_after_persist) transport_->send(std::move(m));
   ready.messages_after_persist.clear();
@@ -692,8 +692,8 @@ void NodeHost::retry_storage() {
   storage_timer_.expires_after(std::chrono::seconds(1));
   storage_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (ec || stopping_ || !storage_failed_) return;
-    if (ready_outstanding_ && storage_retry_) {
-      storage_retry_();  // on_persisted() ends the failure, or calls storage_failed() again
+    if (storage_retry_) {
+      storage_retry_();  // on_persisted() ends the failure, or storage_failed() comes again
       return;
     }
     // No Ready failed (a snapshot or a reopen did): reopen, then carry on.
@@ -711,6 +711,7 @@ void NodeHost::retry_storage() {
 void NodeHost::storage_recovered() {
   if (!storage_failed_) return;
   storage_failed_ = false;
+  storage_retry_ = nullptr;
   logger_.info("the log is writable again; this node resumes");
   schedule_ready();
 }

@@ -148,6 +148,9 @@ class NodeHost {
     bool fsync = true;
   };
   void persist(raft::Ready ready);
+  // Posts one Ready's writes to the WAL thread (on a reopened log after a failure); on success
+  // on_persisted(), on failure storage_failed().
+  void write_ready(std::shared_ptr<const PersistJob> job, std::shared_ptr<raft::Ready> ready, bool reopen);
   // WAL thread; `fsync_seconds` gets the time the fdatasync took (0 without one).
   std::error_code run_persist_job(const PersistJob& job, double& fsync_seconds);
   // WAL thread: closes and reopens the log, which clears a failure (wal::errc::poisoned).
@@ -155,7 +158,7 @@ class NodeHost {
   // After a disk-full failure: every second, reopen the log and retry the Ready that failed.
   void retry_storage();
   void storage_recovered();
-  void on_persisted(raft::Ready ready, std::error_code ec, std::string detail);
+  void on_persisted(raft::Ready ready);
   void apply(const raft::Entry& entry);
   void observe_role();
   void serve_reads();
@@ -231,7 +234,7 @@ class NodeHost {
   bool ready_scheduled_ = false;
   std::deque<std::pair<std::function<void()>, std::shared_ptr<Held>>> deferred_;
   bool storage_failed_ = false;        // the disk is full: writes answer 507 until a retry succeeds
-  std::function<void()> storage_retry_;  // retries the failed Ready (set while storage_failed_)
+  std::function<void()> storage_retry_;  // writes the failed Ready again (set only after a failure)
   boost::asio::steady_timer storage_timer_;
   wal::Options wal_options_;
   bool stopping_ = false;
