@@ -161,6 +161,7 @@ bool NodeHost::recover(std::string& error) {
   boot.hard_state = raft::HardState{hard.current_term, hard.voted_for,
                                     std::clamp(hard.commit_index, snapshot_index, last)};
   snapshot_index_ = snapshot_index;
+  applied_ = snapshot_index;
   persisted_term_ = hard.current_term;
   persisted_vote_ = hard.voted_for;
 
@@ -323,14 +324,22 @@ void NodeHost::process_ready() {
   ready_outstanding_ = true;
   for (raft::Message& m : ready.messages) transport_->send(std::move(m));
   ready.messages.clear();
-  if (ready.snapshot || !ready.entries.empty() || ready.hard_state) {
-    persist(std::move(ready));
-  } else {
+  if (!ready.snapshot && ready.entries.empty() && !ready.hard_state) {
     on_persisted(std::move(ready));
+    return;
+  }
+  const auto in_flight = persist(std::move(ready));
+  // The committed entries of a Ready are durable already (the core hands out only entries of
+  // earlier Readies, see raft::Core::ready), so they are applied and answered now, while this
+  // Ready's fsync runs on the WAL thread, instead of after it: the answers' work overlaps the
+  // write. Not with a snapshot: the pool is restored from it first (on_persisted). Everything
+  // else of on_persisted (read states, advance, deferred inputs) still waits for the write.
+  if (in_flight && !in_flight->snapshot) {
+    for (const raft::Entry& e : in_flight->committed_entries) apply(e);
   }
 }
 
-void NodeHost::persist(raft::Ready ready) {
+std::shared_ptr<const raft::Ready> NodeHost::persist(raft::Ready ready) {
   auto job = std::make_shared<PersistJob>();
   if (ready.snapshot) {
     const raft::Snapshot& s = *ready.snapshot;
@@ -357,9 +366,11 @@ void NodeHost::persist(raft::Ready ready) {
   if (!job->snapshot && job->entries.empty() && !job->hard_state) {
     // Only a commit index that may wait (see commit_save_interval): nothing to write.
     on_persisted(std::move(ready));
-    return;
+    return nullptr;
   }
-  write_ready(std::move(job), std::make_shared<raft::Ready>(std::move(ready)), false);
+  auto in_flight = std::make_shared<raft::Ready>(std::move(ready));
+  write_ready(std::move(job), in_flight, false);
+  return in_flight;
 }
 
 void NodeHost::write_ready(std::shared_ptr<const PersistJob> job, std::shared_ptr<raft::Ready> ready, bool reopen) {
@@ -444,6 +455,7 @@ void NodeHost::on_persisted(raft::Ready ready) {
       return;
     }
     snapshot_index_ = s.meta.index;
+    applied_ = s.meta.index;
     margin_snapshot_ = {s.meta.index, s.data};
     // Writes waiting for entries the snapshot covers can no longer be matched to their result.
     for (auto it = writes_.begin(); it != writes_.end() && it->first <= s.meta.index;) {
@@ -453,7 +465,9 @@ void NodeHost::on_persisted(raft::Ready ready) {
     ++counters_.snapshots_installed;
     logger_.info("installed snapshot", {{"index", s.meta.index.value()}, {"term", s.meta.term.value()}});
   }
-  for (const raft::Entry& e : ready.committed_entries) apply(e);
+  for (const raft::Entry& e : ready.committed_entries) {
+    if (e.index > applied_) apply(e);  // else applied early, by process_ready
+  }
   for (const raft::ReadState& rs : ready.read_states) {
     const auto it = reads_.find(rs.context);
     if (it == reads_.end()) continue;  // timed out meanwhile
@@ -476,6 +490,8 @@ void NodeHost::on_persisted(raft::Ready ready) {
 }
 
 void NodeHost::apply(const raft::Entry& entry) {
+  RPOOL_ASSERT_OP(entry.index, >, applied_);
+  applied_ = entry.index;
   const auto pending = writes_.find(entry.index);
   if (change_ && change_->entry == entry.index) {
     (entry.type == raft::EntryType::config && entry.term == change_->entry_term ? change_->committed : change_->lost) = true;
@@ -543,7 +559,7 @@ void NodeHost::ensure_bootstrap() {
 }
 
 void NodeHost::serve_reads() {
-  const LogIndex applied = core_->log().applied_index();
+  const LogIndex applied = applied_;
   for (auto it = reads_.begin(); it != reads_.end();) {
     if (it->second.indexed && it->second.index <= applied) {
       answer_pool(it->second);
@@ -555,7 +571,17 @@ void NodeHost::serve_reads() {
 }
 
 void NodeHost::answer_pool(PendingRead& read) {
-  read.respond(json_response(read.request, 200, api::pool_json(pool_, core_->log().applied_index())));
+  read.respond(json_response(read.request, 200, pool_json()));
+}
+
+const std::string& NodeHost::pool_json() {
+  // Every change of the pool advances applied_ (an applied entry, an installed snapshot), so the
+  // body rendered at an index stays right until applied_ moves.
+  if (pool_json_cache_.empty() || pool_json_cache_index_ != applied_) {
+    pool_json_cache_ = api::pool_json(pool_, applied_);
+    pool_json_cache_index_ = applied_;
+  }
+  return pool_json_cache_;
 }
 
 void NodeHost::maybe_snapshot() {
@@ -567,6 +593,7 @@ void NodeHost::maybe_snapshot() {
 void NodeHost::take_snapshot(bool compact_all, std::function<void(std::error_code, LogIndex)> done) {
   RPOOL_ASSERT(!ready_outstanding_);
   const LogIndex index = core_->log().applied_index();
+  RPOOL_ASSERT_OP(applied_, ==, index);  // the pool is at the core's applied index
   if (index <= snapshot_index_ || snapshot_in_progress_ || storage_failed_) {
     if (done) done(storage_failed_ ? make_error_code(wal::errc::disk_full) : std::error_code(), snapshot_index_);
     return;

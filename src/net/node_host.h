@@ -147,7 +147,9 @@ class NodeHost {
     std::optional<wal::HardState> hard_state;
     bool fsync = true;
   };
-  void persist(raft::Ready ready);
+  // Hands the Ready's writes to the WAL thread. Returns the Ready while its write is under way
+  // (on_persisted() gets it back), or null when nothing needed writing and on_persisted() ran.
+  std::shared_ptr<const raft::Ready> persist(raft::Ready ready);
   // Posts one Ready's writes to the WAL thread (on a reopened log after a failure); on success
   // on_persisted(), on failure storage_failed().
   void write_ready(std::shared_ptr<const PersistJob> job, std::shared_ptr<raft::Ready> ready, bool reopen);
@@ -209,6 +211,8 @@ class NodeHost {
   void write(HttpRequest&& request, Respond respond, pool::Command command,
              std::function<HttpResponse(const HttpRequest&, const pool::Result&)> render);
   void answer_pool(PendingRead& read);
+  // GET /v1/pool's body at applied_ (cached until applied_ moves).
+  const std::string& pool_json();
 
   static HttpResponse json_response(const HttpRequest& request, unsigned status, std::string body);
   static HttpResponse error_response(const HttpRequest& request, api::Error e, std::string_view message);
@@ -240,6 +244,14 @@ class NodeHost {
   bool stopping_ = false;
   std::optional<std::string> fatal_;
   std::function<void()> on_fatal_;
+
+  // The last committed entry applied (to the pool, or noted for a noop or config entry). Ahead of
+  // the core's applied index while a Ready whose committed entries were applied early is being
+  // written (see process_ready); equal to it otherwise.
+  LogIndex applied_;
+  // GET /v1/pool's body at applied_, rendered once for every read served at that index.
+  std::string pool_json_cache_;
+  LogIndex pool_json_cache_index_;
 
   std::map<LogIndex, PendingWrite> writes_;   // by the index their entry was proposed at
   std::map<std::uint64_t, PendingRead> reads_;  // by read context

@@ -279,7 +279,7 @@ void NodeHost::forward(HttpRequest&& request, Respond respond, std::chrono::mill
 
 void NodeHost::handle_pool(HttpRequest&& request, Respond respond, bool stale) {
   if (stale || (planted("local_default_read") && core_->role() != raft::Role::leader)) {
-    respond(json_response(request, 200, api::pool_json(pool_, core_->log().applied_index())));
+    respond(json_response(request, 200, pool_json()));
     return;
   }
   if (stopping_ || storage_failed_ || core_->leader() == NodeId()) {
@@ -309,7 +309,7 @@ void NodeHost::handle_cluster(HttpRequest&& request, Respond respond) {
       {"term", core_->current_term().value()},
       {"leader_id", core_->leader().value()},
       {"commit_index", core_->log().commit_index().value()},
-      {"applied_index", core_->log().applied_index().value()},
+      {"applied_index", applied_.value()},
       {"members", members_json()},
   };
   respond(json_response(request, 200, body.dump()));
@@ -317,7 +317,7 @@ void NodeHost::handle_cluster(HttpRequest&& request, Respond respond) {
 
 void NodeHost::handle_readyz(HttpRequest&& request, Respond respond) {
   const bool ready = !storage_failed_ && !stopping_ && core_->leader() != NodeId() &&
-                     core_->log().applied_index() >= core_->log().commit_index();
+                     applied_ >= core_->log().commit_index();
   if (ready) {
     respond(json_response(request, 200, R"({"status":"ready"})"));
   } else {

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <iterator>
 #include <string>
 #include <string_view>
 
@@ -20,18 +21,30 @@ namespace rpool::net::detail {
 inline constexpr std::string_view forwarded_header = "Rpool-Forwarded-By";
 
 // Eight bytes from the kernel's CSPRNG (getrandom(2)): draw seeds and election-timeout seeds.
+// The kernel is asked for 4 KiB at a time and the bytes are handed out in order, each once: one
+// system call per 512 seeds instead of one per draw (it was a quarter of the leader's system calls
+// under load). Every seed is still the kernel's CSPRNG output, unpredictable before it is used.
 inline std::uint64_t random_u64() {
-  std::uint64_t value = 0;
-  auto* p = reinterpret_cast<unsigned char*>(&value);
-  std::size_t got = 0;
-  while (got < sizeof value) {
-    const ssize_t n = getrandom(p + got, sizeof value - got, 0);
-    if (n < 0) {
-      RPOOL_ASSERT(errno == EINTR);  // getrandom(2) on Linux >= 3.17 fails only when interrupted
-      continue;
+  struct Buffer {
+    std::uint64_t values[512];
+    std::size_t next = std::size(values);  // all used: refill first
+  };
+  thread_local Buffer buffer;
+  if (buffer.next == std::size(buffer.values)) {
+    auto* p = reinterpret_cast<unsigned char*>(buffer.values);
+    std::size_t got = 0;
+    while (got < sizeof buffer.values) {
+      const ssize_t n = getrandom(p + got, sizeof buffer.values - got, 0);
+      if (n < 0) {
+        RPOOL_ASSERT(errno == EINTR);  // getrandom(2) on Linux >= 3.17 fails only when interrupted
+        continue;
+      }
+      got += static_cast<std::size_t>(n);
     }
-    got += static_cast<std::size_t>(n);
+    buffer.next = 0;
   }
+  const std::uint64_t value = buffer.values[buffer.next];
+  buffer.values[buffer.next++] = 0;  // handed out once; not left in memory
   return value;
 }
 

@@ -10,6 +10,7 @@ Set RPOOL_IT_KEEP=1 to keep the temporary directories.
 """
 
 import argparse
+import bisect
 import collections
 import copy
 import http.client
@@ -470,6 +471,73 @@ def a_write_acked_on_one_node_is_seen_by_a_default_read_on_another(ctx):
         check(items.get(f"ryw-{i}", {}).get("quantity") == i, f"item ryw-{i} put on {a} not seen on {b}: {p}")
     for cl in clients.values():
         cl.close()
+
+
+@test
+def every_read_stale_or_not_shows_exactly_the_state_at_its_index_while_draws_commit(ctx):
+    # The leader applies and answers committed entries while its next write is being synced, and
+    # renders GET /v1/pool once per applied index: a read must still show precisely the pool of
+    # the index it names (not a later or earlier one), on the leader and on followers.
+    c = ctx.cluster(catalog=BIG_CATALOG)
+    c.start_all()
+    leader = c.leader()
+    load = Load([leader], threads=6, prefix="reads").start()
+    reads, errors = [], []
+    stop = threading.Event()
+
+    def reader(node, path):
+        client = node.client(timeout=10.0)
+        try:
+            while not stop.is_set():
+                with load.lock:  # a draw acknowledged before a default read starts is in it
+                    floor = max((body["index"] for _, body in load.answers), default=0)
+                try:
+                    r = client.get(path)
+                except CONN_ERRORS as e:
+                    errors.append(f"{path} on {node}: {e}")
+                    return
+                if r.status == 200:
+                    if "stale" not in path and r.json["index"] < floor:
+                        errors.append(f"{path} on {node}: index {r.json['index']}, but a draw at index "
+                                      f"{floor} was acknowledged before the read began")
+                        return
+                    reads.append((f"{path} on {node}", r.json))
+                elif r.status not in (503, 504):
+                    errors.append(f"{path} on {node}: {r}")
+                    return
+        finally:
+            client.close()
+
+    readers = [threading.Thread(target=reader, args=(n, p), daemon=True)
+               for n in c.nodes for p in ("/v1/pool", "/v1/pool?consistency=stale")]
+    for th in readers:
+        th.start()
+    wait_until(lambda: load.count() >= 400 and len(reads) >= 400, 60, "400 draws and 400 reads")
+    stop.set()
+    for th in readers:
+        th.join(15)
+    answers = load.finish()
+    check(not errors, "readers failed:\n  " + "\n  ".join(errors[:10]))
+    # Every draw was retried until answered, so the acknowledged draws are every draw: the state at
+    # index I is the catalog minus the draws of entries at or below I.
+    by_index = sorted((body["index"], body["draws"]) for _, body in answers)
+    indexes = [i for i, _ in by_index]
+    limited = {item["item_id"]: item["quantity"] for item in BIG_CATALOG if item["quantity"] >= 0}
+    checked = 0
+    for what, p in reads:
+        upto = bisect.bisect_right(indexes, p["index"])
+        drawn = collections.Counter(d["item_id"] for _, draws in by_index[:upto] for d in draws)
+        last = max((d["request_id"] for _, draws in by_index[:upto] for d in draws), default=0)
+        check(p["last_request_id"] == last,
+              f"{what} at index {p['index']}: last_request_id {p['last_request_id']}, but the draws at or "
+              f"below that index end at request_id {last}")
+        quantities = {i["item_id"]: i["quantity"] for i in p["items"]}
+        for item, initial in limited.items():
+            check(quantities[item] == initial - drawn[item],
+                  f"{what} at index {p['index']}: {item} quantity {quantities[item]}, expected "
+                  f"{initial} - {drawn[item]} drawn at or below that index")
+        checked += 1
+    note(f"{checked} reads checked against {len(answers)} acknowledged draws")
 
 
 @test
