@@ -467,6 +467,13 @@ asio::awaitable<void> run_inbound(std::shared_ptr<State> st, std::shared_ptr<Inb
         }
         st->log(fmt::format("accepted connection from node {} at {}:{}", sender,
                             in->remote.address().to_string(), in->remote.port()));
+        // The sender is up (it restarted, or the network healed): if our connection to it is
+        // waiting out a backoff, connect now instead of up to reconnect_max later. A restarted
+        // node hears from the leader that much sooner.
+        if (const auto peer = st->peers.find(sender);
+            peer != st->peers.end() && peer->second->link == Peer::Link::waiting) {
+          peer->second->retry.cancel();
+        }
         continue;
       }
       if (avail < peer_frame_header_bytes) {

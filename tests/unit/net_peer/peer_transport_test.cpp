@@ -321,6 +321,27 @@ TEST_CASE("a peer that starts later is connected to once it is up") {
   CHECK(b.received[0].context == 2);
 }
 
+TEST_CASE("a peer waiting out a backoff is dialed at once when that peer connects to us") {
+  asio::io_context io;
+  auto long_backoff = [](PeerTransport::Options& o) {
+    o.reconnect_min = 60s;
+    o.reconnect_max = 60s;
+  };
+  Node a(io, 1, "127.0.0.1", 0, long_backoff);
+  const std::uint16_t port = free_port(io, "127.0.0.2");
+  a->set_peer(NodeId(2), "127.0.0.2", port);
+  REQUIRE(run_until(io, [&] { return a.logged("cannot connect to peer 2"); }));  // now 60 s of backoff
+
+  Node b(io, 2, "127.0.0.2", port, long_backoff);
+  b->set_peer(NodeId(1), "127.0.0.1", a.port());
+  b->send(heartbeat(2, 1, 1));  // b connects to a; a learns that b is up
+  REQUIRE(run_until(io, [&] { return a.received.size() == 1; }));
+  REQUIRE(run_until(io, [&] { return a->stats(NodeId(2)).connected; }, 5s));
+  a->send(heartbeat(1, 2, 2));
+  REQUIRE(run_until(io, [&] { return b.received.size() == 1; }, 5s));
+  CHECK(b.received[0].context == 2);
+}
+
 TEST_CASE("a restarted peer is reconnected") {
   asio::io_context io;
   Node a(io, 1, "127.0.0.1");
