@@ -2,6 +2,7 @@
 RPOOL_DEBS=(g++ meson ninja-build pkg-config python3
             libboost1.81-dev nlohmann-json3-dev libfmt-dev doctest-dev libssl-dev libcli11-dev
             libbenchmark-dev
+            libgoogle-perftools-dev  # TCMalloc, rpoold's allocator
             fiu-utils   # fault injection (fiu-run) in rpool-wal's CLI tests
             fio         # the disk's own limits, beside bench/wal
             curl        # scripts/cluster waits on /readyz with it

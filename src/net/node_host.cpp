@@ -73,6 +73,7 @@ std::unique_ptr<NodeHost> NodeHost::open(asio::io_context& io, NodeOptions optio
 
 bool NodeHost::recover(std::string& error) {
   const std::string& dir = options_.data_dir;
+  const auto recover_started = Clock::now();
   std::error_code fs_ec;
   std::filesystem::create_directories(dir, fs_ec);
   if (fs_ec) {
@@ -206,7 +207,9 @@ bool NodeHost::recover(std::string& error) {
                              {"snapshot_index", snapshot_index.value()},
                              {"last_index", last.value()},
                              {"term", hard.current_term.value()},
-                             {"last_request_id", pool_.last_request_id()}});
+                             {"last_request_id", pool_.last_request_id()},
+                             {"ms", static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        Clock::now() - recover_started).count())}});
   return true;
 }
 

@@ -89,6 +89,7 @@ std::vector<Entry> Log::slice(LogIndex lo, LogIndex hi, std::size_t max_bytes) c
   RPOOL_ASSERT_OP(lo, >=, first_index());
   RPOOL_ASSERT_OP(hi, <=, last_index().next());
   std::vector<Entry> out;
+  if (max_bytes == SIZE_MAX) out.reserve(static_cast<std::size_t>(hi - lo));
   std::size_t bytes = 0;
   for (LogIndex i = lo; i < hi; ++i) {
     const Entry& e = entries_[offset(i)];

@@ -221,6 +221,9 @@ std::error_code Log::recover_segment(const std::string& name, bool open, std::ui
   seg.open = open;
   seg.seq = seq;
   seg.first_index = scan.first_index;
+  seg.offsets.reserve(scan.records.size());
+  seg.payload_bytes.reserve(scan.records.size());
+  seg.terms.reserve(scan.records.size());
   for (const auto& r : scan.records) {
     seg.offsets.push_back(r.offset);
     seg.payload_bytes.push_back(r.payload_bytes);
@@ -566,6 +569,10 @@ std::error_code Log::read(LogIndex lo, LogIndex hi, std::vector<Entry>& out,
   if (lo > hi) return errc::bad_argument;
   if (lo < first_index()) return errc::compacted;
   if (hi > last_index() + 1) return errc::unavailable;
+  // The records are read a few MiB at a time: a whole segment in one buffer would be tens of MiB
+  // of fresh memory, faulted in and zeroed, for a restart that reads the log once.
+  constexpr std::uint64_t read_chunk_bytes = 4u << 20;
+  if (bytes_max == UINT64_MAX) out.reserve(out.size() + static_cast<std::size_t>(hi - lo));
   std::uint64_t bytes = 0;
   bool first = true;
   Bytes buffer;
@@ -576,13 +583,16 @@ std::error_code Log::read(LogIndex lo, LogIndex hi, std::vector<Entry>& out,
     std::size_t k1 = k0;  // exclusive
     const std::size_t k_end = std::min<std::uint64_t>(seg->offsets.size(), hi - seg->first_index);
     bool stop = false;
+    std::uint64_t chunk = 0;
     while (k1 < k_end) {
       const std::uint64_t b = seg->payload_bytes[k1];
       if (!first && bytes + b > bytes_max) {
         stop = true;
         break;
       }
+      if (k1 > k0 && chunk + record_bytes(b) > read_chunk_bytes) break;  // the rest in the next chunk
       bytes += b;
+      chunk += record_bytes(b);
       first = false;
       ++k1;
     }

@@ -206,6 +206,29 @@ TEST_CASE("read honours bytes_max but returns at least one entry") {
   CHECK(log->read(LogIndex(40), LogIndex(52), out) == errc::unavailable);
 }
 
+TEST_CASE("a read longer than one read chunk (4 MiB) returns every entry of the segment, in order") {
+  TempDir dir;
+  const std::vector<Entry> expect = entries(1, 2500, 3, 4000);  // ~10 MiB in one segment
+  {
+    auto log = open_ok(dir.path(), small(nullptr, 64u << 20));
+    REQUIRE_FALSE(log->append(expect));
+    REQUIRE_FALSE(log->sync());
+    CHECK(log->segments().size() == 1);
+  }
+  auto log = open_ok(dir.path(), small(nullptr, 64u << 20));
+  std::vector<Entry> out;
+  REQUIRE_FALSE(log->read(LogIndex(1), LogIndex(2501), out));
+  CHECK(out == expect);
+  out.clear();
+  REQUIRE_FALSE(log->read(LogIndex(700), LogIndex(2400), out));
+  CHECK(out == std::vector<Entry>(expect.begin() + 699, expect.begin() + 2399));
+  out.clear();
+  REQUIRE_FALSE(log->read(LogIndex(5), LogIndex(2501), out, 6u << 20));  // bytes_max past a chunk
+  CHECK(out.size() == (6u << 20) / 4000);
+  CHECK(out.front() == expect[4]);
+  CHECK(out.back() == expect[4 + out.size() - 1]);
+}
+
 TEST_CASE("an entry larger than a segment gets a segment of its own") {
   TempDir dir;
   std::vector<Entry> expect = {entry(1, 1, 10), entry(2, 1, 10'000), entry(3, 1, 10)};
