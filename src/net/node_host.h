@@ -108,11 +108,22 @@ class NodeHost {
   const NodeCounters& counters() const { return counters_; }
 
  private:
+  // Renders the answer to a write from the result of applying it.
+  using Render = std::function<HttpResponse(const HttpRequest&, const pool::Result&)>;
+  // A write proposed at some index, waiting for it to be applied. Plain data, not closures: one
+  // map node per write is its whole cost on the hot path.
   struct PendingWrite {
     Term term;
     std::chrono::steady_clock::time_point deadline;
-    std::function<void(const pool::Result&)> done;  // applied
-    std::function<void(api::Error, std::string)> failed;
+    std::shared_ptr<const HttpRequest> request;  // for the answer's version and keep-alive
+    Respond respond;
+    Render render;
+    NodeCounters* counters = nullptr;
+    void done(const pool::Result& result) { respond(render(*request, result)); }  // applied
+    void failed(api::Error e, std::string_view message) {
+      ++counters->proposals_failed;
+      respond(error_response(*request, e, message));
+    }
   };
   struct PendingRead {
     std::chrono::steady_clock::time_point deadline;
@@ -208,8 +219,7 @@ class NodeHost {
   void forward(HttpRequest&& request, Respond respond);
   void forward(HttpRequest&& request, Respond respond, std::chrono::milliseconds timeout);
   // Proposes a pool command built from a validated request, or forwards the request.
-  void write(HttpRequest&& request, Respond respond, pool::Command command,
-             std::function<HttpResponse(const HttpRequest&, const pool::Result&)> render);
+  void write(HttpRequest&& request, Respond respond, pool::Command command, Render render);
   void answer_pool(PendingRead& read);
   // GET /v1/pool's body at applied_ (cached until applied_ moves).
   const std::string& pool_json();

@@ -180,8 +180,7 @@ void NodeHost::handle_item(HttpRequest&& request, Respond respond, const std::st
         });
 }
 
-void NodeHost::write(HttpRequest&& request, Respond answer, pool::Command command,
-                     std::function<HttpResponse(const HttpRequest&, const pool::Result&)> render) {
+void NodeHost::write(HttpRequest&& request, Respond answer, pool::Command command, Render render) {
   if (storage_failed_) {
     if (fatal_) {
       answer(error_response(request, api::Error::no_leader, "This node stopped: its storage failed. Retry on another node."));
@@ -200,39 +199,48 @@ void NodeHost::write(HttpRequest&& request, Respond answer, pool::Command comman
     return;
   }
   if (planted("skip_idempotency")) command.idempotency_key.clear();
-  auto req = std::make_shared<HttpRequest>(std::move(request));
-  auto held = std::make_shared<Held>(Held{req, std::move(answer)});
-  auto bytes = std::make_shared<Bytes>(pool::encode(command));
-  with_core([this, req, held, bytes, render = std::move(render)]() mutable {
-    Respond respond = std::move(held->respond);
-    if (core_->role() != raft::Role::leader) {
-      forward(std::move(*req), std::move(respond));
+  // Everything the core input needs, in one allocation; the input captures only this pointer, so
+  // std::function keeps it without allocating, and `held` points into it (aliasing constructor).
+  struct Input {
+    NodeHost* host;
+    Held held;
+    Bytes bytes;
+    Render render;
+  };
+  auto input = std::make_shared<Input>(Input{this, Held{std::make_shared<HttpRequest>(std::move(request)), std::move(answer)},
+                                             pool::encode(command), std::move(render)});
+  std::shared_ptr<Held> held(input, &input->held);
+  with_core([input] {
+    NodeHost& host = *input->host;
+    HttpRequest& req = *input->held.request;
+    Respond respond = std::move(input->held.respond);
+    if (host.core_->role() != raft::Role::leader) {
+      host.forward(std::move(req), std::move(respond));
       return;
     }
-    ensure_bootstrap();
+    host.ensure_bootstrap();
     LogIndex index;
-    ++counters_.proposals;
-    const std::error_code ec = core_->propose(std::move(*bytes), &index);
+    ++host.counters_.proposals;
+    const std::error_code ec = host.core_->propose(std::move(input->bytes), &index);
     if (ec) {
-      ++counters_.proposals_failed;
+      ++host.counters_.proposals_failed;
       if (ec == raft::errc::too_large) {
-        respond(error_response(*req, api::Error::payload_too_large, "The write is too large for one log entry."));
+        respond(error_response(req, api::Error::payload_too_large, "The write is too large for one log entry."));
       } else {
-        respond(error_response(*req, api::Error::no_leader, "Leadership is moving; retry shortly."));
+        respond(error_response(req, api::Error::no_leader, "Leadership is moving; retry shortly."));
       }
       return;
     }
     PendingWrite pending;
-    pending.term = core_->current_term();
-    pending.deadline = Clock::now() + options_.write_timeout;
-    pending.done = [req, respond, render](const pool::Result& result) { respond(render(*req, result)); };
-    pending.failed = [this, req, respond](api::Error e, const std::string& message) {
-      ++counters_.proposals_failed;
-      respond(error_response(*req, e, message));
-    };
-    const auto [it, inserted] = writes_.emplace(index, std::move(pending));
+    pending.term = host.core_->current_term();
+    pending.deadline = Clock::now() + host.options_.write_timeout;
+    pending.request = std::move(input->held.request);
+    pending.respond = std::move(respond);
+    pending.render = std::move(input->render);
+    pending.counters = &host.counters_;
+    const auto [it, inserted] = host.writes_.emplace(index, std::move(pending));
     RPOOL_ASSERT(inserted);
-  }, held);
+  }, std::move(held));
 }
 
 void NodeHost::forward(HttpRequest&& request, Respond respond) {
