@@ -8,6 +8,8 @@
 //
 // Completion callbacks are always posted, never called from inside a pool operation, so a
 // callback may start new requests or call close_all() without re-entering half-updated state.
+#include <netinet/in.h>
+
 #include <algorithm>
 #include <deque>
 #include <optional>
@@ -171,6 +173,12 @@ void HttpClient::State::connect_to(const std::shared_ptr<Exchange>& exchange,
     if (ec) return fail(exchange, ec);
     socket.open(endpoint.protocol(), ec);
     if (ec) return fail(exchange, ec);
+#ifdef IP_BIND_ADDRESS_NO_PORT
+    // Choose the source port at connect(), not at bind(): a bind to port 0 searches the whole
+    // port range for one with no conflict, which is slow with many connections in TIME_WAIT.
+    socket.set_option(asio::detail::socket_option::boolean<IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT>(true), ec);
+    ec = {};  // an old kernel without the option: the bind below still works
+#endif
     socket.bind(tcp::endpoint(source, 0), ec);
     if (ec) return fail(exchange, ec);
   }
@@ -255,8 +263,19 @@ void HttpClient::State::fail(const std::shared_ptr<Exchange>& exchange, std::err
 void HttpClient::State::release(const std::shared_ptr<Connection>& connection, bool keep_alive) {
   if (connection->discarded) return;
   HostPool& pool = pools[connection->key];
-  if (keep_alive && connection->stream.socket().is_open() &&
-      pool.idle.size() < options.idle_connections_max) {
+  const bool reusable = keep_alive && connection->stream.socket().is_open();
+  if (reusable && !pool.waiting.empty()) {
+    // A request is waiting for a connection: it gets this one. (Closing it for a full idle list
+    // and letting pump() open a new one churned connections under load: every forwarded request
+    // paid a connect and a bind.)
+    std::shared_ptr<Exchange> exchange = std::move(pool.waiting.front());
+    pool.waiting.pop_front();
+    ++stats.requests_on_reused_connection;
+    exchange->connection = connection;
+    send(exchange);
+    return;
+  }
+  if (reusable && pool.idle.size() < options.idle_connections_max) {
     connection->idle_since = std::chrono::steady_clock::now();
     pool.idle.push_back(connection);
   } else {

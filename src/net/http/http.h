@@ -89,7 +89,9 @@ class HttpServer {
 
 struct HttpClientOptions {
   std::size_t connections_per_host_max = 64;  // further requests wait for a free connection
-  std::size_t idle_connections_max = 16;      // kept-alive connections kept per host:port
+  // Kept-alive connections kept per host:port. As many as may be open: fewer would close
+  // connections after a burst only to open them again for the next one.
+  std::size_t idle_connections_max = 64;
   std::string bind_host;                      // optional source address of outgoing connections
   // An idle connection older than this is closed instead of reused (below the server's 30 s read
   // deadline, so a connection the server is about to close is not picked).

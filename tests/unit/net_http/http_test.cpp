@@ -494,6 +494,35 @@ TEST_CASE("the client bounds connections per host and queues the rest") {
   CHECK(client.stats().connections_opened == 2);
 }
 
+TEST_CASE("bursts of as many requests as connections reuse the same connections") {
+  // A follower forwards bursts of writes to the leader: after a burst the connections wait idle
+  // and the next burst takes them again, instead of connecting (and binding) anew.
+  asio::io_context io;
+  std::vector<Respond> pending;
+  HttpServer server(io, local_options(), [&](HttpRequest&&, Respond respond) {
+    pending.push_back(std::move(respond));
+  });
+  REQUIRE_FALSE(server.start());
+  HttpClient client(io, {});  // the node's settings: 64 connections per host
+  const std::size_t burst = 64;
+  for (int round = 0; round < 3; ++round) {
+    std::vector<std::shared_ptr<Result>> results;
+    for (std::size_t i = 0; i < burst; ++i) {
+      results.push_back(send(client, server.port(), make_request(http::verb::get, "/")));
+    }
+    REQUIRE(run_until(io, [&] { return pending.size() == burst; }));
+    for (auto& respond : pending) respond(HttpResponse{http::status::ok, 11});
+    pending.clear();
+    REQUIRE(run_until(io, [&] {
+      return std::all_of(results.begin(), results.end(), [](const auto& r) { return r->done; });
+    }));
+    for (auto& result : results) CHECK_FALSE(result->ec);
+  }
+  CHECK(client.stats().connections_opened == burst);
+  CHECK(server.stats().connections_accepted == burst);
+  CHECK(client.stats().requests_on_reused_connection == 2 * burst);
+}
+
 TEST_CASE("the client does not reuse a connection the server closed") {
   asio::io_context io;
   HttpServerOptions server_options = local_options();
