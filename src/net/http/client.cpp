@@ -9,6 +9,7 @@
 // Completion callbacks are always posted, never called from inside a pool operation, so a
 // callback may start new requests or call close_all() without re-entering half-updated state.
 #include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <deque>
@@ -176,8 +177,9 @@ void HttpClient::State::connect_to(const std::shared_ptr<Exchange>& exchange,
 #ifdef IP_BIND_ADDRESS_NO_PORT
     // Choose the source port at connect(), not at bind(): a bind to port 0 searches the whole
     // port range for one with no conflict, which is slow with many connections in TIME_WAIT.
-    socket.set_option(asio::detail::socket_option::boolean<IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT>(true), ec);
-    ec = {};  // an old kernel without the option: the bind below still works
+    // An old kernel without the option refuses it; the bind below still works, so it is ignored.
+    const int on = 1;
+    (void)::setsockopt(socket.native_handle(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &on, sizeof on);
 #endif
     socket.bind(tcp::endpoint(source, 0), ec);
     if (ec) return fail(exchange, ec);
