@@ -52,7 +52,7 @@ void NodeHost::handle_metrics(HttpRequest&& request, Respond respond) {
   out.gauge("rpool_is_leader", "1 if this node leads.", leading ? 1 : 0);
   out.gauge("rpool_leader_id", "Id of the known leader, 0 if none.", as_double(core_->leader().value()));
   out.gauge("rpool_commit_index", "Highest log index known committed.", as_double(log.commit_index().value()));
-  out.gauge("rpool_applied_index", "Highest log index applied to the pool.", as_double(log.applied_index().value()));
+  out.gauge("rpool_applied_index", "Highest log index applied to the pool.", as_double(applied_.value()));
   out.gauge("rpool_last_index", "Last index of this node's log.", as_double(log.last_index().value()));
   out.gauge("rpool_snapshot_index", "Index of the newest durable snapshot.", as_double(snapshot_index_.value()));
   out.gauge("rpool_members", "Members in the current configuration, by kind.", as_double(core_->membership().voters.size()),
