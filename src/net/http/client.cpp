@@ -265,19 +265,11 @@ void HttpClient::State::fail(const std::shared_ptr<Exchange>& exchange, std::err
 void HttpClient::State::release(const std::shared_ptr<Connection>& connection, bool keep_alive) {
   if (connection->discarded) return;
   HostPool& pool = pools[connection->key];
-  const bool reusable = keep_alive && connection->stream.socket().is_open();
-  if (reusable && !pool.waiting.empty()) {
-    // A request is waiting for a connection: it gets this one. (Closing it for a full idle list
-    // and letting pump() open a new one churned connections under load: every forwarded request
-    // paid a connect and a bind.)
-    std::shared_ptr<Exchange> exchange = std::move(pool.waiting.front());
-    pool.waiting.pop_front();
-    ++stats.requests_on_reused_connection;
-    exchange->connection = connection;
-    send(exchange);
-    return;
-  }
-  if (reusable && pool.idle.size() < options.idle_connections_max) {
+  // Kept if it may be reused and either the idle list has room or a request waits for it (pump()
+  // below hands it over). Closing it for a full idle list while a request waits only made pump()
+  // open a new one: under load every forwarded request paid a connect and a bind.
+  if (keep_alive && connection->stream.socket().is_open() &&
+      (pool.idle.size() < options.idle_connections_max || !pool.waiting.empty())) {
     connection->idle_since = std::chrono::steady_clock::now();
     pool.idle.push_back(connection);
   } else {
