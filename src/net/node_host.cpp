@@ -462,7 +462,7 @@ void NodeHost::on_persisted(raft::Ready ready) {
     margin_snapshot_ = {s.meta.index, s.data};
     // Writes waiting for entries the snapshot covers can no longer be matched to their result.
     for (auto it = writes_.begin(); it != writes_.end() && it->first <= s.meta.index;) {
-      it->second.failed(api::Error::outcome_unknown, "The write was overtaken by a snapshot; retry it with its Idempotency-Key.");
+      fail_write(it->second, api::Error::outcome_unknown, "The write was overtaken by a snapshot; retry it with its Idempotency-Key.");
       it = writes_.erase(it);
     }
     ++counters_.snapshots_installed;
@@ -492,6 +492,11 @@ void NodeHost::on_persisted(raft::Ready ready) {
   if (stopping_) maybe_finish_shutdown();
 }
 
+void NodeHost::fail_write(PendingWrite& write, api::Error e, std::string_view message) {
+  ++counters_.proposals_failed;
+  write.respond(error_response(*write.request, e, message));
+}
+
 void NodeHost::apply(const raft::Entry& entry) {
   RPOOL_ASSERT_OP(entry.index, >, applied_);
   applied_ = entry.index;
@@ -501,7 +506,7 @@ void NodeHost::apply(const raft::Entry& entry) {
   }
   if (entry.type != raft::EntryType::normal) {
     if (pending != writes_.end()) {
-      pending->second.failed(api::Error::outcome_unknown, "The write was lost in a leader change; retry it with its Idempotency-Key.");
+      fail_write(pending->second, api::Error::outcome_unknown, "The write was lost in a leader change; retry it with its Idempotency-Key.");
       writes_.erase(pending);
     }
     return;
@@ -512,7 +517,7 @@ void NodeHost::apply(const raft::Entry& entry) {
     logger_.error("committed entry does not decode as a pool command; skipped",
                   {{"index", entry.index.value()}, {"error", ec.message()}});
     if (pending != writes_.end()) {
-      pending->second.failed(api::Error::internal, "The write could not be applied.");
+      fail_write(pending->second, api::Error::internal, "The write could not be applied.");
       writes_.erase(pending);
     }
     return;
@@ -527,7 +532,7 @@ void NodeHost::apply(const raft::Entry& entry) {
   if (pending->second.term == entry.term) {
     pending->second.done(result);
   } else {
-    pending->second.failed(api::Error::outcome_unknown, "The write was lost in a leader change; retry it with its Idempotency-Key.");
+    fail_write(pending->second, api::Error::outcome_unknown, "The write was lost in a leader change; retry it with its Idempotency-Key.");
   }
   writes_.erase(pending);
 }
@@ -670,7 +675,7 @@ void NodeHost::expire_requests() {
   const auto now = Clock::now();
   for (auto it = writes_.begin(); it != writes_.end();) {
     if (it->second.deadline <= now) {
-      it->second.failed(api::Error::outcome_unknown, "The write was not confirmed in time; retry it with its Idempotency-Key.");
+      fail_write(it->second, api::Error::outcome_unknown, "The write was not confirmed in time; retry it with its Idempotency-Key.");
       it = writes_.erase(it);
     } else {
       ++it;
@@ -701,7 +706,7 @@ void NodeHost::storage_failed(std::error_code ec, const std::string& detail) {
   ++counters_.storage_failures;
   // Their entries may still commit (the followers may have them): the outcome is unknown.
   for (auto& [index, w] : writes_) {
-    w.failed(api::Error::outcome_unknown, "The log could not be written here; retry the write with its Idempotency-Key.");
+    fail_write(w, api::Error::outcome_unknown, "The log could not be written here; retry the write with its Idempotency-Key.");
   }
   writes_.clear();
   if (!recoverable) {

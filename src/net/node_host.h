@@ -118,13 +118,10 @@ class NodeHost {
     std::shared_ptr<const HttpRequest> request;  // for the answer's version and keep-alive
     Respond respond;
     Render render;
-    NodeCounters* counters = nullptr;
     void done(const pool::Result& result) { respond(render(*request, result)); }  // applied
-    void failed(api::Error e, std::string_view message) {
-      ++counters->proposals_failed;
-      respond(error_response(*request, e, message));
-    }
   };
+  // Answers a pending write whose outcome is unknown or failed, and counts it.
+  void fail_write(PendingWrite& write, api::Error e, std::string_view message);
   struct PendingRead {
     std::chrono::steady_clock::time_point deadline;
     LogIndex index;        // 0 until the read index is known

@@ -237,7 +237,6 @@ void NodeHost::write(HttpRequest&& request, Respond answer, pool::Command comman
     pending.request = std::move(input->held.request);
     pending.respond = std::move(respond);
     pending.render = std::move(input->render);
-    pending.counters = &host.counters_;
     const auto [it, inserted] = host.writes_.emplace(index, std::move(pending));
     RPOOL_ASSERT(inserted);
   }, std::move(held));
