@@ -521,6 +521,41 @@ class Nemesis:
         """Waits a random time in [lo, hi]; True if stop() was asked meanwhile."""
         return self.stop_event.wait(self.rng.uniform(lo, hi))
 
+    def sustain(self, counter, what, down, undo):
+        """A fault just injected: counts and logs it, keeps it for a random time in `down`, then
+        undoes it. True if stop() was asked meanwhile."""
+        self.cc.bump(counter)
+        log(f"{self.name}: {what}")
+        stopped = self.wait(*down)
+        undo()
+        return stopped
+
+    # One fault of each simple kind, shared by its own nemesis and by Mixed. True if stopped.
+    def kill_leader_once(self, down):
+        leader = self.cc.leader_or_none()
+        if leader is None:
+            return False
+        self.cc.kill_node(leader)
+        return self.sustain("leader_kills", f"SIGKILL leader {leader}", down, lambda: self.cc.start_node(leader))
+
+    def crash_all_once(self, down):
+        for n in self.cc.nodes:
+            self.cc.kill_node(n)
+
+        def restart():
+            for n in self.cc.nodes:
+                self.cc.start_node(n)
+        return self.sustain("crashes", "SIGKILL all nodes", down, restart)
+
+    def pause_once(self, target, down):
+        target.stop()
+        return self.sustain("pauses", f"SIGSTOP {target}", down, target.cont)
+
+    def partition_once(self, nft, cut, mode, down):
+        pairs, what = cut(mode)
+        nft.apply(pairs)
+        return self.sustain("partitions", what, down, nft.heal)
+
     def stop(self):
         self.stop_event.set()
         self.thread.join(60)
@@ -541,15 +576,7 @@ class LeaderKill(Nemesis):
 
     def run(self):
         while not self.wait(*self.every):
-            leader = self.cc.leader_or_none()
-            if leader is None:
-                continue
-            self.cc.kill_node(leader)
-            self.cc.bump("leader_kills")
-            log(f"{self.name}: SIGKILL leader {leader}")
-            stopped = self.wait(*self.down)
-            self.cc.start_node(leader)
-            if stopped:
+            if self.kill_leader_once(self.down):
                 return
 
 
@@ -563,14 +590,7 @@ class CrashAll(Nemesis):
 
     def run(self):
         while not self.wait(*self.every):
-            for n in self.cc.nodes:
-                self.cc.kill_node(n)
-            self.cc.bump("crashes")
-            log(f"{self.name}: SIGKILL all nodes")
-            stopped = self.wait(*self.down)
-            for n in self.cc.nodes:
-                self.cc.start_node(n)
-            if stopped:
+            if self.crash_all_once(self.down):
                 return
 
 
@@ -582,12 +602,7 @@ class Pause(Nemesis):
         while not self.wait(1.0, 2.5):
             target = self.cc.leader_or_none() if self.rng.random() < 0.5 else None
             target = target or self.rng.choice([n for n in self.cc.nodes if n.running])
-            target.stop()
-            self.cc.bump("pauses")
-            log(f"{self.name}: SIGSTOP {target}")
-            stopped = self.wait(0.5, 2.5)
-            target.cont()
-            if stopped:
+            if self.pause_once(target, (0.5, 2.5)):
                 return
 
 
@@ -647,13 +662,7 @@ class Partition(Nemesis):
                         break
                 self.nft.heal()
                 continue
-            pairs, what = self._cut(mode)
-            self.nft.apply(pairs)
-            self.cc.bump("partitions")
-            log(f"{self.name}: {what}")
-            stopped = self.wait(*self.hold)
-            self.nft.heal()
-            if stopped:
+            if self.partition_once(self.nft, self._cut, mode, self.hold):
                 return
 
     def heal(self):
@@ -694,29 +703,11 @@ class Mixed(Nemesis):
                 self.disk_error.stop_event = self.stop_event
                 stopped = self.disk_error.inject_once()
             elif kind == "leader_kill":
-                leader = self.cc.leader_or_none()
-                if leader is None:
-                    continue
-                self.cc.kill_node(leader)
-                self.cc.bump("leader_kills")
-                log(f"mixed: SIGKILL leader {leader}")
-                stopped = self.wait(0.2, 2.5)
-                self.cc.start_node(leader)
+                stopped = self.kill_leader_once((0.2, 2.5))
             elif kind == "crash_all":
-                for n in self.cc.nodes:
-                    self.cc.kill_node(n)
-                self.cc.bump("crashes")
-                log("mixed: SIGKILL all nodes")
-                stopped = self.wait(0.1, 1.5)
-                for n in self.cc.nodes:
-                    self.cc.start_node(n)
+                stopped = self.crash_all_once((0.1, 1.5))
             elif kind == "pause":
-                target = self.rng.choice([n for n in self.cc.nodes if n.running])
-                target.stop()
-                self.cc.bump("pauses")
-                log(f"mixed: SIGSTOP {target}")
-                stopped = self.wait(0.5, 2.5)
-                target.cont()
+                stopped = self.pause_once(self.rng.choice([n for n in self.cc.nodes if n.running]), (0.5, 2.5))
             else:
                 mode = self.rng.choice(Partition.MODES)
                 if mode == "flapping":
@@ -730,13 +721,9 @@ class Mixed(Nemesis):
                         stopped = self.wait(0.1, 0.6)
                         if stopped:
                             break
+                    self.nft.heal()
                 else:
-                    pairs, what = self.partition._cut(mode)
-                    self.nft.apply(pairs)
-                    self.cc.bump("partitions")
-                    log(f"mixed: {what}")
-                    stopped = self.wait(1.0, 3.5)
-                self.nft.heal()
+                    stopped = self.partition_once(self.nft, self.partition._cut, mode, (1.0, 3.5))
             if stopped:
                 return
 
