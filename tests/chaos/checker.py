@@ -67,6 +67,11 @@ def _short(value, limit=200):
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def _differences(got, model):
+    """{item_id: (got, model)} for every item whose (quantity, probability) differs."""
+    return {k: (got.get(k), model.get(k)) for k in set(got) | set(model) if got.get(k) != model.get(k)}
+
+
 def _items(pool):
     return {i["item_id"]: (i["quantity"], i["probability"]) for i in pool["items"]}
 
@@ -270,7 +275,7 @@ def check(ops, final, max_per_kind=1000):
                 a = op["answer"]
                 got = _items(a)
                 if got != model or a["last_request_id"] != last_rid:
-                    diff = {k: (got.get(k), model.get(k)) for k in set(got) | set(model) if got.get(k) != model.get(k)}
+                    diff = _differences(got, model)
                     bad("model", f"a read at index {idx} shows last_request_id {a['last_request_id']} and "
                                  f"items differing from the model (read, model) {diff}, model last_request_id "
                                  f"{last_rid}: {_op(op)}")
@@ -279,7 +284,7 @@ def check(ops, final, max_per_kind=1000):
     if final_pool is not None and model_ok:
         got = _items(final_pool)
         if got != model or final_pool["last_request_id"] != last_rid:
-            diff = {k: (got.get(k), model.get(k)) for k in set(got) | set(model) if got.get(k) != model.get(k)}
+            diff = _differences(got, model)
             bad("final_state", f"the final pool (index {final_pool['index']}, last_request_id "
                                f"{final_pool['last_request_id']}) differs from the model after every answered "
                                f"write (last_request_id {last_rid}): (final, model) {diff}")

@@ -119,6 +119,18 @@ def answered_writes(history):
     return history.count(lambda op: op["kind"] in ("draw", "put") and op["status"] == 200)
 
 
+def available(prepare, res):
+    """Runs a fault's prepare(); if the machine cannot provide it, marks the scenario skipped
+    (never passed) and returns False."""
+    try:
+        prepare()
+    except Unavailable as e:
+        res.status, res.reason = "skipped", str(e)
+        print(f"!!! SKIPPED: {e}", flush=True)
+        return False
+    return True
+
+
 def run_scenario(args, sc, seed, seconds, env=None):
     """Runs one scenario; returns a Result."""
     res = Result(sc.name, seed)
@@ -140,27 +152,15 @@ def run_scenario(args, sc, seed, seconds, env=None):
     try:
         if "tmpfs" in sc.needs:
             disk = DiskFull(cc, random.Random(rng.randrange(1 << 62)), cc.nodes[0])
-            try:
-                disk.mount()
-            except Unavailable as e:
-                res.status, res.reason = "skipped", str(e)
-                print(f"!!! SKIPPED: {e}", flush=True)
+            if not available(disk.mount, res):
                 return res
         if "fiu" in sc.needs:
             fiu = cc.disk_error = DiskError(cc, random.Random(rng.randrange(1 << 62)))
-            try:
-                fiu.prepare()
-            except Unavailable as e:
-                res.status, res.reason = "skipped", str(e)
-                print(f"!!! SKIPPED: {e}", flush=True)
+            if not available(fiu.prepare, res):
                 return res
         if "slow_fsync" in sc.needs:
             slow = cc.slow_disk = SlowDisk(cc, random.Random(rng.randrange(1 << 62)), args.slow_fsync_lib)
-            try:
-                slow.prepare()
-            except Unavailable as e:
-                res.status, res.reason = "skipped", str(e)
-                print(f"!!! SKIPPED: {e}", flush=True)
+            if not available(slow.prepare, res):
                 return res
         cc.start_all()
         load = Workload(cc, history, random.Random(rng.randrange(1 << 62)), threads=args.clients,
