@@ -15,8 +15,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <fmt/format.h>
 
-#include "net/config.h"
-#include "net/node_host.h"
+#include "node/config.h"
+#include "node/node_host.h"
 
 namespace {
 
@@ -52,7 +52,7 @@ int main(int argc, char** argv) {
   }
 
   std::string error;
-  auto config = rpool::net::load_config(config_path, error);
+  auto config = rpool::node::load_config(config_path, error);
   if (!config) return fail(2, error);
   if (config->member(rpool::NodeId(id)) == nullptr) {
     return fail(2, fmt::format("--id {}: no member with this id in {}", id, config_path));
@@ -62,14 +62,14 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
 
   boost::asio::io_context io(1);
-  rpool::net::NodeOptions options;
+  rpool::node::NodeOptions options;
   options.config = std::move(*config);
   options.id = rpool::NodeId(id);
   options.data_dir = data_dir;
   options.join = join;
-  options.log_format = log_format == "json" ? rpool::net::Logger::Format::json : rpool::net::Logger::Format::text;
+  options.log_format = log_format == "json" ? rpool::node::Logger::Format::json : rpool::node::Logger::Format::text;
 
-  auto node = rpool::net::NodeHost::open(io, std::move(options), error);
+  auto node = rpool::node::NodeHost::open(io, std::move(options), error);
   if (!node) return fail(1, error);
   int exit_code = 0;
   // A fatal storage error: the node has answered what was waiting; let those answers go out

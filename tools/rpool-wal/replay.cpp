@@ -2,7 +2,7 @@
 
 #include <fmt/format.h>
 
-#include "net/api.h"
+#include "api/api.h"
 #include "pool/state_machine.h"
 #include "raft/types.h"
 #include "wal/log.h"
@@ -75,7 +75,7 @@ int wal_replay(const std::string& dir, std::optional<std::uint64_t> at, std::ost
     }
     next = entries.back().index.next();
   }
-  out << net::api::pool_json(pool, target) << "\n";
+  out << api::pool_json(pool, target) << "\n";
   return 0;
 }
 

@@ -15,10 +15,10 @@
 
 #include <fmt/format.h>
 
-#include "net/metrics.h"
+#include "api/metrics.h"
 #include "../aborts.h"
 
-namespace rpool::net::metrics {
+namespace rpool::metrics {
 namespace {
 
 constexpr double inf = std::numeric_limits<double>::infinity();
@@ -407,4 +407,4 @@ TEST_CASE("take() starts a new exposition: a family may appear again in the next
 }
 
 }  // namespace
-}  // namespace rpool::net::metrics
+}  // namespace rpool::metrics

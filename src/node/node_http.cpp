@@ -4,11 +4,11 @@
 #include <nlohmann/json.hpp>
 
 #include "base/assert.h"
-#include "net/node_host.h"
-#include "net/node_internal.h"
-#include "net/planted_bugs.h"
+#include "node/node_host.h"
+#include "node/node_internal.h"
+#include "node/planted_bugs.h"
 
-namespace rpool::net {
+namespace rpool::node {
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -348,4 +348,4 @@ void NodeHost::handle_snapshot(HttpRequest&& request, Respond respond) {
   }, held);
 }
 
-}  // namespace rpool::net
+}  // namespace rpool::node

@@ -36,17 +36,29 @@
 #include <boost/asio/steady_timer.hpp>
 #include <nlohmann/json_fwd.hpp>
 
-#include "net/api.h"
-#include "net/config.h"
+#include "api/api.h"
+#include "node/config.h"
 #include "net/http/http.h"
-#include "net/logger.h"
-#include "net/metrics.h"
+#include "node/logger.h"
+#include "api/metrics.h"
 #include "net/peer/peer_transport.h"
 #include "pool/state_machine.h"
 #include "raft/core.h"
 #include "wal/log.h"
 
-namespace rpool::net {
+namespace rpool::node {
+
+// The transports this node drives (src/net).
+using net::HttpClient;
+using net::HttpClientOptions;
+using net::HttpRequest;
+using net::HttpResponse;
+using net::HttpServer;
+using net::HttpServerOptions;
+using net::PeerStats;
+using net::PeerTransport;
+using net::Respond;
+namespace http = net::http;
 
 struct NodeOptions {
   Config config;
@@ -305,4 +317,4 @@ class NodeHost {
   std::map<NodeId, Endpoint> peers_;    // what the transport was told
 };
 
-}  // namespace rpool::net
+}  // namespace rpool::node

@@ -2,9 +2,9 @@
 
 #include <string>
 
-#include "net/config.h"
+#include "node/config.h"
 
-namespace rpool::net {
+namespace rpool::node {
 namespace {
 
 // Every field set, none to its default, so a field that is read into the wrong place shows.
@@ -259,4 +259,4 @@ TEST_CASE("an endpoint whose host is neither an IP literal nor a name is rejecte
 }
 
 }  // namespace
-}  // namespace rpool::net
+}  // namespace rpool::node

@@ -1,10 +1,10 @@
 // NodeHost's /metrics: Prometheus text format 0.0.4, every name prefixed rpool_ (issue 6).
 #include <fmt/format.h>
 
-#include "net/node_host.h"
-#include "net/node_internal.h"
+#include "node/node_host.h"
+#include "node/node_internal.h"
 
-namespace rpool::net {
+namespace rpool::node {
 namespace {
 
 const char* route_name(api::Route r) {
@@ -139,4 +139,4 @@ void NodeHost::handle_metrics(HttpRequest&& request, Respond respond) {
   respond(std::move(res));
 }
 
-}  // namespace rpool::net
+}  // namespace rpool::node

@@ -12,7 +12,7 @@
 #include <utility>
 #include <variant>
 
-namespace rpool::net {
+namespace rpool::node {
 
 class Logger {
  public:
@@ -38,4 +38,4 @@ class Logger {
   Level min_level_ = Level::info;
 };
 
-}  // namespace rpool::net
+}  // namespace rpool::node

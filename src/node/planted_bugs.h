@@ -15,7 +15,7 @@
 #include <cstdlib>
 #endif
 
-namespace rpool::net {
+namespace rpool::node {
 
 #ifdef RPOOL_PLANTED_BUGS
 inline bool planted(std::string_view name) {
@@ -26,4 +26,4 @@ inline bool planted(std::string_view name) {
 constexpr bool planted(std::string_view) { return false; }
 #endif
 
-}  // namespace rpool::net
+}  // namespace rpool::node

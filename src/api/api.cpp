@@ -1,4 +1,4 @@
-#include "net/api.h"
+#include "api/api.h"
 
 #include <charconv>
 
@@ -7,7 +7,7 @@
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
-namespace rpool::net::api {
+namespace rpool::api {
 namespace {
 
 using nlohmann::json;
@@ -278,4 +278,4 @@ bool token_matches(std::string_view given, std::string_view expected) {
   return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
-}  // namespace rpool::net::api
+}  // namespace rpool::api

@@ -1,4 +1,4 @@
-#include "net/metrics.h"
+#include "api/metrics.h"
 
 #include <algorithm>
 #include <cmath>
@@ -8,7 +8,7 @@
 
 #include "base/assert.h"
 
-namespace rpool::net::metrics {
+namespace rpool::metrics {
 namespace {
 
 bool name_start(char c, bool colon) {
@@ -207,4 +207,4 @@ void Exposition::sample(std::string_view name, std::string_view suffix, const st
   fmt::format_to(std::back_inserter(out_), "{}{}{} {}\n", name, suffix, labels, format_number(value));
 }
 
-}  // namespace rpool::net::metrics
+}  // namespace rpool::metrics

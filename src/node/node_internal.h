@@ -11,10 +11,10 @@
 #include <string_view>
 
 #include "base/assert.h"
-#include "net/config.h"
+#include "node/config.h"
 #include "raft/core.h"
 
-namespace rpool::net::detail {
+namespace rpool::node::detail {
 
 // The header a follower adds when it forwards a request to the leader; a node that receives a
 // forwarded request while not leading answers 503 instead of forwarding again.
@@ -68,4 +68,4 @@ inline const char* role_name(raft::Role role) {
   return "follower";
 }
 
-}  // namespace rpool::net::detail
+}  // namespace rpool::node::detail

@@ -1,4 +1,4 @@
-#include "net/node_host.h"
+#include "node/node_host.h"
 
 #include <charconv>
 #include <filesystem>
@@ -8,11 +8,11 @@
 #include <fmt/format.h>
 
 #include "base/assert.h"
-#include "net/node_internal.h"
-#include "net/planted_bugs.h"
+#include "node/node_internal.h"
+#include "node/planted_bugs.h"
 #include "wal/errc.h"
 
-namespace rpool::net {
+namespace rpool::node {
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -789,4 +789,4 @@ void NodeHost::maybe_finish_shutdown() {
   }
 }
 
-}  // namespace rpool::net
+}  // namespace rpool::node

@@ -1,4 +1,4 @@
-#include "net/logger.h"
+#include "node/logger.h"
 
 #include <chrono>
 #include <cstdio>
@@ -7,7 +7,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-namespace rpool::net {
+namespace rpool::node {
 namespace {
 
 const char* level_name(Logger::Level level) {
@@ -57,4 +57,4 @@ void Logger::log(Level level, std::string_view message, std::initializer_list<Fi
   std::fwrite(line.data(), 1, line.size(), stderr);
 }
 
-}  // namespace rpool::net
+}  // namespace rpool::node

@@ -13,7 +13,7 @@
 #include "pool/command.h"
 #include "pool/state_machine.h"
 
-namespace rpool::net::api {
+namespace rpool::api {
 
 inline constexpr std::size_t body_bytes_max = 64 * 1024;
 
@@ -86,4 +86,4 @@ std::string pool_json(const pool::StateMachine& pool, LogIndex index);
 // Compares two secrets in time independent of where they differ.
 bool token_matches(std::string_view given, std::string_view expected);
 
-}  // namespace rpool::net::api
+}  // namespace rpool::api

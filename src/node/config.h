@@ -11,7 +11,7 @@
 #include "base/types.h"
 #include "pool/command.h"
 
-namespace rpool::net {
+namespace rpool::node {
 
 struct Endpoint {
   std::string host;  // an IPv4 or IPv6 literal, or a name
@@ -68,4 +68,4 @@ std::optional<Config> load_config(const std::string& path, std::string& error);
 // "host:port" or "[v6]:port".
 std::optional<Endpoint> parse_endpoint(std::string_view text);
 
-}  // namespace rpool::net
+}  // namespace rpool::node

@@ -15,10 +15,10 @@
 #include <nlohmann/json.hpp>
 
 #include "base/assert.h"
-#include "net/node_host.h"
-#include "net/node_internal.h"
+#include "node/node_host.h"
+#include "node/node_internal.h"
 
-namespace rpool::net {
+namespace rpool::node {
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -406,4 +406,4 @@ void NodeHost::start_shutdown_transfer() {
   });
 }
 
-}  // namespace rpool::net
+}  // namespace rpool::node

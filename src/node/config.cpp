@@ -1,4 +1,4 @@
-#include "net/config.h"
+#include "node/config.h"
 
 #include <charconv>
 #include <fstream>
@@ -10,7 +10,7 @@
 
 #include "raft/core.h"
 
-namespace rpool::net {
+namespace rpool::node {
 namespace {
 
 using nlohmann::json;
@@ -274,4 +274,4 @@ std::optional<Config> load_config(const std::string& path, std::string& error) {
   return config;
 }
 
-}  // namespace rpool::net
+}  // namespace rpool::node

@@ -24,7 +24,7 @@
 #include <utility>
 #include <vector>
 
-namespace rpool::net::metrics {
+namespace rpool::metrics {
 
 // Label name and value pairs of one series, in the order they are printed. The names are
 // usually string literals; the values are escaped when printed.
@@ -117,4 +117,4 @@ class Exposition {
   std::set<std::string, std::less<>> finished_;  // families closed: they may not reappear
 };
 
-}  // namespace rpool::net::metrics
+}  // namespace rpool::metrics

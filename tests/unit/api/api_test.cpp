@@ -5,9 +5,9 @@
 
 #include <string>
 
-#include "net/api.h"
+#include "api/api.h"
 
-namespace rpool::net::api {
+namespace rpool::api {
 namespace {
 
 // --- parse_target ---------------------------------------------------------------------------
@@ -235,9 +235,9 @@ TEST_CASE("a token matches only the same token") {
 }
 
 }  // namespace
-}  // namespace rpool::net::api
+}  // namespace rpool::api
 
-namespace rpool::net::api {
+namespace rpool::api {
 namespace {
 
 TEST_CASE("a draw answer is the JSON of CONTRACT.md, with pool_empty draws, for any count") {
@@ -266,4 +266,4 @@ TEST_CASE("a draw answer is the JSON of CONTRACT.md, with pool_empty draws, for 
 }
 
 }  // namespace
-}  // namespace rpool::net::api
+}  // namespace rpool::api
