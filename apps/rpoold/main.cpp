@@ -16,7 +16,7 @@
 #include <fmt/format.h>
 
 #include "node/config.h"
-#include "node/node_host.h"
+#include "node/server.h"
 
 namespace {
 
@@ -62,14 +62,14 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
 
   boost::asio::io_context io(1);
-  rpool::node::NodeOptions options;
-  options.config = std::move(*config);
-  options.id = rpool::NodeId(id);
-  options.data_dir = data_dir;
-  options.join = join;
+  rpool::node::ServerOptions options;
+  options.replica.config = std::move(*config);
+  options.replica.id = rpool::NodeId(id);
+  options.replica.data_dir = data_dir;
+  options.replica.join = join;
   options.log_format = log_format == "json" ? rpool::node::Logger::Format::json : rpool::node::Logger::Format::text;
 
-  auto node = rpool::node::NodeHost::open(io, std::move(options), error);
+  auto node = rpool::node::Server::open(io, std::move(options), error);
   if (!node) return fail(1, error);
   int exit_code = 0;
   // A fatal storage error: the node has answered what was waiting; let those answers go out

@@ -99,6 +99,7 @@ unsigned status_of(Error e) {
     case Error::payload_too_large: return 413;
     case Error::idempotency_key_reused: return 422;
     case Error::no_leader: return 503;
+    case Error::overloaded: return 503;
     case Error::outcome_unknown: return 504;
     case Error::insufficient_storage: return 507;
     case Error::internal: return 500;
@@ -116,6 +117,7 @@ const char* code_of(Error e) {
     case Error::payload_too_large: return "payload_too_large";
     case Error::idempotency_key_reused: return "idempotency_key_reused";
     case Error::no_leader: return "no_leader";
+    case Error::overloaded: return "overloaded";
     case Error::outcome_unknown: return "outcome_unknown";
     case Error::insufficient_storage: return "insufficient_storage";
     case Error::internal: return "internal";

@@ -1,0 +1,402 @@
+// HttpApi: routing, validation, forwarding, and the answers of CONTRACT.md.
+#include "node/http_api.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "base/assert.h"
+#include "node/planted_bugs.h"
+
+namespace rpool::node {
+namespace {
+
+// The header a follower adds when it forwards a request to the leader; a node that receives a
+// forwarded request while not leading answers 503 instead of forwarding again.
+constexpr std::string_view forwarded_header = "Rpool-Forwarded-By";
+
+bool is_admin(api::Route route) {
+  return route == api::Route::item || route == api::Route::members || route == api::Route::member ||
+         route == api::Route::leader || route == api::Route::snapshot;
+}
+
+HttpResponse key_reused(const HttpRequest& req) {
+  return HttpApi::error_response(req, api::Error::idempotency_key_reused,
+                                 "This Idempotency-Key was used with a different request.");
+}
+
+HttpResponse render_draw(const HttpRequest& req, const pool::Result& result, const std::string&) {
+  if (result.error == pool::errc::idempotency_key_reused) return key_reused(req);
+  return HttpApi::json_response(req, 200, api::draw_json(result, LogIndex(result.index)));
+}
+
+HttpResponse render_item(const HttpRequest& req, const pool::Result& result, const std::string& item_id) {
+  if (result.error == pool::errc::idempotency_key_reused) return key_reused(req);
+  if (result.error == pool::errc::not_found) {
+    return HttpApi::error_response(req, api::Error::not_found, fmt::format("No item \"{}\".", item_id));
+  }
+  if (result.error == pool::errc::too_many_items) {
+    return HttpApi::error_response(req, api::Error::bad_request, fmt::format("The catalog holds at most {} items.", pool::items_max));
+  }
+  if (result.error) return HttpApi::error_response(req, api::Error::bad_request, result.error.message());
+  if (result.item) return HttpApi::json_response(req, 200, api::item_json(*result.item));
+  return HttpApi::json_response(req, 200, fmt::format(R"({{"item_id":"{}","deleted":true,"index":{}}})", item_id, result.index));
+}
+
+// Reads the Idempotency-Key header into `command`; false (and answered 400) if it is malformed.
+bool take_key(const HttpRequest& request, pool::Command& command, std::string_view operation, const Respond& respond) {
+  const auto it = request.find("Idempotency-Key");
+  if (it == request.end()) return true;
+  const std::string_view key = it->value();
+  if (!api::valid_idempotency_key(key)) {
+    respond(HttpApi::error_response(request, api::Error::bad_request, "An Idempotency-Key is 1 to 128 printable ASCII characters."));
+    return false;
+  }
+  command.idempotency_key = std::string(key);
+  command.body_hash = api::request_hash(operation);
+  return true;
+}
+
+}  // namespace
+
+api::Error error_of(std::error_code ec) {
+  if (ec.category() == node_category()) {
+    switch (static_cast<errc>(ec.value())) {
+      case errc::not_leader:
+      case errc::no_leader:
+      case errc::stopped:
+      case errc::shutting_down: return api::Error::no_leader;
+      case errc::outcome_unknown: return api::Error::outcome_unknown;
+      case errc::storage_full: return api::Error::insufficient_storage;
+      case errc::too_large: return api::Error::payload_too_large;
+      case errc::overloaded: return api::Error::overloaded;
+      case errc::change_in_progress: return api::Error::membership_change_in_progress;
+      case errc::bad_request: return api::Error::bad_request;
+      case errc::not_found: return api::Error::not_found;
+    }
+  }
+  return api::Error::internal;
+}
+
+HttpApi::HttpApi(Replica& replica, net::HttpClient& client, const net::PeerTransport* transport)
+    : replica_(replica), client_(client), transport_(transport) {}
+
+HttpResponse HttpApi::json_response(const HttpRequest& request, unsigned status, std::string body) {
+  HttpResponse res{static_cast<http::status>(status), request.version()};
+  res.set(http::field::content_type, "application/json");
+  res.keep_alive(request.keep_alive());
+  res.body() = std::move(body);
+  res.prepare_payload();
+  return res;
+}
+
+HttpResponse HttpApi::error_response(const HttpRequest& request, api::Error e, std::string_view message) {
+  HttpResponse res = json_response(request, api::status_of(e), api::error_json(e, message));
+  if (e == api::Error::no_leader || e == api::Error::overloaded) res.set(http::field::retry_after, "1");
+  return res;
+}
+
+HttpResponse HttpApi::outcome_response(const HttpRequest& request, const Outcome& outcome) {
+  RPOOL_ASSERT(outcome.ec);
+  const std::string fallback = outcome.message.empty() ? outcome.ec.message() : std::string();
+  std::string message = outcome.message.empty() ? fallback : outcome.message;
+  if (!message.empty() && message.back() != '.') message += '.';
+  if (outcome.message.empty() && !message.empty()) message[0] = static_cast<char>(std::toupper(message[0]));
+  return error_response(request, error_of(outcome.ec), message);
+}
+
+bool HttpApi::authorized(const HttpRequest& request) const {
+  const auto& token = replica_.options().config.admin_token;
+  if (!token) return true;
+  const auto header = request[http::field::authorization];
+  constexpr std::string_view bearer = "Bearer ";
+  if (!header.starts_with(bearer)) return false;
+  return api::token_matches(header.substr(bearer.size()), *token);
+}
+
+void HttpApi::handle(HttpRequest&& request, Respond answer) {
+  const api::Target target = api::parse_target(request.target());
+  // Every answer is counted by route and status, and timed.
+  Respond respond = [this, route = target.route, started = Clock::now(), answer = std::move(answer)](HttpResponse&& res) {
+    count_answer(route, res.result_int(), std::chrono::duration<double>(Clock::now() - started).count());
+    answer(std::move(res));
+  };
+  const http::verb method = request.method();
+  auto method_not_allowed = [&](const char* allow) {
+    HttpResponse res = error_response(request, api::Error::method_not_allowed,
+                                      fmt::format("{} accepts {} only.", std::string_view(request.target()), allow));
+    res.set(http::field::allow, allow);
+    respond(std::move(res));
+  };
+  if (!target.bad_query.empty()) {
+    respond(error_response(request, api::Error::bad_request, fmt::format("Unknown query parameter \"{}\".", target.bad_query)));
+    return;
+  }
+  if (is_admin(target.route) && !authorized(request)) {
+    respond(error_response(request, api::Error::unauthorized, "This endpoint needs 'Authorization: Bearer <admin token>'."));
+    return;
+  }
+  switch (target.route) {
+    case api::Route::draw:
+      if (method != http::verb::post) return method_not_allowed("POST");
+      return handle_draw(std::move(request), std::move(respond));
+    case api::Route::pool:
+      if (method != http::verb::get) return method_not_allowed("GET");
+      return handle_pool(std::move(request), std::move(respond), target.stale);
+    case api::Route::item:
+      if (method != http::verb::put && method != http::verb::delete_) return method_not_allowed("PUT, DELETE");
+      return handle_item(std::move(request), std::move(respond), target.item_id);
+    case api::Route::cluster:
+      if (method != http::verb::get) return method_not_allowed("GET");
+      return handle_cluster(std::move(request), std::move(respond));
+    case api::Route::leader:
+      if (method != http::verb::post) return method_not_allowed("POST");
+      return handle_transfer(std::move(request), std::move(respond));
+    case api::Route::snapshot:
+      if (method != http::verb::post) return method_not_allowed("POST");
+      return handle_snapshot(std::move(request), std::move(respond));
+    case api::Route::members:
+      if (method != http::verb::post) return method_not_allowed("POST");
+      return handle_add_member(std::move(request), std::move(respond));
+    case api::Route::member:
+      if (method != http::verb::delete_) return method_not_allowed("DELETE");
+      return handle_remove_member(std::move(request), std::move(respond), NodeId(target.member));
+    case api::Route::healthz:
+      if (method != http::verb::get) return method_not_allowed("GET");
+      respond(json_response(request, 200, R"({"status":"ok"})"));
+      return;
+    case api::Route::readyz:
+      if (method != http::verb::get) return method_not_allowed("GET");
+      return handle_readyz(std::move(request), std::move(respond));
+    case api::Route::metrics:
+      if (method != http::verb::get) return method_not_allowed("GET");
+      return handle_metrics(std::move(request), std::move(respond));
+    case api::Route::not_found:
+      break;
+  }
+  respond(error_response(request, api::Error::not_found, fmt::format("No such path: {}", std::string_view(request.target()))));
+}
+
+// --- writes -------------------------------------------------------------------------------------
+
+void HttpApi::handle_draw(HttpRequest&& request, Respond respond) {
+  std::string message;
+  const auto count = api::parse_draw(request.body(), message);
+  if (!count) {
+    respond(error_response(request, api::Error::bad_request, message));
+    return;
+  }
+  pool::Command command{pool::Draw{*count, 0}, 0, {}, {}};
+  if (!take_key(request, command, api::draw_operation(*count), respond)) return;
+  write(std::move(request), std::move(respond), std::move(command), &render_draw);
+}
+
+void HttpApi::handle_item(HttpRequest&& request, Respond respond, const std::string& item_id) {
+  if (!pool::valid_item_id(item_id)) {
+    respond(error_response(request, api::Error::bad_request, "An item_id is 1 to 64 of A-Z a-z 0-9 _ . -"));
+    return;
+  }
+  pool::Command command;
+  std::string operation;
+  if (request.method() == http::verb::put) {
+    std::string message;
+    auto item = api::parse_item(item_id, request.body(), message);
+    if (!item) {
+      respond(error_response(request, api::Error::bad_request, message));
+      return;
+    }
+    operation = api::upsert_operation(*item);
+    command.op = pool::UpsertItem{std::move(*item)};
+  } else {
+    operation = api::delete_operation(item_id);
+    command.op = pool::DeleteItem{item_id};
+  }
+  if (!take_key(request, command, operation, respond)) return;
+  write(std::move(request), std::move(respond), std::move(command), &render_item, item_id);
+}
+
+void HttpApi::write(HttpRequest&& request, Respond respond, pool::Command command, Render render, std::string detail) {
+  struct Write {
+    HttpApi* api;
+    HttpRequest request;
+    Respond respond;
+    Render render;
+    std::string detail;
+  };
+  auto w = std::make_shared<Write>(Write{this, std::move(request), std::move(respond), render, std::move(detail)});
+  replica_.write(std::move(command), [w](const Outcome& outcome, const pool::Result* result) {
+    if (outcome.ec == errc::not_leader) {
+      return w->api->forward(std::move(w->request), std::move(w->respond), w->api->replica_.options().write_timeout);
+    }
+    if (outcome.ec) return w->respond(outcome_response(w->request, outcome));
+    RPOOL_ASSERT(result != nullptr);
+    w->respond(w->render(w->request, *result, w->detail));
+  });
+}
+
+void HttpApi::forward(HttpRequest&& request, Respond respond, std::chrono::milliseconds timeout) {
+  if (request.find(forwarded_header) != request.end()) {
+    respond(error_response(request, api::Error::no_leader, "The node this request was forwarded to is not the leader; retry shortly."));
+    return;
+  }
+  const NodeId leader = replica_.core().leader();
+  const Member* member = leader == NodeId() || leader == replica_.id() ? nullptr : replica_.member_info(leader);
+  if (member == nullptr) {
+    respond(error_response(request, api::Error::no_leader, "No leader is known right now; retry shortly."));
+    return;
+  }
+  auto original = std::make_shared<HttpRequest>(std::move(request));
+  HttpRequest out{original->method(), original->target(), 11};
+  for (const auto& field : *original) {
+    if (field.name() == http::field::connection || field.name() == http::field::host) continue;
+    out.set(field.name_string(), field.value());
+  }
+  out.set(forwarded_header, std::to_string(replica_.id().value()));
+  out.body() = original->body();
+  out.keep_alive(true);
+  out.prepare_payload();
+  ++forwarded_;
+  client_.request(member->http.host, member->http.port, std::move(out), timeout,
+                  [original, respond = std::move(respond)](std::error_code ec, HttpResponse&& res) {
+                    if (ec) {
+                      // A refused connection never delivered the request; anything else may have.
+                      const bool unsent = ec == std::errc::connection_refused;
+                      respond(error_response(*original, unsent ? api::Error::no_leader : api::Error::outcome_unknown,
+                                             unsent ? "The leader cannot be reached; retry shortly."
+                                                    : "The leader did not answer in time; retry with the same Idempotency-Key."));
+                      return;
+                    }
+                    res.version(original->version());
+                    res.keep_alive(original->keep_alive());
+                    respond(std::move(res));
+                  });
+}
+
+// --- reads --------------------------------------------------------------------------------------
+
+const std::string& HttpApi::pool_json() {
+  // Every change of the pool advances the applied index (an applied entry, an installed
+  // snapshot), so the body rendered at an index stays right until it moves.
+  if (pool_json_cache_.empty() || pool_json_cache_index_ != replica_.applied()) {
+    pool_json_cache_ = api::pool_json(replica_.pool(), replica_.applied());
+    pool_json_cache_index_ = replica_.applied();
+  }
+  return pool_json_cache_;
+}
+
+void HttpApi::handle_pool(HttpRequest&& request, Respond respond, bool stale) {
+  if (stale || (planted("local_default_read") && replica_.core().role() != raft::Role::leader)) {
+    respond(json_response(request, 200, pool_json()));
+    return;
+  }
+  auto req = std::make_shared<HttpRequest>(std::move(request));
+  replica_.read([this, req, respond = std::move(respond)](const Outcome& outcome) {
+    if (outcome.ec) return respond(outcome_response(*req, outcome));
+    respond(json_response(*req, 200, pool_json()));
+  });
+}
+
+void HttpApi::handle_cluster(HttpRequest&& request, Respond respond) {
+  const raft::Core& core = replica_.core();
+  const nlohmann::json body = {
+      {"node_id", replica_.id().value()},
+      {"role", role_name(core.role())},
+      {"term", core.current_term().value()},
+      {"leader_id", core.leader().value()},
+      {"commit_index", core.log().commit_index().value()},
+      {"applied_index", replica_.applied().value()},
+      {"members", members_json()},
+  };
+  respond(json_response(request, 200, body.dump()));
+}
+
+void HttpApi::handle_readyz(HttpRequest&& request, Respond respond) {
+  const raft::Core& core = replica_.core();
+  const bool ready = !replica_.storage_failed() && !replica_.stopping() && core.leader() != NodeId() &&
+                     replica_.applied() >= core.log().commit_index();
+  if (ready) {
+    respond(json_response(request, 200, R"({"status":"ready"})"));
+  } else {
+    respond(json_response(request, 503, fmt::format(R"({{"error":"not_ready","message":"{}"}})",
+                                                   core.leader() == NodeId() ? "No leader is known."
+                                                                             : "This node is still applying the log.")));
+  }
+}
+
+// --- admin --------------------------------------------------------------------------------------
+
+void HttpApi::handle_snapshot(HttpRequest&& request, Respond respond) {
+  auto req = std::make_shared<HttpRequest>(std::move(request));
+  replica_.take_snapshot([req, respond = std::move(respond)](const Outcome& outcome, LogIndex index) {
+    if (outcome.ec) return respond(outcome_response(*req, outcome));
+    respond(json_response(*req, 200, fmt::format(R"({{"snapshot_index":{}}})", index.value())));
+  });
+}
+
+nlohmann::json HttpApi::members_json() const {
+  nlohmann::json members = nlohmann::json::array();
+  const raft::Membership& m = replica_.core().membership();
+  auto add = [&](NodeId id, bool voter) {
+    const Member* member = replica_.member_info(id);
+    members.push_back({{"id", id.value()},
+                       {"raft", member ? member->raft.to_string() : ""},
+                       {"http", member ? member->http.to_string() : ""},
+                       {"voter", voter}});
+  };
+  for (NodeId id : m.voters) add(id, true);
+  for (NodeId id : m.learners) add(id, false);
+  return members;
+}
+
+void HttpApi::handle_add_member(HttpRequest&& request, Respond respond) {
+  const auto body = nlohmann::json::parse(request.body(), nullptr, false);
+  std::optional<Endpoint> raft_endpoint;
+  std::optional<Endpoint> http_endpoint;
+  if (body.is_object() && body.size() == 3 && body.contains("id") && body["id"].is_number_unsigned() &&
+      body["id"].get<std::uint64_t>() != 0 && body.contains("raft") && body["raft"].is_string() &&
+      body.contains("http") && body["http"].is_string()) {
+    raft_endpoint = parse_endpoint(body["raft"].get<std::string>());
+    http_endpoint = parse_endpoint(body["http"].get<std::string>());
+  }
+  if (!raft_endpoint || !http_endpoint) {
+    respond(error_response(request, api::Error::bad_request,
+                           R"(The body must be {"id": <node id>, "raft": "host:port", "http": "host:port"}.)"));
+    return;
+  }
+  const NodeId id(body["id"].get<std::uint64_t>());
+  auto req = std::make_shared<HttpRequest>(std::move(request));
+  replica_.add_member(Member{id, std::move(*raft_endpoint), std::move(*http_endpoint)},
+                      [this, req, id, respond = std::move(respond)](const Outcome& outcome) mutable {
+                        const auto& o = replica_.options();
+                        if (outcome.ec == errc::not_leader) return forward(std::move(*req), std::move(respond), o.change_timeout + o.write_timeout);
+                        if (outcome.ec) return respond(outcome_response(*req, outcome));
+                        respond(json_response(*req, 200, fmt::format(R"({{"id":{},"voter":true,"members":{}}})", id.value(), members_json().dump())));
+                      });
+}
+
+void HttpApi::handle_remove_member(HttpRequest&& request, Respond respond, NodeId id) {
+  auto req = std::make_shared<HttpRequest>(std::move(request));
+  replica_.remove_member(id, [this, req, id, respond = std::move(respond)](const Outcome& outcome) mutable {
+    const auto& o = replica_.options();
+    if (outcome.ec == errc::not_leader) return forward(std::move(*req), std::move(respond), o.change_timeout + o.write_timeout);
+    if (outcome.ec) return respond(outcome_response(*req, outcome));
+    respond(json_response(*req, 200, fmt::format(R"({{"id":{},"removed":true,"members":{}}})", id.value(), members_json().dump())));
+  });
+}
+
+void HttpApi::handle_transfer(HttpRequest&& request, Respond respond) {
+  const auto body = nlohmann::json::parse(request.body(), nullptr, false);
+  if (body.is_discarded() || !body.is_object() || !body.contains("to") || !body["to"].is_number_unsigned() ||
+      body.size() != 1) {
+    respond(error_response(request, api::Error::bad_request, R"(The body must be {"to": <node id>}.)"));
+    return;
+  }
+  const NodeId to(body["to"].get<std::uint64_t>());
+  auto req = std::make_shared<HttpRequest>(std::move(request));
+  replica_.transfer_leader(to, [this, req, to, respond = std::move(respond)](const Outcome& outcome) mutable {
+    if (outcome.ec == errc::not_leader) return forward(std::move(*req), std::move(respond), replica_.options().write_timeout);
+    if (outcome.ec) return respond(outcome_response(*req, outcome));
+    respond(json_response(*req, 200, fmt::format(R"({{"leader_id":{},"term":{}}})", to.value(), replica_.core().current_term().value())));
+  });
+}
+
+}  // namespace rpool::node

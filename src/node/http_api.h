@@ -1,0 +1,74 @@
+// HttpApi: the HTTP routes of CONTRACT.md over a Replica. It parses and validates each request,
+// turns it into a replica operation, and renders the outcome as the contract's JSON answer; on a
+// follower it forwards writes and linearizable reads to the leader. All on the node's thread.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "api/api.h"
+#include "api/metrics.h"
+#include "net/http/http.h"
+#include "net/peer/peer_transport.h"
+#include "node/replica.h"
+
+namespace rpool::node {
+
+using net::HttpRequest;
+using net::HttpResponse;
+using net::Respond;
+namespace http = net::http;
+
+// The one mapping from the replica's (and a forward's) failures to the contract's errors.
+api::Error error_of(std::error_code ec);
+
+class HttpApi {
+ public:
+  // `client` carries forwarded requests to the leader; `transport` (may be null) is read for
+  // /metrics only.
+  HttpApi(Replica& replica, net::HttpClient& client, const net::PeerTransport* transport);
+  void handle(HttpRequest&& request, Respond respond);
+
+  static HttpResponse json_response(const HttpRequest& request, unsigned status, std::string body);
+  static HttpResponse error_response(const HttpRequest& request, api::Error e, std::string_view message);
+  static HttpResponse outcome_response(const HttpRequest& request, const Outcome& outcome);
+
+  std::uint64_t forwarded() const { return forwarded_; }
+
+ private:
+  void handle_draw(HttpRequest&& request, Respond respond);
+  void handle_item(HttpRequest&& request, Respond respond, const std::string& item_id);
+  void handle_pool(HttpRequest&& request, Respond respond, bool stale);
+  void handle_cluster(HttpRequest&& request, Respond respond);
+  void handle_readyz(HttpRequest&& request, Respond respond);
+  void handle_metrics(HttpRequest&& request, Respond respond);
+  void handle_snapshot(HttpRequest&& request, Respond respond);
+  void handle_transfer(HttpRequest&& request, Respond respond);
+  void handle_add_member(HttpRequest&& request, Respond respond);
+  void handle_remove_member(HttpRequest&& request, Respond respond, NodeId id);
+  bool authorized(const HttpRequest& request) const;
+  // Renders the answer to a write from the pool's result for it.
+  using Render = HttpResponse (*)(const HttpRequest&, const pool::Result&, const std::string& detail);
+  void write(HttpRequest&& request, Respond respond, pool::Command command, Render render, std::string detail = {});
+  void forward(HttpRequest&& request, Respond respond, std::chrono::milliseconds timeout);
+  void count_answer(api::Route route, unsigned status, double seconds);
+  // GET /v1/pool's body at the applied index (cached until it moves).
+  const std::string& pool_json();
+  nlohmann::json members_json() const;
+
+  Replica& replica_;
+  net::HttpClient& client_;
+  const net::PeerTransport* transport_;
+  std::string pool_json_cache_;
+  LogIndex pool_json_cache_index_;
+  std::uint64_t forwarded_ = 0;
+  // Answers by route and status; latency by route (from the request read to the answer).
+  std::map<std::pair<api::Route, unsigned>, std::uint64_t> http_answers_;
+  std::map<api::Route, metrics::Histogram> http_seconds_;
+};
+
+}  // namespace rpool::node

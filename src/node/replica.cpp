@@ -1,0 +1,732 @@
+#include "node/replica.h"
+
+#include <algorithm>
+#include <charconv>
+
+#include <fmt/format.h>
+
+#include "api/api.h"
+#include "base/assert.h"
+#include "node/planted_bugs.h"
+#include "wal/errc.h"
+
+namespace rpool::node {
+namespace {
+
+wal::Entry to_wal(const raft::Entry& e) {
+  return wal::Entry{e.term, e.index, static_cast<std::uint8_t>(e.type), e.data};
+}
+
+// Commit index advances are saved with the hard state at most this often: the commit index is
+// advisory (a restarted node relearns it from the leader), and every save costs three fsyncs.
+constexpr auto commit_save_interval = std::chrono::seconds(1);
+// After a full disk, the failed write is tried again this often.
+constexpr auto storage_retry_interval = std::chrono::milliseconds(1000);
+
+}  // namespace
+
+std::string cluster_id_text(std::uint64_t id) { return fmt::format("{:016x}\n", id); }
+
+std::uint64_t cluster_id_of(const Config& config) {
+  std::string text;
+  std::vector<const Member*> members;
+  for (const Member& m : config.members) members.push_back(&m);
+  std::sort(members.begin(), members.end(), [](const Member* a, const Member* b) { return a->id < b->id; });
+  for (const Member* m : members) text += fmt::format("{}={};", m->id, m->raft.to_string());
+  const pool::Sha256 h = api::request_hash(text);
+  return load_u64le(h.data());
+}
+
+const char* role_name(raft::Role role) {
+  switch (role) {
+    case raft::Role::leader: return "leader";
+    case raft::Role::candidate: return "candidate";
+    case raft::Role::pre_candidate: return "pre_candidate";
+    case raft::Role::follower: return "follower";
+  }
+  return "follower";
+}
+
+Replica::Replica(Env& env, MessageTransport& transport, const Logger& logger, ReplicaOptions options)
+    : env_(env), transport_(transport), logger_(logger), options_(std::move(options)) {
+  if (options_.data_dir.empty()) options_.data_dir = options_.config.data_dir_for(options_.id);
+  next_read_context_ = env_.random_u64() >> 1;  // room for 2^63 reads before it could wrap
+}
+
+// --- recovery -----------------------------------------------------------------------------------
+
+bool Replica::recover(wal::Log& log, std::string& error) {
+  const std::string& dir = options_.data_dir;
+  const auto recover_started = env_.now();
+  wal::HardState hard;
+  if (const auto ec = log.load_hard_state(hard)) {
+    error = fmt::format("cannot read the hard state in {}: {} {}", dir, ec.message(), log.error_detail());
+    return false;
+  }
+  std::optional<wal::SnapshotFile> snapshot_file;
+  if (const auto ec = log.load_latest_snapshot(snapshot_file)) {
+    error = fmt::format("cannot read the snapshot in {}: {} {}", dir, ec.message(), log.error_detail());
+    return false;
+  }
+
+  raft::BootState boot;
+  LogIndex from = log.first_index();
+  LogIndex snapshot_index;
+  if (snapshot_file) {
+    raft::Membership membership;
+    if (!raft::decode_membership(snapshot_file->metadata, membership)) {
+      error = fmt::format("snapshot {} in {}: its membership does not decode", snapshot_file->index, dir);
+      return false;
+    }
+    auto data = std::make_shared<const Bytes>(std::move(snapshot_file->data));
+    if (const auto ec = pool_.restore(*data)) {
+      error = fmt::format("snapshot {} in {}: its pool state does not decode: {}", snapshot_file->index, dir, ec.message());
+      return false;
+    }
+    snapshot_index = snapshot_file->index;
+    margin_snapshot_ = {snapshot_index, data};
+    boot.snapshot = raft::Snapshot{{snapshot_file->index, snapshot_file->term, std::move(membership)}, data};
+    // The log must continue right after the snapshot. A log that ends before it, or holds a
+    // different entry at its index, is what a crash while installing a snapshot leaves: drop it.
+    Term term_at;
+    const bool continues = log.first_index() <= snapshot_index.next() && log.last_index() >= snapshot_index &&
+                           (log.first_index() > snapshot_index ||
+                            (!log.term(snapshot_index, term_at) && term_at == snapshot_file->term));
+    if (!continues) {
+      if (const auto ec = log.reset(snapshot_index.next())) {
+        error = fmt::format("cannot reset the log in {} after snapshot {}: {}", dir, snapshot_index, ec.message());
+        return false;
+      }
+    }
+    from = snapshot_index.next();
+  } else if (log.first_index() != LogIndex(1)) {
+    error = fmt::format("the log in {} starts at index {} but there is no snapshot before it", dir, log.first_index());
+    return false;
+  }
+  if (log.last_index() >= from) {
+    std::vector<wal::Entry> entries;
+    if (const auto ec = log.read(from, log.last_index().next(), entries)) {
+      error = fmt::format("cannot read the log in {}: {} {}", dir, ec.message(), log.error_detail());
+      return false;
+    }
+    boot.entries.reserve(entries.size());
+    for (wal::Entry& e : entries) {
+      if (e.kind < 1 || e.kind > 3) {
+        error = fmt::format("log entry {} in {} has unknown kind {}", e.index, dir, e.kind);
+        return false;
+      }
+      boot.entries.push_back(raft::Entry{e.term, e.index, static_cast<raft::EntryType>(e.kind), std::move(e.payload)});
+    }
+  }
+  const LogIndex last = boot.entries.empty() ? snapshot_index : boot.entries.back().index;
+  boot.hard_state = raft::HardState{hard.current_term, hard.voted_for,
+                                    std::clamp(hard.commit_index, snapshot_index, last)};
+  snapshot_index_ = snapshot_index;
+  applied_ = snapshot_index;
+  persisted_term_ = hard.current_term;
+  persisted_vote_ = hard.voted_for;
+
+  // The cluster id: kept in the data directory; a founding node computes it the first time, a
+  // joining node learns it from the leader (adopt_cluster_id).
+  Bytes id_file;
+  if (const auto ec = log.load_file(cluster_id_file, id_file); !ec) {
+    const std::string_view text = as_chars(id_file);
+    std::from_chars(text.data(), text.data() + text.size(), cluster_id_, 16);
+    if (cluster_id_ == 0 || cluster_id_text(cluster_id_) != text) {  // exactly what we write
+      error = fmt::format("{}/{} does not hold a cluster id", dir, cluster_id_file);
+      return false;
+    }
+  } else if (ec != wal::errc::not_found) {
+    error = fmt::format("cannot read {}/{}: {}", dir, cluster_id_file, ec.message());
+    return false;
+  } else if (!options_.join) {
+    cluster_id_ = cluster_id_of(options_.config);
+    if (const auto save_ec = log.save_file(cluster_id_file, as_bytes(cluster_id_text(cluster_id_)))) {
+      error = fmt::format("cannot write {}/{}: {} {}", dir, cluster_id_file, save_ec.message(), log.error_detail());
+      return false;
+    }
+  }
+
+  raft::Config rc;
+  rc.id = options_.id;
+  if (!options_.join) {
+    // The founding members, until the log or a snapshot holds a membership.
+    for (const Member& m : options_.config.members) {
+      rc.initial_membership.voters.push_back(m.id);
+      rc.initial_membership.context[m.id] = member_context_json(m);
+    }
+    std::sort(rc.initial_membership.voters.begin(), rc.initial_membership.voters.end());
+  }
+  rc.heartbeat_ticks = 1;
+  rc.election_ticks = std::max<int>(2, static_cast<int>(options_.config.raft.election_timeout_ms /
+                                                        options_.config.raft.heartbeat_ms));
+  rc.random_seed = env_.random_u64();
+  rc.unsafe_commit_alone = planted("ack_before_quorum");
+  core_ = std::make_unique<raft::Core>(rc, std::move(boot));
+  logger_.info("recovered", {{"data_dir", dir},
+                             {"snapshot_index", snapshot_index.value()},
+                             {"last_index", last.value()},
+                             {"term", hard.current_term.value()},
+                             {"last_request_id", pool_.last_request_id()},
+                             {"ms", static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        env_.now() - recover_started).count())}});
+  return true;
+}
+
+void Replica::start(Storage& storage) {
+  RPOOL_ASSERT(core_ != nullptr);  // recover() first
+  RPOOL_ASSERT(storage_ == nullptr);
+  storage_ = &storage;
+  sync_peers();
+  on_tick();
+  schedule_ready();
+}
+
+void Replica::adopt_cluster_id(std::uint64_t id) {
+  RPOOL_ASSERT(id != 0);
+  cluster_id_ = id;
+  const std::string text = cluster_id_text(id);
+  storage_->save_file(std::string(cluster_id_file), Bytes(text.begin(), text.end()),
+                      [this](std::error_code ec, const std::string& detail) {
+                        if (ec) logger_.error("cannot save the cluster id", {{"error", ec.message()}, {"detail", detail}});
+                      });
+}
+
+// --- inputs -------------------------------------------------------------------------------------
+
+void Replica::step(raft::Message&& message) {
+  auto m = std::make_shared<raft::Message>(std::move(message));
+  with_core([this, m] { core_->step(*m); });
+}
+
+void Replica::write(pool::Command command, WriteDone done) {
+  if (storage_failed_) return done(storage_outcome(), nullptr);
+  if (stopping_ && core_->role() == raft::Role::leader) {
+    // Leadership is being handed over; a follower that is shutting down still forwards.
+    return done({make_error_code(errc::shutting_down), "This node is shutting down; retry on another node."}, nullptr);
+  }
+  if (core_->role() != raft::Role::leader) return done({make_error_code(errc::not_leader), {}}, nullptr);
+  if (planted("skip_idempotency")) command.idempotency_key.clear();
+  // The leader stamps every command: its wall clock (idempotency-key expiry) and, for a draw, a
+  // seed nobody can predict before the entry commits (DESIGN.md, "Determinism of draws").
+  command.timestamp_ms = env_.wall_clock_ms();
+  if (auto* draw = std::get_if<pool::Draw>(&command.op)) draw->seed = env_.random_u64();
+  // Everything the core input needs, in one allocation; the input captures only this pointer, so
+  // std::function keeps it without allocating.
+  struct Proposal {
+    Replica* replica;
+    Bytes bytes;
+    WriteDone done;
+  };
+  auto p = std::make_shared<Proposal>(Proposal{this, pool::encode(command), std::move(done)});
+  with_core(
+      [p] {
+        Replica& r = *p->replica;
+        if (!p->done) return;  // abandoned
+        WriteDone answer = std::move(p->done);
+        if (r.core_->role() != raft::Role::leader) return answer({make_error_code(errc::not_leader), {}}, nullptr);
+        r.ensure_bootstrap();
+        LogIndex index;
+        ++r.counters_.proposals;
+        const std::error_code ec = r.core_->propose(std::move(p->bytes), &index);
+        if (ec) {
+          ++r.counters_.proposals_failed;
+          if (ec == raft::errc::too_large) return answer({make_error_code(errc::too_large), {}}, nullptr);
+          return answer({make_error_code(errc::no_leader), "Leadership is moving; retry shortly."}, nullptr);
+        }
+        const auto [it, inserted] = r.writes_.emplace(
+            index, PendingWrite{r.core_->current_term(), r.env_.now() + r.options_.write_timeout, std::move(answer)});
+        RPOOL_ASSERT(inserted);
+      },
+      [p](const Outcome& outcome) {
+        if (!p->done) return;
+        WriteDone answer = std::move(p->done);
+        answer(outcome, nullptr);
+      });
+}
+
+void Replica::read(Done done) {
+  if (stopping_ || storage_failed_ || core_->leader() == NodeId()) {
+    return done({make_error_code(errc::no_leader), "No leader is known right now; retry shortly."});
+  }
+  const std::uint64_t context = next_read_context_++;
+  reads_.emplace(context, PendingRead{env_.now() + options_.read_timeout, LogIndex(), false, std::move(done)});
+  with_core([this, context] {
+    if (core_->read_index(context)) {
+      const auto it = reads_.find(context);
+      if (it == reads_.end()) return;
+      Done d = std::move(it->second.done);
+      reads_.erase(it);
+      d({make_error_code(errc::no_leader), "No leader is known right now; retry shortly."});
+    }
+  });
+}
+
+void Replica::take_snapshot(SnapshotDone done) {
+  auto shared = std::make_shared<SnapshotDone>(std::move(done));
+  with_core([this, shared] { snapshot(true, std::move(*shared)); },
+            [this, shared](const Outcome& outcome) {
+              if (*shared) (*shared)(outcome, snapshot_index_);
+            });
+}
+
+// --- the Ready cycle ----------------------------------------------------------------------------
+
+void Replica::with_core(std::function<void()> run, std::function<void(const Outcome&)> abandon) {
+  if (storage_failed_) {  // the core is frozen with an unpersisted Ready
+    if (abandon) abandon(storage_outcome());
+    return;
+  }
+  if (ready_outstanding_) {
+    deferred_.push_back(Input{std::move(run), std::move(abandon)});
+    return;
+  }
+  run();
+  after_event();
+}
+
+void Replica::after_event() {
+  if (check_invariants_) check_invariants();
+  schedule_ready();
+}
+
+Outcome Replica::storage_outcome() const {
+  if (fatal_) return {make_error_code(errc::stopped), "This node stopped: its storage failed. Retry on another node."};
+  return {make_error_code(errc::storage_full), "This node cannot write its log; nothing was applied."};
+}
+
+void Replica::abandon_requests() {
+  const Outcome outcome = storage_outcome();
+  for (Input& input : deferred_) {
+    if (input.abandon) input.abandon(outcome);
+  }
+  deferred_.clear();
+  auto reads = std::move(reads_);
+  reads_.clear();
+  for (auto& [context, read] : reads) read.done(outcome);
+  if (change_) end_change({make_error_code(errc::outcome_unknown), "This node stopped: its storage failed. Repeat the request on another node."});
+  if (transfer_) end_transfer(false, "This node stopped: its storage failed.");
+}
+
+void Replica::schedule_ready() {
+  if (ready_scheduled_ || closed_) return;
+  ready_scheduled_ = true;
+  env_.post([this] { process_ready(); });
+}
+
+void Replica::process_ready() {
+  ready_scheduled_ = false;
+  if (ready_outstanding_ || storage_failed_ || closed_ || !core_->has_ready()) return;
+  raft::Ready ready = core_->ready();
+  ready_outstanding_ = true;
+  for (raft::Message& m : ready.messages) transport_.send(std::move(m));
+  ready.messages.clear();
+  if (!ready.snapshot && ready.entries.empty() && !ready.hard_state) {
+    on_persisted(std::move(ready));
+    return;
+  }
+  const auto in_flight = persist(std::move(ready));
+  // The committed entries of a Ready are durable already (the core hands out only entries of
+  // earlier Readies, see raft::Core::ready), so they are applied and answered now, while this
+  // Ready's write runs, instead of after it: the answers' work overlaps the write. Not with a
+  // snapshot: the pool is restored from it first (on_persisted). Everything else of on_persisted
+  // (read states, advance, deferred inputs) still waits for the write.
+  if (in_flight && !in_flight->snapshot) {
+    for (const raft::Entry& e : in_flight->committed_entries) apply(e);
+  }
+  if (check_invariants_) check_invariants();
+}
+
+std::shared_ptr<const raft::Ready> Replica::persist(raft::Ready ready) {
+  auto job = std::make_shared<PersistJob>();
+  if (ready.snapshot) {
+    const raft::Snapshot& s = *ready.snapshot;
+    job->snapshot = wal::SnapshotFile{s.meta.index, s.meta.term, raft::encode_membership(s.meta.membership), *s.data};
+  }
+  job->entries.reserve(ready.entries.size());
+  for (const raft::Entry& e : ready.entries) {
+    job->entries.push_back(to_wal(e));
+    counters_.wal_bytes += e.data.size() + 25;
+  }
+  if (ready.hard_state) {
+    // Term and vote must be durable before the messages that depend on them; a commit index
+    // alone may wait (see commit_save_interval).
+    const raft::HardState& h = *ready.hard_state;
+    const bool vote_changed = h.current_term != persisted_term_ || h.voted_for != persisted_vote_;
+    if (vote_changed || env_.now() - last_commit_save_ >= commit_save_interval) {
+      job->hard_state = wal::HardState{h.current_term, h.voted_for, h.commit_index};
+      persisted_term_ = h.current_term;
+      persisted_vote_ = h.voted_for;
+      last_commit_save_ = env_.now();
+    }
+  }
+  job->fsync = options_.config.wal.fsync;
+  if (!job->snapshot && job->entries.empty() && !job->hard_state) {
+    // Only a commit index that may wait (see commit_save_interval): nothing to write.
+    on_persisted(std::move(ready));
+    return nullptr;
+  }
+  auto in_flight = std::make_shared<raft::Ready>(std::move(ready));
+  write_ready(std::move(job), in_flight, false);
+  return in_flight;
+}
+
+void Replica::write_ready(std::shared_ptr<const PersistJob> job, std::shared_ptr<raft::Ready> ready, bool reopen) {
+  storage_->write(job, reopen, [this, job, ready](StorageResult result) {
+    ++counters_.wal_syncs;
+    if (result.fsync_seconds > 0) counters_.wal_fsync_seconds.observe(result.fsync_seconds);
+    if (result.ec) {
+      // Kept for retry_storage(): after a full disk the same Ready is written again, on a
+      // reopened log (the failure poisoned the old one).
+      storage_retry_ = [this, job, ready] { write_ready(job, ready, true); };
+      storage_failed(result.ec, result.detail);
+      return;
+    }
+    on_persisted(std::move(*ready));
+  });
+}
+
+void Replica::on_persisted(raft::Ready ready) {
+  storage_recovered();
+  for (raft::Message& m : ready.messages_after_persist) transport_.send(std::move(m));
+  ready.messages_after_persist.clear();
+  if (ready.snapshot) {
+    const raft::Snapshot& s = *ready.snapshot;
+    if (const auto restore_ec = pool_.restore(*s.data)) {
+      fatal_ = fmt::format("the snapshot at index {} from the leader does not decode: {}", s.meta.index, restore_ec.message());
+      logger_.error(*fatal_);
+      storage_failed_ = true;  // the core is frozen with this Ready: nothing more may go in
+      abandon_requests();
+      if (on_fatal_) on_fatal_();
+      return;
+    }
+    snapshot_index_ = s.meta.index;
+    applied_ = s.meta.index;
+    margin_snapshot_ = {s.meta.index, s.data};
+    // Writes waiting for entries the snapshot covers can no longer be matched to their result.
+    for (auto it = writes_.begin(); it != writes_.end() && it->first <= s.meta.index;) {
+      fail_write(it->second, errc::outcome_unknown, "The write was overtaken by a snapshot; retry it with its Idempotency-Key.");
+      it = writes_.erase(it);
+    }
+    ++counters_.snapshots_installed;
+    logger_.info("installed snapshot", {{"index", s.meta.index.value()}, {"term", s.meta.term.value()}});
+  }
+  for (const raft::Entry& e : ready.committed_entries) {
+    if (e.index > applied_) apply(e);  // else applied early, by process_ready
+  }
+  for (const raft::ReadState& rs : ready.read_states) {
+    const auto it = reads_.find(rs.context);
+    if (it == reads_.end()) continue;  // timed out meanwhile, or not ours
+    it->second.index = rs.index;
+    it->second.indexed = true;
+  }
+  core_->advance(ready);
+  ready_outstanding_ = false;
+  observe_role();
+  sync_peers();
+  drive_change();
+  drive_transfer();
+  serve_reads();
+  auto inputs = std::move(deferred_);
+  deferred_.clear();
+  for (Input& input : inputs) input.run();
+  maybe_snapshot();
+  after_event();
+  if (stopping_) maybe_drained();
+}
+
+void Replica::fail_write(PendingWrite& write, errc e, std::string message) {
+  ++counters_.proposals_failed;
+  write.done({make_error_code(e), std::move(message)}, nullptr);
+}
+
+void Replica::apply(const raft::Entry& entry) {
+  RPOOL_ASSERT_OP(entry.index, >, applied_);
+  RPOOL_ASSERT_OP(entry.index, <=, core_->log().commit_index());
+  applied_ = entry.index;
+  const auto pending = writes_.find(entry.index);
+  if (change_ && change_->entry == entry.index) {
+    (entry.type == raft::EntryType::config && entry.term == change_->entry_term ? change_->committed : change_->lost) = true;
+  }
+  if (entry.type != raft::EntryType::normal) {
+    if (pending != writes_.end()) {
+      fail_write(pending->second, errc::outcome_unknown, "The write was lost in a leader change; retry it with its Idempotency-Key.");
+      writes_.erase(pending);
+    }
+    return;
+  }
+  pool::Command command;
+  if (const auto ec = pool::decode(entry.data, command)) {
+    // Every replica skips it alike, so they stay identical; it can only be a bug of ours.
+    logger_.error("committed entry does not decode as a pool command; skipped",
+                  {{"index", entry.index.value()}, {"error", ec.message()}});
+    if (pending != writes_.end()) {
+      fail_write(pending->second, errc::bad_request, "The write could not be applied.");
+      writes_.erase(pending);
+    }
+    return;
+  }
+  const pool::Result result = pool_.apply(entry.index.value(), command);
+  if (!result.replayed) {
+    counters_.draws += result.draws.size();
+    for (const auto& d : result.draws) counters_.draws_pool_empty += d.item_id ? 0 : 1;
+  }
+  if (result.bootstrapped) logger_.info("catalog seeded", {{"items", std::uint64_t{pool_.items().size()}}});
+  if (pending == writes_.end()) return;
+  if (pending->second.term == entry.term) {
+    WriteDone done = std::move(pending->second.done);
+    writes_.erase(pending);
+    done({}, &result);
+  } else {
+    fail_write(pending->second, errc::outcome_unknown, "The write was lost in a leader change; retry it with its Idempotency-Key.");
+    writes_.erase(pending);
+  }
+}
+
+void Replica::observe_role() {
+  const raft::Role role = core_->role();
+  const NodeId leader = core_->leader();
+  if (leader != last_leader_) {
+    ++counters_.leader_changes;
+    logger_.info("leader changed", {{"leader", leader.value()}, {"term", core_->current_term().value()},
+                                    {"role", std::string(role_name(role))}});
+  }
+  if (role == raft::Role::leader && last_role_ != raft::Role::leader) ensure_bootstrap();
+  last_role_ = role;
+  last_leader_ = leader;
+}
+
+void Replica::ensure_bootstrap() {
+  // The catalog seeds the pool once, when the cluster first forms. Every new leader of a pool
+  // not yet seeded proposes it before any write of its term; a duplicate is a no-op when applied.
+  if (pool_.bootstrapped() || bootstrap_term_ == core_->current_term()) return;
+  if (core_->role() != raft::Role::leader) return;
+  pool::Command command{pool::Bootstrap{options_.config.catalog}, env_.wall_clock_ms(), {}, {}};
+  const auto ec = core_->propose(pool::encode(command));
+  // A proposal refused for a while (a leadership transfer) is tried again before the next write;
+  // one that can never succeed (too large: the config check prevents it) is not retried per write.
+  if (!ec || ec == raft::errc::too_large) bootstrap_term_ = core_->current_term();
+  if (ec == raft::errc::too_large) {
+    logger_.error("the catalog does not fit in one log entry; the pool is not seeded",
+                  {{"items", std::uint64_t{options_.config.catalog.size()}}});
+  }
+}
+
+void Replica::serve_reads() {
+  for (auto it = reads_.begin(); it != reads_.end();) {
+    if (it->second.indexed && it->second.index <= applied_) {
+      Done done = std::move(it->second.done);
+      it = reads_.erase(it);
+      done({});
+    } else {
+      ++it;
+    }
+  }
+}
+
+// --- snapshots ----------------------------------------------------------------------------------
+
+void Replica::maybe_snapshot() {
+  const LogIndex applied = core_->log().applied_index();
+  if (snapshot_in_progress_ || applied - snapshot_index_ < options_.config.raft.snapshot_entries) return;
+  snapshot(false, {});
+}
+
+void Replica::snapshot(bool compact_all, SnapshotDone done) {
+  RPOOL_ASSERT(!ready_outstanding_);
+  const LogIndex index = core_->log().applied_index();
+  RPOOL_ASSERT_OP(applied_, ==, index);  // the pool is at the core's applied index
+  if (index <= snapshot_index_ || snapshot_in_progress_ || storage_failed_) {
+    if (done) done(storage_failed_ ? storage_outcome() : Outcome{}, snapshot_index_);
+    return;
+  }
+  snapshot_in_progress_ = true;
+  const auto started = env_.now();
+  auto data = std::make_shared<const Bytes>(pool_.snapshot());
+  const raft::SnapshotMeta meta = core_->snapshot_meta(index);
+  // The log is compacted up to the PREVIOUS snapshot, not this one: the entries in between stay,
+  // so that a follower a little behind catches up from the log instead of by a whole snapshot
+  // (which, with a million idempotency keys, is tens of megabytes). POST /v1/snapshot compacts
+  // all the way. The core forgets entries in memory now; the WAL keeps them until the snapshot
+  // file is durable, so a crash in between loses nothing.
+  const LogIndex compact_to = compact_all ? index : margin_snapshot_.first;
+  const auto compact_data = compact_all ? data : margin_snapshot_.second;
+  if (compact_to > core_->log().snapshot_index()) {
+    if (const auto ec = core_->compact(compact_to, compact_data)) {
+      snapshot_in_progress_ = false;
+      if (done) done({ec, ec.message()}, snapshot_index_);
+      return;
+    }
+  }
+  margin_snapshot_ = {index, data};
+  auto file = std::make_shared<wal::SnapshotFile>(
+      wal::SnapshotFile{meta.index, meta.term, raft::encode_membership(meta.membership), *data});
+  const LogIndex wal_compact_to = std::max(compact_to, core_->log().snapshot_index());
+  storage_->save_snapshot(file, wal_compact_to, [this, file, started, done = std::move(done)](SnapshotResult r) {
+    snapshot_in_progress_ = false;
+    if (r.ec) {
+      logger_.error("snapshot failed", {{"index", file->index.value()}, {"error", r.ec.message()}, {"detail", r.detail}});
+      if (!disk_full(r.ec)) {
+        storage_failed(r.ec, r.detail);
+      } else if (r.reopen_ec) {
+        storage_failed(r.reopen_ec, r.reopen_detail);
+      }
+    } else {
+      snapshot_index_ = file->index;
+      ++counters_.snapshots;
+      counters_.snapshot_bytes_last = file->data.size();
+      counters_.snapshot_seconds.observe(std::chrono::duration<double>(env_.now() - started).count());
+      logger_.info("snapshot taken", {{"index", file->index.value()}, {"bytes", std::uint64_t{file->data.size()}}});
+    }
+    if (done) {
+      done(r.ec ? Outcome{make_error_code(errc::storage_full), fmt::format("The snapshot failed: {}", r.ec.message())}
+                : Outcome{},
+           snapshot_index_);
+    }
+  });
+}
+
+// --- time ---------------------------------------------------------------------------------------
+
+void Replica::on_tick() {
+  if (closed_) return;
+  with_core([this] {
+    core_->tick();
+    drive_change();
+    drive_transfer();
+  });
+  expire_requests();
+  env_.after(std::chrono::milliseconds(options_.config.raft.heartbeat_ms), [this] { on_tick(); });
+}
+
+void Replica::expire_requests() {
+  const auto now = env_.now();
+  for (auto it = writes_.begin(); it != writes_.end();) {
+    if (it->second.deadline <= now) {
+      fail_write(it->second, errc::outcome_unknown, "The write was not confirmed in time; retry it with its Idempotency-Key.");
+      it = writes_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto it = reads_.begin(); it != reads_.end();) {
+    if (it->second.deadline <= now) {
+      const bool leaderless = core_->leader() == NodeId();
+      Done done = std::move(it->second.done);
+      it = reads_.erase(it);
+      done(leaderless ? Outcome{make_error_code(errc::no_leader), "No leader is known right now; retry shortly."}
+                      : Outcome{make_error_code(errc::outcome_unknown), "The leader did not confirm the read in time; retry it."});
+    } else {
+      ++it;
+    }
+  }
+  if (stopping_) maybe_drained();
+}
+
+// --- storage failures ---------------------------------------------------------------------------
+
+void Replica::storage_failed(std::error_code ec, const std::string& detail) {
+  const bool recoverable = disk_full(ec);
+  if (!storage_failed_) {
+    logger_.error(recoverable ? "the disk is full; this node stops writing and retries every second"
+                              : "storage failed; this node stops",
+                  {{"error", ec.message()}, {"detail", detail}});
+  }
+  storage_failed_ = true;
+  ++counters_.storage_failures;
+  // Their entries may still commit (the followers may have them): the outcome is unknown.
+  auto writes = std::move(writes_);
+  writes_.clear();
+  for (auto& [index, w] : writes) {
+    fail_write(w, errc::outcome_unknown, "The log could not be written here; retry the write with its Idempotency-Key.");
+  }
+  if (!recoverable) {
+    fatal_ = fmt::format("storage failed: {} {}", ec.message(), detail);
+    abandon_requests();
+    if (on_fatal_) on_fatal_();
+    return;
+  }
+  // Requests waiting for the core get storage_full now rather than waiting for the disk.
+  const Outcome outcome = storage_outcome();
+  for (Input& input : deferred_) {
+    if (input.abandon) input.abandon(outcome);
+  }
+  std::erase_if(deferred_, [](const Input& input) { return input.abandon != nullptr; });
+  retry_storage();
+}
+
+void Replica::retry_storage() {
+  env_.after(storage_retry_interval, [this] {
+    if (stopping_ || closed_ || !storage_failed_ || fatal_) return;
+    if (storage_retry_) {
+      storage_retry_();  // on_persisted() ends the failure, or storage_failed() comes again
+      return;
+    }
+    // No Ready failed (a snapshot or a reopen did): reopen, then carry on.
+    storage_->reopen([this](StorageResult r) {
+      if (r.ec) return storage_failed(r.ec, r.detail);
+      storage_recovered();
+    });
+  });
+}
+
+void Replica::storage_recovered() {
+  if (!storage_failed_) return;
+  storage_failed_ = false;
+  storage_retry_ = nullptr;
+  logger_.info("the log is writable again; this node resumes");
+  schedule_ready();
+}
+
+// --- shutdown -----------------------------------------------------------------------------------
+
+void Replica::shutdown(std::function<void()> drained) {
+  if (stopping_) return;
+  stopping_ = true;
+  drained_ = std::move(drained);
+  logger_.info("shutting down");
+  // A leader hands over first, so that its going away costs the cluster no election timeout.
+  if (core_->role() == raft::Role::leader && core_->membership().voters.size() > 1) start_shutdown_transfer();
+  maybe_drained();
+}
+
+void Replica::maybe_drained() {
+  if (!stopping_ || drained_called_ || !writes_.empty() || !reads_.empty() || transfer_) return;
+  drained_called_ = true;
+  if (drained_) drained_();
+}
+
+void Replica::close(std::function<void()> done) {
+  closed_ = true;
+  storage_->close([this, done = std::move(done)] {
+    logger_.info("stopped");
+    done();
+  });
+}
+
+// --- invariants ---------------------------------------------------------------------------------
+
+void Replica::check_invariants() const {
+  core_->check_invariants();
+  const raft::Log& log = core_->log();
+  // Applied entries are committed, and durable: the core hands out committed entries only once
+  // they are stable, so applied never passes what this node has persisted.
+  RPOOL_ASSERT_OP(applied_, <=, log.commit_index());
+  RPOOL_ASSERT_OP(log.applied_index(), <=, applied_);
+  RPOOL_ASSERT_OP(snapshot_index_, <=, applied_);
+  RPOOL_ASSERT_OP(log.snapshot_index(), <=, snapshot_index_);
+  // Every pending write waits for an entry not yet applied, proposed in a term this node saw.
+  for (const auto& [index, w] : writes_) {
+    RPOOL_ASSERT_OP(index, >, applied_);
+    RPOOL_ASSERT_OP(w.term, <=, core_->current_term());
+    RPOOL_ASSERT(w.done != nullptr);
+  }
+  for (const auto& [context, r] : reads_) {
+    RPOOL_ASSERT(r.done != nullptr);
+  }
+  if (!ready_outstanding_) RPOOL_ASSERT(deferred_.empty());
+  if (fatal_) RPOOL_ASSERT(storage_failed_);
+  if (closed_) RPOOL_ASSERT(stopping_ || fatal_);
+}
+
+}  // namespace rpool::node

@@ -1,0 +1,152 @@
+#include "node/storage.h"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+
+#include "base/assert.h"
+#include "wal/errc.h"
+
+namespace rpool::node {
+
+bool disk_full(std::error_code ec) { return ec == wal::errc::disk_full || ec == std::errc::no_space_on_device; }
+
+LogStore::LogStore(std::string dir, wal::Options options, std::unique_ptr<wal::Log> log)
+    : dir_(std::move(dir)), options_(std::move(options)), log_(std::move(log)) {
+  RPOOL_ASSERT(log_ != nullptr);
+}
+
+std::error_code LogStore::reopen(std::string& detail) {
+  log_.reset();  // releases the data directory's lock
+  wal::OpenResult opened = wal::Log::open(dir_, options_);
+  if (opened.error) {
+    detail = opened.detail;
+    return opened.error;
+  }
+  log_ = std::move(opened.log);
+  return {};
+}
+
+StorageResult LogStore::reopen() {
+  StorageResult r;
+  r.ec = reopen(r.detail);
+  return r;
+}
+
+StorageResult LogStore::write(const PersistJob& job, bool reopen_first) {
+  StorageResult r;
+  if (reopen_first || !log_) r.ec = reopen(r.detail);
+  if (!r.ec) {
+    r.ec = run(job, r.fsync_seconds);
+    if (r.ec) r.detail = log_->error_detail();
+  }
+  return r;
+}
+
+std::error_code LogStore::run(const PersistJob& job, double& fsync_seconds) {
+  wal::Log& log = *log_;
+  std::error_code ec;
+  if (job.snapshot) {
+    const wal::SnapshotFile& s = *job.snapshot;
+    ec = log.save_snapshot(s);
+    if (!ec) {
+      Term at;
+      const bool continues = log.first_index() <= s.index && s.index <= log.last_index() &&
+                             !log.term(s.index, at) && at == s.term;
+      ec = continues ? log.compact(s.index) : log.reset(s.index.next());
+    }
+  }
+  if (!ec && !job.entries.empty()) {
+    // A retry after a failure may find part of the entries already there: rewrite them.
+    const LogIndex first = job.entries.front().index;
+    if (first <= log.last_index()) ec = log.truncate_suffix(first);
+    if (!ec) ec = log.append(job.entries);
+  }
+  if (!ec && job.fsync) {
+    const auto started = Clock::now();
+    ec = log.sync();
+    fsync_seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  }
+  if (!ec && job.hard_state) ec = log.save_hard_state(*job.hard_state);
+  return ec;
+}
+
+SnapshotResult LogStore::save_snapshot(const wal::SnapshotFile& file, LogIndex compact_to) {
+  SnapshotResult r;
+  r.ec = log_ ? log_->save_snapshot(file) : make_error_code(wal::errc::poisoned);
+  if (!r.ec && compact_to >= log_->first_index()) r.ec = log_->compact(compact_to);
+  if (r.ec && log_) r.detail = log_->error_detail();
+  // A full disk only fails this snapshot (the log stays as it was): reopen the log at once.
+  if (disk_full(r.ec)) r.reopen_ec = reopen(r.reopen_detail);
+  return r;
+}
+
+std::error_code LogStore::save_file(const std::string& name, const Bytes& content, std::string& detail) {
+  if (!log_) return make_error_code(wal::errc::poisoned);
+  const std::error_code ec = log_->save_file(name, content);
+  if (ec) detail = log_->error_detail();
+  return ec;
+}
+
+void LogStore::sync() {
+  if (log_ && !log_->poisoned()) (void)log_->sync();
+}
+
+// --- ThreadStorage ------------------------------------------------------------------------------
+
+ThreadStorage::ThreadStorage(Env& env, std::unique_ptr<LogStore> store) : env_(env), store_(std::move(store)) {
+  // The thread runs until close() or destruction; a work guard keeps its io_context alive while idle.
+  thread_ = std::thread([this] {
+    auto guard = boost::asio::make_work_guard(io_);
+    io_.run();
+  });
+}
+
+ThreadStorage::~ThreadStorage() {
+  io_.stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+template <typename Result>
+void ThreadStorage::run(std::function<Result()> work, std::function<void(Result)> done) {
+  boost::asio::post(io_, [this, work = std::move(work), done = std::move(done)]() mutable {
+    Result result = work();
+    env_.post([done = std::move(done), result = std::move(result)]() mutable { done(std::move(result)); });
+  });
+}
+
+void ThreadStorage::write(std::shared_ptr<const PersistJob> job, bool reopen, std::function<void(StorageResult)> done) {
+  run<StorageResult>([this, job = std::move(job), reopen] { return store_->write(*job, reopen); }, std::move(done));
+}
+
+void ThreadStorage::save_snapshot(std::shared_ptr<const wal::SnapshotFile> file, LogIndex compact_to,
+                                  std::function<void(SnapshotResult)> done) {
+  run<SnapshotResult>([this, file = std::move(file), compact_to] { return store_->save_snapshot(*file, compact_to); },
+                      std::move(done));
+}
+
+void ThreadStorage::reopen(std::function<void(StorageResult)> done) {
+  run<StorageResult>([this] { return store_->reopen(); }, std::move(done));
+}
+
+void ThreadStorage::save_file(std::string name, Bytes content, std::function<void(std::error_code, std::string)> done) {
+  run<StorageResult>(
+      [this, name = std::move(name), content = std::move(content)] {
+        StorageResult r;
+        r.ec = store_->save_file(name, content, r.detail);
+        return r;
+      },
+      [done = std::move(done)](StorageResult r) { done(r.ec, r.detail); });
+}
+
+void ThreadStorage::close(std::function<void()> done) {
+  boost::asio::post(io_, [this, done = std::move(done)]() mutable {
+    store_->sync();
+    env_.post([this, done = std::move(done)] {
+      io_.stop();
+      if (thread_.joinable()) thread_.join();
+      done();
+    });
+  });
+}
+
+}  // namespace rpool::node
