@@ -16,6 +16,7 @@ const char* level_name(Logger::Level level) {
     case Logger::Level::info: return "info";
     case Logger::Level::warn: return "warn";
     case Logger::Level::error: return "error";
+    case Logger::Level::off: return "off";
   }
   return "info";
 }

@@ -17,7 +17,7 @@ namespace rpool::node {
 class Logger {
  public:
   enum class Format { text, json };
-  enum class Level { debug, info, warn, error };
+  enum class Level { debug, info, warn, error, off };  // off: as a minimum level, nothing
   using Value = std::variant<std::int64_t, std::uint64_t, std::string, bool>;
   using Field = std::pair<std::string_view, Value>;
 

@@ -153,6 +153,10 @@ class Replica {
   // (set_check_invariants) and in debug builds.
   void check_invariants() const;
   void set_check_invariants(bool on) { check_invariants_ = on; }
+  // Tests: called after every entry this replica applies (result: null for a noop or config entry,
+  // or an entry that does not decode), with the pool as that entry left it.
+  using ApplyObserver = std::function<void(const raft::Entry& entry, const pool::Result* result)>;
+  void set_apply_observer(ApplyObserver observer) { apply_observer_ = std::move(observer); }
 
  private:
   struct PendingWrite {
@@ -215,6 +219,7 @@ class Replica {
   Storage* storage_ = nullptr;  // set by start()
   std::uint64_t cluster_id_ = 0;
   bool check_invariants_ = false;
+  ApplyObserver apply_observer_;
 
   std::unique_ptr<raft::Core> core_;
   pool::StateMachine pool_;

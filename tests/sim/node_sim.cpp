@@ -1,0 +1,864 @@
+// Whole-node deterministic simulation (in the manner of TigerBeetle's VOPR and FoundationDB's
+// simulator). N real node::Replicas, the same code as rpoold's, run in one thread on:
+//   - a simulated network: loss, duplication, reordering (random latency), symmetric and one-way
+//     partitions, and a bandwidth limit per link, so large messages cost time;
+//   - a simulated disk per node: wal::Log over wal::SimFileSystem, with crashes that lose unsynced
+//     writes (or tear them), a full disk (ENOSPC) for a while, and slow writes;
+//   - a simulated clock per node, offset and running at its own rate.
+// Simulated clients draw (with Idempotency-Keys, retried on any node until answered), read
+// (linearizable and stale), update items, take snapshots and transfer leadership. Every
+// replica's invariants are checked after every event. After each run the history is checked:
+//   - every entry applied on any node left the same pool digest at its index (State Machine
+//     Safety at the pool), and every acknowledged write is the entry at the index it was answered
+//     with, with the same draws: nothing acknowledged is lost;
+//   - request_ids are exactly 1..last, none twice, and no key is applied twice;
+//   - no limited item is drawn below zero;
+//   - every read shows exactly the state of its index, and a linearizable read is never older
+//     than a write acknowledged before it began;
+//   - once healed, every node converges on one applied index and digest.
+// Every run replays from its seed: `node-sim --seed N -v` prints one line per fault.
+//
+// Planted bugs (node/planted_bugs.h): `--planted NAME` runs seeds until one fails a check, and
+// exits 0 only if one does (the bug is caught).
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <queue>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "api/api.h"
+#include "base/assert.h"
+#include "node/replica.h"
+#include "node/storage.h"
+#include "wal/errc.h"
+#include "wal/sim_file.h"
+
+namespace rpool::sim {
+namespace {
+
+using node::Outcome;
+using node::Replica;
+using Time = std::int64_t;  // microseconds of simulated time
+constexpr Time ms = 1000;
+
+class Rng {
+ public:
+  explicit Rng(std::uint64_t seed) : state_(seed) {}
+  std::uint64_t next() {
+    std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+  std::uint64_t below(std::uint64_t n) { return next() % n; }
+  Time between(Time lo, Time hi) { return lo + static_cast<Time>(below(static_cast<std::uint64_t>(hi - lo + 1))); }
+  bool chance(double p) { return static_cast<double>(next() >> 11) * 0x1.0p-53 < p; }
+
+ private:
+  std::uint64_t state_;
+};
+
+struct Event {
+  Time at;
+  std::uint64_t seq;
+  std::function<void()> fn;
+  bool operator>(const Event& o) const { return at != o.at ? at > o.at : seq > o.seq; }
+};
+
+class World {
+ public:
+  explicit World(std::uint64_t seed) : rng(seed) {}
+  Time now = 0;
+  Rng rng;
+  void at(Time t, std::function<void()> fn) { queue_.push(Event{std::max(t, now), seq_++, std::move(fn)}); }
+  // Runs events until `until`; false when a check failed.
+  void run_until(Time until, const std::function<bool()>& failed) {
+    while (!queue_.empty() && queue_.top().at <= until && !failed()) {
+      Event e = queue_.top();
+      queue_.pop();
+      now = e.at;
+      e.fn();
+      ++events;
+    }
+    if (now < until) now = until;
+  }
+  std::uint64_t events = 0;
+
+ private:
+  std::priority_queue<Event, std::vector<Event>, std::greater<Event>> queue_;
+  std::uint64_t seq_ = 0;
+};
+
+struct Node;
+
+struct Params {
+  int nodes = 3;
+  double loss = 0;
+  double duplicate = 0;
+  double straggle = 0.01;  // messages delayed far beyond the usual latency (reordering)
+  Time latency_min = 100, latency_max = 2 * ms;
+  double bandwidth_bytes_per_us = 100;  // 100 MB/s
+  Time disk_min = 50, disk_max = 1 * ms;
+  Time run = 4000 * ms;       // faults and clients
+  Time quiesce = 4000 * ms;   // healed, clients finish
+  int clients = 4;
+};
+
+struct Ack {
+  std::string key;
+  LogIndex index;
+  std::vector<pool::DrawOutcome> draws;
+  Time invoked, completed;
+};
+struct ReadRecord {
+  Time invoked, completed;
+  LogIndex index;
+  pool::Sha256 digest;
+  bool stale;
+  NodeId node;
+};
+struct AppliedRecord {
+  Term term;
+  pool::Sha256 digest;
+  std::optional<pool::Command> command;
+  std::optional<pool::Result> result;
+  NodeId node;
+};
+
+class Cluster;
+
+class SimEnv final : public node::Env {
+ public:
+  SimEnv(Cluster& c, Node& n);
+  node::Clock::time_point now() override;
+  std::uint64_t wall_clock_ms() override;
+  std::uint64_t random_u64() override;
+  void post(std::function<void()> fn) override;
+  void after(std::chrono::milliseconds delay, std::function<void()> fn) override;
+  std::function<void()> guard(std::function<void()> fn);
+
+ private:
+  Cluster& c_;
+  Node& n_;
+  std::uint64_t epoch_;
+};
+
+class SimTransport final : public node::MessageTransport {
+ public:
+  SimTransport(Cluster& c, NodeId self) : c_(c), self_(self) {}
+  void send(raft::Message&& m) override;
+  void set_peer(NodeId, const node::Endpoint&) override {}
+  void remove_peer(NodeId) override {}
+
+ private:
+  Cluster& c_;
+  NodeId self_;
+};
+
+class SimStorage final : public node::Storage {
+ public:
+  SimStorage(Cluster& c, Node& n, SimEnv& env, std::unique_ptr<node::LogStore> store) : c_(c), n_(n), env_(env), store_(std::move(store)) {}
+  void write(std::shared_ptr<const node::PersistJob> job, bool reopen, std::function<void(node::StorageResult)> done) override {
+    run<node::StorageResult>([this, job, reopen] { return store_->write(*job, reopen); }, std::move(done));
+  }
+  void save_snapshot(std::shared_ptr<const wal::SnapshotFile> file, LogIndex compact_to,
+                     std::function<void(node::SnapshotResult)> done) override {
+    run<node::SnapshotResult>([this, file, compact_to] { return store_->save_snapshot(*file, compact_to); }, std::move(done));
+  }
+  void reopen(std::function<void(node::StorageResult)> done) override {
+    run<node::StorageResult>([this] { return store_->reopen(); }, std::move(done));
+  }
+  void save_file(std::string name, Bytes content, std::function<void(std::error_code, std::string)> done) override {
+    run<node::StorageResult>(
+        [this, name, content] {
+          node::StorageResult r;
+          r.ec = store_->save_file(name, content, r.detail);
+          return r;
+        },
+        [done](node::StorageResult r) { done(r.ec, r.detail); });
+  }
+  void close(std::function<void()> done) override {
+    run<int>([this] { store_->sync(); return 0; }, [done](int) { done(); });
+  }
+
+ private:
+  // The disk works through its jobs in order, each taking a random time; a job runs (touches the
+  // simulated file system) when it finishes, so a crash before then loses it whole.
+  template <typename R>
+  void run(std::function<R()> work, std::function<void(R)> done);
+
+  Cluster& c_;
+  Node& n_;
+  SimEnv& env_;
+  std::unique_ptr<node::LogStore> store_;
+  Time busy_until_ = 0;
+};
+
+struct Node {
+  NodeId id;
+  std::unique_ptr<wal::SimFileSystem> fs;  // survives crashes, as a disk does
+  std::uint64_t epoch = 0;                 // bumped by a crash: older events are dropped
+  bool up = false;
+  bool disk_full = false;
+  Time skew = 0;       // clock offset
+  double rate = 1.0;   // clock rate (timers run this much slower or faster)
+  std::unique_ptr<Rng> rng;
+  node::Logger logger;
+  std::unique_ptr<SimEnv> env;
+  std::unique_ptr<SimTransport> transport;
+  std::unique_ptr<SimStorage> storage;
+  std::unique_ptr<Replica> replica;
+};
+
+class Cluster {
+ public:
+  Cluster(std::uint64_t seed, Params p, bool verbose) : world(seed), p_(p), verbose_(verbose) {
+    for (int i = 1; i <= p_.nodes; ++i) {
+      config_.members.push_back(node::Member{NodeId(static_cast<std::uint64_t>(i)),
+                                             {fmt::format("10.0.0.{}", i), 7000}, {fmt::format("10.0.0.{}", i), 8000}});
+    }
+    config_.catalog = {{"gem", 40, 5}, {"gold", 200, 20}, {"mud", pool::quantity_unlimited, 75}};
+    initial_ = config_.catalog;
+    config_.raft.heartbeat_ms = 10;
+    config_.raft.election_timeout_ms = 100;
+    config_.raft.snapshot_entries = 40 + world.rng.below(60);
+    config_.wal.segment_bytes = 64 << 10;
+    blocked_.assign(static_cast<std::size_t>(p_.nodes + 1), std::vector<bool>(static_cast<std::size_t>(p_.nodes + 1), false));
+    link_free_.assign(static_cast<std::size_t>(p_.nodes + 1), std::vector<Time>(static_cast<std::size_t>(p_.nodes + 1), 0));
+    for (int i = 1; i <= p_.nodes; ++i) {
+      auto n = std::make_unique<Node>();
+      n->id = NodeId(static_cast<std::uint64_t>(i));
+      n->fs = std::make_unique<wal::SimFileSystem>(world.rng.next());
+      n->rng = std::make_unique<Rng>(world.rng.next());
+      n->skew = world.rng.between(-5000 * ms, 5000 * ms);
+      n->rate = 0.95 + 0.1 * static_cast<double>(world.rng.below(1000)) / 1000.0;
+      n->logger.set_min_level(node::Logger::Level::off);
+      Node* raw = n.get();
+      n->fs->set_fault_hook([raw](wal::SimFileSystem::Op op, const std::string&) -> std::error_code {
+        if (raw->disk_full && (op == wal::SimFileSystem::Op::write || op == wal::SimFileSystem::Op::allocate ||
+                               op == wal::SimFileSystem::Op::create)) {
+          return std::make_error_code(std::errc::no_space_on_device);
+        }
+        return {};
+      });
+      nodes_.push_back(std::move(n));
+    }
+  }
+
+  World world;
+
+  bool failed() const { return !failure_.empty(); }
+  const std::string& failure() const { return failure_; }
+  void fail(std::string why) {
+    if (failure_.empty()) failure_ = fmt::format("t={}ms: {}", world.now / ms, why);
+  }
+  void log(std::string_view line) {
+    if (verbose_) std::printf("  %8.3f ms  %.*s\n", static_cast<double>(world.now) / ms, static_cast<int>(line.size()), line.data());
+  }
+  Node& node(NodeId id) { return *nodes_[id.value() - 1]; }
+  const Params& params() const { return p_; }
+
+  // --- nodes --------------------------------------------------------------------------------------
+
+  void start(Node& n) {
+    RPOOL_ASSERT(!n.up);
+    n.env = std::make_unique<SimEnv>(*this, n);
+    n.transport = std::make_unique<SimTransport>(*this, n.id);
+    node::ReplicaOptions o;
+    o.config = config_;
+    o.id = n.id;
+    o.data_dir = fmt::format("/data/node-{}", n.id.value());
+    o.write_timeout = std::chrono::milliseconds(1500);
+    o.read_timeout = std::chrono::milliseconds(1500);
+    wal::Options wo;
+    wo.fs = n.fs.get();
+    wo.segment_bytes = config_.wal.segment_bytes;
+    wo.prepare_in_background = false;  // one thread: determinism
+    wo.warn = [](const std::string&) {};
+    wal::OpenResult opened = wal::Log::open(o.data_dir, wo);
+    if (opened.error) {
+      if (n.disk_full) return;  // as rpoold would exit 1 at start; tried again at the next restart
+      return fail(fmt::format("node {} cannot open its log: {} {}", n.id.value(), opened.error.message(), opened.detail));
+    }
+    if (opened.log->segments().empty()) {
+      if (const auto ec = opened.log->reset(opened.log->first_index())) {
+        if (n.disk_full) return;  // tried again at the next restart
+        return fail(fmt::format("node {} cannot create its log: {}", n.id.value(), ec.message()));
+      }
+    }
+    n.replica = std::make_unique<Replica>(*n.env, *n.transport, n.logger, o);
+    n.replica->set_check_invariants(true);
+    std::string error;
+    if (!n.replica->recover(*opened.log, error)) {
+      if (n.disk_full) return;  // e.g. the cluster id could not be written yet
+      return fail(fmt::format("node {} does not recover: {}", n.id.value(), error));
+    }
+    n.storage = std::make_unique<SimStorage>(*this, n, *n.env, std::make_unique<node::LogStore>(o.data_dir, wo, std::move(opened.log)));
+    Node* raw = &n;
+    n.replica->set_apply_observer([this, raw](const raft::Entry& e, const pool::Result* r) { on_applied(*raw, e, r); });
+    n.replica->on_fatal([this, raw] {
+      log(fmt::format("node {} stops: {}", raw->id.value(), *raw->replica->fatal()));
+      // As rpoold would: the process exits 1, and is restarted.
+      world.at(world.now, [this, raw] { crash(*raw); });
+    });
+    n.up = true;
+    n.replica->start(*n.storage);
+  }
+
+  void crash(Node& n) {
+    if (!n.up) return;
+    ++n.epoch;
+    n.up = false;
+    const auto mode = world.rng.chance(0.5) ? wal::SimFileSystem::CrashMode::drop_unsynced : wal::SimFileSystem::CrashMode::torn_prefix;
+    n.fs->crash(mode);
+    // Closures already queued hold this node's objects by pointer: keep them until they are
+    // dropped (their epoch is stale), by parking them.
+    graveyard_.push_back({std::move(n.replica), std::move(n.storage), std::move(n.transport), std::move(n.env)});
+  }
+
+  // --- the network --------------------------------------------------------------------------------
+
+  void send(NodeId from, raft::Message&& m) {
+    const NodeId to = m.to;
+    if (to.value() == 0 || to.value() > static_cast<std::uint64_t>(p_.nodes)) return;
+    if (verbose_ && (m.type == raft::MessageType::read_index || m.type == raft::MessageType::read_index_resp)) {
+      log(fmt::format("{} -> {}: {} context {} index {} term {}", from.value(), to.value(), raft::to_string(m.type), m.context,
+                      m.index.value(), m.term.value()));
+    }
+    if (blocked_[from.value()][to.value()] || world.rng.chance(p_.loss)) return;
+    Bytes wire;
+    raft::encode_message(m, wire);
+    Time& free = link_free_[from.value()][to.value()];
+    const Time start = std::max(world.now, free);
+    const Time transmit = static_cast<Time>(static_cast<double>(wire.size()) / p_.bandwidth_bytes_per_us);
+    free = start + transmit;
+    Time arrive = start + transmit + world.rng.between(p_.latency_min, p_.latency_max);
+    if (world.rng.chance(p_.straggle)) arrive += world.rng.between(20 * ms, 300 * ms);  // held up in some queue
+    auto message = std::make_shared<raft::Message>(std::move(m));
+    const int copies = world.rng.chance(p_.duplicate) ? 2 : 1;
+    for (int i = 0; i < copies; ++i) {
+      world.at(arrive + i * world.rng.between(0, 3 * ms), [this, to, message] {
+        Node& n = node(to);
+        if (!n.up) return;
+        raft::Message copy = *message;
+        n.replica->step(std::move(copy));
+      });
+    }
+  }
+
+  void heal() {
+    for (auto& row : blocked_) std::fill(row.begin(), row.end(), false);
+  }
+
+  // --- faults -------------------------------------------------------------------------------------
+
+  void nemesis() {
+    if (world.now >= p_.run) return;
+    const int n = p_.nodes;
+    const NodeId victim(1 + world.rng.below(static_cast<std::uint64_t>(n)));
+    switch (world.rng.below(8)) {
+      case 0: {  // isolate one node, both ways
+        heal();
+        for (int i = 1; i <= n; ++i) blocked_[victim.value()][i] = blocked_[i][victim.value()] = true;
+        log(fmt::format("partition: node {} isolated", victim.value()));
+        break;
+      }
+      case 1: {  // one-way: the victim hears nobody
+        heal();
+        for (int i = 1; i <= n; ++i) blocked_[i][victim.value()] = true;
+        log(fmt::format("partition: node {} hears nobody", victim.value()));
+        break;
+      }
+      case 2:
+        heal();
+        log("partition healed");
+        break;
+      case 3:
+      case 4: {  // crash, restart later
+        Node& v = node(victim);
+        if (!v.up) break;
+        log(fmt::format("crash node {}", victim.value()));
+        crash(v);
+        world.at(world.now + world.rng.between(1 * ms, 400 * ms), [this, victim] { restart(victim); });
+        break;
+      }
+      case 5: {  // the disk fills for a while
+        Node& v = node(victim);
+        v.disk_full = true;
+        log(fmt::format("disk full on node {}", victim.value()));
+        world.at(world.now + world.rng.between(50 * ms, 600 * ms), [this, victim] {
+          node(victim).disk_full = false;
+          log(fmt::format("disk has room again on node {}", victim.value()));
+        });
+        break;
+      }
+      default:
+        break;  // quiet for a while
+    }
+    world.at(world.now + world.rng.between(50 * ms, 400 * ms), [this] { nemesis(); });
+  }
+
+  void restart(NodeId id) {
+    Node& n = node(id);
+    if (n.up) return;
+    log(fmt::format("restart node {}", id.value()));
+    start(n);
+    if (!n.up && !failed()) world.at(world.now + 100 * ms, [this, id] { restart(id); });
+  }
+
+  // --- the checks as things happen ----------------------------------------------------------------
+
+  void on_applied(Node& n, const raft::Entry& e, const pool::Result* result) {
+    AppliedRecord rec{e.term, n.replica->pool().digest(), std::nullopt, std::nullopt, n.id};
+    if (result != nullptr) {
+      pool::Command command;
+      if (!pool::decode(e.data, command)) rec.command = std::move(command);
+      rec.result = *result;
+    }
+    const auto [it, inserted] = applied_.emplace(e.index, rec);
+    if (!inserted && (it->second.term != rec.term || it->second.digest != rec.digest)) {
+      fail(fmt::format("index {}: node {} applied term {} reaching another pool than node {} (term {})", e.index.value(),
+                       n.id.value(), rec.term.value(), it->second.node.value(), it->second.term.value()));
+    }
+  }
+
+  std::vector<Ack> acks;
+  std::vector<ReadRecord> reads;
+  std::uint64_t writes_acked = 0, reads_done = 0, ops_failed = 0;
+
+  // --- the checks at the end ----------------------------------------------------------------------
+
+  void check_history() {
+    if (failed()) return;
+    // Every acknowledged write is the entry at its index, with the same draws.
+    for (const Ack& a : acks) {
+      const auto it = applied_.find(a.index);
+      if (it == applied_.end() || !it->second.command || !it->second.result) {
+        return fail(fmt::format("acknowledged write {} at index {} was never applied", a.key, a.index.value()));
+      }
+      if (it->second.command->idempotency_key != a.key) {
+        return fail(fmt::format("acknowledged write {} at index {}: the entry there is {}", a.key, a.index.value(),
+                                it->second.command->idempotency_key));
+      }
+      if (it->second.result->draws != a.draws) {
+        return fail(fmt::format("acknowledged write {} at index {}: its draws differ from the applied ones", a.key, a.index.value()));
+      }
+    }
+    // request_ids 1..last, none twice; no key applied twice; no over-draw.
+    std::uint64_t last = 0;
+    std::set<std::string> keys;
+    std::map<std::string, std::int64_t> quantity;
+    for (const pool::Item& i : initial_) quantity[i.item_id] = i.quantity;
+    LogIndex previous;
+    for (const auto& [index, rec] : applied_) {
+      if (previous != LogIndex() && index != previous.next()) return fail(fmt::format("no node applied index {}", previous.next().value()));
+      previous = index;
+      if (!rec.command || !rec.result || rec.result->replayed) continue;
+      if (const auto* u = std::get_if<pool::UpsertItem>(&rec.command->op)) quantity[u->item.item_id] = u->item.quantity;
+      if (const auto* d = std::get_if<pool::DeleteItem>(&rec.command->op)) quantity.erase(d->item_id);
+      if (!std::holds_alternative<pool::Draw>(rec.command->op)) continue;
+      if (!rec.command->idempotency_key.empty() && !keys.insert(rec.command->idempotency_key).second) {
+        return fail(fmt::format("key {} applied twice (again at index {})", rec.command->idempotency_key, index.value()));
+      }
+      for (const pool::DrawOutcome& d : rec.result->draws) {
+        if (d.request_id != last + 1) return fail(fmt::format("index {}: request_id {} after {}", index.value(), d.request_id, last));
+        last = d.request_id;
+        if (!d.item_id) continue;
+        std::int64_t& q = quantity[*d.item_id];
+        if (q == pool::quantity_unlimited) continue;
+        if (q <= 0) return fail(fmt::format("index {}: item {} drawn below zero", index.value(), *d.item_id));
+        --q;
+      }
+    }
+    // Reads show exactly the state of their index; linearizable ones are never older than a write
+    // acknowledged before they began.
+    std::vector<std::pair<Time, LogIndex>> acked;  // completion time, index
+    for (const Ack& a : acks) acked.emplace_back(a.completed, a.index);
+    std::sort(acked.begin(), acked.end());
+    std::vector<LogIndex> max_before(acked.size());
+    LogIndex running;
+    for (std::size_t i = 0; i < acked.size(); ++i) max_before[i] = running = std::max(running, acked[i].second);
+    for (const ReadRecord& r : reads) {
+      const auto it = applied_.find(r.index);
+      if (r.index != LogIndex() && (it == applied_.end() || it->second.digest != r.digest)) {
+        return fail(fmt::format("{} read on node {} at index {} shows a pool no node had there", r.stale ? "stale" : "linearizable",
+                                r.node.value(), r.index.value()));
+      }
+      if (r.stale) continue;
+      const auto pos = std::lower_bound(acked.begin(), acked.end(), std::make_pair(r.invoked, LogIndex()));
+      if (pos == acked.begin()) continue;
+      const LogIndex must = max_before[static_cast<std::size_t>(pos - acked.begin()) - 1];
+      if (r.index < must) {
+        return fail(fmt::format("linearizable read on node {} at index {} began after a write at index {} was acknowledged",
+                                r.node.value(), r.index.value(), must.value()));
+      }
+    }
+  }
+
+  void check_converged() {
+    if (failed()) return;
+    const Node* first = nullptr;
+    for (const auto& n : nodes_) {
+      if (!n->up) return fail(fmt::format("node {} is still down after the heal", n->id.value()));
+      if (first == nullptr) {
+        first = n.get();
+        continue;
+      }
+      const Replica& a = *first->replica;
+      const Replica& b = *n->replica;
+      if (a.applied() != b.applied() || a.pool().digest() != b.pool().digest()) {
+        return fail(fmt::format("after the heal node {} is at index {} and node {} at index {}", first->id.value(),
+                                a.applied().value(), n->id.value(), b.applied().value()));
+      }
+    }
+    std::uint64_t acked_max = 0;
+    for (const Ack& a : acks) {
+      for (const auto& d : a.draws) acked_max = std::max(acked_max, d.request_id);
+    }
+    if (first->replica->pool().last_request_id() < acked_max) {
+      fail(fmt::format("request_id {} was acknowledged but the pool ends at {}", acked_max, first->replica->pool().last_request_id()));
+    }
+  }
+
+  void start_all() {
+    for (auto& n : nodes_) start(*n);
+  }
+  void restart_all_down() {
+    for (auto& n : nodes_) {
+      n->disk_full = false;
+      if (!n->up) restart(n->id);
+    }
+  }
+  std::vector<NodeId> up_nodes() const {
+    std::vector<NodeId> ids;
+    for (const auto& n : nodes_) {
+      if (n->up) ids.push_back(n->id);
+    }
+    return ids;
+  }
+
+ private:
+  Params p_;
+  bool verbose_;
+  node::Config config_;
+  std::vector<pool::Item> initial_;
+  std::vector<std::unique_ptr<Node>> nodes_;
+  std::vector<std::vector<bool>> blocked_;  // [from][to]
+  std::vector<std::vector<Time>> link_free_;
+  std::map<LogIndex, AppliedRecord> applied_;
+  std::string failure_;
+  struct Parked {
+    std::unique_ptr<Replica> replica;
+    std::unique_ptr<SimStorage> storage;
+    std::unique_ptr<SimTransport> transport;
+    std::unique_ptr<SimEnv> env;
+  };
+  std::vector<Parked> graveyard_;
+};
+
+SimEnv::SimEnv(Cluster& c, Node& n) : c_(c), n_(n), epoch_(n.epoch) {}
+node::Clock::time_point SimEnv::now() { return node::Clock::time_point(std::chrono::microseconds(c_.world.now + n_.skew + 10'000'000'000)); }
+std::uint64_t SimEnv::wall_clock_ms() { return 1'780'000'000'000ull + static_cast<std::uint64_t>((c_.world.now + n_.skew) / ms + 100'000'000); }
+std::uint64_t SimEnv::random_u64() { return n_.rng->next(); }
+std::function<void()> SimEnv::guard(std::function<void()> fn) {
+  return [this, fn = std::move(fn), node = &n_, epoch = epoch_] {
+    if (node->up && node->epoch == epoch) fn();
+  };
+}
+void SimEnv::post(std::function<void()> fn) { c_.world.at(c_.world.now, guard(std::move(fn))); }
+void SimEnv::after(std::chrono::milliseconds delay, std::function<void()> fn) {
+  const auto us = static_cast<Time>(static_cast<double>(delay.count() * ms) * n_.rate);
+  c_.world.at(c_.world.now + us, guard(std::move(fn)));
+}
+
+void SimTransport::send(raft::Message&& m) { c_.send(self_, std::move(m)); }
+
+template <typename R>
+void SimStorage::run(std::function<R()> work, std::function<void(R)> done) {
+  const Params& p = c_.params();
+  Time latency = c_.world.rng.between(p.disk_min, p.disk_max);
+  if (c_.world.rng.chance(0.01)) latency += c_.world.rng.between(5 * ms, 60 * ms);  // a slow fsync
+  busy_until_ = std::max(c_.world.now, busy_until_) + latency;
+  c_.world.at(busy_until_, env_.guard([work = std::move(work), done = std::move(done)] { done(work()); }));
+}
+
+// --- clients --------------------------------------------------------------------------------------
+
+class Client {
+ public:
+  Client(Cluster& c, int id) : c_(c), id_(id) {}
+  void next() {
+    if (c_.failed()) return;
+    if (c_.world.now >= c_.params().run) return;  // no new operations once the run ends
+    ++seq_;
+    tries_ = 0;  // attempt_ never restarts: a late answer to an earlier operation is never taken for this one's
+    invoked_ = c_.world.now;
+    const auto pick = c_.world.rng.below(100);
+    if (pick < 65) {
+      kind_ = Kind::draw;
+      count_ = static_cast<std::uint32_t>(1 + c_.world.rng.below(3));
+    } else if (pick < 80) {
+      kind_ = Kind::read;
+    } else if (pick < 88) {
+      kind_ = Kind::stale_read;
+    } else if (pick < 95) {
+      kind_ = Kind::upsert;
+      item_ = pool::Item{c_.world.rng.chance(0.5) ? "gem" : "ruby", static_cast<std::int64_t>(c_.world.rng.below(30)),
+                         1 + c_.world.rng.below(10)};
+    } else if (pick < 98) {
+      kind_ = Kind::snapshot;
+    } else {
+      kind_ = Kind::transfer;
+    }
+    try_once();
+  }
+
+ private:
+  enum class Kind { draw, read, stale_read, upsert, snapshot, transfer };
+
+  NodeId choose() {
+    const auto up = c_.up_nodes();
+    if (up.empty()) return NodeId();
+    if (leader_guess_ != NodeId() && c_.node(leader_guess_).up && c_.world.rng.chance(0.8)) return leader_guess_;
+    return up[c_.world.rng.below(up.size())];
+  }
+
+  void retry_later() {
+    const std::uint64_t attempt = attempt_;
+    c_.world.at(c_.world.now + c_.world.rng.between(1 * ms, 30 * ms), [this, attempt] {
+      if (attempt == attempt_) try_once();
+    });
+  }
+
+  void finished() {
+    ++attempt_;
+    c_.world.at(c_.world.now + c_.world.rng.between(0, 5 * ms), [this] { next(); });
+  }
+
+  void try_once() {
+    if (c_.failed()) return;
+    if (++tries_ > 400 || c_.world.now > c_.params().run + c_.params().quiesce - 500 * ms) {  // give up
+      ++c_.ops_failed;
+      ++attempt_;
+      return;
+    }
+    const std::uint64_t attempt = ++attempt_;
+    const NodeId target = choose();
+    if (target == NodeId()) return retry_later();
+    Replica& r = *c_.node(target).replica;
+    // An answer that never comes (the node crashed) is an unknown outcome: retry after a while.
+    c_.world.at(c_.world.now + 2000 * ms, [this, attempt] {
+      if (attempt == attempt_) try_once();
+    });
+    auto on_error = [this, attempt, &r](const Outcome& o) {
+      if (attempt != attempt_) return;
+      if (o.ec == node::errc::not_leader) leader_guess_ = r.core().leader();
+      retry_later();
+    };
+    switch (kind_) {
+      case Kind::draw:
+      case Kind::upsert: {
+        pool::Command command;
+        const std::string key = fmt::format("c{}-{}", id_, seq_);
+        if (kind_ == Kind::draw) {
+          command.op = pool::Draw{count_, 0};
+          command.body_hash = api::request_hash(api::draw_operation(count_));
+        } else {
+          command.op = pool::UpsertItem{item_};
+          command.body_hash = api::request_hash(api::upsert_operation(item_));
+        }
+        command.idempotency_key = key;
+        r.write(std::move(command), [this, attempt, key, on_error, target, &r](const Outcome& o, const pool::Result* result) {
+          if (attempt != attempt_) return;
+          if (o.ec || result == nullptr) return on_error(o);
+          if (result->error) {  // e.g. too many items: an answer all the same
+            finished();
+            return;
+          }
+          c_.acks.push_back(Ack{key, LogIndex(result->index), result->draws, invoked_, c_.world.now});
+          c_.log(fmt::format("ack {} at index {} by node {} (term {}){}", key, result->index, target.value(),
+                             r.core().current_term().value(), result->replayed ? " replayed" : ""));
+          ++c_.writes_acked;
+          finished();
+        });
+        break;
+      }
+      case Kind::read: {
+        r.read([this, attempt, target, on_error](const Outcome& o) {
+          if (attempt != attempt_) return;
+          if (o.ec) return on_error(o);
+          const Replica& rr = *c_.node(target).replica;
+          c_.reads.push_back(ReadRecord{invoked_, c_.world.now, rr.applied(), rr.pool().digest(), false, target});
+          c_.log(fmt::format("read on node {} ({}, term {}, leader {}) at index {}, invoked at {}", target.value(),
+                             node::role_name(rr.core().role()), rr.core().current_term().value(), rr.core().leader().value(),
+                             rr.applied().value(), invoked_));
+          ++c_.reads_done;
+          finished();
+        });
+        break;
+      }
+      case Kind::stale_read:
+        c_.reads.push_back(ReadRecord{invoked_, c_.world.now, r.applied(), r.pool().digest(), true, target});
+        ++c_.reads_done;
+        finished();
+        break;
+      case Kind::snapshot:
+        r.take_snapshot([this, attempt](const Outcome&, LogIndex) {
+          if (attempt == attempt_) finished();
+        });
+        break;
+      case Kind::transfer: {
+        const NodeId to(1 + c_.world.rng.below(static_cast<std::uint64_t>(c_.params().nodes)));
+        r.transfer_leader(to, [this, attempt](const Outcome&) {
+          if (attempt == attempt_) finished();
+        });
+        break;
+      }
+    }
+  }
+
+  Cluster& c_;
+  int id_;
+  std::uint64_t seq_ = 0;
+  std::uint64_t attempt_ = 0;  // every attempt of every operation has its own number
+  std::uint64_t tries_ = 0;    // attempts of the current operation
+  Time invoked_ = 0;
+  Kind kind_ = Kind::draw;
+  std::uint32_t count_ = 1;
+  pool::Item item_;
+  NodeId leader_guess_;
+};
+
+struct RunResult {
+  bool ok;
+  std::string failure;
+  std::uint64_t events, writes, reads, failed_ops;
+};
+
+RunResult run_seed(std::uint64_t seed, bool verbose) {
+  Rng pick(seed * 0x2545f4914f6cdd1dull + 1);
+  Params p;
+  p.nodes = pick.chance(0.3) ? 5 : 3;
+  p.loss = pick.chance(0.5) ? 0.0 : 0.02 * static_cast<double>(1 + pick.below(3));
+  p.duplicate = pick.chance(0.5) ? 0.0 : 0.02;
+  p.latency_max = static_cast<Time>(1 + pick.below(5)) * ms;
+  p.bandwidth_bytes_per_us = pick.chance(0.3) ? 10 : 100;  // 10 or 100 MB/s
+  Cluster c(seed, p, verbose);
+  c.start_all();
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < p.clients; ++i) clients.push_back(std::make_unique<Client>(c, i + 1));
+  for (auto& cl : clients) {
+    Client* raw = cl.get();
+    c.world.at(c.world.rng.between(0, 10 * ms), [raw] { raw->next(); });
+  }
+  c.world.at(200 * ms, [&c] { c.nemesis(); });
+  const auto failed = [&c] { return c.failed(); };
+  c.world.run_until(p.run, failed);
+  c.heal();
+  c.restart_all_down();
+  c.world.run_until(p.run + p.quiesce, failed);
+  c.check_history();
+  c.check_converged();
+  return {!c.failed(), c.failure(), c.world.events, c.writes_acked, c.reads_done, c.ops_failed};
+}
+
+int usage() {
+  std::fprintf(stderr, "usage: node-sim [--seeds N] [--start S] [--seed S] [-v] [--planted NAME]\n");
+  return 2;
+}
+
+}  // namespace
+}  // namespace rpool::sim
+
+int main(int argc, char** argv) {
+  using namespace rpool::sim;
+  std::uint64_t seeds = 100, start = 1;
+  bool verbose = false;
+  std::string planted;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
+    if (a == "--seeds") {
+      const char* v = value();
+      if (!v) return usage();
+      seeds = std::strtoull(v, nullptr, 10);
+    } else if (a == "--start") {
+      const char* v = value();
+      if (!v) return usage();
+      start = std::strtoull(v, nullptr, 10);
+    } else if (a == "--seed") {
+      const char* v = value();
+      if (!v) return usage();
+      start = std::strtoull(v, nullptr, 10);
+      seeds = 1;
+    } else if (a == "-v") {
+      verbose = true;
+    } else if (a == "--planted") {
+      const char* v = value();
+      if (!v) return usage();
+      planted = v;
+    } else {
+      return usage();
+    }
+  }
+  if (!planted.empty()) setenv("RPOOL_PLANTED_BUG", planted.c_str(), 1);  // before any replica exists
+  const auto began = std::chrono::steady_clock::now();
+  std::uint64_t passed = 0, failed = 0, events = 0, writes = 0, reads = 0;
+  for (std::uint64_t s = start; s < start + seeds; ++s) {
+    // Each seed runs in a child process, so that a broken assertion (a replica's or the core's
+    // invariants, checked after every event) fails that seed instead of ending the run.
+    int pipe_fds[2];
+    RPOOL_ASSERT(pipe(pipe_fds) == 0);
+    std::fflush(stdout);
+    const pid_t child = fork();
+    RPOOL_ASSERT(child >= 0);
+    if (child == 0) {
+      close(pipe_fds[0]);
+      const RunResult r = run_seed(s, verbose);
+      const std::uint64_t counts[3] = {r.events, r.writes, r.reads};
+      (void)!write(pipe_fds[1], counts, sizeof counts);
+      if (!r.ok) std::printf("seed %llu FAILED: %s\n", static_cast<unsigned long long>(s), r.failure.c_str());
+      std::fflush(stdout);
+      _exit(r.ok ? 0 : 1);
+    }
+    close(pipe_fds[1]);
+    std::uint64_t counts[3] = {0, 0, 0};
+    (void)!read(pipe_fds[0], counts, sizeof counts);
+    close(pipe_fds[0]);
+    int status = 0;
+    waitpid(child, &status, 0);
+    events += counts[0];
+    writes += counts[1];
+    reads += counts[2];
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+      ++passed;
+      continue;
+    }
+    ++failed;
+    if (WIFSIGNALED(status)) {
+      std::printf("seed %llu FAILED: an assertion or signal %d ended it (rerun: node-sim --seed %llu)\n",
+                  static_cast<unsigned long long>(s), WTERMSIG(status), static_cast<unsigned long long>(s));
+    }
+    if (!planted.empty()) break;  // caught
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
+  std::printf("node-sim: %llu seeds, %llu failed; %llu events, %llu writes and %llu reads acknowledged; %.1f s (%.0f ops/s)\n",
+              static_cast<unsigned long long>(passed + failed), static_cast<unsigned long long>(failed),
+              static_cast<unsigned long long>(events), static_cast<unsigned long long>(writes),
+              static_cast<unsigned long long>(reads), secs, static_cast<double>(writes + reads) / secs);
+  if (!planted.empty()) {
+    std::printf("planted bug %s: %s\n", planted.c_str(), failed ? "caught" : "NOT caught");
+    return failed ? 0 : 1;
+  }
+  return failed == 0 ? 0 : 1;
+}
