@@ -16,6 +16,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <type_traits>
 
 #include "net/http/beast.h"
 
@@ -87,8 +88,21 @@ class HttpServer {
   std::shared_ptr<State> state_;  // shared with the connections, which may outlive this object
 };
 
+// Errors of the HTTP client of its own (the others are system and Beast errors).
+enum class HttpErrc {
+  // Every connection to the host is busy and waiting_per_host_max requests already wait for
+  // one: the request failed at once, unsent. The node answers it 503 overloaded.
+  queue_full = 1,
+};
+const std::error_category& http_category();
+std::error_code make_error_code(HttpErrc e);
+
 struct HttpClientOptions {
   std::size_t connections_per_host_max = 64;  // further requests wait for a free connection
+  // Requests waiting for a connection per host:port; one more fails at once with
+  // HttpErrc::queue_full (a follower flooded with writes refuses them instead of queueing
+  // them without bound in front of the leader).
+  std::size_t waiting_per_host_max = 1'024;
   // Kept-alive connections kept per host:port. As many as may be open: fewer would close
   // connections after a burst only to open them again for the next one.
   std::size_t idle_connections_max = 64;
@@ -115,11 +129,12 @@ class HttpClient {  // kept-alive connections per target, reused; followers forw
 
   // Sends `request` to host:port, reusing an idle kept-alive connection when one exists. `done`
   // runs on the io_context thread exactly once, never from inside this call: (error, response).
-  // Errors (refused, reset, bad address, a malformed answer) come back as the error code; nothing
-  // throws. `timeout` covers waiting for a free connection, connect, write and read; on expiry
-  // the error is std::errc::timed_out and the connection is closed. A connection returns to the
-  // pool only after a complete response that allows keep-alive. `Host` and `Content-Length` are
-  // filled in when missing. A failed request is not retried: it may have reached the server.
+  // Errors (refused, reset, bad address, a malformed answer, HttpErrc::queue_full when too many
+  // requests wait for a connection to the host) come back as the error code; nothing throws.
+  // `timeout` covers waiting for a free connection, connect, write and read; on expiry the error
+  // is std::errc::timed_out and the connection is closed. A connection returns to the pool only
+  // after a complete response that allows keep-alive. `Host` and `Content-Length` are filled in
+  // when missing. A failed request is not retried: it may have reached the server.
   void request(const std::string& host, std::uint16_t port, HttpRequest request,
                std::chrono::milliseconds timeout,
                std::function<void(std::error_code, HttpResponse&&)> done);
@@ -141,3 +156,6 @@ HttpResponse json_error(const HttpRequest* request, http::status status, std::st
                         std::string_view message);
 
 }  // namespace rpool::net
+
+template <>
+struct std::is_error_code_enum<rpool::net::HttpErrc> : std::true_type {};

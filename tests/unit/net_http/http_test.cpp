@@ -463,6 +463,47 @@ TEST_CASE("the client times out on a server that never answers") {
   CHECK(elapsed < 2s);
 }
 
+TEST_CASE("a request over waiting_per_host_max fails at once with queue_full, unsent") {
+  asio::io_context io;
+  std::vector<Respond> pending;
+  HttpServer server(io, local_options(), [&](HttpRequest&&, Respond respond) {
+    pending.push_back(std::move(respond));
+  });
+  REQUIRE_FALSE(server.start());
+  HttpClientOptions options;
+  options.connections_per_host_max = 1;
+  options.waiting_per_host_max = 2;
+  HttpClient client(io, options);
+
+  auto busy = send(client, server.port(), make_request(http::verb::get, "/busy"), 30s);
+  REQUIRE(run_until(io, [&] { return pending.size() == 1; }));
+  auto wait1 = send(client, server.port(), make_request(http::verb::get, "/w1"), 30s);
+  auto wait2 = send(client, server.port(), make_request(http::verb::get, "/w2"), 30s);
+  auto refused = send(client, server.port(), make_request(http::verb::get, "/over"), 30s);
+  REQUIRE(run_until(io, [&] { return refused->done; }));
+  CHECK(refused->ec == rpool::net::HttpErrc::queue_full);
+  CHECK(refused->ec.category() == rpool::net::http_category());
+  CHECK_FALSE(refused->ec.message().empty());
+  CHECK_FALSE(busy->done);
+  CHECK_FALSE(wait1->done);
+  CHECK_FALSE(wait2->done);
+
+  // The queued ones still go through, in order, on the one connection.
+  for (const char* target : {"/busy", "/w1", "/w2"}) {
+    REQUIRE(run_until(io, [&] { return !pending.empty(); }));
+    HttpResponse response{http::status::ok, 11};
+    response.body() = target;
+    Respond respond = std::move(pending.front());
+    pending.erase(pending.begin());
+    respond(std::move(response));
+  }
+  REQUIRE(run_until(io, [&] { return wait2->done; }));
+  CHECK(busy->response.body() == "/busy");
+  CHECK(wait1->response.body() == "/w1");
+  CHECK(wait2->response.body() == "/w2");
+  CHECK(server.stats().requests == 3);
+}
+
 TEST_CASE("the client bounds connections per host and queues the rest") {
   asio::io_context io;
   std::vector<Respond> pending;
