@@ -41,6 +41,15 @@ struct HttpServerOptions {
   std::string host;            // an IP literal or a name resolved once at start()
   std::uint16_t port = 0;      // 0: any free port, see HttpServer::port()
   std::size_t body_bytes_max = 64 * 1024;  // a larger body is answered 413 payload_too_large
+  // The request line and header fields together; a larger header section is answered 431
+  // headers_too_large and the connection is closed.
+  std::size_t header_bytes_max = 8 * 1024;
+  // Bytes read from the socket and not yet parsed, per connection. The parser needs a whole
+  // header section, chunk-size line (with its extensions) or trailer section in the buffer at
+  // once, so without this bound a line that never ends grows the buffer without limit. A
+  // chunk-size line or trailer section that does not fit is answered 400 and the connection is
+  // closed. Must exceed header_bytes_max, so that a header section is refused by its own limit.
+  std::size_t read_buffer_bytes_max = 16 * 1024;
   // How long the server waits for the client while the connection holds no unanswered request:
   // an idle keep-alive connection, or a request that arrives too slowly, is closed after it. While
   // a handler is working on a request of the connection the clock is stopped. Also bounds each
@@ -151,7 +160,9 @@ class HttpClient {  // kept-alive connections per target, reused; followers forw
 
 // A JSON error answer: {"error":"<code>","message":"<message>"} with Content-Type
 // application/json and Content-Length. With a request: its HTTP version and its keep-alive;
-// without one (null): HTTP/1.1 and `Connection: close`.
+// without one (null): HTTP/1.1 and `Connection: close`. Bytes of `code` or `message` that are
+// not UTF-8 (a message quoting a request target, say) are replaced by U+FFFD: rendering never
+// throws.
 HttpResponse json_error(const HttpRequest* request, http::status status, std::string_view code,
                         std::string_view message);
 

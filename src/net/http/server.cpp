@@ -6,8 +6,12 @@
 // handler's answer fills its slot whenever it comes, and the write loop writes the answers ready at
 // the front (all of them in one write), so answers go out in request order.
 //
-// Closing: a connection closes after an answer that ends it (Connection: close, HTTP/1.0, a 400
-// or 413, shutdown) by sending FIN and then reading and discarding what the client still sends
+// Bounds: the header section (431), the body (413), the unparsed bytes in the read buffer (a
+// chunk-size line or trailer section that never ends: 400), requests read ahead per connection,
+// connections, and a read deadline.
+//
+// Closing: a connection closes after an answer that ends it (Connection: close, HTTP/1.0, a 400,
+// 413 or 431, shutdown) by sending FIN and then reading and discarding what the client still sends
 // for a short while ("lingering close"), so the client reads the answer instead of a reset caused
 // by unread request bytes.
 #include <algorithm>
@@ -40,7 +44,9 @@ HttpResponse make_json_error(unsigned version, bool keep_alive, http::status sta
                              std::string_view code, std::string_view message) {
   HttpResponse response{status, version};
   response.set(http::field::content_type, "application/json");
-  response.body() = nlohmann::json{{"error", code}, {"message", message}}.dump();
+  // A message may quote the request, whose bytes need not be UTF-8: replaced, never a throw.
+  response.body() = nlohmann::json{{"error", code}, {"message", message}}.dump(
+      -1, ' ', false, nlohmann::json::error_handler_t::replace);
   response.keep_alive(keep_alive);
   response.prepare_payload();
   return response;
@@ -48,6 +54,22 @@ HttpResponse make_json_error(unsigned version, bool keep_alive, http::status sta
 
 bool is_parse_error(const beast::error_code& ec) {
   return ec.category() == beast::http::make_error_code(http::error::bad_method).category();
+}
+
+// RFC 9112 §6.3: a request whose Transfer-Encoding does not end in `chunked` has no reliable
+// length. Beast reads such a request as if it had no body, so its body would be parsed as the
+// next request (request smuggling); it must be answered 400 and the connection closed.
+bool final_coding_is_not_chunked(const HttpRequest& request) {
+  std::string_view last_coding;
+  bool present = false;
+  const auto [first, last] = request.equal_range(http::field::transfer_encoding);
+  for (auto field = first; field != last; ++field) {
+    present = true;
+    for (const auto coding : http::token_list{field->value()}) {
+      last_coding = std::string_view(coding.data(), coding.size());
+    }
+  }
+  return present && !beast::iequals(last_coding, "chunked");
 }
 
 class Session;
@@ -105,7 +127,9 @@ class Session : public std::enable_shared_from_this<Session> {
         socket_(std::move(socket)),
         read_deadline_(socket_.get_executor()),
         write_deadline_(socket_.get_executor()),
-        linger_timer_(socket_.get_executor()) {}
+        linger_timer_(socket_.get_executor()) {
+    buffer_.max_size(server_->options.read_buffer_bytes_max);
+  }
 
   void start() { do_read(); }
 
@@ -219,6 +243,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (slots_.size() >= options().pipeline_depth_max) return;  // on_write resumes reading
     parser_.emplace();
     parser_->body_limit(options().body_bytes_max);
+    parser_->header_limit(static_cast<std::uint32_t>(options().header_bytes_max));
     reading_ = true;
     // The read deadline runs only while no request of this connection is unanswered.
     if (slots_.empty()) arm_read_deadline();
@@ -248,6 +273,10 @@ class Session : public std::enable_shared_from_this<Session> {
       return;
     }
     read_deadline_.cancel();
+    if (final_coding_is_not_chunked(parser_->get())) {
+      reject(http::error::bad_transfer_encoding);
+      return;
+    }
     ++server_->stats.requests;
 
     HttpRequest request = parser_->release();
@@ -274,20 +303,40 @@ class Session : public std::enable_shared_from_this<Session> {
     do_read();          // read ahead
   }
 
-  // The request could not be parsed, or its body is too large: answer and close.
+  // The request could not be parsed, or it exceeds a bound: answer and close.
   void reject(const beast::error_code& ec) {
     ++server_->stats.bad_requests;
     read_closed_ = true;
     const unsigned version = parser_->is_header_done() ? parser_->get().version() : 11;
-    HttpResponse response =
-        ec == http::error::body_limit
-            ? make_json_error(version, false, http::status::payload_too_large, "payload_too_large",
-                              fmt::format("The request body exceeds {} bytes.",
-                                          options().body_bytes_max))
-            : make_json_error(version, false, http::status::bad_request, "bad_request",
-                              fmt::format("The request is not valid HTTP/1.1: {}.", ec.message()));
-    slots_.push_back(Slot{version, false, false, std::move(response)});
+    slots_.push_back(Slot{version, false, false, rejection(ec, version)});
     do_write();
+  }
+
+  HttpResponse rejection(const beast::error_code& ec, unsigned version) const {
+    if (ec == http::error::body_limit) {
+      return make_json_error(version, false, http::status::payload_too_large, "payload_too_large",
+                             fmt::format("The request body exceeds {} bytes.",
+                                         options().body_bytes_max));
+    }
+    if (ec == http::error::header_limit) {
+      return make_json_error(version, false, http::status::request_header_fields_too_large,
+                             "headers_too_large",
+                             fmt::format("The request header section exceeds {} bytes.",
+                                         options().header_bytes_max));
+    }
+    if (ec == http::error::buffer_overflow) {
+      // The header section fits (it is refused by header_limit first), so this is a chunk-size
+      // line with its extensions, or a trailer section, longer than the read buffer.
+      return make_json_error(version, false, http::status::bad_request, "bad_request",
+                             fmt::format("A chunk-size line or trailer section exceeds {} bytes.",
+                                         options().read_buffer_bytes_max));
+    }
+    if (ec == http::error::bad_transfer_encoding) {
+      return make_json_error(version, false, http::status::bad_request, "bad_request",
+                             "The request's Transfer-Encoding must end in chunked.");
+    }
+    return make_json_error(version, false, http::status::bad_request, "bad_request",
+                           fmt::format("The request is not valid HTTP/1.1: {}.", ec.message()));
   }
 
   // Writes every answer that is ready at the front, in order, in one write: pipelined answers
@@ -434,7 +483,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // A plain socket, not beast::tcp_stream: the deadlines are the timers below (the stream's own
   // timer machinery cost a measurable share of every request).
   tcp::socket socket_;
-  beast::flat_buffer buffer_;
+  beast::flat_buffer buffer_;  // max_size() == read_buffer_bytes_max
   std::optional<http::request_parser<http::string_body>> parser_;  // the request being read
   std::deque<Slot> slots_;  // unanswered or unwritten requests in order; size <= depth max + 1
   std::uint64_t front_sequence_ = 0;  // the sequence number of slots_.front()
@@ -498,6 +547,9 @@ HttpServer::HttpServer(asio::io_context& io, HttpServerOptions options, HttpHand
   RPOOL_ASSERT(state_->handler != nullptr);
   RPOOL_ASSERT_OP(state_->options.pipeline_depth_max, >=, std::size_t{1});
   RPOOL_ASSERT_OP(state_->options.connections_max, >=, std::size_t{1});
+  RPOOL_ASSERT_OP(state_->options.header_bytes_max, >=, std::size_t{1});
+  // The header section must be refused by its own limit (431) before the buffer fills.
+  RPOOL_ASSERT_OP(state_->options.read_buffer_bytes_max, >, state_->options.header_bytes_max);
 }
 
 HttpServer::~HttpServer() {

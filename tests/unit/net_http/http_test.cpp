@@ -282,6 +282,147 @@ TEST_CASE("a body of exactly 64 KiB is accepted and one byte more is 413 payload
   REQUIRE(run_until(io, [&] { return server.stats().connections_active == 0; }));
 }
 
+// The JSON body of a raw answer.
+nlohmann::json body_of(const std::string& text) {
+  const auto at = text.find("\r\n\r\n");
+  REQUIRE(at != std::string::npos);
+  return nlohmann::json::parse(text.substr(at + 4));
+}
+
+TEST_CASE("a chunk-size line that never ends is refused 400 once it fills the read buffer") {
+  asio::io_context io;
+  HttpServer server(io, local_options(), echo);
+  REQUIRE_FALSE(server.start());
+
+  RawClient raw(io, server.port());
+  raw.write("POST /v1/draw HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1;ext=" +
+            std::string(200 * 1024, 'a'));
+  // Refused long before the 30 s read deadline: the buffer holds 16 KiB, then the answer comes.
+  REQUIRE(run_until(io, [&] { return raw.closed(); }));
+  const std::string& text = raw.received();
+  CHECK(text.rfind("HTTP/1.1 400 Bad Request\r\n", 0) == 0);
+  CHECK(text.find("Connection: close") != std::string::npos);
+  CHECK(body_of(text).at("error") == "bad_request");
+  CHECK(server.stats().requests == 0);
+  CHECK(server.stats().bad_requests == 1);
+}
+
+TEST_CASE("a trailer section that never ends is refused 400 once it fills the read buffer") {
+  asio::io_context io;
+  HttpServer server(io, local_options(), echo);
+  REQUIRE_FALSE(server.start());
+
+  RawClient raw(io, server.port());
+  raw.write("POST /v1/draw HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+            "1\r\nx\r\n0\r\nX-Trailer: " + std::string(200 * 1024, 'a'));
+  REQUIRE(run_until(io, [&] { return raw.closed(); }));
+  CHECK(raw.received().rfind("HTTP/1.1 400 Bad Request\r\n", 0) == 0);
+  CHECK(body_of(raw.received()).at("error") == "bad_request");
+  CHECK(server.stats().requests == 0);
+}
+
+TEST_CASE("a chunked body in many chunks with extensions is read whole") {
+  asio::io_context io;
+  HttpServer server(io, local_options(), echo);
+  REQUIRE_FALSE(server.start());
+
+  // 64 chunks of 1 KiB, each with a 1 KiB extension: 128 KiB on the wire, far over the read
+  // buffer in all, each line well within it.
+  std::string request = "POST /v1/draw HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+                        "Connection: close\r\n\r\n";
+  for (int i = 0; i < 64; ++i) {
+    request += "400;ext=" + std::string(1024, 'e') + "\r\n" + std::string(1024, 'x') + "\r\n";
+  }
+  request += "0\r\n\r\n";
+  RawClient raw(io, server.port());
+  raw.write(request);
+  REQUIRE(run_until(io, [&] { return raw.closed(); }));
+  CHECK(raw.received().find("POST /v1/draw 65536") != std::string::npos);
+}
+
+TEST_CASE("a header section over header_bytes_max is 431 headers_too_large; one within is served") {
+  asio::io_context io;
+  HttpServer server(io, local_options(), echo);
+  REQUIRE_FALSE(server.start());
+
+  RawClient within(io, server.port());
+  within.write("GET /ok HTTP/1.1\r\nHost: a\r\nX-Big: " + std::string(7 * 1024, 'b') +
+               "\r\nConnection: close\r\n\r\n");
+  REQUIRE(run_until(io, [&] { return within.closed(); }));
+  CHECK(within.received().find("GET /ok 0") != std::string::npos);
+
+  RawClient over(io, server.port());
+  over.write("GET /big HTTP/1.1\r\nHost: a\r\nX-Big: " + std::string(9 * 1024, 'b') +
+             "\r\n\r\n");
+  REQUIRE(run_until(io, [&] { return over.closed(); }));
+  const std::string& text = over.received();
+  CHECK(text.rfind("HTTP/1.1 431 Request Header Fields Too Large\r\n", 0) == 0);
+  CHECK(text.find("Content-Type: application/json") != std::string::npos);
+  CHECK(text.find("Connection: close") != std::string::npos);
+  CHECK(body_of(text).at("error") == "headers_too_large");
+  CHECK(server.stats().requests == 1);
+}
+
+TEST_CASE("a header section that never ends is refused 431, not buffered") {
+  asio::io_context io;
+  HttpServer server(io, local_options(), echo);
+  REQUIRE_FALSE(server.start());
+  RawClient raw(io, server.port());
+  raw.write("GET / HTTP/1.1\r\nHost: a\r\nX-Endless: " + std::string(200 * 1024, 'h'));
+  REQUIRE(run_until(io, [&] { return raw.closed(); }));
+  CHECK(raw.received().rfind("HTTP/1.1 431 ", 0) == 0);
+  CHECK(body_of(raw.received()).at("error") == "headers_too_large");
+}
+
+TEST_CASE("a Transfer-Encoding whose final coding is not chunked is 400 and closes the connection") {
+  // RFC 9112 §6.3: its length cannot be known. Its body is never read as a next request.
+  for (const std::string codings : {"gzip", "chunked, gzip", "identity", ""}) {
+    CAPTURE(codings);
+    asio::io_context io;
+    HttpServer server(io, local_options(), echo);
+    REQUIRE_FALSE(server.start());
+    RawClient raw(io, server.port());
+    raw.write("POST /v1/draw HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: " + codings +
+              "\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n");
+    REQUIRE(run_until(io, [&] { return raw.closed(); }));
+    const std::string& text = raw.received();
+    CHECK(text.rfind("HTTP/1.1 400 Bad Request\r\n", 0) == 0);
+    CHECK(count(text, "HTTP/1.1 ") == 1);
+    CHECK(text.find("smuggled") == std::string::npos);
+    CHECK(text.find("Connection: close") != std::string::npos);
+    CHECK(body_of(text).at("error") == "bad_request");
+    CHECK(server.stats().requests == 0);
+  }
+}
+
+TEST_CASE("a Transfer-Encoding ending in chunked is read as chunked") {
+  asio::io_context io;
+  HttpServer server(io, local_options(), echo);
+  REQUIRE_FALSE(server.start());
+  RawClient raw(io, server.port());
+  raw.write("POST /v1/draw HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+            "Connection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+  REQUIRE(run_until(io, [&] { return raw.closed(); }));
+  CHECK(raw.received().find("POST /v1/draw 3") != std::string::npos);
+}
+
+TEST_CASE("a target that is not UTF-8 quoted in a JSON error is answered, not a 500") {
+  asio::io_context io;
+  HttpServer server(io, local_options(), [](HttpRequest&& request, Respond respond) {
+    respond(rpool::net::json_error(&request, http::status::not_found, "not_found",
+                                   "No such path: " + std::string(request.target())));
+  });
+  REQUIRE_FALSE(server.start());
+  RawClient raw(io, server.port());
+  raw.write("GET /v1/\xff\xfe HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  REQUIRE(run_until(io, [&] { return raw.closed(); }));
+  const std::string& text = raw.received();
+  CHECK(text.rfind("HTTP/1.1 404 Not Found\r\n", 0) == 0);
+  const auto body = body_of(text);
+  CHECK(body.at("error") == "not_found");
+  CHECK(body.at("message") == "No such path: /v1/\uFFFD\uFFFD");
+}
+
 TEST_CASE("garbage bytes are answered 400 bad_request and the connection is closed") {
   asio::io_context io;
   HttpServer server(io, local_options(), echo);
