@@ -37,6 +37,26 @@ using Respond = std::function<void(HttpResponse&&)>;
 // handlers finish in. If it throws, the client gets a 500 `internal` and the throw is logged.
 using HttpHandler = std::function<void(HttpRequest&& request, Respond respond)>;
 
+// The default and ceiling of HttpServerOptions::connections_max: each connection may hold a read
+// buffer, a body and a pipeline of answers, so even a large file limit is not a memory budget.
+inline constexpr std::size_t connections_max_default = 10'000;
+// Descriptors a node keeps for everything but its HTTP server: the WAL (open segment, the next
+// one, the directory for fsync), snapshot files being written or sent, the hard-state temporary
+// file, the data-dir lock, peer connections, the forwarding client's connections to the leader
+// (64 per host), the log and stdio, and the event loop's own. Generous on purpose: running out
+// fails a disk write, which is far worse than refusing an HTTP connection.
+inline constexpr std::size_t fds_reserved_for_node = 256;
+// How many HTTP connections a process whose RLIMIT_NOFILE is `fd_limit` may hold:
+// fd_limit - fds_reserved_for_node, at most connections_max_default. Under a small limit at most
+// half of it, and at least 1.
+std::size_t connections_max_for_fd_limit(std::uint64_t fd_limit);
+// How long accepting pauses after a failed accept (out of descriptors, ...): doubles from min to
+// max while accepts keep failing, back to min after one succeeds. Never a busy loop, never fatal.
+inline constexpr std::chrono::milliseconds accept_backoff_min{50};
+inline constexpr std::chrono::milliseconds accept_backoff_max{1'000};
+static_assert(accept_backoff_min.count() > 0);  // a zero pause is the busy loop it prevents
+static_assert(accept_backoff_min <= accept_backoff_max);
+
 struct HttpServerOptions {
   std::string host;            // an IP literal or a name resolved once at start()
   std::uint16_t port = 0;      // 0: any free port, see HttpServer::port()
@@ -56,17 +76,27 @@ struct HttpServerOptions {
   // write of a response (a client that does not read its answers).
   std::chrono::milliseconds read_timeout{30'000};
   std::size_t pipeline_depth_max = 64;   // requests read ahead per connection, answered or not
-  std::size_t connections_max = 10'000;  // beyond it a new connection is accepted and closed at once
+  // Open connections. One beyond it is accepted, answered `503 overloaded` with `Retry-After`
+  // and `Connection: close` in a single non-blocking write, and closed in the same step, so it
+  // never holds a descriptor (a client that sent its request before the answer arrived may see
+  // a reset instead). Derive it from the file limit with connections_max_for_fd_limit(): a
+  // connection is a descriptor, and the node's log, snapshots and peers need theirs.
+  std::size_t connections_max = connections_max_default;
   std::string server_name = "rpool";
   // Where warnings go (a handler threw, accept failed). Null: one line on stderr.
   std::function<void(std::string_view message)> log;
 };
 
 struct HttpServerStats {
-  std::uint64_t connections_accepted = 0;  // including ones closed at once over connections_max
+  std::uint64_t connections_accepted = 0;  // including ones refused over connections_max
+  std::uint64_t connections_refused = 0;   // answered 503 overloaded and closed: over the cap
   std::uint64_t connections_active = 0;
+  // Failed accepts (EMFILE, ENFILE, ...). Each pauses accepting for a while, doubling from
+  // accept_backoff_min up to accept_backoff_max while they go on; pending connections wait in
+  // the kernel's backlog meanwhile.
+  std::uint64_t accept_errors = 0;
   std::uint64_t requests = 0;              // complete requests handed to the handler
-  std::uint64_t bad_requests = 0;          // answered 400 or 413 by the server itself
+  std::uint64_t bad_requests = 0;          // answered 400, 413 or 431 by the server itself
 };
 
 class HttpServer {

@@ -8,7 +8,8 @@
 //
 // Bounds: the header section (431), the body (413), the unparsed bytes in the read buffer (a
 // chunk-size line or trailer section that never ends: 400), requests read ahead per connection,
-// connections, and a read deadline.
+// connections (503 overloaded past the cap), and a read deadline. A failed accept (out of
+// descriptors) pauses accepting with a backoff instead of retrying at once.
 //
 // Closing: a connection closes after an answer that ends it (Connection: close, HTTP/1.0, a 400,
 // 413 or 431, shutdown) by sending FIN and then reading and discarding what the client still sends
@@ -72,6 +73,25 @@ bool final_coding_is_not_chunked(const HttpRequest& request) {
   return present && !beast::iequals(last_coding, "chunked");
 }
 
+// The answer to a connection over connections_max, written in one non-blocking send.
+std::string overloaded_answer(const std::string& server_name) {
+  HttpResponse response = make_json_error(
+      11, false, http::status::service_unavailable, "overloaded",
+      "The node holds as many connections as it may; retry shortly.");
+  response.set(http::field::server, server_name);
+  response.set(http::field::retry_after, "1");
+  std::string out = "HTTP/1.1 503 Service Unavailable\r\n";
+  for (const auto& field : response) {
+    out.append(field.name_string().data(), field.name_string().size());
+    out += ": ";
+    out.append(field.value().data(), field.value().size());
+    out += "\r\n";
+  }
+  out += "\r\n";
+  out += response.body();
+  return out;
+}
+
 class Session;
 
 }  // namespace
@@ -90,7 +110,8 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
         options(std::move(options_in)),
         handler(std::move(handler_in)),
         acceptor(io_in),
-        accept_retry(io_in) {}
+        accept_retry(io_in),
+        overloaded(overloaded_answer(options.server_name)) {}
 
   void log(std::string_view message) const {
     if (options.log) {
@@ -102,6 +123,7 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
 
   void do_accept();
   void on_accept(beast::error_code ec, tcp::socket socket);
+  void refuse(tcp::socket& socket);
   void unregister(Session* session);
 
   asio::io_context& io;
@@ -109,6 +131,10 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
   const HttpHandler handler;
   tcp::acceptor acceptor;
   asio::steady_timer accept_retry;  // backs off after an accept error such as EMFILE
+  // The pause after the next failed accept: accept_backoff_min after a success, doubling up to
+  // accept_backoff_max while accepts fail.
+  std::chrono::milliseconds accept_backoff = accept_backoff_min;
+  const std::string overloaded;  // the whole answer to a connection over connections_max
   std::uint16_t port = 0;
   HttpServerStats stats;
   // Every open session, owned here until it closes: a session waiting only for its handlers has
@@ -510,18 +536,23 @@ void HttpServer::State::do_accept() {
 void HttpServer::State::on_accept(beast::error_code ec, tcp::socket socket) {
   if (!acceptor.is_open() || ec == asio::error::operation_aborted) return;
   if (ec) {
-    // Out of descriptors or a connection reset before it was accepted: try again shortly.
-    log(fmt::format("accept: {}", ec.message()));
-    accept_retry.expires_after(std::chrono::milliseconds(50));
+    // Out of descriptors (EMFILE, ENFILE), of kernel memory, or a connection reset before it was
+    // accepted. Accepting again at once would fail again at once: a busy loop while the
+    // descriptors stay taken. Pause instead, longer while it goes on; pending connections wait
+    // in the backlog.
+    ++stats.accept_errors;
+    log(fmt::format("accept: {}; accepting again in {} ms", ec.message(), accept_backoff.count()));
+    accept_retry.expires_after(accept_backoff);
+    accept_backoff = std::min(accept_backoff * 2, accept_backoff_max);
     accept_retry.async_wait([self = shared_from_this()](beast::error_code timer_ec) {
       if (!timer_ec && self->acceptor.is_open()) self->do_accept();
     });
     return;
   }
+  accept_backoff = accept_backoff_min;
   ++stats.connections_accepted;
   if (sessions.size() >= options.connections_max) {
-    beast::error_code ignored;
-    socket.close(ignored);  // over the limit: accepted and closed at once
+    refuse(socket);
   } else {
     beast::error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);
@@ -531,6 +562,22 @@ void HttpServer::State::on_accept(beast::error_code ec, tcp::socket socket) {
     session->start();
   }
   do_accept();
+}
+
+// Over connections_max: answer 503 overloaded and close, in this one step, so that the refused
+// connection holds its descriptor for no longer than the accept. The answer is far smaller than a
+// socket's send buffer, so the non-blocking send writes it whole or fails (then the client sees
+// the close). Request bytes that already arrived are read first: closing a socket with unread
+// data sends a reset, which could overtake the answer.
+void HttpServer::State::refuse(tcp::socket& socket) {
+  ++stats.connections_refused;
+  beast::error_code ignored;
+  socket.non_blocking(true, ignored);
+  socket.send(asio::buffer(overloaded), 0, ignored);
+  std::array<char, 4096> discard{};
+  socket.receive(asio::buffer(discard), 0, ignored);
+  socket.shutdown(tcp::socket::shutdown_both, ignored);
+  socket.close(ignored);
 }
 
 void HttpServer::State::unregister(Session* session) {
@@ -617,5 +664,17 @@ void HttpServer::shutdown(std::function<void()> done) {
 }
 
 HttpServerStats HttpServer::stats() const { return state_->stats; }
+
+std::size_t connections_max_for_fd_limit(std::uint64_t fd_limit) {
+  const std::uint64_t reserve =
+      std::min<std::uint64_t>(fds_reserved_for_node, fd_limit / 2);
+  const std::uint64_t usable = fd_limit - reserve;
+  const auto connections =
+      static_cast<std::size_t>(std::clamp<std::uint64_t>(usable, 1, connections_max_default));
+  // The reserve is never handed to HTTP (a limit of 0 still gets its one connection).
+  if (fd_limit >= 1) RPOOL_ASSERT_OP(std::uint64_t{connections} + reserve, <=, fd_limit);
+  RPOOL_ASSERT_OP(connections, >=, std::size_t{1});
+  return connections;
+}
 
 }  // namespace rpool::net

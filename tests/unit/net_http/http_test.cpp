@@ -1,6 +1,12 @@
 // HTTP server and client over real sockets on 127.0.0.1 (port 0). Nothing sleeps in place of an
 // event: every test runs the io_context until its condition holds, with a deadline.
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -15,6 +21,7 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
+#include "base/fd_limit.h"
 #include "net/http/http.h"
 
 namespace asio = boost::asio;
@@ -551,7 +558,7 @@ TEST_CASE("HTTP/1.0 and Connection: close get one answer, then the connection cl
   CHECK(kept.received().find("GET /b 0") != std::string::npos);
 }
 
-TEST_CASE("connections over connections_max are closed at once") {
+TEST_CASE("a connection over connections_max is answered 503 overloaded and closed at once") {
   asio::io_context io;
   HttpServerOptions options = local_options();
   options.connections_max = 1;
@@ -561,13 +568,92 @@ TEST_CASE("connections over connections_max are closed at once") {
   RawClient first(io, server.port());
   first.write("GET /1 HTTP/1.1\r\nHost: a\r\n\r\n");
   REQUIRE(run_until(io, [&] { return count(first.received(), "GET /1 0") == 1; }));
-  RawClient second(io, server.port());
-  second.write("GET /2 HTTP/1.1\r\nHost: a\r\n\r\n");
-  REQUIRE(run_until(io, [&] { return second.closed(); }));
-  CHECK(second.received().empty());
-  CHECK_FALSE(first.closed());
-  CHECK(server.stats().connections_accepted == 2);
-  CHECK(server.stats().connections_active == 1);
+  {
+    RawClient second(io, server.port());
+    REQUIRE(run_until(io, [&] { return second.closed(); }));
+    const std::string& text = second.received();
+    CHECK(text.rfind("HTTP/1.1 503 Service Unavailable\r\n", 0) == 0);
+    CHECK(text.find("Retry-After: 1\r\n") != std::string::npos);
+    CHECK(text.find("Connection: close\r\n") != std::string::npos);
+    const auto body = nlohmann::json::parse(text.substr(text.find("\r\n\r\n") + 4));
+    CHECK(body.at("error") == "overloaded");
+    CHECK_FALSE(first.closed());
+    CHECK(server.stats().connections_accepted == 2);
+    CHECK(server.stats().connections_refused == 1);
+    CHECK(server.stats().connections_active == 1);
+  }
+  // Below the cap again, a new connection is served.
+  first.write("GET /2 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  REQUIRE(run_until(io, [&] { return first.closed(); }));
+  REQUIRE(run_until(io, [&] { return server.stats().connections_active == 0; }));
+  RawClient third(io, server.port());
+  third.write("GET /3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  REQUIRE(run_until(io, [&] { return third.closed(); }));
+  CHECK(third.received().find("GET /3 0") != std::string::npos);
+}
+
+TEST_CASE("the connection cap leaves the node's reserve of descriptors under the file limit") {
+  using rpool::net::connections_max_for_fd_limit;
+  using rpool::net::fds_reserved_for_node;
+  CHECK(connections_max_for_fd_limit(1024) == 1024 - fds_reserved_for_node);
+  CHECK(connections_max_for_fd_limit(4096) == 4096 - fds_reserved_for_node);
+  CHECK(connections_max_for_fd_limit(1'048'576) == rpool::net::connections_max_default);
+  CHECK(connections_max_for_fd_limit(UINT64_MAX) == rpool::net::connections_max_default);
+  CHECK(connections_max_for_fd_limit(256) == 128);  // a small limit: half of it
+  CHECK(connections_max_for_fd_limit(1) == 1);
+  CHECK(connections_max_for_fd_limit(0) == 1);
+}
+
+TEST_CASE("raise_fd_limit raises the soft file limit to the hard one and returns it") {
+  rlimit before{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &before) == 0);
+  if (before.rlim_max == RLIM_INFINITY || before.rlim_max < 128) return;  // nothing to lower
+  rlimit lowered = before;
+  lowered.rlim_cur = 64;
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &lowered) == 0);
+  const std::uint64_t limit = rpool::raise_fd_limit();
+  rlimit after{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &after) == 0);
+  CHECK(after.rlim_cur == before.rlim_max);
+  CHECK(limit == before.rlim_max);
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &before) == 0);
+}
+
+TEST_CASE("out of descriptors, accepting pauses with a backoff and resumes when they are back") {
+  asio::io_context io;
+  std::vector<std::string> logged;
+  HttpServerOptions options = local_options();
+  options.log = [&](std::string_view line) { logged.emplace_back(line); };
+  HttpServer server(io, options, echo);
+  REQUIRE_FALSE(server.start());
+  // The client's socket first, then every free descriptor taken: the server's accept of it
+  // fails with EMFILE while its handshake completes in the backlog.
+  RawClient raw(io, server.port());
+  rlimit before{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &before) == 0);
+  rlimit lowered = before;
+  lowered.rlim_cur = std::min<rlim_t>(before.rlim_cur, 256);
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &lowered) == 0);
+  std::vector<int> taken;
+  for (int fd = ::dup(0); fd >= 0; fd = ::dup(0)) taken.push_back(fd);
+  CHECK(errno == EMFILE);
+
+  // Over 400 ms the pauses (50, 100, 200 ms, ...) allow at most 4 attempts; a retry without a
+  // pause would fail thousands of times.
+  const auto until = std::chrono::steady_clock::now() + 400ms;
+  run_until(io, [&] { return std::chrono::steady_clock::now() >= until; }, 1s);
+  const auto errors = server.stats().accept_errors;
+  for (const int fd : taken) ::close(fd);
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &before) == 0);
+  CHECK(errors >= 1);
+  CHECK(errors <= 4);
+  CHECK(server.stats().connections_accepted == 0);
+  REQUIRE_FALSE(logged.empty());
+  CHECK(logged.front().find("accept") != std::string::npos);
+
+  raw.write("GET /back HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  REQUIRE(run_until(io, [&] { return raw.closed(); }, 3s));
+  CHECK(raw.received().find("GET /back 0") != std::string::npos);
 }
 
 TEST_CASE("a taken address is a clear error from start") {
