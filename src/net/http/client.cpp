@@ -1,7 +1,8 @@
 // The keep-alive HTTP client used to forward requests to the leader.
 //
 // Per host:port, a pool: idle kept-alive connections (most recently used first), a count of all
-// open connections, and the requests waiting for a connection when the count is at its limit.
+// open connections, and the requests waiting for a connection when the count is at its limit
+// (at most waiting_per_host_max; one more fails at once with HttpErrc::queue_full).
 // Each request is one Exchange: take or open a connection, write, read, then give the connection
 // back (keep-alive) or close it. One steady_timer per exchange bounds the whole of it; on expiry
 // the connection is closed, which aborts whatever I/O is pending.
@@ -65,7 +66,8 @@ struct Exchange {
 struct HostPool {
   std::vector<std::shared_ptr<Connection>> idle;  // back: most recently used
   std::size_t connections = 0;                    // open: idle, in use, or connecting
-  std::deque<std::shared_ptr<Exchange>> waiting;  // for a connection, in arrival order
+  // For a connection, in arrival order; size() <= waiting_per_host_max.
+  std::deque<std::shared_ptr<Exchange>> waiting;
 };
 
 // Whether an idle connection can carry another request: still open, not idle too long, and the
@@ -135,6 +137,11 @@ void HttpClient::State::acquire(const std::shared_ptr<Exchange>& exchange) {
     discard(*connection);
   }
   if (pool.connections >= options.connections_per_host_max) {
+    // pump() takes a request off the queue before it calls acquire(), so only a new request
+    // finds the queue full.
+    if (pool.waiting.size() >= options.waiting_per_host_max) {
+      return fail(exchange, make_error_code(HttpErrc::queue_full));
+    }
     pool.waiting.push_back(exchange);
     return;
   }
@@ -319,6 +326,29 @@ HttpClient::HttpClient(asio::io_context& io, HttpClientOptions options)
     : state_(std::make_shared<State>(io, std::move(options))) {
   RPOOL_ASSERT_OP(state_->options.connections_per_host_max, >=, std::size_t{1});
 }
+
+namespace {
+
+class HttpCategory final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "rpool.http"; }
+  std::string message(int value) const override {
+    switch (static_cast<HttpErrc>(value)) {
+      case HttpErrc::queue_full:
+        return "too many requests wait for a connection to the host";
+    }
+    return "unknown HTTP client error";
+  }
+};
+
+}  // namespace
+
+const std::error_category& http_category() {
+  static const HttpCategory category;
+  return category;
+}
+
+std::error_code make_error_code(HttpErrc e) { return {static_cast<int>(e), http_category()}; }
 
 HttpClient::~HttpClient() {
   state_->destroyed = true;

@@ -6,8 +6,13 @@
 // handler's answer fills its slot whenever it comes, and the write loop writes the answers ready at
 // the front (all of them in one write), so answers go out in request order.
 //
-// Closing: a connection closes after an answer that ends it (Connection: close, HTTP/1.0, a 400
-// or 413, shutdown) by sending FIN and then reading and discarding what the client still sends
+// Bounds: the header section (431), the body (413), the unparsed bytes in the read buffer (a
+// chunk-size line or trailer section that never ends: 400), requests read ahead per connection,
+// connections (503 overloaded past the cap), and a read deadline. A failed accept (out of
+// descriptors) pauses accepting with a backoff instead of retrying at once.
+//
+// Closing: a connection closes after an answer that ends it (Connection: close, HTTP/1.0, a 400,
+// 413 or 431, shutdown) by sending FIN and then reading and discarding what the client still sends
 // for a short while ("lingering close"), so the client reads the answer instead of a reset caused
 // by unread request bytes.
 #include <algorithm>
@@ -40,7 +45,9 @@ HttpResponse make_json_error(unsigned version, bool keep_alive, http::status sta
                              std::string_view code, std::string_view message) {
   HttpResponse response{status, version};
   response.set(http::field::content_type, "application/json");
-  response.body() = nlohmann::json{{"error", code}, {"message", message}}.dump();
+  // A message may quote the request, whose bytes need not be UTF-8: replaced, never a throw.
+  response.body() = nlohmann::json{{"error", code}, {"message", message}}.dump(
+      -1, ' ', false, nlohmann::json::error_handler_t::replace);
   response.keep_alive(keep_alive);
   response.prepare_payload();
   return response;
@@ -48,6 +55,41 @@ HttpResponse make_json_error(unsigned version, bool keep_alive, http::status sta
 
 bool is_parse_error(const beast::error_code& ec) {
   return ec.category() == beast::http::make_error_code(http::error::bad_method).category();
+}
+
+// RFC 9112 §6.3: a request whose Transfer-Encoding does not end in `chunked` has no reliable
+// length. Beast reads such a request as if it had no body, so its body would be parsed as the
+// next request (request smuggling); it must be answered 400 and the connection closed.
+bool final_coding_is_not_chunked(const HttpRequest& request) {
+  std::string_view last_coding;
+  bool present = false;
+  const auto [first, last] = request.equal_range(http::field::transfer_encoding);
+  for (auto field = first; field != last; ++field) {
+    present = true;
+    for (const auto coding : http::token_list{field->value()}) {
+      last_coding = std::string_view(coding.data(), coding.size());
+    }
+  }
+  return present && !beast::iequals(last_coding, "chunked");
+}
+
+// The answer to a connection over connections_max, written in one non-blocking send.
+std::string overloaded_answer(const std::string& server_name) {
+  HttpResponse response = make_json_error(
+      11, false, http::status::service_unavailable, "overloaded",
+      "The node holds as many connections as it may; retry shortly.");
+  response.set(http::field::server, server_name);
+  response.set(http::field::retry_after, "1");
+  std::string out = "HTTP/1.1 503 Service Unavailable\r\n";
+  for (const auto& field : response) {
+    out.append(field.name_string().data(), field.name_string().size());
+    out += ": ";
+    out.append(field.value().data(), field.value().size());
+    out += "\r\n";
+  }
+  out += "\r\n";
+  out += response.body();
+  return out;
 }
 
 class Session;
@@ -68,7 +110,8 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
         options(std::move(options_in)),
         handler(std::move(handler_in)),
         acceptor(io_in),
-        accept_retry(io_in) {}
+        accept_retry(io_in),
+        overloaded(overloaded_answer(options.server_name)) {}
 
   void log(std::string_view message) const {
     if (options.log) {
@@ -80,6 +123,7 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
 
   void do_accept();
   void on_accept(beast::error_code ec, tcp::socket socket);
+  void refuse(tcp::socket& socket);
   void unregister(Session* session);
 
   asio::io_context& io;
@@ -87,6 +131,10 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
   const HttpHandler handler;
   tcp::acceptor acceptor;
   asio::steady_timer accept_retry;  // backs off after an accept error such as EMFILE
+  // The pause after the next failed accept: accept_backoff_min after a success, doubling up to
+  // accept_backoff_max while accepts fail.
+  std::chrono::milliseconds accept_backoff = accept_backoff_min;
+  const std::string overloaded;  // the whole answer to a connection over connections_max
   std::uint16_t port = 0;
   HttpServerStats stats;
   // Every open session, owned here until it closes: a session waiting only for its handlers has
@@ -105,7 +153,9 @@ class Session : public std::enable_shared_from_this<Session> {
         socket_(std::move(socket)),
         read_deadline_(socket_.get_executor()),
         write_deadline_(socket_.get_executor()),
-        linger_timer_(socket_.get_executor()) {}
+        linger_timer_(socket_.get_executor()) {
+    buffer_.max_size(server_->options.read_buffer_bytes_max);
+  }
 
   void start() { do_read(); }
 
@@ -219,6 +269,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (slots_.size() >= options().pipeline_depth_max) return;  // on_write resumes reading
     parser_.emplace();
     parser_->body_limit(options().body_bytes_max);
+    parser_->header_limit(static_cast<std::uint32_t>(options().header_bytes_max));
     reading_ = true;
     // The read deadline runs only while no request of this connection is unanswered.
     if (slots_.empty()) arm_read_deadline();
@@ -248,6 +299,10 @@ class Session : public std::enable_shared_from_this<Session> {
       return;
     }
     read_deadline_.cancel();
+    if (final_coding_is_not_chunked(parser_->get())) {
+      reject(http::error::bad_transfer_encoding);
+      return;
+    }
     ++server_->stats.requests;
 
     HttpRequest request = parser_->release();
@@ -274,20 +329,40 @@ class Session : public std::enable_shared_from_this<Session> {
     do_read();          // read ahead
   }
 
-  // The request could not be parsed, or its body is too large: answer and close.
+  // The request could not be parsed, or it exceeds a bound: answer and close.
   void reject(const beast::error_code& ec) {
     ++server_->stats.bad_requests;
     read_closed_ = true;
     const unsigned version = parser_->is_header_done() ? parser_->get().version() : 11;
-    HttpResponse response =
-        ec == http::error::body_limit
-            ? make_json_error(version, false, http::status::payload_too_large, "payload_too_large",
-                              fmt::format("The request body exceeds {} bytes.",
-                                          options().body_bytes_max))
-            : make_json_error(version, false, http::status::bad_request, "bad_request",
-                              fmt::format("The request is not valid HTTP/1.1: {}.", ec.message()));
-    slots_.push_back(Slot{version, false, false, std::move(response)});
+    slots_.push_back(Slot{version, false, false, rejection(ec, version)});
     do_write();
+  }
+
+  HttpResponse rejection(const beast::error_code& ec, unsigned version) const {
+    if (ec == http::error::body_limit) {
+      return make_json_error(version, false, http::status::payload_too_large, "payload_too_large",
+                             fmt::format("The request body exceeds {} bytes.",
+                                         options().body_bytes_max));
+    }
+    if (ec == http::error::header_limit) {
+      return make_json_error(version, false, http::status::request_header_fields_too_large,
+                             "headers_too_large",
+                             fmt::format("The request header section exceeds {} bytes.",
+                                         options().header_bytes_max));
+    }
+    if (ec == http::error::buffer_overflow) {
+      // The header section fits (it is refused by header_limit first), so this is a chunk-size
+      // line with its extensions, or a trailer section, longer than the read buffer.
+      return make_json_error(version, false, http::status::bad_request, "bad_request",
+                             fmt::format("A chunk-size line or trailer section exceeds {} bytes.",
+                                         options().read_buffer_bytes_max));
+    }
+    if (ec == http::error::bad_transfer_encoding) {
+      return make_json_error(version, false, http::status::bad_request, "bad_request",
+                             "The request's Transfer-Encoding must end in chunked.");
+    }
+    return make_json_error(version, false, http::status::bad_request, "bad_request",
+                           fmt::format("The request is not valid HTTP/1.1: {}.", ec.message()));
   }
 
   // Writes every answer that is ready at the front, in order, in one write: pipelined answers
@@ -434,7 +509,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // A plain socket, not beast::tcp_stream: the deadlines are the timers below (the stream's own
   // timer machinery cost a measurable share of every request).
   tcp::socket socket_;
-  beast::flat_buffer buffer_;
+  beast::flat_buffer buffer_;  // max_size() == read_buffer_bytes_max
   std::optional<http::request_parser<http::string_body>> parser_;  // the request being read
   std::deque<Slot> slots_;  // unanswered or unwritten requests in order; size <= depth max + 1
   std::uint64_t front_sequence_ = 0;  // the sequence number of slots_.front()
@@ -461,18 +536,23 @@ void HttpServer::State::do_accept() {
 void HttpServer::State::on_accept(beast::error_code ec, tcp::socket socket) {
   if (!acceptor.is_open() || ec == asio::error::operation_aborted) return;
   if (ec) {
-    // Out of descriptors or a connection reset before it was accepted: try again shortly.
-    log(fmt::format("accept: {}", ec.message()));
-    accept_retry.expires_after(std::chrono::milliseconds(50));
+    // Out of descriptors (EMFILE, ENFILE), of kernel memory, or a connection reset before it was
+    // accepted. Accepting again at once would fail again at once: a busy loop while the
+    // descriptors stay taken. Pause instead, longer while it goes on; pending connections wait
+    // in the backlog.
+    ++stats.accept_errors;
+    log(fmt::format("accept: {}; accepting again in {} ms", ec.message(), accept_backoff.count()));
+    accept_retry.expires_after(accept_backoff);
+    accept_backoff = std::min(accept_backoff * 2, accept_backoff_max);
     accept_retry.async_wait([self = shared_from_this()](beast::error_code timer_ec) {
       if (!timer_ec && self->acceptor.is_open()) self->do_accept();
     });
     return;
   }
+  accept_backoff = accept_backoff_min;
   ++stats.connections_accepted;
   if (sessions.size() >= options.connections_max) {
-    beast::error_code ignored;
-    socket.close(ignored);  // over the limit: accepted and closed at once
+    refuse(socket);
   } else {
     beast::error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);
@@ -482,6 +562,22 @@ void HttpServer::State::on_accept(beast::error_code ec, tcp::socket socket) {
     session->start();
   }
   do_accept();
+}
+
+// Over connections_max: answer 503 overloaded and close, in this one step, so that the refused
+// connection holds its descriptor for no longer than the accept. The answer is far smaller than a
+// socket's send buffer, so the non-blocking send writes it whole or fails (then the client sees
+// the close). Request bytes that already arrived are read first: closing a socket with unread
+// data sends a reset, which could overtake the answer.
+void HttpServer::State::refuse(tcp::socket& socket) {
+  ++stats.connections_refused;
+  beast::error_code ignored;
+  socket.non_blocking(true, ignored);
+  socket.send(asio::buffer(overloaded), 0, ignored);
+  std::array<char, 4096> discard{};
+  socket.receive(asio::buffer(discard), 0, ignored);
+  socket.shutdown(tcp::socket::shutdown_both, ignored);
+  socket.close(ignored);
 }
 
 void HttpServer::State::unregister(Session* session) {
@@ -498,6 +594,9 @@ HttpServer::HttpServer(asio::io_context& io, HttpServerOptions options, HttpHand
   RPOOL_ASSERT(state_->handler != nullptr);
   RPOOL_ASSERT_OP(state_->options.pipeline_depth_max, >=, std::size_t{1});
   RPOOL_ASSERT_OP(state_->options.connections_max, >=, std::size_t{1});
+  RPOOL_ASSERT_OP(state_->options.header_bytes_max, >=, std::size_t{1});
+  // The header section must be refused by its own limit (431) before the buffer fills.
+  RPOOL_ASSERT_OP(state_->options.read_buffer_bytes_max, >, state_->options.header_bytes_max);
 }
 
 HttpServer::~HttpServer() {
@@ -565,5 +664,17 @@ void HttpServer::shutdown(std::function<void()> done) {
 }
 
 HttpServerStats HttpServer::stats() const { return state_->stats; }
+
+std::size_t connections_max_for_fd_limit(std::uint64_t fd_limit) {
+  const std::uint64_t reserve =
+      std::min<std::uint64_t>(fds_reserved_for_node, fd_limit / 2);
+  const std::uint64_t usable = fd_limit - reserve;
+  const auto connections =
+      static_cast<std::size_t>(std::clamp<std::uint64_t>(usable, 1, connections_max_default));
+  // The reserve is never handed to HTTP (a limit of 0 still gets its one connection).
+  if (fd_limit >= 1) RPOOL_ASSERT_OP(std::uint64_t{connections} + reserve, <=, fd_limit);
+  RPOOL_ASSERT_OP(connections, >=, std::size_t{1});
+  return connections;
+}
 
 }  // namespace rpool::net

@@ -1,6 +1,12 @@
 // HTTP server and client over real sockets on 127.0.0.1 (port 0). Nothing sleeps in place of an
 // event: every test runs the io_context until its condition holds, with a deadline.
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -15,6 +21,7 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
+#include "base/fd_limit.h"
 #include "net/http/http.h"
 
 namespace asio = boost::asio;
@@ -282,6 +289,147 @@ TEST_CASE("a body of exactly 64 KiB is accepted and one byte more is 413 payload
   REQUIRE(run_until(io, [&] { return server.stats().connections_active == 0; }));
 }
 
+// The JSON body of a raw answer.
+nlohmann::json body_of(const std::string& text) {
+  const auto at = text.find("\r\n\r\n");
+  REQUIRE(at != std::string::npos);
+  return nlohmann::json::parse(text.substr(at + 4));
+}
+
+TEST_CASE("a chunk-size line that never ends is refused 400 once it fills the read buffer") {
+  asio::io_context io;
+  HttpServer server(io, local_options(), echo);
+  REQUIRE_FALSE(server.start());
+
+  RawClient raw(io, server.port());
+  raw.write("POST /v1/draw HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1;ext=" +
+            std::string(200 * 1024, 'a'));
+  // Refused long before the 30 s read deadline: the buffer holds 16 KiB, then the answer comes.
+  REQUIRE(run_until(io, [&] { return raw.closed(); }));
+  const std::string& text = raw.received();
+  CHECK(text.rfind("HTTP/1.1 400 Bad Request\r\n", 0) == 0);
+  CHECK(text.find("Connection: close") != std::string::npos);
+  CHECK(body_of(text).at("error") == "bad_request");
+  CHECK(server.stats().requests == 0);
+  CHECK(server.stats().bad_requests == 1);
+}
+
+TEST_CASE("a trailer section that never ends is refused 400 once it fills the read buffer") {
+  asio::io_context io;
+  HttpServer server(io, local_options(), echo);
+  REQUIRE_FALSE(server.start());
+
+  RawClient raw(io, server.port());
+  raw.write("POST /v1/draw HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+            "1\r\nx\r\n0\r\nX-Trailer: " + std::string(200 * 1024, 'a'));
+  REQUIRE(run_until(io, [&] { return raw.closed(); }));
+  CHECK(raw.received().rfind("HTTP/1.1 400 Bad Request\r\n", 0) == 0);
+  CHECK(body_of(raw.received()).at("error") == "bad_request");
+  CHECK(server.stats().requests == 0);
+}
+
+TEST_CASE("a chunked body in many chunks with extensions is read whole") {
+  asio::io_context io;
+  HttpServer server(io, local_options(), echo);
+  REQUIRE_FALSE(server.start());
+
+  // 64 chunks of 1 KiB, each with a 1 KiB extension: 128 KiB on the wire, far over the read
+  // buffer in all, each line well within it.
+  std::string request = "POST /v1/draw HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+                        "Connection: close\r\n\r\n";
+  for (int i = 0; i < 64; ++i) {
+    request += "400;ext=" + std::string(1024, 'e') + "\r\n" + std::string(1024, 'x') + "\r\n";
+  }
+  request += "0\r\n\r\n";
+  RawClient raw(io, server.port());
+  raw.write(request);
+  REQUIRE(run_until(io, [&] { return raw.closed(); }));
+  CHECK(raw.received().find("POST /v1/draw 65536") != std::string::npos);
+}
+
+TEST_CASE("a header section over header_bytes_max is 431 headers_too_large; one within is served") {
+  asio::io_context io;
+  HttpServer server(io, local_options(), echo);
+  REQUIRE_FALSE(server.start());
+
+  RawClient within(io, server.port());
+  within.write("GET /ok HTTP/1.1\r\nHost: a\r\nX-Big: " + std::string(7 * 1024, 'b') +
+               "\r\nConnection: close\r\n\r\n");
+  REQUIRE(run_until(io, [&] { return within.closed(); }));
+  CHECK(within.received().find("GET /ok 0") != std::string::npos);
+
+  RawClient over(io, server.port());
+  over.write("GET /big HTTP/1.1\r\nHost: a\r\nX-Big: " + std::string(9 * 1024, 'b') +
+             "\r\n\r\n");
+  REQUIRE(run_until(io, [&] { return over.closed(); }));
+  const std::string& text = over.received();
+  CHECK(text.rfind("HTTP/1.1 431 Request Header Fields Too Large\r\n", 0) == 0);
+  CHECK(text.find("Content-Type: application/json") != std::string::npos);
+  CHECK(text.find("Connection: close") != std::string::npos);
+  CHECK(body_of(text).at("error") == "headers_too_large");
+  CHECK(server.stats().requests == 1);
+}
+
+TEST_CASE("a header section that never ends is refused 431, not buffered") {
+  asio::io_context io;
+  HttpServer server(io, local_options(), echo);
+  REQUIRE_FALSE(server.start());
+  RawClient raw(io, server.port());
+  raw.write("GET / HTTP/1.1\r\nHost: a\r\nX-Endless: " + std::string(200 * 1024, 'h'));
+  REQUIRE(run_until(io, [&] { return raw.closed(); }));
+  CHECK(raw.received().rfind("HTTP/1.1 431 ", 0) == 0);
+  CHECK(body_of(raw.received()).at("error") == "headers_too_large");
+}
+
+TEST_CASE("a Transfer-Encoding whose final coding is not chunked is 400 and closes the connection") {
+  // RFC 9112 §6.3: its length cannot be known. Its body is never read as a next request.
+  for (const std::string codings : {"gzip", "chunked, gzip", "identity", ""}) {
+    CAPTURE(codings);
+    asio::io_context io;
+    HttpServer server(io, local_options(), echo);
+    REQUIRE_FALSE(server.start());
+    RawClient raw(io, server.port());
+    raw.write("POST /v1/draw HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: " + codings +
+              "\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n");
+    REQUIRE(run_until(io, [&] { return raw.closed(); }));
+    const std::string& text = raw.received();
+    CHECK(text.rfind("HTTP/1.1 400 Bad Request\r\n", 0) == 0);
+    CHECK(count(text, "HTTP/1.1 ") == 1);
+    CHECK(text.find("smuggled") == std::string::npos);
+    CHECK(text.find("Connection: close") != std::string::npos);
+    CHECK(body_of(text).at("error") == "bad_request");
+    CHECK(server.stats().requests == 0);
+  }
+}
+
+TEST_CASE("a Transfer-Encoding ending in chunked is read as chunked") {
+  asio::io_context io;
+  HttpServer server(io, local_options(), echo);
+  REQUIRE_FALSE(server.start());
+  RawClient raw(io, server.port());
+  raw.write("POST /v1/draw HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+            "Connection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+  REQUIRE(run_until(io, [&] { return raw.closed(); }));
+  CHECK(raw.received().find("POST /v1/draw 3") != std::string::npos);
+}
+
+TEST_CASE("a target that is not UTF-8 quoted in a JSON error is answered, not a 500") {
+  asio::io_context io;
+  HttpServer server(io, local_options(), [](HttpRequest&& request, Respond respond) {
+    respond(rpool::net::json_error(&request, http::status::not_found, "not_found",
+                                   "No such path: " + std::string(request.target())));
+  });
+  REQUIRE_FALSE(server.start());
+  RawClient raw(io, server.port());
+  raw.write("GET /v1/\xff\xfe HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  REQUIRE(run_until(io, [&] { return raw.closed(); }));
+  const std::string& text = raw.received();
+  CHECK(text.rfind("HTTP/1.1 404 Not Found\r\n", 0) == 0);
+  const auto body = body_of(text);
+  CHECK(body.at("error") == "not_found");
+  CHECK(body.at("message") == "No such path: /v1/\uFFFD\uFFFD");
+}
+
 TEST_CASE("garbage bytes are answered 400 bad_request and the connection is closed") {
   asio::io_context io;
   HttpServer server(io, local_options(), echo);
@@ -410,7 +558,7 @@ TEST_CASE("HTTP/1.0 and Connection: close get one answer, then the connection cl
   CHECK(kept.received().find("GET /b 0") != std::string::npos);
 }
 
-TEST_CASE("connections over connections_max are closed at once") {
+TEST_CASE("a connection over connections_max is answered 503 overloaded and closed at once") {
   asio::io_context io;
   HttpServerOptions options = local_options();
   options.connections_max = 1;
@@ -420,13 +568,92 @@ TEST_CASE("connections over connections_max are closed at once") {
   RawClient first(io, server.port());
   first.write("GET /1 HTTP/1.1\r\nHost: a\r\n\r\n");
   REQUIRE(run_until(io, [&] { return count(first.received(), "GET /1 0") == 1; }));
-  RawClient second(io, server.port());
-  second.write("GET /2 HTTP/1.1\r\nHost: a\r\n\r\n");
-  REQUIRE(run_until(io, [&] { return second.closed(); }));
-  CHECK(second.received().empty());
-  CHECK_FALSE(first.closed());
-  CHECK(server.stats().connections_accepted == 2);
-  CHECK(server.stats().connections_active == 1);
+  {
+    RawClient second(io, server.port());
+    REQUIRE(run_until(io, [&] { return second.closed(); }));
+    const std::string& text = second.received();
+    CHECK(text.rfind("HTTP/1.1 503 Service Unavailable\r\n", 0) == 0);
+    CHECK(text.find("Retry-After: 1\r\n") != std::string::npos);
+    CHECK(text.find("Connection: close\r\n") != std::string::npos);
+    const auto body = nlohmann::json::parse(text.substr(text.find("\r\n\r\n") + 4));
+    CHECK(body.at("error") == "overloaded");
+    CHECK_FALSE(first.closed());
+    CHECK(server.stats().connections_accepted == 2);
+    CHECK(server.stats().connections_refused == 1);
+    CHECK(server.stats().connections_active == 1);
+  }
+  // Below the cap again, a new connection is served.
+  first.write("GET /2 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  REQUIRE(run_until(io, [&] { return first.closed(); }));
+  REQUIRE(run_until(io, [&] { return server.stats().connections_active == 0; }));
+  RawClient third(io, server.port());
+  third.write("GET /3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  REQUIRE(run_until(io, [&] { return third.closed(); }));
+  CHECK(third.received().find("GET /3 0") != std::string::npos);
+}
+
+TEST_CASE("the connection cap leaves the node's reserve of descriptors under the file limit") {
+  using rpool::net::connections_max_for_fd_limit;
+  using rpool::net::fds_reserved_for_node;
+  CHECK(connections_max_for_fd_limit(1024) == 1024 - fds_reserved_for_node);
+  CHECK(connections_max_for_fd_limit(4096) == 4096 - fds_reserved_for_node);
+  CHECK(connections_max_for_fd_limit(1'048'576) == rpool::net::connections_max_default);
+  CHECK(connections_max_for_fd_limit(UINT64_MAX) == rpool::net::connections_max_default);
+  CHECK(connections_max_for_fd_limit(256) == 128);  // a small limit: half of it
+  CHECK(connections_max_for_fd_limit(1) == 1);
+  CHECK(connections_max_for_fd_limit(0) == 1);
+}
+
+TEST_CASE("raise_fd_limit raises the soft file limit to the hard one and returns it") {
+  rlimit before{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &before) == 0);
+  if (before.rlim_max == RLIM_INFINITY || before.rlim_max < 128) return;  // nothing to lower
+  rlimit lowered = before;
+  lowered.rlim_cur = 64;
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &lowered) == 0);
+  const std::uint64_t limit = rpool::raise_fd_limit();
+  rlimit after{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &after) == 0);
+  CHECK(after.rlim_cur == before.rlim_max);
+  CHECK(limit == before.rlim_max);
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &before) == 0);
+}
+
+TEST_CASE("out of descriptors, accepting pauses with a backoff and resumes when they are back") {
+  asio::io_context io;
+  std::vector<std::string> logged;
+  HttpServerOptions options = local_options();
+  options.log = [&](std::string_view line) { logged.emplace_back(line); };
+  HttpServer server(io, options, echo);
+  REQUIRE_FALSE(server.start());
+  // The client's socket first, then every free descriptor taken: the server's accept of it
+  // fails with EMFILE while its handshake completes in the backlog.
+  RawClient raw(io, server.port());
+  rlimit before{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &before) == 0);
+  rlimit lowered = before;
+  lowered.rlim_cur = std::min<rlim_t>(before.rlim_cur, 256);
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &lowered) == 0);
+  std::vector<int> taken;
+  for (int fd = ::dup(0); fd >= 0; fd = ::dup(0)) taken.push_back(fd);
+  CHECK(errno == EMFILE);
+
+  // Over 400 ms the pauses (50, 100, 200 ms, ...) allow at most 4 attempts; a retry without a
+  // pause would fail thousands of times.
+  const auto until = std::chrono::steady_clock::now() + 400ms;
+  run_until(io, [&] { return std::chrono::steady_clock::now() >= until; }, 1s);
+  const auto errors = server.stats().accept_errors;
+  for (const int fd : taken) ::close(fd);
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &before) == 0);
+  CHECK(errors >= 1);
+  CHECK(errors <= 4);
+  CHECK(server.stats().connections_accepted == 0);
+  REQUIRE_FALSE(logged.empty());
+  CHECK(logged.front().find("accept") != std::string::npos);
+
+  raw.write("GET /back HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  REQUIRE(run_until(io, [&] { return raw.closed(); }, 3s));
+  CHECK(raw.received().find("GET /back 0") != std::string::npos);
 }
 
 TEST_CASE("a taken address is a clear error from start") {
@@ -461,6 +688,47 @@ TEST_CASE("the client times out on a server that never answers") {
   CHECK(result->ec == std::errc::timed_out);
   CHECK(elapsed >= 200ms);
   CHECK(elapsed < 2s);
+}
+
+TEST_CASE("a request over waiting_per_host_max fails at once with queue_full, unsent") {
+  asio::io_context io;
+  std::vector<Respond> pending;
+  HttpServer server(io, local_options(), [&](HttpRequest&&, Respond respond) {
+    pending.push_back(std::move(respond));
+  });
+  REQUIRE_FALSE(server.start());
+  HttpClientOptions options;
+  options.connections_per_host_max = 1;
+  options.waiting_per_host_max = 2;
+  HttpClient client(io, options);
+
+  auto busy = send(client, server.port(), make_request(http::verb::get, "/busy"), 30s);
+  REQUIRE(run_until(io, [&] { return pending.size() == 1; }));
+  auto wait1 = send(client, server.port(), make_request(http::verb::get, "/w1"), 30s);
+  auto wait2 = send(client, server.port(), make_request(http::verb::get, "/w2"), 30s);
+  auto refused = send(client, server.port(), make_request(http::verb::get, "/over"), 30s);
+  REQUIRE(run_until(io, [&] { return refused->done; }));
+  CHECK(refused->ec == rpool::net::HttpErrc::queue_full);
+  CHECK(refused->ec.category() == rpool::net::http_category());
+  CHECK_FALSE(refused->ec.message().empty());
+  CHECK_FALSE(busy->done);
+  CHECK_FALSE(wait1->done);
+  CHECK_FALSE(wait2->done);
+
+  // The queued ones still go through, in order, on the one connection.
+  for (const char* target : {"/busy", "/w1", "/w2"}) {
+    REQUIRE(run_until(io, [&] { return !pending.empty(); }));
+    HttpResponse response{http::status::ok, 11};
+    response.body() = target;
+    Respond respond = std::move(pending.front());
+    pending.erase(pending.begin());
+    respond(std::move(response));
+  }
+  REQUIRE(run_until(io, [&] { return wait2->done; }));
+  CHECK(busy->response.body() == "/busy");
+  CHECK(wait1->response.body() == "/w1");
+  CHECK(wait2->response.body() == "/w2");
+  CHECK(server.stats().requests == 3);
 }
 
 TEST_CASE("the client bounds connections per host and queues the rest") {
