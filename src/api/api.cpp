@@ -126,7 +126,8 @@ const char* code_of(Error e) {
 }
 
 std::string error_json(Error e, std::string_view message) {
-  return json{{"error", code_of(e)}, {"message", message}}.dump();
+  // A message may quote the request target, whose bytes need not be UTF-8: replaced, never thrown.
+  return json{{"error", code_of(e)}, {"message", message}}.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 namespace {

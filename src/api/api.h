@@ -53,7 +53,7 @@ enum class Error {
   payload_too_large,               // 413
   idempotency_key_reused,          // 422
   no_leader,                       // 503
-  overloaded,                      // 503
+  overloaded,                      // 503: queues or connections full; carries Retry-After
   outcome_unknown,                 // 504
   insufficient_storage,            // 507
   internal,                        // 500: a bug; never expected

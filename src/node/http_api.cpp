@@ -257,6 +257,10 @@ void HttpApi::forward(HttpRequest&& request, Respond respond, std::chrono::milli
   ++forwarded_;
   client_.request(member->http.host, member->http.port, std::move(out), timeout,
                   [original, respond = std::move(respond)](std::error_code ec, HttpResponse&& res) {
+                    if (ec == net::HttpErrc::queue_full) {
+                      respond(error_response(*original, api::Error::overloaded, "Too many requests wait for the leader; retry shortly."));
+                      return;
+                    }
                     if (ec) {
                       // A refused connection never delivered the request; anything else may have.
                       const bool unsent = ec == std::errc::connection_refused;

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "base/assert.h"
+#include "base/fd_limit.h"
 
 namespace rpool::node {
 
@@ -156,6 +157,9 @@ bool Server::start(std::string& error) {
   http_options.host = self->http.host;
   http_options.port = self->http.port;
   http_options.body_bytes_max = api::body_bytes_max;
+  // The file limit raised to its hard limit, and HTTP connections capped below it: a flood of
+  // connections is refused (503) rather than taking the descriptors the WAL and snapshots need.
+  http_options.connections_max = net::connections_max_for_fd_limit(raise_fd_limit());
   http_options.log = [this](std::string_view line) { logger_.warn(line); };
   http_ = std::make_unique<net::HttpServer>(io_, http_options, [this](HttpRequest&& request, Respond respond) {
     api_->handle(std::move(request), std::move(respond));
