@@ -448,8 +448,14 @@ void Core::handle_append(const Message& m) {
 void Core::handle_heartbeat(const Message& m) {
   RPOOL_ASSERT(role_ == Role::follower);
   RPOOL_ASSERT_OP(leader_, ==, m.from);
-  // The leader sends min(match_index, commit_index), which our log is known to contain.
-  log_.commit_to(m.commit);
+  // The leader sends min(match_index, commit_index) and its term there. Our log holds the same
+  // entry unless this node lost its log since (it was wiped and rejoined at the same address
+  // while this heartbeat was in flight) and may hold other entries there now: commit only when
+  // the entry matches, so by Log Matching everything up to it is the leader's. (Found by the
+  // node simulation, seeds 5078 and 6168: a commit beyond the log, then a divergent commit.)
+  if (m.commit <= log_.last_index() && m.log_term != Term(0) && log_.match_term(m.commit, m.log_term)) {
+    log_.commit_to(m.commit);
+  }
   Message r;
   r.type = MessageType::heartbeat_resp;
   r.to = m.from;
@@ -683,6 +689,11 @@ void Core::send_heartbeat(NodeId to, const Progress& pr) {
   m.to = to;
   // Only what the follower is known to hold: its log may still be shorter than our commit.
   m.commit = std::min(pr.match_index, log_.commit_index());
+  // With the term of our entry there, so the follower commits only if its own entry matches
+  // (Log Matching, §5.3): a node that lost its log and rejoined at the same address may hold
+  // other entries at that index by the time this arrives. 0 when the entry is compacted away:
+  // the follower then does not commit from this heartbeat.
+  m.log_term = log_.term(m.commit).value_or(Term(0));
   m.context = read_round_;
   send(std::move(m));
 }

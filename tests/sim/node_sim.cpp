@@ -35,6 +35,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "api/api.h"
 #include "base/assert.h"
@@ -210,6 +211,8 @@ struct Node {
   std::uint64_t epoch = 0;                 // bumped by a crash: older events are dropped
   bool up = false;
   bool disk_full = false;
+  bool io_error_next = false;  // the next write or sync fails with EIO (the node stops, as rpoold does)
+  bool joining = false;        // started empty with --join, to be added back as a member
   Time skew = 0;       // clock offset
   double rate = 1.0;   // clock rate (timers run this much slower or faster)
   std::unique_ptr<Rng> rng;
@@ -242,12 +245,17 @@ class Cluster {
       n->rng = std::make_unique<Rng>(world.rng.next());
       n->skew = world.rng.between(-5000 * ms, 5000 * ms);
       n->rate = 0.95 + 0.1 * static_cast<double>(world.rng.below(1000)) / 1000.0;
+      n->logger = node::Logger(node::Logger::Format::text, static_cast<std::uint64_t>(i));
       n->logger.set_min_level(node::Logger::Level::off);
       Node* raw = n.get();
       n->fs->set_fault_hook([raw](wal::SimFileSystem::Op op, const std::string&) -> std::error_code {
         if (raw->disk_full && (op == wal::SimFileSystem::Op::write || op == wal::SimFileSystem::Op::allocate ||
                                op == wal::SimFileSystem::Op::create)) {
           return std::make_error_code(std::errc::no_space_on_device);
+        }
+        if (raw->io_error_next && (op == wal::SimFileSystem::Op::write || op == wal::SimFileSystem::Op::sync_data)) {
+          raw->io_error_next = false;
+          return std::make_error_code(std::errc::io_error);
         }
         return {};
       });
@@ -280,11 +288,13 @@ class Cluster {
     o.data_dir = fmt::format("/data/node-{}", n.id.value());
     o.write_timeout = std::chrono::milliseconds(1500);
     o.read_timeout = std::chrono::milliseconds(1500);
+    o.change_timeout = std::chrono::milliseconds(3000);
+    o.join = n.joining;
     wal::Options wo;
     wo.fs = n.fs.get();
     wo.segment_bytes = config_.wal.segment_bytes;
     wo.prepare_in_background = false;  // one thread: determinism
-    wo.warn = [](const std::string&) {};
+    wo.warn = [this, id = n.id](const std::string& line) { log(fmt::format("node {} wal: {}", id.value(), line)); };
     wal::OpenResult opened = wal::Log::open(o.data_dir, wo);
     if (opened.error) {
       if (n.disk_full) return;  // as rpoold would exit 1 at start; tried again at the next restart
@@ -298,6 +308,7 @@ class Cluster {
     }
     n.replica = std::make_unique<Replica>(*n.env, *n.transport, n.logger, o);
     n.replica->set_check_invariants(true);
+    if (verbose_) n.logger.set_min_level(node::Logger::Level::info);
     std::string error;
     if (!n.replica->recover(*opened.log, error)) {
       if (n.disk_full) return;  // e.g. the cluster id could not be written yet
@@ -309,7 +320,11 @@ class Cluster {
     n.replica->on_fatal([this, raw] {
       log(fmt::format("node {} stops: {}", raw->id.value(), *raw->replica->fatal()));
       // As rpoold would: the process exits 1, and is restarted.
-      world.at(world.now, [this, raw] { crash(*raw); });
+      const NodeId id = raw->id;
+      world.at(world.now, [this, raw, id] {
+        crash(*raw);
+        world.at(world.now + world.rng.between(10 * ms, 300 * ms), [this, id] { restart(id); });
+      });
     });
     n.up = true;
     n.replica->start(*n.storage);
@@ -319,8 +334,21 @@ class Cluster {
     if (!n.up) return;
     ++n.epoch;
     n.up = false;
-    const auto mode = world.rng.chance(0.5) ? wal::SimFileSystem::CrashMode::drop_unsynced : wal::SimFileSystem::CrashMode::torn_prefix;
-    n.fs->crash(mode);
+    n.io_error_next = false;  // meant for the process that just died
+    const auto crash_mode = world.rng.chance(0.5) ? wal::SimFileSystem::CrashMode::drop_unsynced : wal::SimFileSystem::CrashMode::torn_prefix;
+    const std::string dir = fmt::format("/data/node-{}", n.id.value());
+    std::vector<std::string> files;
+    if (verbose_) {
+      (void)n.fs->list(dir, files);
+      log(fmt::format("node {} crashes at last index {}; files {}", n.id.value(), n.replica->core().log().last_index().value(),
+                      fmt::join(files, ",")));
+    }
+    n.fs->crash(crash_mode);
+    if (verbose_) {
+      files.clear();
+      (void)n.fs->list(dir, files);
+      log(fmt::format("node {} after the crash: files {}", n.id.value(), fmt::join(files, ",")));
+    }
     // Closures already queued hold this node's objects by pointer: keep them until they are
     // dropped (their epoch is stale), by parking them.
     graveyard_.push_back({std::move(n.replica), std::move(n.storage), std::move(n.transport), std::move(n.env)});
@@ -366,7 +394,7 @@ class Cluster {
     if (world.now >= p_.run) return;
     const int n = p_.nodes;
     const NodeId victim(1 + world.rng.below(static_cast<std::uint64_t>(n)));
-    switch (world.rng.below(8)) {
+    switch (world.rng.below(10)) {
       case 0: {  // isolate one node, both ways
         heal();
         for (int i = 1; i <= n; ++i) blocked_[victim.value()][i] = blocked_[i][victim.value()] = true;
@@ -402,10 +430,121 @@ class Cluster {
         });
         break;
       }
+      case 6: {  // the disk fails a write: the node stops, and is restarted
+        Node& v = node(victim);
+        if (!v.up) break;
+        v.io_error_next = true;
+        log(fmt::format("I/O error on node {}'s next write", victim.value()));
+        break;
+      }
+      case 7:
+        remove_and_add_back(victim);
+        break;
       default:
         break;  // quiet for a while
     }
     world.at(world.now + world.rng.between(50 * ms, 400 * ms), [this] { nemesis(); });
+  }
+
+  Node* leader() {
+    for (auto& n : nodes_) {
+      if (n->up && n->replica->core().role() == raft::Role::leader) return n.get();
+    }
+    return nullptr;
+  }
+
+  // Membership: remove a voter through the leader, wipe it, start it empty with --join, and add it
+  // back (a learner catching up by snapshot, then a voter), as an operator replaces a node.
+  void remove_and_add_back(NodeId victim) {
+    Node* l = leader();
+    if (l == nullptr || change_busy_ || l->replica->core().membership().voters.size() <= 2) return;
+    if (!l->replica->core().membership().is_voter(victim)) return;
+    change_busy_ = true;
+    const std::uint64_t attempt = ++change_attempt_;
+    log(fmt::format("remove node {} (through leader {})", victim.value(), l->id.value()));
+    l->replica->remove_member(victim, [this, victim, attempt](const Outcome& o) {
+      if (attempt != change_attempt_) return;
+      ++change_attempt_;
+      change_busy_ = false;
+      if (o.ec) return log(fmt::format("removing node {}: {}", victim.value(), o.ec.message()));
+      wipe_and_rejoin(victim);
+    });
+    // No answer (the leader crashed): the change may or may not have happened; give up on it.
+    world.at(world.now + 4000 * ms, [this, attempt] {
+      if (attempt == change_attempt_) {
+        ++change_attempt_;
+        change_busy_ = false;
+      }
+    });
+  }
+
+  // The node was removed: wipe it and start it empty with --join, then add it back.
+  void wipe_and_rejoin(NodeId victim) {
+    Node& v = node(victim);
+    crash(v);
+    old_disks_.push_back(std::move(v.fs));  // parked replicas still hold files of the old disk
+    v.fs = std::make_unique<wal::SimFileSystem>(world.rng.next());
+    Node* raw = &v;
+    v.fs->set_fault_hook([raw](wal::SimFileSystem::Op op, const std::string&) -> std::error_code {
+      if (raw->disk_full && op == wal::SimFileSystem::Op::write) return std::make_error_code(std::errc::no_space_on_device);
+      return {};
+    });
+    v.joining = true;
+    change_busy_ = true;
+    log(fmt::format("node {} removed and wiped; it joins again", victim.value()));
+    world.at(world.now + world.rng.between(10 * ms, 300 * ms), [this, victim] {
+      restart(victim);
+      add_back(victim);
+    });
+  }
+
+  // Once healed: every node a voter again (a removal whose answer was lost may have committed).
+  void repair_membership() {
+    if (failed()) return;
+    Node* l = leader();
+    if (l != nullptr && !change_busy_) {
+      const raft::Membership& m = l->replica->core().membership();
+      for (auto& n : nodes_) {
+        if (m.is_voter(n->id)) continue;
+        log(fmt::format("node {} is not a voter after the heal", n->id.value()));
+        if (m.is_learner(n->id)) {
+          change_busy_ = true;
+          add_back(n->id);
+        } else {
+          wipe_and_rejoin(n->id);
+        }
+        break;
+      }
+    }
+    world.at(world.now + 200 * ms, [this] { repair_membership(); });
+  }
+
+  void add_back(NodeId id) {
+    if (failed()) return;
+    Node* l = leader();
+    const std::uint64_t attempt = ++change_attempt_;
+    if (l == nullptr || !node(id).up) {
+      world.at(world.now + 50 * ms, [this, id, attempt] {
+        if (attempt == change_attempt_) add_back(id);
+      });
+      return;
+    }
+    l->replica->add_member(config_.members[id.value() - 1], [this, id, attempt](const Outcome& o) {
+      if (attempt != change_attempt_) return;
+      if (o.ec) {
+        world.at(world.now + 50 * ms, [this, id, attempt] {
+          if (attempt == change_attempt_) add_back(id);
+        });
+        return;
+      }
+      ++change_attempt_;
+      change_busy_ = false;
+      node(id).joining = false;
+      log(fmt::format("node {} is a voter again", id.value()));
+    });
+    world.at(world.now + 4000 * ms, [this, id, attempt] {
+      if (attempt == change_attempt_) add_back(id);
+    });
   }
 
   void restart(NodeId id) {
@@ -536,6 +675,7 @@ class Cluster {
   void restart_all_down() {
     for (auto& n : nodes_) {
       n->disk_full = false;
+      n->io_error_next = false;
       if (!n->up) restart(n->id);
     }
   }
@@ -557,6 +697,9 @@ class Cluster {
   std::vector<std::vector<Time>> link_free_;
   std::map<LogIndex, AppliedRecord> applied_;
   std::string failure_;
+  bool change_busy_ = false;
+  std::uint64_t change_attempt_ = 0;
+  std::vector<std::unique_ptr<wal::SimFileSystem>> old_disks_;  // outlive graveyard_
   struct Parked {
     std::unique_ptr<Replica> replica;
     std::unique_ptr<SimStorage> storage;
@@ -766,6 +909,7 @@ RunResult run_seed(std::uint64_t seed, bool verbose) {
   c.world.run_until(p.run, failed);
   c.heal();
   c.restart_all_down();
+  c.repair_membership();
   c.world.run_until(p.run + p.quiesce, failed);
   c.check_history();
   c.check_converged();

@@ -337,3 +337,34 @@ TEST_CASE("a membership encodes with its contexts, version 1 still decodes, and 
 
 }  // namespace
 }  // namespace rpool::raft
+
+namespace rpool::raft {
+namespace {
+
+using namespace test;
+
+// Found by the whole-node simulation (tests/sim/node_sim.cpp, seeds 5078 and 6168): a node was
+// removed, wiped and added back at the same address while a heartbeat of the leader, computed
+// from its old match index, was still in flight. The fresh node aborted on a commit beyond its
+// log; with a log filled meanwhile by a deposed leader of an older term, it committed entries
+// the cluster never committed.
+TEST_CASE("a heartbeat commits only where the follower's entry matches the leader's") {
+  // The follower holds entries of term 1 at indexes 1-3 (from a deposed leader); the leader's
+  // entry at 3 is of term 2.
+  auto c = make_core(1, {1, 2, 3}, log_with_terms({1, 1, 1}), Term(2));
+  Message hb = msg(MessageType::heartbeat, 2, 1, 2);
+  hb.commit = LogIndex(3);
+  hb.log_term = Term(2);
+  c->step(hb);
+  CHECK(c->log().commit_index() == LogIndex(0));  // does not match: nothing committed
+  hb.commit = LogIndex(9);                          // beyond the log (it was wiped)
+  c->step(hb);
+  CHECK(c->log().commit_index() == LogIndex(0));
+  hb.commit = LogIndex(2);
+  hb.log_term = Term(1);                            // matches: by Log Matching, so does 1..2
+  c->step(hb);
+  CHECK(c->log().commit_index() == LogIndex(2));
+}
+
+}  // namespace
+}  // namespace rpool::raft
