@@ -34,6 +34,13 @@ std::optional<Member> parse_member_context(NodeId id, const std::string& text) {
 
 Outcome not_leader() { return {make_error_code(errc::not_leader), {}}; }
 
+// For with_core: answers the waiting request with the outcome if the input never runs.
+std::function<void(const Outcome&)> abandon(std::shared_ptr<Replica::Done> waiting) {
+  return [waiting](const Outcome& outcome) {
+    if (*waiting) (*waiting)(outcome);
+  };
+}
+
 }  // namespace
 
 std::string member_context_json(const Member& m) {
@@ -148,9 +155,7 @@ void Replica::add_member(Member member, Done done) {
         logger_.info("adding a member", {{"node", member.id.value()}, {"raft", member.raft.to_string()},
                                          {"http", member.http.to_string()}, {"index", change_->entry.value()}});
       },
-      [shared](const Outcome& outcome) {
-        if (*shared) (*shared)(outcome);
-      });
+      abandon(shared));
 }
 
 void Replica::remove_member(NodeId id, Done done) {
@@ -182,9 +187,7 @@ void Replica::remove_member(NodeId id, Done done) {
         change_->entry_term = core_->current_term();
         logger_.info("removing a member", {{"node", id.value()}, {"index", change_->entry.value()}});
       },
-      [shared](const Outcome& outcome) {
-        if (*shared) (*shared)(outcome);
-      });
+      abandon(shared));
 }
 
 void Replica::drive_change() {
@@ -286,9 +289,7 @@ void Replica::transfer_leader(NodeId to, Done done) {
         transfer_->waiters.push_back(std::move(answer));
         logger_.info("transferring leadership", {{"to", to.value()}, {"term", core_->current_term().value()}});
       },
-      [shared](const Outcome& outcome) {
-        if (*shared) (*shared)(outcome);
-      });
+      abandon(shared));
 }
 
 void Replica::drive_transfer() {
