@@ -35,6 +35,7 @@
 #include <system_error>
 #include <vector>
 
+#include "base/splitmix64.h"
 #include "raft/log.h"
 #include "raft/types.h"
 
@@ -54,21 +55,16 @@ static_assert(heartbeat_ticks_default < election_ticks_default);
 // check-quorum lease that would otherwise make them ignore it (thesis §4.2.3).
 inline constexpr std::uint64_t vote_context_transfer = 1;
 
-// A small seeded PRNG (splitmix64). The core draws its election timeouts from it.
+// The core's seeded PRNG: the project's SplitMix64, from which it draws its election timeouts.
 class Rng {
  public:
-  explicit Rng(std::uint64_t seed) : state_(seed) {}
-  std::uint64_t next() {
-    std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
+  explicit Rng(std::uint64_t seed) : source_(seed) {}
+  std::uint64_t next() { return source_.next(); }
   // Uniform in [0, n) (n > 0); the tiny modulo bias is irrelevant for timeouts.
   std::uint64_t below(std::uint64_t n) { return next() % n; }
 
  private:
-  std::uint64_t state_;
+  SplitMix64 source_;
 };
 
 struct Config {

@@ -33,6 +33,7 @@
 
 #include <fmt/format.h>
 
+#include "base/splitmix64.h"
 #include "pool/command.h"
 #include "pool/state_machine.h"
 #include "raft/core.h"
@@ -80,21 +81,18 @@ void on_abort(int) {
   }
 }
 
+// The simulator's one random source: the project's SplitMix64 behind a seed scramble, so that
+// seed S of the simulator and the cores' own seeds do not draw the same sequence.
 class Rand {
  public:
-  explicit Rand(std::uint64_t seed) : state_(seed * 0x2545f4914f6cdd1dull + 0x1234567ull) {}
-  std::uint64_t next() {
-    std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
+  explicit Rand(std::uint64_t seed) : source_(seed * 0x2545f4914f6cdd1dull + 0x1234567ull) {}
+  std::uint64_t next() { return source_.next(); }
   std::uint64_t below(std::uint64_t n) { return n == 0 ? 0 : next() % n; }
   // True with probability per_mille / 1000.
   bool chance(std::uint64_t per_mille) { return below(1000) < per_mille; }
 
  private:
-  std::uint64_t state_;
+  SplitMix64 source_;
 };
 
 std::uint64_t hash_bytes(const Bytes& b, EntryType type) {
