@@ -20,6 +20,7 @@
 //     snapshot (meta + data), every entry after it}; restore the state machine from the
 //     snapshot; the core then re-emits committed entries after it in committed_entries;
 //   - per Ready: the steps listed at struct Ready (one fsync covers snapshot, entries, hard state);
+//     steps 2-4 are raft::persist() (storage.h) over the node's implementation of DurableStore;
 //     an Entry maps to a WAL record as (index, term, kind = static_cast<u8>(EntryType), data);
 //   - to compact: write the state machine snapshot durably, call compact(index, data), then
 //     delete WAL segments wholly at or below index.

@@ -9,8 +9,9 @@
 // member within a bounded number of ticks (liveness).
 //
 // The disk model: a node's Ready is written asynchronously and becomes durable only when its
-// write completes; a crash before that loses it (and the messages that waited for it). The node
-// takes no input while a write is in flight (Ready contract), inputs queue.
+// write completes, through raft::persist() into a raft::MemoryStorage (the same contract code the
+// node runs over its WAL); a crash before that loses it (and the messages that waited for it).
+// The node takes no input while a write is in flight (Ready contract), inputs queue.
 //
 //   sim --seeds N [--start S]     run seeds S .. S+N-1 (plus the regression seeds)
 //   sim --seed S --verbose        replay one seed, printing every event
@@ -37,6 +38,7 @@
 #include "pool/command.h"
 #include "pool/state_machine.h"
 #include "raft/core.h"
+#include "raft/storage.h"
 
 namespace rpool::sim {
 namespace {
@@ -104,12 +106,6 @@ std::uint64_t hash_bytes(const Bytes& b, EntryType type) {
   return h;
 }
 
-struct Disk {
-  raft::HardState hard_state;
-  std::optional<raft::Snapshot> snapshot;
-  std::vector<Entry> entries;  // contiguous after the snapshot
-};
-
 struct Input {
   enum class Kind { message, tick, propose, read, transfer, change, compact } kind;
   Message message;
@@ -123,7 +119,7 @@ struct Node {
   NodeId id;
   bool up = false;
   std::unique_ptr<Core> core;
-  Disk disk;
+  raft::MemoryStorage disk;  // survives crashes; persisted through raft::persist()
   std::unique_ptr<pool::StateMachine> pool;
   LogIndex applied;
   bool write_pending = false;
@@ -271,17 +267,13 @@ class Simulation {
     c.inflight_appends_max = params_.inflight_max;
     c.entries_per_append_max = params_.entries_per_append_max;
     c.message_bytes_max = 512;
-    raft::BootState boot;
-    boot.hard_state = n.disk.hard_state;
-    boot.snapshot = n.disk.snapshot;
-    boot.entries = n.disk.entries;
-    n.core = std::make_unique<Core>(c, std::move(boot));
+    n.core = std::make_unique<Core>(c, n.disk.boot());
     n.pool = std::make_unique<pool::StateMachine>();
     n.applied = LogIndex(0);
-    if (n.disk.snapshot) {
-      const auto ec = n.pool->restore(*n.disk.snapshot->data);
+    if (const auto& snap = n.disk.durable().snapshot) {
+      const auto ec = n.pool->restore(*snap->data);
       if (ec) fail(fmt::format("node {} cannot restore its snapshot: {}", n.id, ec.message()));
-      n.applied = n.disk.snapshot->meta.index;
+      n.applied = snap->meta.index;
     }
     n.up = true;
     n.write_pending = false;
@@ -298,6 +290,7 @@ class Simulation {
     log("node {} crashes{}", n.id, n.write_pending ? " (losing an unsynced write)" : "");
     ++stats_.crashes;
     n.up = false;
+    n.disk.crash();
     n.core.reset();
     n.pool.reset();
     n.write_pending = false;
@@ -436,11 +429,7 @@ class Simulation {
             snap = *c.snapshot();
             if (snap.meta.index != at || snap.meta.term != term) fail("compact: wrong snapshot");
             // The node writes its snapshot durably, then drops the covered WAL entries.
-            n.disk.snapshot = snap;
-            auto& es = n.disk.entries;
-            es.erase(std::remove_if(es.begin(), es.end(),
-                                    [&](const Entry& e) { return e.index <= at; }),
-                     es.end());
+            if (n.disk.save_snapshot(snap) || n.disk.sync()) fail("compact: cannot save");
             log("node {} compacts at {}", n.id, at);
             ++stats_.compactions;
           }
@@ -495,33 +484,9 @@ class Simulation {
   }
 
   void persist(Node& n, const Ready& rd) {
-    Disk& d = n.disk;
-    if (rd.snapshot) {
-      const raft::SnapshotMeta& meta = rd.snapshot->meta;
-      bool keep = false;
-      for (const Entry& e : d.entries) {
-        if (e.index == meta.index && e.term == meta.term) keep = true;
-      }
-      if (keep) {
-        std::erase_if(d.entries, [&](const Entry& e) { return e.index <= meta.index; });
-      } else {
-        d.entries.clear();
-      }
-      d.snapshot = rd.snapshot;
+    if (const auto ec = raft::persist(n.disk, rd)) {
+      fail(fmt::format("node {}: persist: {}", n.id, ec.message()));
     }
-    if (!rd.entries.empty()) {
-      const LogIndex first = rd.entries.front().index;
-      std::erase_if(d.entries, [&](const Entry& e) { return e.index >= first; });
-      const LogIndex expect = d.entries.empty()
-                                  ? (d.snapshot ? d.snapshot->meta.index : LogIndex(0)).next()
-                                  : d.entries.back().index.next();
-      if (first != expect) {
-        fail(fmt::format("node {}: Ready entries start at {} but the disk ends before {}", n.id,
-                         first, expect));
-      }
-      d.entries.insert(d.entries.end(), rd.entries.begin(), rd.entries.end());
-    }
-    if (rd.hard_state) d.hard_state = *rd.hard_state;
   }
 
   void apply_entry(Node& n, const Entry& e) {
@@ -605,7 +570,7 @@ class Simulation {
     const Term term = *c.log().term(index);
     std::size_t durable = 0;
     for (NodeId id : c.membership().voters) {
-      const Disk& d = node(id).disk;
+      const raft::MemoryStorage::State& d = node(id).disk.durable();
       if (d.snapshot && d.snapshot->meta.index >= index) {
         ++durable;
         continue;

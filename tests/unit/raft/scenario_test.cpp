@@ -146,8 +146,8 @@ TEST_CASE("a follower behind a compacted log catches up via a chunked snapshot")
   c.propose(1, "after");
   c.heal();
   c.tick(1, 3);
-  CHECK(c.node(3).snapshot.has_value());
-  CHECK(*c.node(3).snapshot->data == *image);
+  CHECK(c.node(3).storage.durable().snapshot.has_value());
+  CHECK(*c.node(3).storage.durable().snapshot->data == *image);
   CHECK(c.core(3).log().snapshot_index() == applied);
   CHECK(c.core(3).log().last_index() == c.core(1).log().last_index());
   CHECK(applied_data(c.node(3)) == std::vector<std::string>{"after"});
@@ -188,8 +188,8 @@ TEST_CASE("a follower caught up by a snapshot sent over the wire is replicated t
     c.heal();
     c.tick(1, 3);
     CHECK(codec_ok);
-    REQUIRE(c.node(3).snapshot.has_value());
-    CHECK(*c.node(3).snapshot->data == *image);
+    REQUIRE(c.node(3).storage.durable().snapshot.has_value());
+    CHECK(*c.node(3).storage.durable().snapshot->data == *image);
     CHECK(c.core(3).log().snapshot_index() == applied);
     // New entries reach it by AppendEntries, in the same term.
     c.propose(1, "after-1");
