@@ -23,6 +23,7 @@ Core::Core(Config config, BootState boot)
   RPOOL_ASSERT_OP(config_.heartbeat_ticks, <, config_.election_ticks);
   RPOOL_ASSERT(config_.initial_membership.valid());
   RPOOL_ASSERT(config_.inflight_appends_max > 0);
+  RPOOL_ASSERT(config_.snapshot_resend_ticks > 0);
 
   LogIndex snapshot_index;
   Term snapshot_term;
@@ -172,6 +173,11 @@ void Core::tick_heartbeat() {
   if (heartbeat_elapsed_ >= config_.heartbeat_ticks) {
     heartbeat_elapsed_ = 0;
     broadcast_heartbeat();
+  }
+  // A snapshot chunk (or its answer) may have been lost: resend it once it is overdue.
+  for (auto& [id, pr] : progress_) {
+    if (pr.state != Progress::State::snapshot) continue;
+    if (++pr.snapshot_wait_ticks >= config_.snapshot_resend_ticks) send_snapshot_chunk(id, pr);
   }
 }
 
@@ -569,7 +575,9 @@ void Core::handle_heartbeat_resp(const Message& m, Progress& pr) {
     pr.next_index = pr.match_index.next();
   }
   if (pr.state == Progress::State::snapshot) {
-    send_snapshot_chunk(m.from, pr);  // the last chunk or its answer may have been lost
+    // A chunk is in flight. Resending it here would start one more send/answer loop per
+    // heartbeat, each carrying a copy of the chunk, and divide the link among them; a lost
+    // chunk is resent by tick_heartbeat() instead.
   } else if (pr.match_index < log_.last_index()) {
     // Possibly an append was lost: an (even empty) append makes the follower report where it
     // is, so a lost message cannot stall replication.
@@ -599,6 +607,12 @@ void Core::handle_snapshot_resp(const Message& m, Progress& pr) {
     return;
   }
   if (pr.state != Progress::State::snapshot || m.index != pr.snapshot_index) return;
+  // One chunk in flight: an answer that asks for the chunk in flight answers a duplicate (or a
+  // resent copy) and sends nothing, and an acknowledgement below it is stale. Only an answer
+  // that moves the transfer (the next chunk, or a follower that lost what it had and asks for
+  // an earlier offset) sends the one chunk that follows.
+  if (m.offset == pr.snapshot_offset) return;
+  if (!m.reject && m.offset < pr.snapshot_offset) return;
   pr.snapshot_offset = m.offset;
   send_snapshot_chunk(m.from, pr);
 }
@@ -673,6 +687,7 @@ void Core::send_snapshot_chunk(NodeId to, Progress& pr) {
   m.data.assign(data.begin() + static_cast<std::ptrdiff_t>(offset),
                 data.begin() + static_cast<std::ptrdiff_t>(end));
   m.done = end == total;
+  pr.snapshot_wait_ticks = 0;
   send(std::move(m));
 }
 
@@ -1102,6 +1117,9 @@ void Core::check_invariants() const {
         RPOOL_ASSERT_OP(pr.match_index, <, pr.next_index);
         RPOOL_ASSERT_OP(pr.match_index, <=, log_.last_index());
         RPOOL_ASSERT_OP(pr.inflight.size(), <=, config_.inflight_appends_max);
+        if (pr.state == Progress::State::snapshot) {
+          RPOOL_ASSERT_OP(pr.snapshot_wait_ticks, <, config_.snapshot_resend_ticks);
+        }
       }
       RPOOL_ASSERT_OP(progress_.size() + (membership_.contains(config_.id) ? 1 : 0), ==,
                       membership_.voters.size() + membership_.learners.size());

@@ -49,6 +49,11 @@ inline constexpr std::size_t entries_per_append_max_default = 4096;
 inline constexpr std::size_t message_bytes_max_default = std::size_t{1} << 20;  // 1 MiB
 inline constexpr std::size_t inflight_appends_max_default = 256;
 inline constexpr std::size_t snapshot_chunk_bytes_default = std::size_t{1} << 20;
+// A snapshot chunk goes out only when the previous one is acknowledged (one chunk in flight per
+// follower); if no answer comes within this many ticks, the chunk is sent again. It must exceed
+// a chunk's time on the slowest link plus a round trip, or chunks go out twice: 40 ticks is 2 s
+// at the node's 50 ms tick, enough for a 1 MiB chunk at 0.5 MB/s.
+inline constexpr int snapshot_resend_ticks_default = 4 * election_ticks_default;
 inline constexpr std::size_t entry_bytes_max_default = std::size_t{1} << 20;
 static_assert(heartbeat_ticks_default < election_ticks_default);
 
@@ -79,6 +84,7 @@ struct Config {
   std::size_t message_bytes_max = message_bytes_max_default;
   std::size_t inflight_appends_max = inflight_appends_max_default;
   std::size_t snapshot_chunk_bytes = snapshot_chunk_bytes_default;
+  int snapshot_resend_ticks = snapshot_resend_ticks_default;
   std::size_t entry_bytes_max = entry_bytes_max_default;
   bool pre_vote = true;
   bool check_quorum = true;
@@ -150,7 +156,7 @@ struct Progress {
   enum class State : std::uint8_t {
     probe,      // one append at a time until the follower's log position is found
     replicate,  // optimistic pipelining, at most inflight_appends_max appends in flight
-    snapshot,   // sending InstallSnapshot chunks, one at a time
+    snapshot,   // sending InstallSnapshot chunks, one in flight at a time
   };
   State state = State::probe;
   LogIndex match_index;       // highest index known replicated (durable) on the follower
@@ -159,7 +165,10 @@ struct Progress {
   std::vector<LogIndex> inflight;  // replicate: last index of each append in flight (ascending)
   bool recent_active = false;      // heard from since the last check-quorum round
   LogIndex snapshot_index;         // snapshot: the snapshot being sent
-  std::uint64_t snapshot_offset = 0;  // snapshot: next byte to send
+  std::uint64_t snapshot_offset = 0;  // snapshot: offset of the chunk in flight
+  // snapshot: ticks since the chunk in flight was sent; at Config::snapshot_resend_ticks it is
+  // sent again (it or its answer was lost).
+  int snapshot_wait_ticks = 0;
   std::uint64_t read_ack_round = 0;   // highest read round the follower acknowledged
 };
 
