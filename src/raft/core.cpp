@@ -23,6 +23,7 @@ Core::Core(Config config, BootState boot)
   RPOOL_ASSERT_OP(config_.heartbeat_ticks, <, config_.election_ticks);
   RPOOL_ASSERT(config_.initial_membership.valid());
   RPOOL_ASSERT(config_.inflight_appends_max > 0);
+  RPOOL_ASSERT(config_.inflight_bytes_max > 0);
   RPOOL_ASSERT(config_.snapshot_resend_ticks > 0);
 
   LogIndex snapshot_index;
@@ -529,7 +530,7 @@ void Core::handle_append_resp(const Message& m, Progress& pr) {
     pr.next_index = std::max(std::min(m.index, probe.next()), pr.match_index.next());
     pr.state = Progress::State::probe;
     pr.probe_sent = false;
-    pr.inflight.clear();
+    clear_inflight(pr);
     send_append(m.from, pr, true);
     return;
   }
@@ -539,13 +540,16 @@ void Core::handle_append_resp(const Message& m, Progress& pr) {
     pr.next_index = std::max(pr.next_index, m.index.next());
   }
   if (pr.state == Progress::State::replicate) {
-    auto end = std::upper_bound(pr.inflight.begin(), pr.inflight.end(), m.index);
+    // Acknowledged up to m.index: free the appends that end there or before.
+    auto end = std::find_if(pr.inflight.begin(), pr.inflight.end(),
+                            [&](const Progress::Inflight& f) { return f.last > m.index; });
+    for (auto it = pr.inflight.begin(); it != end; ++it) pr.inflight_bytes -= it->bytes;
     pr.inflight.erase(pr.inflight.begin(), end);
   } else if (pr.state == Progress::State::probe && (updated || m.index == pr.match_index)) {
     pr.state = Progress::State::replicate;
     pr.probe_sent = false;
     pr.next_index = pr.match_index.next();
-    pr.inflight.clear();
+    clear_inflight(pr);
   }
   if (updated && maybe_commit()) {
     if (role_ != Role::leader) return;  // removed itself; the change committed
@@ -567,11 +571,10 @@ void Core::handle_heartbeat_resp(const Message& m, Progress& pr) {
   RPOOL_ASSERT(role_ == Role::leader);
   pr.recent_active = true;
   pr.probe_sent = false;
-  if (pr.state == Progress::State::replicate &&
-      pr.inflight.size() >= config_.inflight_appends_max) {
+  if (pr.state == Progress::State::replicate && inflight_full(pr)) {
     // The window is full and the follower is idle: appends were lost. Probe again.
     pr.state = Progress::State::probe;
-    pr.inflight.clear();
+    clear_inflight(pr);
     pr.next_index = pr.match_index.next();
   }
   if (pr.state == Progress::State::snapshot) {
@@ -597,7 +600,7 @@ void Core::handle_snapshot_resp(const Message& m, Progress& pr) {
     if (m.index > pr.match_index) pr.match_index = m.index;
     pr.state = Progress::State::probe;
     pr.probe_sent = false;
-    pr.inflight.clear();
+    clear_inflight(pr);
     pr.next_index = pr.match_index.next();
     if (maybe_commit()) {
       if (role_ != Role::leader) return;
@@ -625,7 +628,7 @@ bool Core::send_append(NodeId to, Progress& pr, bool allow_empty) {
       if (pr.probe_sent) return false;
       break;
     case Progress::State::replicate:
-      if (pr.inflight.size() >= config_.inflight_appends_max) return false;
+      if (inflight_full(pr)) return false;
       break;
     case Progress::State::snapshot:
       return false;
@@ -636,7 +639,7 @@ bool Core::send_append(NodeId to, Progress& pr, bool allow_empty) {
     // The entries this follower needs are compacted away: send the snapshot (§7).
     RPOOL_ASSERT(snapshot_.has_value());
     pr.state = Progress::State::snapshot;
-    pr.inflight.clear();
+    clear_inflight(pr);
     pr.snapshot_index = snapshot_->meta.index;
     pr.snapshot_offset = 0;
     send_snapshot_chunk(to, pr);
@@ -649,13 +652,29 @@ bool Core::send_append(NodeId to, Progress& pr, bool allow_empty) {
   m.to = to;
   m.index = prev;
   m.log_term = *prev_term;
-  if (pr.next_index < hi) m.entries = log_.slice(pr.next_index, hi, config_.message_bytes_max);
+  std::size_t bytes_max = config_.message_bytes_max;
+  if (pr.state == Progress::State::replicate) {
+    // Only what fits the byte window (but one append always may go when none is in flight).
+    bytes_max = std::min(bytes_max, config_.inflight_bytes_max - pr.inflight_bytes);
+  }
+  if (pr.next_index < hi) m.entries = log_.slice(pr.next_index, hi, bytes_max);
+  std::size_t bytes = 0;
+  for (const Entry& e : m.entries) bytes += entry_bytes(e);
+  if (pr.state == Progress::State::replicate && !pr.inflight.empty() &&
+      pr.inflight_bytes + bytes > config_.inflight_bytes_max) {
+    // The next entry alone overflows the window: it waits for acknowledgements. An empty
+    // append may still go (allow_empty): if the appends in flight were lost, its answer is
+    // what moves the follower back to probe.
+    m.entries.clear();
+    bytes = 0;
+  }
   if (m.entries.empty() && !allow_empty) return false;
   m.commit = log_.commit_index();
   if (pr.state == Progress::State::replicate) {
     if (!m.entries.empty()) {
       pr.next_index = m.entries.back().index.next();
-      pr.inflight.push_back(m.entries.back().index);
+      pr.inflight.push_back({m.entries.back().index, bytes});
+      pr.inflight_bytes += bytes;
     }
   } else {
     pr.probe_sent = true;
@@ -689,6 +708,16 @@ void Core::send_snapshot_chunk(NodeId to, Progress& pr) {
   m.done = end == total;
   pr.snapshot_wait_ticks = 0;
   send(std::move(m));
+}
+
+bool Core::inflight_full(const Progress& pr) const {
+  return pr.inflight.size() >= config_.inflight_appends_max ||
+         pr.inflight_bytes >= config_.inflight_bytes_max;
+}
+
+void Core::clear_inflight(Progress& pr) {
+  pr.inflight.clear();
+  pr.inflight_bytes = 0;
 }
 
 void Core::send_heartbeat(NodeId to, const Progress& pr) {
@@ -1117,6 +1146,10 @@ void Core::check_invariants() const {
         RPOOL_ASSERT_OP(pr.match_index, <, pr.next_index);
         RPOOL_ASSERT_OP(pr.match_index, <=, log_.last_index());
         RPOOL_ASSERT_OP(pr.inflight.size(), <=, config_.inflight_appends_max);
+        std::size_t inflight_bytes = 0;
+        for (const Progress::Inflight& f : pr.inflight) inflight_bytes += f.bytes;
+        RPOOL_ASSERT_OP(inflight_bytes, ==, pr.inflight_bytes);
+        if (pr.inflight.size() > 1) RPOOL_ASSERT_OP(pr.inflight_bytes, <=, config_.inflight_bytes_max);
         if (pr.state == Progress::State::snapshot) {
           RPOOL_ASSERT_OP(pr.snapshot_wait_ticks, <, config_.snapshot_resend_ticks);
         }

@@ -48,6 +48,14 @@ inline constexpr int heartbeat_ticks_default = 1;
 inline constexpr std::size_t entries_per_append_max_default = 4096;
 inline constexpr std::size_t message_bytes_max_default = std::size_t{1} << 20;  // 1 MiB
 inline constexpr std::size_t inflight_appends_max_default = 256;
+// Bytes of entries (entry_bytes) in appends sent to one follower and not yet acknowledged. What
+// is in flight includes everything the node's peer transport holds queued for that peer, and
+// the transport refuses a message beyond its per-peer queue bound (PeerTransport::Options::
+// queue_bytes_max, 64 MiB): half of it leaves room for frame headers, heartbeats and a snapshot
+// chunk, so a full window is never refused. The node sets Config::inflight_bytes_max from the
+// transport's bound. (A count alone did not bound this: 256 appends of 1 MiB are 256 MiB.)
+inline constexpr std::size_t transport_queue_bytes_max_default = std::size_t{64} << 20;
+inline constexpr std::size_t inflight_bytes_max_default = transport_queue_bytes_max_default / 2;
 inline constexpr std::size_t snapshot_chunk_bytes_default = std::size_t{1} << 20;
 // A snapshot chunk goes out only when the previous one is acknowledged (one chunk in flight per
 // follower); if no answer comes within this many ticks, the chunk is sent again. It must exceed
@@ -56,6 +64,9 @@ inline constexpr std::size_t snapshot_chunk_bytes_default = std::size_t{1} << 20
 inline constexpr int snapshot_resend_ticks_default = 4 * election_ticks_default;
 inline constexpr std::size_t entry_bytes_max_default = std::size_t{1} << 20;
 static_assert(heartbeat_ticks_default < election_ticks_default);
+// One append of the largest size always fits the byte window.
+static_assert(message_bytes_max_default <= inflight_bytes_max_default);
+static_assert(entry_bytes_max_default + 24 <= inflight_bytes_max_default);
 
 // Vote context marking an election forced by leadership transfer (thesis §3.10): voters skip the
 // check-quorum lease that would otherwise make them ignore it (thesis §4.2.3).
@@ -83,6 +94,7 @@ struct Config {
   std::size_t entries_per_append_max = entries_per_append_max_default;
   std::size_t message_bytes_max = message_bytes_max_default;
   std::size_t inflight_appends_max = inflight_appends_max_default;
+  std::size_t inflight_bytes_max = inflight_bytes_max_default;
   std::size_t snapshot_chunk_bytes = snapshot_chunk_bytes_default;
   int snapshot_resend_ticks = snapshot_resend_ticks_default;
   std::size_t entry_bytes_max = entry_bytes_max_default;
@@ -162,7 +174,14 @@ struct Progress {
   LogIndex match_index;       // highest index known replicated (durable) on the follower
   LogIndex next_index;        // next index to send; match_index < next_index
   bool probe_sent = false;    // probe: an append is outstanding
-  std::vector<LogIndex> inflight;  // replicate: last index of each append in flight (ascending)
+  struct Inflight {
+    LogIndex last;      // the append's last entry
+    std::size_t bytes;  // entry_bytes() of its entries
+  };
+  // replicate: the appends in flight, ascending; at most inflight_appends_max of them, and
+  // inflight_bytes <= inflight_bytes_max unless a single append is larger by itself.
+  std::vector<Inflight> inflight;
+  std::size_t inflight_bytes = 0;  // sum of inflight[k].bytes
   bool recent_active = false;      // heard from since the last check-quorum round
   LogIndex snapshot_index;         // snapshot: the snapshot being sent
   std::uint64_t snapshot_offset = 0;  // snapshot: offset of the chunk in flight
@@ -254,6 +273,8 @@ class Core {
   bool send_append(NodeId to, Progress& pr, bool allow_empty);
   void send_snapshot_chunk(NodeId to, Progress& pr);
   void send_heartbeat(NodeId to, const Progress& pr);
+  bool inflight_full(const Progress& pr) const;
+  static void clear_inflight(Progress& pr);
   void broadcast_append();
   void broadcast_heartbeat();
   void flush();

@@ -302,6 +302,8 @@ class Simulation {
     c.random_seed = rand_.next();
     c.snapshot_chunk_bytes = params_.snapshot_chunk_bytes;
     c.inflight_appends_max = params_.inflight_max;
+    // A byte window that binds before the count does on most seeds (commands are 20-60 bytes).
+    c.inflight_bytes_max = params_.inflight_max * 100;
     c.entries_per_append_max = params_.entries_per_append_max;
     c.message_bytes_max = 512;
     n.core = std::make_unique<Core>(c, n.disk.boot());

@@ -59,4 +59,38 @@ TEST_CASE("a leader keeps one snapshot chunk in flight: heartbeat replies do not
   CHECK(c.core(1).progress(NodeId(3))->state == Progress::State::replicate);
 }
 
+TEST_CASE("a follower's appends in flight are bounded in bytes, not only in count") {
+  // Regression: the window counted appends (256), each up to message_bytes_max (1 MiB): more
+  // than the transport queues for a peer (64 MiB), which then refused appends.
+  const std::string payload(100, 'x');
+  const std::size_t entry = payload.size() + 24;  // entry_bytes() of one such entry
+  Cluster c(3, [&](Config& cfg) {
+    cfg.entries_per_append_max = 1;
+    cfg.inflight_appends_max = 256;
+    cfg.inflight_bytes_max = 3 * entry;
+  });
+  c.elect(1);
+  c.tick(1);  // node 2 in replicate state
+  REQUIRE(c.core(1).progress(NodeId(2))->state == Progress::State::replicate);
+
+  // Node 2 is slow: nothing it acknowledges arrives.
+  std::size_t appends_to_2 = 0;
+  c.drop_if = [&](Message& m) {
+    if (m.type == MessageType::append && m.to == NodeId(2) && !m.entries.empty()) ++appends_to_2;
+    return m.type == MessageType::append_resp && m.from == NodeId(2);
+  };
+  for (int i = 0; i < 10; ++i) REQUIRE_FALSE(c.propose(1, payload));
+  const Progress& pr = *c.core(1).progress(NodeId(2));
+  CHECK(appends_to_2 == 3);
+  CHECK(pr.inflight.size() == 3);
+  CHECK(pr.inflight_bytes == 3 * entry);
+  CHECK(c.core(1).log().commit_index() == c.core(1).log().last_index());  // node 3 acknowledges
+
+  // Acknowledgements free the window and the rest follows.
+  c.drop_if = nullptr;
+  c.tick(1, 2);
+  CHECK(c.core(2).log().last_index() == c.core(1).log().last_index());
+  CHECK(c.core(1).progress(NodeId(2))->inflight_bytes == 0);
+}
+
 }  // namespace rpool::raft::test
