@@ -25,6 +25,8 @@ Core::Core(Config config, BootState boot)
   RPOOL_ASSERT(config_.inflight_appends_max > 0);
   RPOOL_ASSERT(config_.inflight_bytes_max > 0);
   RPOOL_ASSERT(config_.snapshot_resend_ticks > 0);
+  RPOOL_ASSERT(config_.uncommitted_bytes_max > 0);
+  RPOOL_ASSERT(config_.committed_bytes_per_ready_max > 0);
 
   LogIndex snapshot_index;
   Term snapshot_term;
@@ -62,6 +64,7 @@ void Core::become_follower(Term term, NodeId leader) {
   votes_.clear();
   progress_.clear();
   lead_transferee_ = NodeId(0);
+  uncommitted_bytes_ = 0;
   broadcast_pending_ = false;
   reads_waiting_.clear();
   reads_.clear();
@@ -101,6 +104,7 @@ void Core::become_leader() {
   heartbeat_elapsed_ = 0;
   votes_.clear();
   lead_transferee_ = NodeId(0);
+  uncommitted_bytes_ = 0;
   read_round_ = 0;
   reset_progress();
   // Raft §8 / thesis §6.4: a new leader appends a no-op so that entries of earlier terms get
@@ -785,6 +789,12 @@ bool Core::maybe_commit() {
   // Raft §5.4.2: never commit an entry from an earlier term by counting replicas; it becomes
   // committed only together with an entry of the current term.
   if (*log_.term(candidate) != current_term_) return false;
+  for (LogIndex i = log_.commit_index().next(); i <= candidate; ++i) {
+    const Entry& e = log_.at(i);
+    if (e.term != current_term_) continue;  // appended by an earlier leader: never counted
+    RPOOL_ASSERT_OP(e.data.size(), <=, uncommitted_bytes_);
+    uncommitted_bytes_ -= e.data.size();
+  }
   log_.commit_to(candidate);
   on_commit_advanced();
   return true;
@@ -875,6 +885,7 @@ void Core::append_entries(EntryType type, std::vector<Bytes> payloads) {
   LogIndex index = log_.last_index();
   for (Bytes& p : payloads) {
     ++index;
+    uncommitted_bytes_ += p.size();
     entries.push_back(Entry{current_term_, index, type, std::move(p)});
   }
   log_.append(std::move(entries));
@@ -887,6 +898,9 @@ std::error_code Core::propose(Bytes data, LogIndex* index) {
   if (role_ != Role::leader) return errc::not_leader;
   if (lead_transferee_ != NodeId(0)) return errc::transfer_in_progress;
   if (data.size() > config_.entry_bytes_max) return errc::too_large;
+  if (uncommitted_bytes_ != 0 && uncommitted_bytes_ + data.size() > config_.uncommitted_bytes_max) {
+    return errc::overloaded;
+  }
   append_entries(EntryType::normal, {std::move(data)});
   if (index != nullptr) *index = log_.last_index();
   check_invariants();
@@ -1103,7 +1117,10 @@ Ready Core::ready() {
   }
   const LogIndex apply_to = std::min(log_.commit_index(), log_.stable_index());
   if (log_.applied_index() < apply_to) {
-    rd.committed_entries = log_.slice(log_.applied_index().next(), apply_to.next(), SIZE_MAX);
+    // Paged: at most committed_bytes_per_ready_max per Ready; has_ready() stays true until
+    // the rest is handed out.
+    rd.committed_entries = log_.slice(log_.applied_index().next(), apply_to.next(),
+                                      config_.committed_bytes_per_ready_max);
   }
   rd.read_states = std::move(read_states_);
   read_states_.clear();
@@ -1154,15 +1171,18 @@ void Core::check_invariants() const {
           RPOOL_ASSERT_OP(pr.snapshot_wait_ticks, <, config_.snapshot_resend_ticks);
         }
       }
+      if (log_.commit_index() == log_.last_index()) RPOOL_ASSERT_OP(uncommitted_bytes_, ==, 0u);
       RPOOL_ASSERT_OP(progress_.size() + (membership_.contains(config_.id) ? 1 : 0), ==,
                       membership_.voters.size() + membership_.learners.size());
       break;
     case Role::candidate:
+      RPOOL_ASSERT_OP(uncommitted_bytes_, ==, 0u);
       RPOOL_ASSERT_OP(voted_for_, ==, config_.id);
       RPOOL_ASSERT(progress_.empty());
       break;
     case Role::pre_candidate:
     case Role::follower:
+      RPOOL_ASSERT_OP(uncommitted_bytes_, ==, 0u);
       RPOOL_ASSERT(progress_.empty());
       RPOOL_ASSERT(leader_ != config_.id);
       break;

@@ -63,7 +63,17 @@ inline constexpr std::size_t snapshot_chunk_bytes_default = std::size_t{1} << 20
 // at the node's 50 ms tick, enough for a 1 MiB chunk at 0.5 MB/s.
 inline constexpr int snapshot_resend_ticks_default = 4 * election_ticks_default;
 inline constexpr std::size_t entry_bytes_max_default = std::size_t{1} << 20;
+// Payload bytes of entries the leader appended in its term that are not committed yet. Beyond
+// it propose() refuses with errc::overloaded (one proposal is always accepted when nothing is
+// uncommitted), so a leader that cannot reach a quorum, or is fed faster than a quorum writes,
+// stops growing its log in memory and tells clients to come back.
+inline constexpr std::size_t uncommitted_bytes_max_default = std::size_t{64} << 20;
+// Bytes (entry_bytes) of committed_entries in one Ready; the rest comes in the next ones (at
+// least one entry per Ready). Bounds the memory and the time of one apply round, e.g. after a
+// restart that finds a long committed log.
+inline constexpr std::size_t committed_bytes_per_ready_max_default = std::size_t{16} << 20;
 static_assert(heartbeat_ticks_default < election_ticks_default);
+static_assert(entry_bytes_max_default <= uncommitted_bytes_max_default);
 // One append of the largest size always fits the byte window.
 static_assert(message_bytes_max_default <= inflight_bytes_max_default);
 static_assert(entry_bytes_max_default + 24 <= inflight_bytes_max_default);
@@ -97,6 +107,8 @@ struct Config {
   std::size_t inflight_bytes_max = inflight_bytes_max_default;
   std::size_t snapshot_chunk_bytes = snapshot_chunk_bytes_default;
   int snapshot_resend_ticks = snapshot_resend_ticks_default;
+  std::size_t uncommitted_bytes_max = uncommitted_bytes_max_default;
+  std::size_t committed_bytes_per_ready_max = committed_bytes_per_ready_max_default;
   std::size_t entry_bytes_max = entry_bytes_max_default;
   bool pre_vote = true;
   bool check_quorum = true;
@@ -202,7 +214,8 @@ class Core {
   // Processes one message addressed to this node.
   void step(const Message& m);
   // Leader only: appends an entry. On success `index` (if non-null) receives its log index;
-  // the entry is committed once it appears in committed_entries with the same term.
+  // the entry is committed once it appears in committed_entries with the same term. Refused
+  // with errc::overloaded while the uncommitted entries hold uncommitted_bytes_max.
   std::error_code propose(Bytes data, LogIndex* index = nullptr);
   // Starts a linearizable read (thesis §6.4). The answer comes back as a ReadState with the same
   // context, from read_states of a later Ready; on a follower it is the leader's read index.
@@ -333,6 +346,8 @@ class Core {
   std::map<NodeId, bool> votes_;          // candidate / pre-candidate: responses received
   std::map<NodeId, Progress> progress_;   // leader: every member except itself
   NodeId lead_transferee_;                // leader: transfer target, 0 if none
+  // leader: payload bytes of the entries of current_term_ after the commit index (0 otherwise)
+  std::size_t uncommitted_bytes_ = 0;
   bool broadcast_pending_ = false;        // leader: new entries to send at the next flush()
 
   struct PendingRead {

@@ -304,6 +304,10 @@ class Simulation {
     c.inflight_appends_max = params_.inflight_max;
     // A byte window that binds before the count does on most seeds (commands are 20-60 bytes).
     c.inflight_bytes_max = params_.inflight_max * 100;
+    // Small enough to refuse proposals when a leader cannot commit, and to page the committed
+    // entries of a catching-up node over several Readies.
+    c.uncommitted_bytes_max = 40 * params_.entries_per_append_max * 8;
+    c.committed_bytes_per_ready_max = 64 * params_.inflight_max;
     c.entries_per_append_max = params_.entries_per_append_max;
     c.message_bytes_max = 512;
     n.core = std::make_unique<Core>(c, n.disk.boot());
@@ -435,9 +439,12 @@ class Simulation {
         break;
       case Input::Kind::propose: {
         LogIndex index;
-        if (!c.propose(std::move(in.payload), &index)) {
+        const auto ec = c.propose(std::move(in.payload), &index);
+        if (!ec) {
           log("node {} proposes at {} term {}", n.id, index, c.current_term());
           proposals_.push_back({c.current_term(), index});
+        } else if (ec == raft::errc::overloaded) {
+          ++stats_.overloaded;
         }
         break;
       }
@@ -907,7 +914,7 @@ class Simulation {
  public:
   struct Stats {
     std::size_t elections = 0, crashes = 0, compactions = 0, snapshots_installed = 0,
-                transfers = 0, membership_changes = 0;
+                transfers = 0, membership_changes = 0, overloaded = 0;
   };
   const Stats& stats() const { return stats_; }
   std::size_t reads_answered() const { return reads_answered_; }
@@ -1242,6 +1249,7 @@ int main(int argc, char** argv) {
     total.snapshots_installed += sim.stats().snapshots_installed;
     total.transfers += sim.stats().transfers;
     total.membership_changes += sim.stats().membership_changes;
+    total.overloaded += sim.stats().overloaded;
     if (!failure.empty()) {
       ++failed;
       std::printf("seed %llu FAILED: %s\n", static_cast<unsigned long long>(seed),
@@ -1254,8 +1262,8 @@ int main(int argc, char** argv) {
               seeds.size(), failed, static_cast<unsigned long long>(entries), reads,
               liveness_max);
   std::printf("sim: %zu leaders elected, %zu crashes, %zu compactions, %zu snapshots installed, "
-              "%zu leader transfers, %zu membership changes\n",
+              "%zu leader transfers, %zu membership changes, %zu proposals refused (overloaded)\n",
               total.elections, total.crashes, total.compactions, total.snapshots_installed,
-              total.transfers, total.membership_changes);
+              total.transfers, total.membership_changes, total.overloaded);
   return failed == 0 ? 0 : 1;
 }

@@ -93,4 +93,56 @@ TEST_CASE("a follower's appends in flight are bounded in bytes, not only in coun
   CHECK(c.core(1).progress(NodeId(2))->inflight_bytes == 0);
 }
 
+TEST_CASE("a leader refuses proposals with overloaded once its uncommitted bytes reach the cap") {
+  // Regression: nothing bounded the entries a leader appends without committing them (a leader
+  // cut off from its quorum, or fed faster than a quorum writes, grew its log in memory).
+  const std::string payload(100, 'x');
+  Cluster c(3, [](Config& cfg) { cfg.uncommitted_bytes_max = 300; });
+  c.elect(1);
+  c.isolate(2);
+  c.isolate(3);
+  for (int i = 0; i < 3; ++i) CHECK_FALSE(c.propose(1, payload));
+  const LogIndex last = c.core(1).log().last_index();
+  const std::error_code ec = c.propose(1, payload);
+  CHECK(ec == errc::overloaded);
+  CHECK(ec.message().find("uncommitted") != std::string::npos);
+  CHECK(c.core(1).log().last_index() == last);  // refused: nothing appended
+
+  // Once a quorum commits them, proposals are accepted again.
+  c.heal();
+  c.tick(1, 2);
+  REQUIRE(c.core(1).log().commit_index() == last);
+  CHECK_FALSE(c.propose(1, payload));
+}
+
+TEST_CASE("one proposal is accepted when nothing is uncommitted, even above the cap") {
+  Cluster c(3, [](Config& cfg) { cfg.uncommitted_bytes_max = 10; });
+  c.elect(1);
+  c.isolate(2);
+  c.isolate(3);
+  CHECK_FALSE(c.propose(1, std::string(50, 'y')));
+  CHECK(c.propose(1, "z") == errc::overloaded);
+}
+
+TEST_CASE("committed entries are paged over Readies by committed_bytes_per_ready_max") {
+  // Regression: a Ready carried every committed entry at once (e.g. a whole committed log after
+  // a restart), however large.
+  const std::string payload(100, 'x');
+  const std::size_t entry = payload.size() + 24;
+  auto core = make_core(1, {1}, {}, Term(0),
+                        [&](Config& cfg) { cfg.committed_bytes_per_ready_max = 2 * entry; });
+  tick_until_campaign(*core);
+  drain(*core);
+  REQUIRE(core->role() == Role::leader);
+  for (int i = 0; i < 5; ++i) REQUIRE_FALSE(core->propose(bytes_of(payload)));
+  std::vector<std::size_t> pages;
+  while (core->has_ready()) {
+    Ready rd = core->ready();
+    if (!rd.committed_entries.empty()) pages.push_back(rd.committed_entries.size());
+    core->advance(rd);
+  }
+  CHECK(pages == std::vector<std::size_t>{2, 2, 1});
+  CHECK(core->log().applied_index() == core->log().last_index());
+}
+
 }  // namespace rpool::raft::test
