@@ -174,6 +174,11 @@ void Core::tick_heartbeat() {
     }
     // Thesis §3.10: a transfer that did not complete within an election timeout is aborted.
     abort_transfer();
+    if (removal_committed()) {
+      // Its handover did not complete: step down anyway; the others elect a leader.
+      become_follower(current_term_, NodeId(0));
+      return;
+    }
   }
   if (heartbeat_elapsed_ >= config_.heartbeat_ticks) {
     heartbeat_elapsed_ = 0;
@@ -568,6 +573,8 @@ void Core::handle_append_resp(const Message& m, Progress& pr) {
     t.type = MessageType::timeout_now;
     t.to = m.from;
     send(std::move(t));
+    // A removed leader was only waiting for this handover.
+    if (removal_committed()) become_follower(current_term_, NodeId(0));
   }
 }
 
@@ -808,9 +815,44 @@ void Core::on_commit_advanced() {
     for (const PendingRead& r : waiting) start_read(r.context, r.from);
   }
   // Thesis §4.2.2: a leader removed from the configuration steps down once the change commits.
-  if (pending_config_index_ <= log_.commit_index() && !membership_.is_voter(config_.id)) {
-    become_follower(current_term_, NodeId(0));
+  if (removal_committed()) hand_over_and_step_down();
+}
+
+bool Core::removal_committed() const {
+  return role_ == Role::leader && pending_config_index_ <= log_.commit_index() &&
+         !membership_.is_voter(config_.id);
+}
+
+void Core::hand_over_and_step_down() {
+  RPOOL_ASSERT(removal_committed());
+  // Stepping down alone would leave the cluster without a leader until a follower's election
+  // timeout fires (1-2 timeouts). Instead hand over first (thesis §3.10): TimeoutNow to the
+  // remaining voter with the most of the log, which campaigns at once; if none has all of it,
+  // bring the best one up to date and send TimeoutNow from handle_append_resp. Proposals wait
+  // (transfer_in_progress); tick_heartbeat steps down anyway after an election timeout.
+  NodeId best;
+  LogIndex best_match;
+  for (NodeId id : membership_.voters) {
+    RPOOL_ASSERT(id != config_.id);
+    const Progress& pr = progress_.at(id);
+    if (best == NodeId(0) || pr.match_index > best_match) {
+      best = id;
+      best_match = pr.match_index;
+    }
   }
+  RPOOL_ASSERT(best != NodeId(0));  // the last voter cannot be removed
+  if (best_match == log_.last_index()) {
+    Message t;
+    t.type = MessageType::timeout_now;
+    t.to = best;
+    send(std::move(t));
+    become_follower(current_term_, NodeId(0));
+    return;
+  }
+  if (lead_transferee_ == best) return;  // already bringing it up to date
+  lead_transferee_ = best;
+  election_elapsed_ = 0;
+  send_append(best, progress_.at(best), true);
 }
 
 bool Core::committed_in_current_term() const {

@@ -227,7 +227,7 @@ class Core {
   // Leader only: one membership change at a time, once an entry of the leader's term is
   // committed (thesis §4.1 and its errata). Add makes a learner; promote requires the learner to
   // have caught up with the commit index; a leader that removes itself steps down once the
-  // change commits.
+  // change commits, after handing leadership to the most up-to-date remaining voter (TimeoutNow).
   std::error_code change_membership(MembershipChange change);
   // The application has a durable snapshot of its state at `index` (<= applied index): the
   // core discards the log up to it and sends the data to followers that need it.
@@ -295,6 +295,8 @@ class Core {
   bool maybe_commit();
   void on_commit_advanced();
   bool committed_in_current_term() const;
+  bool removal_committed() const;
+  void hand_over_and_step_down();
   LogIndex self_match() const;
 
   void start_read(std::uint64_t context, NodeId from);
