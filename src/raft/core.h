@@ -9,10 +9,13 @@
 // Implemented: leader election with randomized timeouts, pre-vote (thesis §9.6) and check-quorum
 // (thesis §6.2); log replication with the consistency check and fast backtracking (§5.3), commit
 // of current-term entries only (§5.4.2), a no-op entry per new leader (§8); per-follower flow
-// control (probe / replicate / snapshot, bounded in-flight window, batching, entry and byte
-// limits per message); snapshots and log compaction with chunked InstallSnapshot (§7);
-// linearizable ReadIndex reads (thesis §6.4); leadership transfer (thesis §3.10); single-server
-// membership changes with learners (thesis §4.1, §4.2.1).
+// control (probe / replicate / snapshot, an in-flight window bounded in appends and in bytes,
+// batching, entry and byte limits per message, one snapshot chunk in flight); snapshots and log
+// compaction with chunked InstallSnapshot (§7); linearizable ReadIndex reads (thesis §6.4);
+// leadership transfer (thesis §3.10); single-server membership changes with learners (thesis
+// §4.1, §4.2.1), a removed leader handing over before it steps down. Bounds on what the leader
+// holds and hands out: uncommitted bytes (propose() answers overloaded beyond them) and
+// committed bytes per Ready.
 //
 // Storage: see log.h. The core keeps the log since the last snapshot in memory; the node persists
 // Ready's outputs and gives them back in BootState on restart. What the node implements:
@@ -152,7 +155,9 @@ struct ReadState {
 //     survive a crash), append/snapshot acknowledgements, and everything a follower or
 //     candidate sends.
 //  6. committed_entries: apply in order to the state machine (entries of type noop and config
-//     carry nothing for it). All are durable and committed.
+//     carry nothing for it). All are durable and committed. At most
+//     Config::committed_bytes_per_ready_max of them (at least one): has_ready() stays true
+//     until the rest has been handed out.
 //  7. read_states: answer each read once the applied index reaches its index.
 //
 // Between ready() and advance() the caller makes no other call on the core: inputs that
