@@ -880,6 +880,10 @@ class Simulation {
         if (n.up && !l->core->membership().contains(n.id) &&
             l->core->log().commit_index() >= l->core->log().last_index()) {
           crash(n);
+        } else if (!n.up && l->core->membership().contains(n.id)) {
+          // And starts the members again: a change proposed before the faults stopped may add
+          // back a server it had shut down.
+          start(n);
         }
       }
       if (marker && *l->core->log().term(std::min(marker->second, l->core->log().last_index())) !=
