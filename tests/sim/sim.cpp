@@ -301,6 +301,9 @@ class Simulation {
     c.check_quorum = params_.check_quorum;
     c.random_seed = rand_.next();
     c.snapshot_chunk_bytes = params_.snapshot_chunk_bytes;
+    // Resend an unanswered chunk after an election timeout (at least two round trips here, see
+    // the timing requirement above) rather than the default 40 ticks: messages are dropped often.
+    c.snapshot_resend_ticks = params_.election_ticks;
     c.inflight_appends_max = params_.inflight_max;
     // A byte window that binds before the count does on most seeds (commands are 20-60 bytes).
     c.inflight_bytes_max = params_.inflight_max * 100;
