@@ -5,25 +5,15 @@
 
 #include <cstdint>
 
+#include "base/splitmix64.h"
+
 namespace rpool::pool {
 
 __extension__ using uint128 = unsigned __int128;  // g++ and clang; -Wpedantic needs __extension__
 
-// SplitMix64 (Steele, Lea, Flood 2014): a 64-bit state advanced by the golden gamma and mixed.
-class SplitMix64 {
- public:
-  explicit constexpr SplitMix64(std::uint64_t seed) : state_(seed) {}
-
-  constexpr std::uint64_t next() {
-    std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
-
- private:
-  std::uint64_t state_;
-};
+// The draw source is the project's one SplitMix64 (base/splitmix64.h): its outputs decide every
+// draw on every replica, so they are pinned there and here.
+using SplitMix64 = rpool::SplitMix64;
 
 // A uniform integer in [0, bound), bound > 0, without modulo bias: Lemire's multiply-and-shift
 // with rejection ("Fast Random Integer Generation in an Interval", 2019).

@@ -23,6 +23,10 @@ Core::Core(Config config, BootState boot)
   RPOOL_ASSERT_OP(config_.heartbeat_ticks, <, config_.election_ticks);
   RPOOL_ASSERT(config_.initial_membership.valid());
   RPOOL_ASSERT(config_.inflight_appends_max > 0);
+  RPOOL_ASSERT(config_.inflight_bytes_max > 0);
+  RPOOL_ASSERT(config_.snapshot_resend_ticks > 0);
+  RPOOL_ASSERT(config_.uncommitted_bytes_max > 0);
+  RPOOL_ASSERT(config_.committed_bytes_per_ready_max > 0);
 
   LogIndex snapshot_index;
   Term snapshot_term;
@@ -60,6 +64,7 @@ void Core::become_follower(Term term, NodeId leader) {
   votes_.clear();
   progress_.clear();
   lead_transferee_ = NodeId(0);
+  uncommitted_bytes_ = 0;
   broadcast_pending_ = false;
   reads_waiting_.clear();
   reads_.clear();
@@ -99,6 +104,7 @@ void Core::become_leader() {
   heartbeat_elapsed_ = 0;
   votes_.clear();
   lead_transferee_ = NodeId(0);
+  uncommitted_bytes_ = 0;
   read_round_ = 0;
   reset_progress();
   // Raft §8 / thesis §6.4: a new leader appends a no-op so that entries of earlier terms get
@@ -168,10 +174,20 @@ void Core::tick_heartbeat() {
     }
     // Thesis §3.10: a transfer that did not complete within an election timeout is aborted.
     abort_transfer();
+    if (removal_committed()) {
+      // Its handover did not complete: step down anyway; the others elect a leader.
+      become_follower(current_term_, NodeId(0));
+      return;
+    }
   }
   if (heartbeat_elapsed_ >= config_.heartbeat_ticks) {
     heartbeat_elapsed_ = 0;
     broadcast_heartbeat();
+  }
+  // A snapshot chunk (or its answer) may have been lost: resend it once it is overdue.
+  for (auto& [id, pr] : progress_) {
+    if (pr.state != Progress::State::snapshot) continue;
+    if (++pr.snapshot_wait_ticks >= config_.snapshot_resend_ticks) send_snapshot_chunk(id, pr);
   }
 }
 
@@ -529,7 +545,7 @@ void Core::handle_append_resp(const Message& m, Progress& pr) {
     pr.next_index = std::max(std::min(m.index, probe.next()), pr.match_index.next());
     pr.state = Progress::State::probe;
     pr.probe_sent = false;
-    pr.inflight.clear();
+    clear_inflight(pr);
     send_append(m.from, pr, true);
     return;
   }
@@ -539,13 +555,16 @@ void Core::handle_append_resp(const Message& m, Progress& pr) {
     pr.next_index = std::max(pr.next_index, m.index.next());
   }
   if (pr.state == Progress::State::replicate) {
-    auto end = std::upper_bound(pr.inflight.begin(), pr.inflight.end(), m.index);
+    // Acknowledged up to m.index: free the appends that end there or before.
+    auto end = std::find_if(pr.inflight.begin(), pr.inflight.end(),
+                            [&](const Progress::Inflight& f) { return f.last > m.index; });
+    for (auto it = pr.inflight.begin(); it != end; ++it) pr.inflight_bytes -= it->bytes;
     pr.inflight.erase(pr.inflight.begin(), end);
   } else if (pr.state == Progress::State::probe && (updated || m.index == pr.match_index)) {
     pr.state = Progress::State::replicate;
     pr.probe_sent = false;
     pr.next_index = pr.match_index.next();
-    pr.inflight.clear();
+    clear_inflight(pr);
   }
   if (updated && maybe_commit()) {
     if (role_ != Role::leader) return;  // removed itself; the change committed
@@ -560,6 +579,8 @@ void Core::handle_append_resp(const Message& m, Progress& pr) {
     t.type = MessageType::timeout_now;
     t.to = m.from;
     send(std::move(t));
+    // A removed leader was only waiting for this handover.
+    if (removal_committed()) become_follower(current_term_, NodeId(0));
   }
 }
 
@@ -567,15 +588,16 @@ void Core::handle_heartbeat_resp(const Message& m, Progress& pr) {
   RPOOL_ASSERT(role_ == Role::leader);
   pr.recent_active = true;
   pr.probe_sent = false;
-  if (pr.state == Progress::State::replicate &&
-      pr.inflight.size() >= config_.inflight_appends_max) {
+  if (pr.state == Progress::State::replicate && inflight_full(pr)) {
     // The window is full and the follower is idle: appends were lost. Probe again.
     pr.state = Progress::State::probe;
-    pr.inflight.clear();
+    clear_inflight(pr);
     pr.next_index = pr.match_index.next();
   }
   if (pr.state == Progress::State::snapshot) {
-    send_snapshot_chunk(m.from, pr);  // the last chunk or its answer may have been lost
+    // A chunk is in flight. Resending it here would start one more send/answer loop per
+    // heartbeat, each carrying a copy of the chunk, and divide the link among them; a lost
+    // chunk is resent by tick_heartbeat() instead.
   } else if (pr.match_index < log_.last_index()) {
     // Possibly an append was lost: an (even empty) append makes the follower report where it
     // is, so a lost message cannot stall replication.
@@ -595,7 +617,7 @@ void Core::handle_snapshot_resp(const Message& m, Progress& pr) {
     if (m.index > pr.match_index) pr.match_index = m.index;
     pr.state = Progress::State::probe;
     pr.probe_sent = false;
-    pr.inflight.clear();
+    clear_inflight(pr);
     pr.next_index = pr.match_index.next();
     if (maybe_commit()) {
       if (role_ != Role::leader) return;
@@ -605,6 +627,12 @@ void Core::handle_snapshot_resp(const Message& m, Progress& pr) {
     return;
   }
   if (pr.state != Progress::State::snapshot || m.index != pr.snapshot_index) return;
+  // One chunk in flight: an answer that asks for the chunk in flight answers a duplicate (or a
+  // resent copy) and sends nothing, and an acknowledgement below it is stale. Only an answer
+  // that moves the transfer (the next chunk, or a follower that lost what it had and asks for
+  // an earlier offset) sends the one chunk that follows.
+  if (m.offset == pr.snapshot_offset) return;
+  if (!m.reject && m.offset < pr.snapshot_offset) return;
   pr.snapshot_offset = m.offset;
   send_snapshot_chunk(m.from, pr);
 }
@@ -617,7 +645,7 @@ bool Core::send_append(NodeId to, Progress& pr, bool allow_empty) {
       if (pr.probe_sent) return false;
       break;
     case Progress::State::replicate:
-      if (pr.inflight.size() >= config_.inflight_appends_max) return false;
+      if (inflight_full(pr)) return false;
       break;
     case Progress::State::snapshot:
       return false;
@@ -628,7 +656,7 @@ bool Core::send_append(NodeId to, Progress& pr, bool allow_empty) {
     // The entries this follower needs are compacted away: send the snapshot (§7).
     RPOOL_ASSERT(snapshot_.has_value());
     pr.state = Progress::State::snapshot;
-    pr.inflight.clear();
+    clear_inflight(pr);
     pr.snapshot_index = snapshot_->meta.index;
     pr.snapshot_offset = 0;
     send_snapshot_chunk(to, pr);
@@ -641,13 +669,29 @@ bool Core::send_append(NodeId to, Progress& pr, bool allow_empty) {
   m.to = to;
   m.index = prev;
   m.log_term = *prev_term;
-  if (pr.next_index < hi) m.entries = log_.slice(pr.next_index, hi, config_.message_bytes_max);
+  std::size_t bytes_max = config_.message_bytes_max;
+  if (pr.state == Progress::State::replicate) {
+    // Only what fits the byte window (but one append always may go when none is in flight).
+    bytes_max = std::min(bytes_max, config_.inflight_bytes_max - pr.inflight_bytes);
+  }
+  if (pr.next_index < hi) m.entries = log_.slice(pr.next_index, hi, bytes_max);
+  std::size_t bytes = 0;
+  for (const Entry& e : m.entries) bytes += entry_bytes(e);
+  if (pr.state == Progress::State::replicate && !pr.inflight.empty() &&
+      pr.inflight_bytes + bytes > config_.inflight_bytes_max) {
+    // The next entry alone overflows the window: it waits for acknowledgements. An empty
+    // append may still go (allow_empty): if the appends in flight were lost, its answer is
+    // what moves the follower back to probe.
+    m.entries.clear();
+    bytes = 0;
+  }
   if (m.entries.empty() && !allow_empty) return false;
   m.commit = log_.commit_index();
   if (pr.state == Progress::State::replicate) {
     if (!m.entries.empty()) {
       pr.next_index = m.entries.back().index.next();
-      pr.inflight.push_back(m.entries.back().index);
+      pr.inflight.push_back({m.entries.back().index, bytes});
+      pr.inflight_bytes += bytes;
     }
   } else {
     pr.probe_sent = true;
@@ -679,7 +723,18 @@ void Core::send_snapshot_chunk(NodeId to, Progress& pr) {
   m.data.assign(data.begin() + static_cast<std::ptrdiff_t>(offset),
                 data.begin() + static_cast<std::ptrdiff_t>(end));
   m.done = end == total;
+  pr.snapshot_wait_ticks = 0;
   send(std::move(m));
+}
+
+bool Core::inflight_full(const Progress& pr) const {
+  return pr.inflight.size() >= config_.inflight_appends_max ||
+         pr.inflight_bytes >= config_.inflight_bytes_max;
+}
+
+void Core::clear_inflight(Progress& pr) {
+  pr.inflight.clear();
+  pr.inflight_bytes = 0;
 }
 
 void Core::send_heartbeat(NodeId to, const Progress& pr) {
@@ -752,6 +807,12 @@ bool Core::maybe_commit() {
   // Raft §5.4.2: never commit an entry from an earlier term by counting replicas; it becomes
   // committed only together with an entry of the current term.
   if (*log_.term(candidate) != current_term_) return false;
+  for (LogIndex i = log_.commit_index().next(); i <= candidate; ++i) {
+    const Entry& e = log_.at(i);
+    if (e.term != current_term_) continue;  // appended by an earlier leader: never counted
+    RPOOL_ASSERT_OP(e.data.size(), <=, uncommitted_bytes_);
+    uncommitted_bytes_ -= e.data.size();
+  }
   log_.commit_to(candidate);
   on_commit_advanced();
   return true;
@@ -765,9 +826,44 @@ void Core::on_commit_advanced() {
     for (const PendingRead& r : waiting) start_read(r.context, r.from);
   }
   // Thesis §4.2.2: a leader removed from the configuration steps down once the change commits.
-  if (pending_config_index_ <= log_.commit_index() && !membership_.is_voter(config_.id)) {
-    become_follower(current_term_, NodeId(0));
+  if (removal_committed()) hand_over_and_step_down();
+}
+
+bool Core::removal_committed() const {
+  return role_ == Role::leader && pending_config_index_ <= log_.commit_index() &&
+         !membership_.is_voter(config_.id);
+}
+
+void Core::hand_over_and_step_down() {
+  RPOOL_ASSERT(removal_committed());
+  // Stepping down alone would leave the cluster without a leader until a follower's election
+  // timeout fires (1-2 timeouts). Instead hand over first (thesis §3.10): TimeoutNow to the
+  // remaining voter with the most of the log, which campaigns at once; if none has all of it,
+  // bring the best one up to date and send TimeoutNow from handle_append_resp. Proposals wait
+  // (transfer_in_progress); tick_heartbeat steps down anyway after an election timeout.
+  NodeId best;
+  LogIndex best_match;
+  for (NodeId id : membership_.voters) {
+    RPOOL_ASSERT(id != config_.id);
+    const Progress& pr = progress_.at(id);
+    if (best == NodeId(0) || pr.match_index > best_match) {
+      best = id;
+      best_match = pr.match_index;
+    }
   }
+  RPOOL_ASSERT(best != NodeId(0));  // the last voter cannot be removed
+  if (best_match == log_.last_index()) {
+    Message t;
+    t.type = MessageType::timeout_now;
+    t.to = best;
+    send(std::move(t));
+    become_follower(current_term_, NodeId(0));
+    return;
+  }
+  if (lead_transferee_ == best) return;  // already bringing it up to date
+  lead_transferee_ = best;
+  election_elapsed_ = 0;
+  send_append(best, progress_.at(best), true);
 }
 
 bool Core::committed_in_current_term() const {
@@ -842,6 +938,7 @@ void Core::append_entries(EntryType type, std::vector<Bytes> payloads) {
   LogIndex index = log_.last_index();
   for (Bytes& p : payloads) {
     ++index;
+    uncommitted_bytes_ += p.size();
     entries.push_back(Entry{current_term_, index, type, std::move(p)});
   }
   log_.append(std::move(entries));
@@ -854,6 +951,9 @@ std::error_code Core::propose(Bytes data, LogIndex* index) {
   if (role_ != Role::leader) return errc::not_leader;
   if (lead_transferee_ != NodeId(0)) return errc::transfer_in_progress;
   if (data.size() > config_.entry_bytes_max) return errc::too_large;
+  if (uncommitted_bytes_ != 0 && uncommitted_bytes_ + data.size() > config_.uncommitted_bytes_max) {
+    return errc::overloaded;
+  }
   append_entries(EntryType::normal, {std::move(data)});
   if (index != nullptr) *index = log_.last_index();
   check_invariants();
@@ -1070,7 +1170,10 @@ Ready Core::ready() {
   }
   const LogIndex apply_to = std::min(log_.commit_index(), log_.stable_index());
   if (log_.applied_index() < apply_to) {
-    rd.committed_entries = log_.slice(log_.applied_index().next(), apply_to.next(), SIZE_MAX);
+    // Paged: at most committed_bytes_per_ready_max per Ready; has_ready() stays true until
+    // the rest is handed out.
+    rd.committed_entries = log_.slice(log_.applied_index().next(), apply_to.next(),
+                                      config_.committed_bytes_per_ready_max);
   }
   rd.read_states = std::move(read_states_);
   read_states_.clear();
@@ -1113,16 +1216,26 @@ void Core::check_invariants() const {
         RPOOL_ASSERT_OP(pr.match_index, <, pr.next_index);
         RPOOL_ASSERT_OP(pr.match_index, <=, log_.last_index());
         RPOOL_ASSERT_OP(pr.inflight.size(), <=, config_.inflight_appends_max);
+        std::size_t inflight_bytes = 0;
+        for (const Progress::Inflight& f : pr.inflight) inflight_bytes += f.bytes;
+        RPOOL_ASSERT_OP(inflight_bytes, ==, pr.inflight_bytes);
+        if (pr.inflight.size() > 1) RPOOL_ASSERT_OP(pr.inflight_bytes, <=, config_.inflight_bytes_max);
+        if (pr.state == Progress::State::snapshot) {
+          RPOOL_ASSERT_OP(pr.snapshot_wait_ticks, <, config_.snapshot_resend_ticks);
+        }
       }
+      if (log_.commit_index() == log_.last_index()) RPOOL_ASSERT_OP(uncommitted_bytes_, ==, 0u);
       RPOOL_ASSERT_OP(progress_.size() + (membership_.contains(config_.id) ? 1 : 0), ==,
                       membership_.voters.size() + membership_.learners.size());
       break;
     case Role::candidate:
+      RPOOL_ASSERT_OP(uncommitted_bytes_, ==, 0u);
       RPOOL_ASSERT_OP(voted_for_, ==, config_.id);
       RPOOL_ASSERT(progress_.empty());
       break;
     case Role::pre_candidate:
     case Role::follower:
+      RPOOL_ASSERT_OP(uncommitted_bytes_, ==, 0u);
       RPOOL_ASSERT(progress_.empty());
       RPOOL_ASSERT(leader_ != config_.id);
       break;

@@ -9,10 +9,13 @@
 // Implemented: leader election with randomized timeouts, pre-vote (thesis §9.6) and check-quorum
 // (thesis §6.2); log replication with the consistency check and fast backtracking (§5.3), commit
 // of current-term entries only (§5.4.2), a no-op entry per new leader (§8); per-follower flow
-// control (probe / replicate / snapshot, bounded in-flight window, batching, entry and byte
-// limits per message); snapshots and log compaction with chunked InstallSnapshot (§7);
-// linearizable ReadIndex reads (thesis §6.4); leadership transfer (thesis §3.10); single-server
-// membership changes with learners (thesis §4.1, §4.2.1).
+// control (probe / replicate / snapshot, an in-flight window bounded in appends and in bytes,
+// batching, entry and byte limits per message, one snapshot chunk in flight); snapshots and log
+// compaction with chunked InstallSnapshot (§7); linearizable ReadIndex reads (thesis §6.4);
+// leadership transfer (thesis §3.10); single-server membership changes with learners (thesis
+// §4.1, §4.2.1), a removed leader handing over before it steps down. Bounds on what the leader
+// holds and hands out: uncommitted bytes (propose() answers overloaded beyond them) and
+// committed bytes per Ready.
 //
 // Storage: see log.h. The core keeps the log since the last snapshot in memory; the node persists
 // Ready's outputs and gives them back in BootState on restart. What the node implements:
@@ -20,6 +23,7 @@
 //     snapshot (meta + data), every entry after it}; restore the state machine from the
 //     snapshot; the core then re-emits committed entries after it in committed_entries;
 //   - per Ready: the steps listed at struct Ready (one fsync covers snapshot, entries, hard state);
+//     steps 2-4 are raft::persist() (storage.h) over the node's implementation of DurableStore;
 //     an Entry maps to a WAL record as (index, term, kind = static_cast<u8>(EntryType), data);
 //   - to compact: write the state machine snapshot durably, call compact(index, data), then
 //     delete WAL segments wholly at or below index.
@@ -35,6 +39,7 @@
 #include <system_error>
 #include <vector>
 
+#include "base/splitmix64.h"
 #include "raft/log.h"
 #include "raft/types.h"
 
@@ -46,29 +51,50 @@ inline constexpr int heartbeat_ticks_default = 1;
 inline constexpr std::size_t entries_per_append_max_default = 4096;
 inline constexpr std::size_t message_bytes_max_default = std::size_t{1} << 20;  // 1 MiB
 inline constexpr std::size_t inflight_appends_max_default = 256;
+// Bytes of entries (entry_bytes) in appends sent to one follower and not yet acknowledged. What
+// is in flight includes everything the node's peer transport holds queued for that peer, and
+// the transport refuses a message beyond its per-peer queue bound (PeerTransport::Options::
+// queue_bytes_max, 64 MiB): half of it leaves room for frame headers, heartbeats and a snapshot
+// chunk, so a full window is never refused. The node sets Config::inflight_bytes_max from the
+// transport's bound. (A count alone did not bound this: 256 appends of 1 MiB are 256 MiB.)
+inline constexpr std::size_t transport_queue_bytes_max_default = std::size_t{64} << 20;
+inline constexpr std::size_t inflight_bytes_max_default = transport_queue_bytes_max_default / 2;
 inline constexpr std::size_t snapshot_chunk_bytes_default = std::size_t{1} << 20;
+// A snapshot chunk goes out only when the previous one is acknowledged (one chunk in flight per
+// follower); if no answer comes within this many ticks, the chunk is sent again. It must exceed
+// a chunk's time on the slowest link plus a round trip, or chunks go out twice: 40 ticks is 2 s
+// at the node's 50 ms tick, enough for a 1 MiB chunk at 0.5 MB/s.
+inline constexpr int snapshot_resend_ticks_default = 4 * election_ticks_default;
 inline constexpr std::size_t entry_bytes_max_default = std::size_t{1} << 20;
+// Payload bytes of entries the leader appended in its term that are not committed yet. Beyond
+// it propose() refuses with errc::overloaded (one proposal is always accepted when nothing is
+// uncommitted), so a leader that cannot reach a quorum, or is fed faster than a quorum writes,
+// stops growing its log in memory and tells clients to come back.
+inline constexpr std::size_t uncommitted_bytes_max_default = std::size_t{64} << 20;
+// Bytes (entry_bytes) of committed_entries in one Ready; the rest comes in the next ones (at
+// least one entry per Ready). Bounds the memory and the time of one apply round, e.g. after a
+// restart that finds a long committed log.
+inline constexpr std::size_t committed_bytes_per_ready_max_default = std::size_t{16} << 20;
 static_assert(heartbeat_ticks_default < election_ticks_default);
+static_assert(entry_bytes_max_default <= uncommitted_bytes_max_default);
+// One append of the largest size always fits the byte window.
+static_assert(message_bytes_max_default <= inflight_bytes_max_default);
+static_assert(entry_bytes_max_default + 24 <= inflight_bytes_max_default);
 
 // Vote context marking an election forced by leadership transfer (thesis §3.10): voters skip the
 // check-quorum lease that would otherwise make them ignore it (thesis §4.2.3).
 inline constexpr std::uint64_t vote_context_transfer = 1;
 
-// A small seeded PRNG (splitmix64). The core draws its election timeouts from it.
+// The core's seeded PRNG: the project's SplitMix64, from which it draws its election timeouts.
 class Rng {
  public:
-  explicit Rng(std::uint64_t seed) : state_(seed) {}
-  std::uint64_t next() {
-    std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
+  explicit Rng(std::uint64_t seed) : source_(seed) {}
+  std::uint64_t next() { return source_.next(); }
   // Uniform in [0, n) (n > 0); the tiny modulo bias is irrelevant for timeouts.
   std::uint64_t below(std::uint64_t n) { return next() % n; }
 
  private:
-  std::uint64_t state_;
+  SplitMix64 source_;
 };
 
 struct Config {
@@ -81,7 +107,11 @@ struct Config {
   std::size_t entries_per_append_max = entries_per_append_max_default;
   std::size_t message_bytes_max = message_bytes_max_default;
   std::size_t inflight_appends_max = inflight_appends_max_default;
+  std::size_t inflight_bytes_max = inflight_bytes_max_default;
   std::size_t snapshot_chunk_bytes = snapshot_chunk_bytes_default;
+  int snapshot_resend_ticks = snapshot_resend_ticks_default;
+  std::size_t uncommitted_bytes_max = uncommitted_bytes_max_default;
+  std::size_t committed_bytes_per_ready_max = committed_bytes_per_ready_max_default;
   std::size_t entry_bytes_max = entry_bytes_max_default;
   bool pre_vote = true;
   bool check_quorum = true;
@@ -125,7 +155,9 @@ struct ReadState {
 //     survive a crash), append/snapshot acknowledgements, and everything a follower or
 //     candidate sends.
 //  6. committed_entries: apply in order to the state machine (entries of type noop and config
-//     carry nothing for it). All are durable and committed.
+//     carry nothing for it). All are durable and committed. At most
+//     Config::committed_bytes_per_ready_max of them (at least one): has_ready() stays true
+//     until the rest has been handed out.
 //  7. read_states: answer each read once the applied index reaches its index.
 //
 // Between ready() and advance() the caller makes no other call on the core: inputs that
@@ -153,16 +185,26 @@ struct Progress {
   enum class State : std::uint8_t {
     probe,      // one append at a time until the follower's log position is found
     replicate,  // optimistic pipelining, at most inflight_appends_max appends in flight
-    snapshot,   // sending InstallSnapshot chunks, one at a time
+    snapshot,   // sending InstallSnapshot chunks, one in flight at a time
   };
   State state = State::probe;
   LogIndex match_index;       // highest index known replicated (durable) on the follower
   LogIndex next_index;        // next index to send; match_index < next_index
   bool probe_sent = false;    // probe: an append is outstanding
-  std::vector<LogIndex> inflight;  // replicate: last index of each append in flight (ascending)
+  struct Inflight {
+    LogIndex last;      // the append's last entry
+    std::size_t bytes;  // entry_bytes() of its entries
+  };
+  // replicate: the appends in flight, ascending; at most inflight_appends_max of them, and
+  // inflight_bytes <= inflight_bytes_max unless a single append is larger by itself.
+  std::vector<Inflight> inflight;
+  std::size_t inflight_bytes = 0;  // sum of inflight[k].bytes
   bool recent_active = false;      // heard from since the last check-quorum round
   LogIndex snapshot_index;         // snapshot: the snapshot being sent
-  std::uint64_t snapshot_offset = 0;  // snapshot: next byte to send
+  std::uint64_t snapshot_offset = 0;  // snapshot: offset of the chunk in flight
+  // snapshot: ticks since the chunk in flight was sent; at Config::snapshot_resend_ticks it is
+  // sent again (it or its answer was lost).
+  int snapshot_wait_ticks = 0;
   std::uint64_t read_ack_round = 0;   // highest read round the follower acknowledged
 };
 
@@ -177,7 +219,8 @@ class Core {
   // Processes one message addressed to this node.
   void step(const Message& m);
   // Leader only: appends an entry. On success `index` (if non-null) receives its log index;
-  // the entry is committed once it appears in committed_entries with the same term.
+  // the entry is committed once it appears in committed_entries with the same term. Refused
+  // with errc::overloaded while the uncommitted entries hold uncommitted_bytes_max.
   std::error_code propose(Bytes data, LogIndex* index = nullptr);
   // Starts a linearizable read (thesis §6.4). The answer comes back as a ReadState with the same
   // context, from read_states of a later Ready; on a follower it is the leader's read index.
@@ -189,7 +232,7 @@ class Core {
   // Leader only: one membership change at a time, once an entry of the leader's term is
   // committed (thesis §4.1 and its errata). Add makes a learner; promote requires the learner to
   // have caught up with the commit index; a leader that removes itself steps down once the
-  // change commits.
+  // change commits, after handing leadership to the most up-to-date remaining voter (TimeoutNow).
   std::error_code change_membership(MembershipChange change);
   // The application has a durable snapshot of its state at `index` (<= applied index): the
   // core discards the log up to it and sends the data to followers that need it.
@@ -248,6 +291,8 @@ class Core {
   bool send_append(NodeId to, Progress& pr, bool allow_empty);
   void send_snapshot_chunk(NodeId to, Progress& pr);
   void send_heartbeat(NodeId to, const Progress& pr);
+  bool inflight_full(const Progress& pr) const;
+  static void clear_inflight(Progress& pr);
   void broadcast_append();
   void broadcast_heartbeat();
   void flush();
@@ -255,6 +300,8 @@ class Core {
   bool maybe_commit();
   void on_commit_advanced();
   bool committed_in_current_term() const;
+  bool removal_committed() const;
+  void hand_over_and_step_down();
   LogIndex self_match() const;
 
   void start_read(std::uint64_t context, NodeId from);
@@ -306,6 +353,8 @@ class Core {
   std::map<NodeId, bool> votes_;          // candidate / pre-candidate: responses received
   std::map<NodeId, Progress> progress_;   // leader: every member except itself
   NodeId lead_transferee_;                // leader: transfer target, 0 if none
+  // leader: payload bytes of the entries of current_term_ after the commit index (0 otherwise)
+  std::size_t uncommitted_bytes_ = 0;
   bool broadcast_pending_ = false;        // leader: new entries to send at the next flush()
 
   struct PendingRead {

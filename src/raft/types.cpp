@@ -249,6 +249,8 @@ class RaftCategory final : public std::error_category {
       case errc::invalid_change: return "invalid membership change";
       case errc::too_large: return "proposal too large";
       case errc::compacted: return "index already compacted";
+      case errc::overloaded:
+        return "the leader holds too many uncommitted entries (uncommitted_bytes_max); retry later";
     }
     return "unknown raft error";
   }

@@ -144,6 +144,8 @@ enum class errc {
   invalid_change = 8,         // e.g. removing the last voter
   too_large = 9,              // a proposal over entry_bytes_max
   compacted = 10,             // compact() below the current snapshot
+  overloaded = 11,            // the leader's uncommitted entries reached uncommitted_bytes_max:
+                              // the proposal is refused (the node answers 503, retry later)
 };
 
 const std::error_category& raft_category();

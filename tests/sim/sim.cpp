@@ -9,8 +9,9 @@
 // member within a bounded number of ticks (liveness).
 //
 // The disk model: a node's Ready is written asynchronously and becomes durable only when its
-// write completes; a crash before that loses it (and the messages that waited for it). The node
-// takes no input while a write is in flight (Ready contract), inputs queue.
+// write completes, through raft::persist() into a raft::MemoryStorage (the same contract code the
+// node runs over its WAL); a crash before that loses it (and the messages that waited for it).
+// The node takes no input while a write is in flight (Ready contract), inputs queue.
 //
 //   sim --seeds N [--start S]     run seeds S .. S+N-1 (plus the regression seeds)
 //   sim --seed S --verbose        replay one seed, printing every event
@@ -21,6 +22,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -33,9 +35,12 @@
 
 #include <fmt/format.h>
 
+#include "base/assert.h"
+#include "base/splitmix64.h"
 #include "pool/command.h"
 #include "pool/state_machine.h"
 #include "raft/core.h"
+#include "raft/storage.h"
 
 namespace rpool::sim {
 namespace {
@@ -80,21 +85,18 @@ void on_abort(int) {
   }
 }
 
+// The simulator's one random source: the project's SplitMix64 behind a seed scramble, so that
+// seed S of the simulator and the cores' own seeds do not draw the same sequence.
 class Rand {
  public:
-  explicit Rand(std::uint64_t seed) : state_(seed * 0x2545f4914f6cdd1dull + 0x1234567ull) {}
-  std::uint64_t next() {
-    std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
+  explicit Rand(std::uint64_t seed) : source_(seed * 0x2545f4914f6cdd1dull + 0x1234567ull) {}
+  std::uint64_t next() { return source_.next(); }
   std::uint64_t below(std::uint64_t n) { return n == 0 ? 0 : next() % n; }
   // True with probability per_mille / 1000.
   bool chance(std::uint64_t per_mille) { return below(1000) < per_mille; }
 
  private:
-  std::uint64_t state_;
+  SplitMix64 source_;
 };
 
 std::uint64_t hash_bytes(const Bytes& b, EntryType type) {
@@ -105,12 +107,6 @@ std::uint64_t hash_bytes(const Bytes& b, EntryType type) {
   }
   return h;
 }
-
-struct Disk {
-  raft::HardState hard_state;
-  std::optional<raft::Snapshot> snapshot;
-  std::vector<Entry> entries;  // contiguous after the snapshot
-};
 
 struct Input {
   enum class Kind { message, tick, propose, read, transfer, change, compact } kind;
@@ -125,7 +121,7 @@ struct Node {
   NodeId id;
   bool up = false;
   std::unique_ptr<Core> core;
-  Disk disk;
+  raft::MemoryStorage disk;  // survives crashes; persisted through raft::persist()
   std::unique_ptr<pool::StateMachine> pool;
   LogIndex applied;
   bool write_pending = false;
@@ -137,7 +133,41 @@ struct Node {
   Term last_term;
 };
 
+// A unit of simulated time is a millisecond (link bandwidths are in bytes per unit).
 constexpr std::uint64_t units_per_tick = 10;
+
+// The bandwidth of the simulated network. Each direction between two nodes is one link (one
+// TCP connection): messages leave it one after the other, each occupying it for its encoded size
+// divided by the bandwidth, then travel the propagation delay. A link with 0 bytes per unit is
+// unlimited (every message leaves at once), which is how the randomized seeds run by default.
+class Links {
+ public:
+  explicit Links(std::uint64_t bytes_per_unit) : bytes_per_unit_(bytes_per_unit) {}
+
+  std::uint64_t bytes_per_unit() const { return bytes_per_unit_; }
+
+  // The time at which a message of `bytes` handed to the link from -> to at `now` has been
+  // put on the wire entirely (it still has the propagation delay ahead).
+  std::uint64_t departure(NodeId from, NodeId to, std::uint64_t now, std::size_t bytes) {
+    if (bytes_per_unit_ == 0) return now;
+    std::uint64_t& free_at = free_at_[{from.value(), to.value()}];
+    const std::uint64_t start = std::max(now, free_at);
+    free_at = start + (bytes + bytes_per_unit_ - 1) / bytes_per_unit_;
+    return free_at;
+  }
+
+  // Forget what a crashed node had queued (its connections closed).
+  void reset(NodeId id) {
+    for (auto it = free_at_.begin(); it != free_at_.end();) {
+      const bool touches = it->first.first == id.value() || it->first.second == id.value();
+      it = touches ? free_at_.erase(it) : std::next(it);
+    }
+  }
+
+ private:
+  std::uint64_t bytes_per_unit_;
+  std::map<std::pair<std::uint64_t, std::uint64_t>, std::uint64_t> free_at_;
+};
 
 struct Params {
   std::size_t nodes = 3;
@@ -169,7 +199,8 @@ struct Params {
 
 class Simulation {
  public:
-  Simulation(std::uint64_t seed, bool verbose) : seed_(seed), verbose_(verbose), rand_(seed) {
+  Simulation(std::uint64_t seed, bool verbose, std::uint64_t link_bytes_per_unit = 0)
+      : seed_(seed), verbose_(verbose), rand_(seed), links_(link_bytes_per_unit) {
     Rand& r = rand_;
     params_.nodes = r.chance(500) ? 3 : 5;
     params_.spares = 1;
@@ -270,20 +301,25 @@ class Simulation {
     c.check_quorum = params_.check_quorum;
     c.random_seed = rand_.next();
     c.snapshot_chunk_bytes = params_.snapshot_chunk_bytes;
+    // Resend an unanswered chunk after an election timeout (at least two round trips here, see
+    // the timing requirement above) rather than the default 40 ticks: messages are dropped often.
+    c.snapshot_resend_ticks = params_.election_ticks;
     c.inflight_appends_max = params_.inflight_max;
+    // A byte window that binds before the count does on most seeds (commands are 20-60 bytes).
+    c.inflight_bytes_max = params_.inflight_max * 100;
+    // Small enough to refuse proposals when a leader cannot commit, and to page the committed
+    // entries of a catching-up node over several Readies.
+    c.uncommitted_bytes_max = 40 * params_.entries_per_append_max * 8;
+    c.committed_bytes_per_ready_max = 64 * params_.inflight_max;
     c.entries_per_append_max = params_.entries_per_append_max;
     c.message_bytes_max = 512;
-    raft::BootState boot;
-    boot.hard_state = n.disk.hard_state;
-    boot.snapshot = n.disk.snapshot;
-    boot.entries = n.disk.entries;
-    n.core = std::make_unique<Core>(c, std::move(boot));
+    n.core = std::make_unique<Core>(c, n.disk.boot());
     n.pool = std::make_unique<pool::StateMachine>();
     n.applied = LogIndex(0);
-    if (n.disk.snapshot) {
-      const auto ec = n.pool->restore(*n.disk.snapshot->data);
+    if (const auto& snap = n.disk.durable().snapshot) {
+      const auto ec = n.pool->restore(*snap->data);
       if (ec) fail(fmt::format("node {} cannot restore its snapshot: {}", n.id, ec.message()));
-      n.applied = n.disk.snapshot->meta.index;
+      n.applied = snap->meta.index;
     }
     n.up = true;
     n.write_pending = false;
@@ -300,6 +336,8 @@ class Simulation {
     log("node {} crashes{}", n.id, n.write_pending ? " (losing an unsynced write)" : "");
     ++stats_.crashes;
     n.up = false;
+    links_.reset(n.id);
+    n.disk.crash();
     n.core.reset();
     n.pool.reset();
     n.write_pending = false;
@@ -370,7 +408,7 @@ class Simulation {
     const int copies = rand_.chance(params_.dup_per_mille) ? 2 : 1;
     for (int i = 0; i < copies; ++i) {
       Event e;
-      e.time = now_ + 1 + rand_.below(params_.delay_max);
+      e.time = links_.departure(m.from, m.to, now_, wire.size()) + 1 + rand_.below(params_.delay_max);
       e.kind = Event::Kind::deliver;
       e.message = m;
       schedule(std::move(e));
@@ -404,9 +442,12 @@ class Simulation {
         break;
       case Input::Kind::propose: {
         LogIndex index;
-        if (!c.propose(std::move(in.payload), &index)) {
+        const auto ec = c.propose(std::move(in.payload), &index);
+        if (!ec) {
           log("node {} proposes at {} term {}", n.id, index, c.current_term());
           proposals_.push_back({c.current_term(), index});
+        } else if (ec == raft::errc::overloaded) {
+          ++stats_.overloaded;
         }
         break;
       }
@@ -438,11 +479,7 @@ class Simulation {
             snap = *c.snapshot();
             if (snap.meta.index != at || snap.meta.term != term) fail("compact: wrong snapshot");
             // The node writes its snapshot durably, then drops the covered WAL entries.
-            n.disk.snapshot = snap;
-            auto& es = n.disk.entries;
-            es.erase(std::remove_if(es.begin(), es.end(),
-                                    [&](const Entry& e) { return e.index <= at; }),
-                     es.end());
+            if (n.disk.save_snapshot(snap) || n.disk.sync()) fail("compact: cannot save");
             log("node {} compacts at {}", n.id, at);
             ++stats_.compactions;
           }
@@ -497,33 +534,9 @@ class Simulation {
   }
 
   void persist(Node& n, const Ready& rd) {
-    Disk& d = n.disk;
-    if (rd.snapshot) {
-      const raft::SnapshotMeta& meta = rd.snapshot->meta;
-      bool keep = false;
-      for (const Entry& e : d.entries) {
-        if (e.index == meta.index && e.term == meta.term) keep = true;
-      }
-      if (keep) {
-        std::erase_if(d.entries, [&](const Entry& e) { return e.index <= meta.index; });
-      } else {
-        d.entries.clear();
-      }
-      d.snapshot = rd.snapshot;
+    if (const auto ec = raft::persist(n.disk, rd)) {
+      fail(fmt::format("node {}: persist: {}", n.id, ec.message()));
     }
-    if (!rd.entries.empty()) {
-      const LogIndex first = rd.entries.front().index;
-      std::erase_if(d.entries, [&](const Entry& e) { return e.index >= first; });
-      const LogIndex expect = d.entries.empty()
-                                  ? (d.snapshot ? d.snapshot->meta.index : LogIndex(0)).next()
-                                  : d.entries.back().index.next();
-      if (first != expect) {
-        fail(fmt::format("node {}: Ready entries start at {} but the disk ends before {}", n.id,
-                         first, expect));
-      }
-      d.entries.insert(d.entries.end(), rd.entries.begin(), rd.entries.end());
-    }
-    if (rd.hard_state) d.hard_state = *rd.hard_state;
   }
 
   void apply_entry(Node& n, const Entry& e) {
@@ -607,7 +620,7 @@ class Simulation {
     const Term term = *c.log().term(index);
     std::size_t durable = 0;
     for (NodeId id : c.membership().voters) {
-      const Disk& d = node(id).disk;
+      const raft::MemoryStorage::State& d = node(id).disk.durable();
       if (d.snapshot && d.snapshot->meta.index >= index) {
         ++durable;
         continue;
@@ -870,6 +883,10 @@ class Simulation {
         if (n.up && !l->core->membership().contains(n.id) &&
             l->core->log().commit_index() >= l->core->log().last_index()) {
           crash(n);
+        } else if (!n.up && l->core->membership().contains(n.id)) {
+          // And starts the members again: a change proposed before the faults stopped may add
+          // back a server it had shut down.
+          start(n);
         }
       }
       if (marker && *l->core->log().term(std::min(marker->second, l->core->log().last_index())) !=
@@ -904,7 +921,7 @@ class Simulation {
  public:
   struct Stats {
     std::size_t elections = 0, crashes = 0, compactions = 0, snapshots_installed = 0,
-                transfers = 0, membership_changes = 0;
+                transfers = 0, membership_changes = 0, overloaded = 0;
   };
   const Stats& stats() const { return stats_; }
   std::size_t reads_answered() const { return reads_answered_; }
@@ -914,6 +931,7 @@ class Simulation {
   std::uint64_t seed_;
   bool verbose_;
   Rand rand_;
+  Links links_;
   Params params_;
   raft::Membership initial_;
   std::vector<Node> nodes_;
@@ -937,8 +955,230 @@ class Simulation {
   Stats stats_;
 };
 
+// --- scenario: a large snapshot over a slow link ----------------------------------------------
+
+// A leader sends a snapshot of `snapshot_bytes` to a follower that fell behind its log, over
+// links of `link_bytes_per_ms`, with the node's timing (a 50 ms tick, heartbeat every tick,
+// election timeout 10 ticks) and 1 MiB chunks. Three voters; node 3 is down while node 1 commits
+// a few entries and compacts to the snapshot, then comes back with an empty disk. The transfer
+// time runs from the leader's first chunk to node 3 having the snapshot durable; the ideal is
+// snapshot_bytes / bandwidth (the chunks alone, at full link speed).
+class SnapshotTransfer {
+ public:
+  struct Result {
+    bool installed = false;
+    std::uint64_t ms = 0;
+    double ideal_ms = 0;
+    std::uint64_t chunks_sent = 0;
+    std::uint64_t chunk_bytes_sent = 0;
+    std::uint64_t bytes_acknowledged = 0;  // the follower's receive position at the end
+  };
+
+  static constexpr std::uint64_t tick_ms = 50;       // the node's default heartbeat_ms
+  static constexpr std::uint64_t propagation_ms = 1;  // one way, after serialisation
+  static constexpr std::uint64_t disk_ms = 1;         // one Ready write
+
+  SnapshotTransfer(std::uint64_t snapshot_bytes, std::uint64_t link_bytes_per_ms, bool verbose)
+      : snapshot_bytes_(snapshot_bytes), links_(link_bytes_per_ms), verbose_(verbose) {}
+
+  // Gives up after `ratio_max` times the ideal time.
+  Result run(double ratio_max) {
+    Result r;
+    r.ideal_ms = static_cast<double>(snapshot_bytes_) / static_cast<double>(links_.bytes_per_unit());
+    for (std::uint64_t id = 1; id <= 3; ++id) nodes_[id].id = NodeId(id);
+    start(1);
+    start(2);
+    // Elect node 1 (it alone ticks until it leads).
+    while (nodes_[1].core->role() != Role::leader && now_ < 60'000) {
+      input(1, [](Core& c) { c.tick(); });
+      run_until(now_ + tick_ms);
+    }
+    RPOOL_ASSERT(nodes_[1].core->role() == Role::leader);
+    for (int i = 0; i < 3; ++i) {
+      input(1, [](Core& c) { RPOOL_ASSERT(!c.propose(Bytes{1, 2, 3})); });
+    }
+    while (nodes_[1].core->log().applied_index() < nodes_[1].core->log().last_index()) {
+      tick_all();
+    }
+    auto image = std::make_shared<Bytes>(snapshot_bytes_);
+    for (std::size_t i = 0; i < image->size(); ++i) (*image)[i] = static_cast<std::uint8_t>(i * 131);
+    input(1, [&](Core& c) {
+      const LogIndex at = c.log().applied_index();
+      RPOOL_ASSERT(!c.compact(at, image));
+      Node& n = nodes_[1];
+      RPOOL_ASSERT(!n.disk.save_snapshot(*c.snapshot()));
+      RPOOL_ASSERT(!n.disk.sync());
+    });
+    start(3);
+    const auto deadline = [&] {
+      return first_chunk_ && static_cast<double>(now_ - *first_chunk_) > ratio_max * r.ideal_ms;
+    };
+    while (!installed_at_ && !deadline() && now_ < 3'600'000) tick_all();
+    r.installed = installed_at_.has_value();
+    if (first_chunk_) r.ms = (installed_at_ ? *installed_at_ : now_) - *first_chunk_;
+    r.chunks_sent = chunks_sent_;
+    r.chunk_bytes_sent = chunk_bytes_sent_;
+    r.bytes_acknowledged = installed_at_ ? snapshot_bytes_ : acknowledged_;
+    return r;
+  }
+
+ private:
+  struct Node {
+    NodeId id;
+    std::unique_ptr<Core> core;
+    raft::MemoryStorage disk;
+    bool write_pending = false;
+    Ready pending;
+    std::deque<std::function<void(Core&)>> inbox;
+  };
+
+  struct Event {
+    std::uint64_t time;
+    std::uint64_t seq;
+    bool write_done;  // else deliver
+    Message message;
+    NodeId node;
+    bool operator>(const Event& o) const { return time != o.time ? time > o.time : seq > o.seq; }
+  };
+
+  void start(std::uint64_t id) {
+    raft::Config c;
+    c.id = NodeId(id);
+    c.initial_membership.voters = {NodeId(1), NodeId(2), NodeId(3)};
+    c.election_ticks = 10;
+    c.heartbeat_ticks = 1;
+    c.random_seed = id;
+    Node& n = nodes_[id];
+    n.core = std::make_unique<Core>(c, n.disk.boot());
+    drive(n);
+  }
+
+  void tick_all() {
+    for (auto& [id, n] : nodes_) {
+      if (n.core) input(id, [](Core& c) { c.tick(); });
+    }
+    run_until(now_ + tick_ms);
+  }
+
+  void input(std::uint64_t id, std::function<void(Core&)> f) {
+    Node& n = nodes_[id];
+    if (!n.core) return;
+    n.inbox.push_back(std::move(f));
+    drive(n);
+  }
+
+  void drive(Node& n) {
+    while (!n.write_pending) {
+      while (!n.inbox.empty()) {
+        auto f = std::move(n.inbox.front());
+        n.inbox.pop_front();
+        f(*n.core);
+        n.core->check_invariants();
+      }
+      if (!n.core->has_ready()) return;
+      Ready rd = n.core->ready();
+      for (const Message& m : rd.messages) send(m);
+      n.pending = std::move(rd);
+      n.write_pending = true;
+      schedule(Event{now_ + (raft::needs_persist(n.pending) ? disk_ms : 0), 0, true, {}, n.id});
+    }
+  }
+
+  void write_done(Node& n) {
+    Ready rd = std::move(n.pending);
+    n.write_pending = false;
+    RPOOL_ASSERT(!raft::persist(n.disk, rd));
+    if (rd.snapshot && n.id == NodeId(3) && !installed_at_) {
+      installed_at_ = now_;
+      log("node 3 has the snapshot durable");
+    }
+    for (const Message& m : rd.messages_after_persist) send(m);
+    n.core->advance(rd);
+    n.core->check_invariants();
+    drive(n);
+  }
+
+  void send(const Message& m) {
+    if (m.type == raft::MessageType::snapshot_resp && !m.reject) {
+      acknowledged_ = std::max(acknowledged_, m.offset);
+    }
+    Bytes wire;
+    raft::encode_message(m, wire);
+    if (m.type == raft::MessageType::snapshot) {
+      if (!first_chunk_) first_chunk_ = now_;
+      ++chunks_sent_;
+      chunk_bytes_sent_ += m.data.size();
+      log("chunk to {} at offset {} ({} bytes)", m.to, m.offset, m.data.size());
+    }
+    const std::uint64_t at = links_.departure(m.from, m.to, now_, wire.size()) + propagation_ms;
+    schedule(Event{at, 0, false, m, m.to});
+  }
+
+  void schedule(Event e) {
+    e.seq = next_seq_++;
+    events_.push(std::move(e));
+  }
+
+  void run_until(std::uint64_t end) {
+    while (!events_.empty() && events_.top().time < end) {
+      Event e = events_.top();
+      events_.pop();
+      now_ = e.time;
+      Node& n = nodes_[e.node.value()];
+      if (!n.core) continue;
+      if (e.write_done) {
+        write_done(n);
+      } else {
+        input(e.node.value(), [m = std::move(e.message)](Core& c) { c.step(m); });
+      }
+    }
+    now_ = end;
+  }
+
+  template <class... Args>
+  void log(fmt::format_string<Args...> f, Args&&... args) {
+    if (verbose_) fmt::print("[{:>8}] {}\n", now_, fmt::format(f, std::forward<Args>(args)...));
+  }
+
+  std::uint64_t snapshot_bytes_;
+  Links links_;
+  bool verbose_;
+  std::map<std::uint64_t, Node> nodes_;
+  std::uint64_t now_ = 0;
+  std::uint64_t next_seq_ = 0;
+  std::priority_queue<Event, std::vector<Event>, std::greater<>> events_;
+  std::optional<std::uint64_t> first_chunk_;
+  std::optional<std::uint64_t> installed_at_;
+  std::uint64_t chunks_sent_ = 0;
+  std::uint64_t chunk_bytes_sent_ = 0;
+  std::uint64_t acknowledged_ = 0;
+};
+
+int snapshot_transfer(std::uint64_t mib, std::uint64_t link_bytes_per_ms, double ratio_max,
+                      double give_up_ratio, bool verbose) {
+  const std::uint64_t bytes = mib << 20;
+  SnapshotTransfer scenario(bytes, link_bytes_per_ms, verbose);
+  // Runs on past the limit (to give_up_ratio) so that a slow transfer shows how slow it is.
+  const auto r = scenario.run(std::max(ratio_max, give_up_ratio));
+  const double ratio = static_cast<double>(r.ms) / r.ideal_ms;
+  std::printf("snapshot transfer: %llu MiB over %llu bytes/ms: %s after %.2f s, ideal %.2f s "
+              "(%.2fx, limit %.2fx); %.1f MiB received; %llu chunks sent, %.1f MiB of chunk "
+              "data\n",
+              static_cast<unsigned long long>(mib),
+              static_cast<unsigned long long>(link_bytes_per_ms),
+              r.installed ? "installed" : "NOT installed", static_cast<double>(r.ms) / 1000.0,
+              r.ideal_ms / 1000.0, ratio, ratio_max,
+              static_cast<double>(r.bytes_acknowledged) / static_cast<double>(1 << 20),
+              static_cast<unsigned long long>(r.chunks_sent),
+              static_cast<double>(r.chunk_bytes_sent) / static_cast<double>(1 << 20));
+  return r.installed && ratio <= ratio_max ? 0 : 1;
+}
+
 int usage() {
-  std::fprintf(stderr, "usage: sim --seeds N [--start S] | --seed S [--verbose]\n");
+  std::fprintf(stderr,
+               "usage: sim --seeds N [--start S] [--link-bytes-per-ms B] | --seed S [--verbose]\n"
+               "       sim --snapshot-transfer MIB --link-bytes-per-ms B [--ratio-max R]\n"
+               "           [--give-up-ratio G] [--verbose]\n");
   return 2;
 }
 
@@ -951,6 +1191,10 @@ int main(int argc, char** argv) {
   std::uint64_t count = 0;
   bool single = false;
   bool verbose = false;
+  std::uint64_t link_bytes_per_ms = 0;
+  std::uint64_t transfer_mib = 0;
+  double ratio_max = 1.3;
+  double give_up_ratio = 20;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::uint64_t {
@@ -967,12 +1211,26 @@ int main(int argc, char** argv) {
       single = true;
     } else if (a == "--verbose") {
       verbose = true;
+    } else if (a == "--link-bytes-per-ms") {
+      link_bytes_per_ms = value();
+    } else if (a == "--snapshot-transfer") {
+      transfer_mib = value();
+    } else if (a == "--ratio-max") {
+      if (i + 1 >= argc) return usage();
+      ratio_max = std::strtod(argv[++i], nullptr);
+    } else if (a == "--give-up-ratio") {
+      if (i + 1 >= argc) return usage();
+      give_up_ratio = std::strtod(argv[++i], nullptr);
     } else {
       return usage();
     }
   }
-  if (count == 0) return usage();
   std::signal(SIGABRT, on_abort);
+  if (transfer_mib != 0) {
+    if (link_bytes_per_ms == 0) return usage();
+    return snapshot_transfer(transfer_mib, link_bytes_per_ms, ratio_max, give_up_ratio, verbose);
+  }
+  if (count == 0) return usage();
 
   std::vector<std::uint64_t> seeds;
   if (!single) {
@@ -987,7 +1245,7 @@ int main(int argc, char** argv) {
   Simulation::Stats total;
   for (std::uint64_t seed : seeds) {
     g_current_seed = seed;
-    Simulation sim(seed, verbose);
+    Simulation sim(seed, verbose, link_bytes_per_ms);
     const std::string failure = sim.run();
     entries += sim.committed_entries();
     reads += sim.reads_answered();
@@ -998,6 +1256,7 @@ int main(int argc, char** argv) {
     total.snapshots_installed += sim.stats().snapshots_installed;
     total.transfers += sim.stats().transfers;
     total.membership_changes += sim.stats().membership_changes;
+    total.overloaded += sim.stats().overloaded;
     if (!failure.empty()) {
       ++failed;
       std::printf("seed %llu FAILED: %s\n", static_cast<unsigned long long>(seed),
@@ -1010,8 +1269,8 @@ int main(int argc, char** argv) {
               seeds.size(), failed, static_cast<unsigned long long>(entries), reads,
               liveness_max);
   std::printf("sim: %zu leaders elected, %zu crashes, %zu compactions, %zu snapshots installed, "
-              "%zu leader transfers, %zu membership changes\n",
+              "%zu leader transfers, %zu membership changes, %zu proposals refused (overloaded)\n",
               total.elections, total.crashes, total.compactions, total.snapshots_installed,
-              total.transfers, total.membership_changes);
+              total.transfers, total.membership_changes, total.overloaded);
   return failed == 0 ? 0 : 1;
 }

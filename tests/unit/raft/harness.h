@@ -13,7 +13,10 @@
 #include <string>
 #include <vector>
 
+#include <doctest/doctest.h>
+
 #include "raft/core.h"
+#include "raft/storage.h"
 
 namespace rpool::raft::test {
 
@@ -97,9 +100,7 @@ class Cluster {
  public:
   struct Node {
     std::unique_ptr<Core> core;
-    HardState hard_state;
-    std::optional<Snapshot> snapshot;
-    std::vector<Entry> stored;   // the simulated WAL
+    MemoryStorage storage;       // the simulated WAL
     std::vector<Entry> applied;  // every entry applied, in order
     std::vector<ReadState> reads;
     bool up = true;
@@ -136,11 +137,12 @@ class Cluster {
   // may also rewrite the message it is given.
   std::function<bool(Message&)> drop_if;
 
-  // Crash and restart from the simulated disk (all Readies are synced, so nothing is lost).
+  // Crash and restart from the simulated disk (every Ready is synced before the next input, so
+  // nothing is lost).
   void restart(std::uint64_t id) {
     Node& n = nodes_.at(id);
-    BootState boot{n.hard_state, n.snapshot, n.stored};
-    n.core = std::make_unique<Core>(configs_.at(id), std::move(boot));
+    n.storage.crash();
+    n.core = std::make_unique<Core>(configs_.at(id), n.storage.boot());
     n.applied.clear();
   }
 
@@ -222,25 +224,8 @@ class Cluster {
   }
 
   static void persist(Node& n, const Ready& rd) {
-    if (rd.snapshot) {
-      const SnapshotMeta& meta = rd.snapshot->meta;
-      const bool keep = std::any_of(n.stored.begin(), n.stored.end(), [&](const Entry& e) {
-        return e.index == meta.index && e.term == meta.term;
-      });
-      if (keep) {
-        std::erase_if(n.stored, [&](const Entry& e) { return e.index <= meta.index; });
-      } else {
-        n.stored.clear();
-      }
-      n.snapshot = rd.snapshot;
-      n.applied.clear();
-    }
-    if (!rd.entries.empty()) {
-      const LogIndex first = rd.entries.front().index;
-      std::erase_if(n.stored, [&](const Entry& e) { return e.index >= first; });
-      n.stored.insert(n.stored.end(), rd.entries.begin(), rd.entries.end());
-    }
-    if (rd.hard_state) n.hard_state = *rd.hard_state;
+    REQUIRE(!raft::persist(n.storage, rd));
+    if (rd.snapshot) n.applied.clear();
     for (const auto& e : rd.committed_entries) n.applied.push_back(e);
     for (const auto& r : rd.read_states) n.reads.push_back(r);
   }

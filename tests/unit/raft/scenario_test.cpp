@@ -146,8 +146,8 @@ TEST_CASE("a follower behind a compacted log catches up via a chunked snapshot")
   c.propose(1, "after");
   c.heal();
   c.tick(1, 3);
-  CHECK(c.node(3).snapshot.has_value());
-  CHECK(*c.node(3).snapshot->data == *image);
+  CHECK(c.node(3).storage.durable().snapshot.has_value());
+  CHECK(*c.node(3).storage.durable().snapshot->data == *image);
   CHECK(c.core(3).log().snapshot_index() == applied);
   CHECK(c.core(3).log().last_index() == c.core(1).log().last_index());
   CHECK(applied_data(c.node(3)) == std::vector<std::string>{"after"});
@@ -188,8 +188,8 @@ TEST_CASE("a follower caught up by a snapshot sent over the wire is replicated t
     c.heal();
     c.tick(1, 3);
     CHECK(codec_ok);
-    REQUIRE(c.node(3).snapshot.has_value());
-    CHECK(*c.node(3).snapshot->data == *image);
+    REQUIRE(c.node(3).storage.durable().snapshot.has_value());
+    CHECK(*c.node(3).storage.durable().snapshot->data == *image);
     CHECK(c.core(3).log().snapshot_index() == applied);
     // New entries reach it by AppendEntries, in the same term.
     c.propose(1, "after-1");
@@ -266,6 +266,87 @@ TEST_CASE("adding and removing members under load keeps every replica identical"
   CHECK(c.core(leader).membership().voters == std::vector<NodeId>{NodeId(3), NodeId(4)});
   CHECK(applied_data(c.node(3)) == applied_data(c.node(4)));
   CHECK(applied_data(c.node(3)).size() == static_cast<std::size_t>(n));
+}
+
+TEST_CASE("a leader that removes itself hands over to the most up-to-date voter before stepping down") {
+  // Regression: the removed leader just stepped down, and the cluster had no leader until a
+  // follower's election timeout fired (1-2 timeouts without writes).
+  Cluster c(5);
+  c.elect(1);
+  const Term term = c.core(1).current_term();
+  std::vector<std::uint64_t> timeout_now_to;
+  c.drop_if = [&](Message& m) {
+    if (m.type == MessageType::timeout_now) timeout_now_to.push_back(m.to.value());
+    return m.type == MessageType::append && m.to == NodeId(5);  // node 5 lags
+  };
+  REQUIRE_FALSE(c.propose(1, "before"));
+  REQUIRE_FALSE(c.core(1).change_membership({ChangeType::remove, NodeId(1), {}}));
+  c.settle();  // no tick: no election timeout can have passed
+
+  CHECK(c.core(1).role() == Role::follower);
+  // 2, 3 and 4 hold the whole log (5 lags): the lowest id of them.
+  CHECK(timeout_now_to == std::vector<std::uint64_t>{2});
+  CHECK(c.core(2).role() == Role::leader);
+  CHECK(c.core(2).current_term() == term.next());
+  CHECK(c.core(2).membership().voters ==
+        std::vector<NodeId>{NodeId(2), NodeId(3), NodeId(4), NodeId(5)});
+  c.drop_if = nullptr;
+  REQUIRE_FALSE(c.propose(2, "after"));
+  c.tick(2, 2);
+  CHECK(applied_data(c.node(5)) == std::vector<std::string>{"before", "after"});
+}
+
+TEST_CASE("a removed leader hands over to the voter with the most of its log, not the lowest id") {
+  Cluster c(3);
+  c.elect(1);
+  REQUIRE_FALSE(c.core(1).change_membership({ChangeType::remove, NodeId(1), {}}));
+  const LogIndex config = c.core(1).log().last_index();
+  REQUIRE_FALSE(c.core(1).propose(bytes_of("b")));  // after the config entry, uncommitted
+  // Node 2 receives entries only up to the config entry: both voters of {2, 3} hold it, so it
+  // commits, but only node 3 holds the entry after it.
+  std::vector<std::uint64_t> timeout_now_to;
+  c.drop_if = [&](Message& m) {
+    if (m.type == MessageType::timeout_now) timeout_now_to.push_back(m.to.value());
+    if (m.type == MessageType::append && m.to == NodeId(2)) {
+      std::erase_if(m.entries, [&](const Entry& e) { return e.index > config; });
+    }
+    return false;
+  };
+  c.settle();
+  CHECK(c.core(1).role() == Role::follower);
+  CHECK(timeout_now_to == std::vector<std::uint64_t>{3});
+  CHECK(c.core(3).role() == Role::leader);
+}
+
+TEST_CASE("a removed leader whose remaining voters lack its last entry catches one up, then hands over") {
+  Cluster c(3);
+  c.elect(1);
+  REQUIRE_FALSE(c.core(1).change_membership({ChangeType::remove, NodeId(1), {}}));
+  const LogIndex config = c.core(1).log().last_index();
+  REQUIRE_FALSE(c.core(1).propose(bytes_of("b")));
+  std::vector<std::uint64_t> timeout_now_to;
+  bool strip = true;
+  c.drop_if = [&](Message& m) {
+    if (m.type == MessageType::timeout_now) timeout_now_to.push_back(m.to.value());
+    if (strip && m.type == MessageType::append) {
+      std::erase_if(m.entries, [&](const Entry& e) { return e.index > config; });
+    }
+    return false;
+  };
+  c.settle();
+  // The removal committed, but no voter has "b": the leader stays to bring node 2 up to date,
+  // and takes no proposals meanwhile.
+  REQUIRE(c.core(1).log().commit_index() == config);
+  CHECK(c.core(1).role() == Role::leader);
+  CHECK(c.core(1).lead_transferee() == NodeId(2));
+  CHECK(c.core(1).propose(bytes_of("c")) == errc::transfer_in_progress);
+  CHECK(timeout_now_to.empty());
+  strip = false;
+  c.tick(1);
+  CHECK(timeout_now_to == std::vector<std::uint64_t>{2});
+  CHECK(c.core(1).role() == Role::follower);
+  CHECK(c.core(2).role() == Role::leader);
+  CHECK(c.core(2).log().at(config.next()).data == bytes_of("b"));  // it has the whole log
 }
 
 TEST_CASE("a member's context is recorded when it is added, kept by promotion, dropped by removal, and carried by snapshots") {

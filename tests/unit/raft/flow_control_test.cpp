@@ -1,0 +1,148 @@
+// Flow control and the bounds on what the leader holds and hands out: snapshot chunks in flight,
+// bytes in flight per follower, uncommitted bytes, committed bytes per Ready.
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "harness.h"
+
+namespace rpool::raft::test {
+namespace {
+
+std::string joined(const std::vector<std::uint64_t>& v) {
+  std::string out;
+  for (auto x : v) out += (out.empty() ? "" : " ") + std::to_string(x);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a leader keeps one snapshot chunk in flight: heartbeat replies do not resend it") {
+  // Regression: every heartbeat reply resent the chunk in flight, and each copy started another
+  // send/answer loop, so a large snapshot on a slow link went at bandwidth / (number of loops).
+  Cluster c(3, [](Config& cfg) {
+    cfg.snapshot_chunk_bytes = 8;
+    cfg.snapshot_resend_ticks = 6;
+  });
+  c.elect(1);
+  c.isolate(3);
+  for (int i = 0; i < 10; ++i) c.propose(1, "e" + std::to_string(i));
+  const LogIndex applied = c.core(1).log().applied_index();
+  auto image = std::make_shared<const Bytes>(Bytes(64, std::uint8_t{7}));  // 8 chunks
+  REQUIRE_FALSE(c.core(1).compact(applied, image));
+
+  // The follower is back but slow: its answers to chunks do not arrive (yet).
+  std::vector<std::uint64_t> chunk_offsets;
+  bool answers_arrive = false;
+  c.drop_if = [&](Message& m) {
+    if (m.type == MessageType::snapshot) chunk_offsets.push_back(m.offset);
+    return m.type == MessageType::snapshot_resp && !answers_arrive;
+  };
+  c.rejoin(3);
+  c.tick(1);  // a heartbeat, a probe, its rejection: the first chunk
+  REQUIRE(c.core(1).progress(NodeId(3))->state == Progress::State::snapshot);
+  CHECK(joined(chunk_offsets) == joined({0}));
+  c.tick(1, 5);  // five heartbeat rounds, each answered by the follower
+  CHECK(joined(chunk_offsets) == joined({0}));
+
+  // Overdue: the chunk (or its answer) counts as lost and is sent once more.
+  c.tick(1, 1);
+  CHECK(joined(chunk_offsets) == joined({0, 0}));
+
+  // Answers flow again. The ones so far are lost, so the chunk is resent once more when
+  // overdue; its answer asks for byte 8, and from there each chunk goes out once.
+  answers_arrive = true;
+  c.tick(1, 6);
+  CHECK(joined(chunk_offsets) == joined({0, 0, 0, 8, 16, 24, 32, 40, 48, 56}));
+  REQUIRE(c.node(3).storage.durable().snapshot.has_value());
+  CHECK(*c.node(3).storage.durable().snapshot->data == *image);
+  CHECK(c.core(1).progress(NodeId(3))->state == Progress::State::replicate);
+}
+
+TEST_CASE("a follower's appends in flight are bounded in bytes, not only in count") {
+  // Regression: the window counted appends (256), each up to message_bytes_max (1 MiB): more
+  // than the transport queues for a peer (64 MiB), which then refused appends.
+  const std::string payload(100, 'x');
+  const std::size_t entry = payload.size() + 24;  // entry_bytes() of one such entry
+  Cluster c(3, [&](Config& cfg) {
+    cfg.entries_per_append_max = 1;
+    cfg.inflight_appends_max = 256;
+    cfg.inflight_bytes_max = 3 * entry;
+  });
+  c.elect(1);
+  c.tick(1);  // node 2 in replicate state
+  REQUIRE(c.core(1).progress(NodeId(2))->state == Progress::State::replicate);
+
+  // Node 2 is slow: nothing it acknowledges arrives.
+  std::size_t appends_to_2 = 0;
+  c.drop_if = [&](Message& m) {
+    if (m.type == MessageType::append && m.to == NodeId(2) && !m.entries.empty()) ++appends_to_2;
+    return m.type == MessageType::append_resp && m.from == NodeId(2);
+  };
+  for (int i = 0; i < 10; ++i) REQUIRE_FALSE(c.propose(1, payload));
+  const Progress& pr = *c.core(1).progress(NodeId(2));
+  CHECK(appends_to_2 == 3);
+  CHECK(pr.inflight.size() == 3);
+  CHECK(pr.inflight_bytes == 3 * entry);
+  CHECK(c.core(1).log().commit_index() == c.core(1).log().last_index());  // node 3 acknowledges
+
+  // Acknowledgements free the window and the rest follows.
+  c.drop_if = nullptr;
+  c.tick(1, 2);
+  CHECK(c.core(2).log().last_index() == c.core(1).log().last_index());
+  CHECK(c.core(1).progress(NodeId(2))->inflight_bytes == 0);
+}
+
+TEST_CASE("a leader refuses proposals with overloaded once its uncommitted bytes reach the cap") {
+  // Regression: nothing bounded the entries a leader appends without committing them (a leader
+  // cut off from its quorum, or fed faster than a quorum writes, grew its log in memory).
+  const std::string payload(100, 'x');
+  Cluster c(3, [](Config& cfg) { cfg.uncommitted_bytes_max = 300; });
+  c.elect(1);
+  c.isolate(2);
+  c.isolate(3);
+  for (int i = 0; i < 3; ++i) CHECK_FALSE(c.propose(1, payload));
+  const LogIndex last = c.core(1).log().last_index();
+  const std::error_code ec = c.propose(1, payload);
+  CHECK(ec == errc::overloaded);
+  CHECK(ec.message().find("uncommitted") != std::string::npos);
+  CHECK(c.core(1).log().last_index() == last);  // refused: nothing appended
+
+  // Once a quorum commits them, proposals are accepted again.
+  c.heal();
+  c.tick(1, 2);
+  REQUIRE(c.core(1).log().commit_index() == last);
+  CHECK_FALSE(c.propose(1, payload));
+}
+
+TEST_CASE("one proposal is accepted when nothing is uncommitted, even above the cap") {
+  Cluster c(3, [](Config& cfg) { cfg.uncommitted_bytes_max = 10; });
+  c.elect(1);
+  c.isolate(2);
+  c.isolate(3);
+  CHECK_FALSE(c.propose(1, std::string(50, 'y')));
+  CHECK(c.propose(1, "z") == errc::overloaded);
+}
+
+TEST_CASE("committed entries are paged over Readies by committed_bytes_per_ready_max") {
+  // Regression: a Ready carried every committed entry at once (e.g. a whole committed log after
+  // a restart), however large.
+  const std::string payload(100, 'x');
+  const std::size_t entry = payload.size() + 24;
+  auto core = make_core(1, {1}, {}, Term(0),
+                        [&](Config& cfg) { cfg.committed_bytes_per_ready_max = 2 * entry; });
+  tick_until_campaign(*core);
+  drain(*core);
+  REQUIRE(core->role() == Role::leader);
+  for (int i = 0; i < 5; ++i) REQUIRE_FALSE(core->propose(bytes_of(payload)));
+  std::vector<std::size_t> pages;
+  while (core->has_ready()) {
+    Ready rd = core->ready();
+    if (!rd.committed_entries.empty()) pages.push_back(rd.committed_entries.size());
+    core->advance(rd);
+  }
+  CHECK(pages == std::vector<std::size_t>{2, 2, 1});
+  CHECK(core->log().applied_index() == core->log().last_index());
+}
+
+}  // namespace rpool::raft::test
