@@ -42,31 +42,67 @@ StorageResult LogStore::write(const PersistJob& job, bool reopen_first) {
   return r;
 }
 
-std::error_code LogStore::run(const PersistJob& job, double& fsync_seconds) {
-  wal::Log& log = *log_;
-  std::error_code ec;
-  if (job.snapshot) {
-    const wal::SnapshotFile& s = *job.snapshot;
-    ec = log.save_snapshot(s);
-    if (!ec) {
-      Term at;
-      const bool continues = log.first_index() <= s.index && s.index <= log.last_index() &&
-                             !log.term(s.index, at) && at == s.term;
-      ec = continues ? log.compact(s.index) : log.reset(s.index.next());
-    }
+namespace {
+
+// The WAL as a raft::DurableStore, for one job.
+class WalStore final : public raft::DurableStore {
+ public:
+  WalStore(wal::Log& log, const PersistJob& job) : log_(log), job_(job) {}
+
+  std::error_code save_snapshot(const raft::Snapshot& s) override {
+    const wal::SnapshotFile file{s.meta.index, s.meta.term, raft::encode_membership(s.meta.membership), *s.data};
+    if (const auto ec = log_.save_snapshot(file)) return ec;
+    unsynced_ = true;
+    Term at;
+    const bool continues = log_.first_index() <= s.meta.index && s.meta.index <= log_.last_index() &&
+                           !log_.term(s.meta.index, at) && at == s.meta.term;
+    return continues ? log_.compact(s.meta.index) : log_.reset(s.meta.index.next());
   }
-  if (!ec && !job.entries.empty()) {
+
+  std::error_code append_entries(const std::vector<raft::Entry>& entries) override {
     // A retry after a failure may find part of the entries already there: rewrite them.
-    const LogIndex first = job.entries.front().index;
-    if (first <= log.last_index()) ec = log.truncate_suffix(first);
-    if (!ec) ec = log.append(job.entries);
+    const LogIndex first = entries.front().index;
+    if (first <= log_.last_index()) {
+      if (const auto ec = log_.truncate_suffix(first)) return ec;
+    }
+    std::vector<wal::Entry> records;
+    records.reserve(entries.size());
+    for (const raft::Entry& e : entries) records.push_back(wal::Entry{e.term, e.index, static_cast<std::uint8_t>(e.type), e.data});
+    unsynced_ = true;
+    return log_.append(records);
   }
-  if (!ec && job.fsync) {
+
+  std::error_code save_hard_state(const raft::HardState& h) override {
+    if (!job_.hard_state) return {};
+    // The hard state is a file of its own, replaced atomically: the entries its commit index may
+    // point at must be durable before it is.
+    if (const auto ec = sync()) return ec;
+    return log_.save_hard_state(wal::HardState{h.current_term, h.voted_for, h.commit_index});
+  }
+
+  std::error_code sync() override {
+    if (!job_.fsync || !unsynced_) return {};
     const auto started = Clock::now();
-    ec = log.sync();
-    fsync_seconds = std::chrono::duration<double>(Clock::now() - started).count();
+    const std::error_code ec = log_.sync();
+    fsync_seconds += std::chrono::duration<double>(Clock::now() - started).count();
+    if (!ec) unsynced_ = false;
+    return ec;
   }
-  if (!ec && job.hard_state) ec = log.save_hard_state(*job.hard_state);
+
+  double fsync_seconds = 0;
+
+ private:
+  wal::Log& log_;
+  const PersistJob& job_;
+  bool unsynced_ = false;
+};
+
+}  // namespace
+
+std::error_code LogStore::run(const PersistJob& job, double& fsync_seconds) {
+  WalStore store(*log_, job);
+  const std::error_code ec = raft::persist(store, *job.ready);
+  fsync_seconds = store.fsync_seconds;
   return ec;
 }
 

@@ -1,10 +1,11 @@
 // Storage: where a Replica keeps what must survive a crash (entries, hard state, snapshots), over
 // a wal::Log.
 //
-// LogStore does the work synchronously on one wal::Log: it is the one implementation of the
-// Ready/storage contract (raft/core.h, struct Ready) on the WAL: a snapshot first (then the log
-// continues after it or is reset to it), then the entries (a conflicting suffix truncated first),
-// then one fdatasync, then the hard state (term and vote). ThreadStorage runs a LogStore on a thread
+// LogStore does the work synchronously on one wal::Log: it applies a Ready with raft::persist(), the
+// one implementation of the Ready/storage contract (raft/storage.h), over WalStore, the WAL's
+// DurableStore: a snapshot first (then the log continues after it or is reset to it), then the
+// entries (a conflicting suffix truncated first), then one fdatasync, then the hard state (term and
+// vote), whose file is replaced only once the entries it may point at are durable. ThreadStorage runs a LogStore on a thread
 // of its own so that rpoold's event loop never waits for the disk; tests/sim runs one in simulated
 // time over a simulated file system. Either way every `done` runs on the replica's thread, in the
 // order the calls were made.
@@ -21,15 +22,18 @@
 
 #include "base/bytes.h"
 #include "node/env.h"
+#include "raft/storage.h"
 #include "wal/log.h"
 
 namespace rpool::node {
 
-// One Ready's writes.
+// One Ready's writes: the Ready itself (read-only on both threads: the replica applies its
+// committed entries while the storage thread writes it), and whether its hard state is written.
 struct PersistJob {
-  std::optional<wal::SnapshotFile> snapshot;
-  std::vector<wal::Entry> entries;
-  std::optional<wal::HardState> hard_state;
+  std::shared_ptr<const raft::Ready> ready;
+  // False when only the commit index changed and it may wait (the replica saves it at most once
+  // a second: the commit index is advisory, and every save costs three fsyncs).
+  bool hard_state = true;
   bool fsync = true;
 };
 

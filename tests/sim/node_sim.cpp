@@ -467,7 +467,8 @@ class Cluster {
       ++change_attempt_;
       change_busy_ = false;
       if (o.ec) return log(fmt::format("removing node {}: {}", victim.value(), o.ec.message()));
-      wipe_and_rejoin(victim);
+      // Not inside the callback: the leader may be removing itself, and is still running.
+      world.at(world.now, [this, victim] { wipe_and_rejoin(victim); });
     });
     // No answer (the leader crashed): the change may or may not have happened; give up on it.
     world.at(world.now + 4000 * ms, [this, attempt] {
@@ -837,10 +838,10 @@ class Client {
         break;
       }
       case Kind::read: {
-        r.read([this, attempt, target, on_error](const Outcome& o) {
+        r.read([this, attempt, target, on_error, &r](const Outcome& o) {
           if (attempt != attempt_) return;
           if (o.ec) return on_error(o);
-          const Replica& rr = *c_.node(target).replica;
+          const Replica& rr = r;  // the replica answering (the node may have been restarted since)
           c_.reads.push_back(ReadRecord{invoked_, c_.world.now, rr.applied(), rr.pool().digest(), false, target});
           c_.log(fmt::format("read on node {} ({}, term {}, leader {}) at index {}, invoked at {}", target.value(),
                              node::role_name(rr.core().role()), rr.core().current_term().value(), rr.core().leader().value(),
