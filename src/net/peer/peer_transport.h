@@ -70,6 +70,8 @@ inline constexpr std::uint8_t peer_protocol_version = 1;
 inline constexpr std::size_t peer_handshake_bytes = 29;
 inline constexpr std::size_t peer_frame_header_bytes = 5;
 inline constexpr std::uint8_t peer_frame_raft_message = 1;
+inline constexpr std::chrono::milliseconds peer_handshake_timeout_default{2000};
+inline constexpr std::size_t peer_handshakes_pending_max_default = 16;
 
 // Counters of one peer. Sending side (this node's outgoing connection to the peer): connected,
 // bytes_sent, frames_sent, frames_dropped, writes, queued_bytes, connects, disconnects. Receiving
@@ -114,8 +116,17 @@ class PeerTransport {
     std::chrono::milliseconds reconnect_min{50};
     std::chrono::milliseconds reconnect_max{1000};
     std::chrono::milliseconds connect_timeout{2000};
-    std::chrono::milliseconds handshake_timeout{5000};  // for an accepted connection
-    std::size_t incoming_connections_max = 256;  // further accepted connections are closed
+    // An accepted connection must handshake within this; a peer writes its handshake right
+    // after connecting, so only a stranger ever waits for it.
+    std::chrono::milliseconds handshake_timeout{peer_handshake_timeout_default};
+    // Accepted connections still waiting for their handshake have their own small pool, so
+    // that strangers (anyone who can reach the port) hold few sockets and cannot take the
+    // places of peers. When it is full, a new connection closes the oldest waiting one: a
+    // peer handshakes at once and gets through, a silent stranger is the one that goes.
+    std::size_t handshakes_pending_max = peer_handshakes_pending_max_default;
+    // Connections whose handshake passed (at most one per sender); a handshake beyond it is
+    // refused.
+    std::size_t incoming_connections_max = 256;
     // Connection events, one line each, sparingly (a failing peer logs once per streak, not
     // per retry). Empty: lines go to stderr.
     std::function<void(std::string_view)> log;
@@ -157,7 +168,8 @@ class PeerTransport {
   // Malformed frames over all connections (sums frames_malformed of every sender).
   std::uint64_t malformed_frames_total() const;
   // Accepted connections closed because their handshake was wrong (magic, version, cluster id,
-  // receiver id, sender id), incomplete at EOF or not done within handshake_timeout.
+  // receiver id, sender id), incomplete at EOF or not done within handshake_timeout, or because
+  // a connection pool (handshakes_pending_max, incoming_connections_max) was full.
   std::uint64_t handshakes_rejected_total() const;
 
   // Crashes loudly if internal bookkeeping is inconsistent (queue bounds, connection states).

@@ -637,3 +637,47 @@ TEST_CASE("start reports a port that is taken, and a listen host that is not an 
   PeerTransport bad(io, o, [](Message&&) {});
   CHECK(bad.start() == std::errc::invalid_argument);
 }
+
+TEST_CASE("strangers waiting to handshake hold only their own small pool: a peer still gets through") {
+  asio::io_context io;
+  constexpr std::size_t pending_max = 4;
+  Node a(io, 1, "127.0.0.1", 0, [](PeerTransport::Options& o) {
+    o.handshakes_pending_max = pending_max;
+    o.handshake_timeout = 60s;  // the pool, not the timeout, makes room here
+  });
+  std::vector<std::unique_ptr<RawClient>> silent;
+  for (std::size_t i = 0; i < pending_max; ++i) {
+    silent.push_back(std::make_unique<RawClient>(io, a.port()));
+  }
+  // One more: the pool is full, so the one that has waited longest goes.
+  silent.push_back(std::make_unique<RawClient>(io, a.port()));
+  REQUIRE(run_until(io, [&] { return silent[0]->closed; }));
+  CHECK(a->handshakes_rejected_total() == 1);
+  CHECK(a.logged("still no handshake"));
+
+  // A peer connects while strangers fill the pool: its handshake comes at once and it is served.
+  Node b(io, 2, "127.0.0.2");
+  b->set_peer(NodeId(1), "127.0.0.1", a.port());
+  b->send(heartbeat(2, 1, 7));
+  REQUIRE(run_until(io, [&] { return a.received.size() == 1; }));
+  CHECK(a.received[0].context == 7);
+  CHECK(run_until(io, [&] { return silent[1]->closed; }));  // made room for b
+  for (std::size_t i = 2; i < silent.size(); ++i) CHECK_FALSE(silent[i]->closed);
+  CHECK(a->inbound_connections().size() == 1);
+  a->check_invariants();
+}
+
+TEST_CASE("a connection that does not handshake is closed within the default timeout of 2 s") {
+  static_assert(rpool::net::peer_handshake_timeout_default <= 2s);
+  asio::io_context io;
+  Node a(io, 1, "127.0.0.1");
+  CHECK(PeerTransport::Options{}.handshake_timeout == rpool::net::peer_handshake_timeout_default);
+  const auto started = std::chrono::steady_clock::now();
+  RawClient silent(io, a.port());
+  REQUIRE(run_until(io, [&] { return silent.closed; }, 4s));
+  const auto waited = std::chrono::steady_clock::now() - started;
+  CHECK(waited >= rpool::net::peer_handshake_timeout_default);
+  CHECK(waited < rpool::net::peer_handshake_timeout_default + 1s);
+  CHECK(a->handshakes_rejected_total() == 1);
+  CHECK(a.logged("no handshake within handshake_timeout"));
+}
