@@ -49,6 +49,7 @@
 // transport (its sockets use the io_context's services).
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -62,6 +63,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include "base/types.h"
+#include "raft/core.h"
 #include "raft/types.h"
 
 namespace rpool::net {
@@ -71,6 +73,26 @@ inline constexpr std::size_t peer_handshake_bytes = 29;
 inline constexpr std::size_t peer_frame_header_bytes = 5;
 inline constexpr std::uint8_t peer_frame_raft_message = 1;
 inline constexpr std::chrono::milliseconds peer_handshake_timeout_default{2000};
+
+// The largest frame payload a correct node sends, with the raft defaults the node runs with. An
+// append carries at most message_bytes_max of entries as counted by raft::entry_bytes (data + 24,
+// more than the 21 bytes of per-entry encoding), or one larger entry of up to entry_bytes_max; a
+// snapshot chunk carries at most snapshot_chunk_bytes of data. Around that come the message's
+// fixed fields and, in a snapshot chunk or a config entry, a membership: the overhead allows
+// membership_members_allowance members each with a full-size context.
+inline constexpr std::size_t peer_membership_members_allowance = 16;
+inline constexpr std::size_t peer_message_overhead_bytes =
+    4096 + peer_membership_members_allowance * (8 + 8 + 4 + raft::member_context_bytes_max);
+inline constexpr std::size_t peer_frame_bytes_max_default =
+    std::max({raft::message_bytes_max_default, raft::entry_bytes_max_default + 24,
+              raft::snapshot_chunk_bytes_default}) +
+    peer_message_overhead_bytes;
+static_assert(peer_frame_bytes_max_default >=
+              raft::snapshot_chunk_bytes_default + peer_message_overhead_bytes);
+static_assert(peer_frame_bytes_max_default >=
+              raft::message_bytes_max_default + peer_message_overhead_bytes);
+static_assert(peer_frame_bytes_max_default >=
+              raft::entry_bytes_max_default + 24 + peer_message_overhead_bytes);
 inline constexpr std::size_t peer_handshakes_pending_max_default = 16;
 
 // Counters of one peer. Sending side (this node's outgoing connection to the peer): connected,
@@ -112,7 +134,9 @@ class PeerTransport {
     std::uint16_t listen_port = 0;  // 0: any free port (read it back with listen_port())
     std::string bind_host;          // source address of outgoing connections; empty: any
     std::size_t queue_bytes_max = 64 << 20;  // per peer
-    std::size_t frame_bytes_max = 64 << 20;  // payload bytes, both directions
+    // Payload bytes, both directions. A larger frame closes the connection before any of it
+    // is buffered; raise it together with the raft message and chunk sizes.
+    std::size_t frame_bytes_max = peer_frame_bytes_max_default;
     std::chrono::milliseconds reconnect_min{50};
     std::chrono::milliseconds reconnect_max{1000};
     std::chrono::milliseconds connect_timeout{2000};

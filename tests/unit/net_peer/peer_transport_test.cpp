@@ -681,3 +681,55 @@ TEST_CASE("a connection that does not handshake is closed within the default tim
   CHECK(a->handshakes_rejected_total() == 1);
   CHECK(a.logged("no handshake within handshake_timeout"));
 }
+
+TEST_CASE("the largest messages raft sends fit the default frame bound, and a frame one byte over it is refused") {
+  using rpool::net::peer_frame_bytes_max_default;
+  asio::io_context io;
+  Node a(io, 1, "127.0.0.1");
+  Node b(io, 2, "127.0.0.2");
+  b->set_peer(NodeId(1), "127.0.0.1", a.port());
+  CHECK(PeerTransport::Options{}.frame_bytes_max == peer_frame_bytes_max_default);
+  CHECK(peer_frame_bytes_max_default < (4u << 20));  // not the 64 MiB it used to be
+
+  // An append with message_bytes_max worth of entries, as raft counts them.
+  Message full_append = heartbeat(2, 1, 0);
+  full_append.type = MessageType::append;
+  std::size_t counted = 0;
+  for (std::uint64_t i = 1;; ++i) {
+    Entry e{Term(1), LogIndex(i), EntryType::normal, pattern(1000, static_cast<std::uint8_t>(i))};
+    if (counted + rpool::raft::entry_bytes(e) > rpool::raft::message_bytes_max_default) break;
+    counted += rpool::raft::entry_bytes(e);
+    full_append.entries.push_back(std::move(e));
+  }
+  // An append with one entry as large as a proposal may be.
+  Message big_entry = heartbeat(2, 1, 1);
+  big_entry.type = MessageType::append;
+  big_entry.entries.push_back({Term(1), LogIndex(1), EntryType::normal,
+                               pattern(rpool::raft::entry_bytes_max_default, 3)});
+  // A full snapshot chunk whose metadata holds the allowance of members with full contexts.
+  Message chunk = sample(MessageType::snapshot, 2, 1, 2);
+  chunk.data = pattern(rpool::raft::snapshot_chunk_bytes_default, 9);
+  chunk.snapshot.membership = {};
+  for (std::uint64_t id = 1; id <= rpool::net::peer_membership_members_allowance; ++id) {
+    chunk.snapshot.membership.voters.push_back(NodeId(id));
+    chunk.snapshot.membership.context[NodeId(id)] =
+        std::string(rpool::raft::member_context_bytes_max, 'c');
+  }
+  for (const Message* m : {&full_append, &big_entry, &chunk}) {
+    CHECK(encoded(*m).size() <= peer_frame_bytes_max_default);
+    b->send(*m);
+  }
+  REQUIRE(run_until(io, [&] { return a.received.size() == 3; }));
+  check_same(a.received[0], full_append);
+  check_same(a.received[1], big_entry);
+  check_same(a.received[2], chunk);
+  CHECK(b->stats(NodeId(1)).frames_dropped == 0);
+
+  // A header announcing one byte more is refused before anything else arrives.
+  RawClient raw(io, a.port());
+  raw.write(concat({handshake(test_cluster_id, 9, 1),
+                    frame(static_cast<std::uint32_t>(peer_frame_bytes_max_default + 1), 1, {})}));
+  REQUIRE(run_until(io, [&] { return raw.closed; }));
+  CHECK(a->malformed_frames_total() == 1);
+  CHECK(a.logged("over frame_bytes_max"));
+}
