@@ -130,8 +130,11 @@ struct PeerTransport::State {
   // incoming_connections_max handshaken.
   std::set<std::shared_ptr<Inbound>> inbound;
   std::uint64_t accepted_total = 0;
-  // Receiving-side counters per sender, plus drops of messages addressed to unknown ids.
+  // Receiving-side counters per sender, plus drops of messages addressed to them; only for
+  // peers (set_peer), so that a stranger naming itself after ever new ids cannot grow the map.
+  // Everything about other ids is summed in `strangers`.
   std::map<NodeId, PeerStats> by_id;
+  PeerStats strangers;
   std::uint64_t malformed_total = 0;
   std::uint64_t handshakes_rejected = 0;
   Bytes scratch;  // send() encodes here first, to know the frame's size before queueing it
@@ -155,6 +158,10 @@ struct PeerTransport::State {
     // Jitter in [base/2, base] keeps peers that failed together from retrying in lockstep.
     std::uniform_int_distribution<std::chrono::milliseconds::rep> jitter(base / 2, base);
     return std::chrono::milliseconds(jitter(rng));
+  }
+
+  PeerStats& counters_of(NodeId id) {
+    return peers.count(id) != 0 ? by_id[id] : strangers;
   }
 
   std::size_t count_inbound(bool handshaken) const {
@@ -410,7 +417,7 @@ asio::awaitable<void> run_peer(std::shared_ptr<State> st, std::shared_ptr<Peer> 
 
 void count_malformed(State& st, const Inbound& in, std::string_view why) {
   ++st.malformed_total;
-  ++st.by_id[in.sender].frames_malformed;
+  ++st.counters_of(in.sender).frames_malformed;
   st.log(fmt::format("malformed frame from node {} at {}: {}; closing the connection", in.sender,
                      in.remote.address().to_string(), why));
 }
@@ -470,7 +477,7 @@ asio::awaitable<void> run_inbound(std::shared_ptr<State> st, std::shared_ptr<Inb
         in->handshaken = true;
         in->sender = sender;
         in->handshake_timer.cancel();
-        st->by_id[sender].bytes_received += peer_handshake_bytes;
+        st->counters_of(sender).bytes_received += peer_handshake_bytes;
         begin += peer_handshake_bytes;
         // The sender keeps one outgoing connection to us; an older one from it is dead.
         std::vector<std::shared_ptr<Inbound>> stale;
@@ -525,7 +532,7 @@ asio::awaitable<void> run_inbound(std::shared_ptr<State> st, std::shared_ptr<Inb
         co_return;
       }
       begin += peer_frame_header_bytes + length;
-      PeerStats& counters = st->by_id[in->sender];
+      PeerStats& counters = st->counters_of(in->sender);
       counters.bytes_received += peer_frame_header_bytes + length;
       ++counters.frames_received;
       st->on_message(std::move(m));
@@ -701,6 +708,7 @@ void PeerTransport::remove_peer(NodeId id) {
   State::interrupt(p);
   st.drop_queue(p);
   st.peers.erase(it);
+  st.by_id.erase(id);
 }
 
 void PeerTransport::send(raft::Message m) {
@@ -708,7 +716,7 @@ void PeerTransport::send(raft::Message m) {
   if (st.stopped) return;
   auto it = st.peers.find(m.to);
   if (it == st.peers.end()) {
-    ++st.by_id[m.to].frames_dropped;
+    ++st.strangers.frames_dropped;
     return;
   }
   Peer& p = *it->second;
@@ -763,6 +771,8 @@ PeerStats PeerTransport::stats(NodeId id) const {
   return s;
 }
 
+PeerStats PeerTransport::stranger_stats() const { return state_->strangers; }
+
 std::vector<NodeId> PeerTransport::peers() const {
   std::vector<NodeId> ids;
   for (const auto& [id, peer] : state_->peers) ids.push_back(id);
@@ -793,6 +803,7 @@ void PeerTransport::check_invariants() const {
   if (st.started) RPOOL_ASSERT(st.bound_port != 0);
   RPOOL_ASSERT_OP(st.count_inbound(false), <=, st.options.handshakes_pending_max);
   RPOOL_ASSERT_OP(st.count_inbound(true), <=, st.options.incoming_connections_max);
+  for (const auto& [id, counters] : st.by_id) RPOOL_ASSERT(st.peers.count(id) != 0);
   for (const auto& [id, p] : st.peers) {
     RPOOL_ASSERT_OP(id, ==, p->id);
     RPOOL_ASSERT(!p->removed);

@@ -176,15 +176,20 @@ class PeerTransport {
   // Adds a peer (id != 0 and != self, else an assertion fails), or updates its address (a changed address drops the current connection and
   // connects to the new one at once). Connecting starts immediately, whether or not start() ran.
   void set_peer(NodeId id, std::string host, std::uint16_t port);
-  // Forgets a peer: closes its outgoing connection, drops its queue and its sending counters.
+  // Forgets a peer: closes its outgoing connection, drops its queue and its counters.
   void remove_peer(NodeId id);
 
   // Queues `m` for m.to without blocking. Dropped (and counted) when m.to is not a peer, when the
   // frame does not fit in the peer's queue or exceeds frame_bytes_max, or after stop().
   void send(raft::Message m);
 
-  // Counters for one node id; zeros for an id never seen.
+  // Counters for one peer; zeros for an id that is not a peer. Per-peer counters are kept only
+  // for the ids set with set_peer, so that a stranger (any id a connection claims) cannot grow
+  // them without bound.
   PeerStats stats(NodeId id) const;
+  // The receiving-side counters of every sender that is not a peer, and the messages dropped
+  // because their receiver is not a peer, summed.
+  PeerStats stranger_stats() const;
   // The peers set with set_peer, ascending.
   std::vector<NodeId> peers() const;
   // The accepted connections that passed their handshake, in no particular order.

@@ -490,7 +490,7 @@ TEST_CASE("malformed input closes that connection, is counted, and good peers ca
     CHECK(a->inbound_connections().empty());
     a->check_invariants();
   }
-  CHECK(a->stats(NodeId(9)).frames_malformed == a->malformed_frames_total());
+  CHECK(a->stranger_stats().frames_malformed == a->malformed_frames_total());  // 9 is no peer
 
   // A well-behaved peer is unaffected.
   Node b(io, 2, "127.0.0.2");
@@ -569,7 +569,8 @@ TEST_CASE("a frame over frame_bytes_max and a message to an unknown peer are dro
   CHECK(a.logged("over frame_bytes_max"));
 
   a->send(heartbeat(1, 7, 1));
-  CHECK(a->stats(NodeId(7)).frames_dropped == 1);
+  CHECK(a->stats(NodeId(7)).frames_dropped == 0);  // 7 is no peer: counted with the strangers
+  CHECK(a->stranger_stats().frames_dropped == 1);
 
   a->send(heartbeat(1, 2, 1));
   REQUIRE(run_until(io, [&] { return b.received.size() == 1; }));
@@ -595,7 +596,8 @@ TEST_CASE("set_peer with a new address moves the connection; remove_peer forgets
   CHECK(a->peers().empty());
   CHECK(!a->stats(NodeId(2)).connected);
   a->send(heartbeat(1, 2, 3));
-  CHECK(a->stats(NodeId(2)).frames_dropped == 1);
+  CHECK(a->stats(NodeId(2)).frames_dropped == 0);  // no longer a peer: counted with strangers
+  CHECK(a->stranger_stats().frames_dropped == 1);
   // c sees the connection end.
   REQUIRE(run_until(io, [&] { return c->inbound_connections().empty(); }));
   a->check_invariants();
@@ -732,4 +734,39 @@ TEST_CASE("the largest messages raft sends fit the default frame bound, and a fr
   REQUIRE(run_until(io, [&] { return raw.closed; }));
   CHECK(a->malformed_frames_total() == 1);
   CHECK(a.logged("over frame_bytes_max"));
+}
+
+TEST_CASE("counters are kept per peer only: a stranger naming itself after ever new ids adds no entries") {
+  asio::io_context io;
+  Node a(io, 1, "127.0.0.1");
+  Node b(io, 2, "127.0.0.2");
+  a->set_peer(NodeId(2), "127.0.0.2", b.port());
+  b->set_peer(NodeId(1), "127.0.0.1", a.port());
+  b->send(heartbeat(2, 1, 1));
+  REQUIRE(run_until(io, [&] { return a.received.size() == 1; }));
+
+  constexpr std::uint64_t strangers = 50;
+  for (std::uint64_t id = 1000; id < 1000 + strangers; ++id) {
+    RawClient raw(io, a.port());
+    const Bytes p = encoded(heartbeat(id, 1, id));
+    raw.write(concat({handshake(test_cluster_id, id, 1), frame(static_cast<std::uint32_t>(p.size()), 1, p)}));
+    REQUIRE(run_until(io, [&] { return a.received.size() == 1 + (id - 1000 + 1); }));
+    a->send(heartbeat(1, id, 0));  // the node answers it (raft replies to whoever asked)
+  }
+  for (std::uint64_t id = 1000; id < 1000 + strangers; ++id) {
+    const auto s = a->stats(NodeId(id));
+    CHECK(s.frames_received == 0);
+    CHECK(s.bytes_received == 0);
+    CHECK(s.frames_dropped == 0);
+  }
+  const auto summed = a->stranger_stats();
+  CHECK(summed.frames_received == strangers);
+  CHECK(summed.frames_dropped == strangers);
+  CHECK(a->stats(NodeId(2)).frames_received == 1);
+  a->check_invariants();  // no per-id counters for anyone but the peers
+
+  // Forgetting a peer forgets its counters.
+  a->remove_peer(NodeId(2));
+  CHECK(a->stats(NodeId(2)).frames_received == 0);
+  a->check_invariants();
 }
