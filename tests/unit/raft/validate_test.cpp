@@ -440,6 +440,14 @@ TEST_CASE("fuzz: bytes -> decode -> validate -> step never trips an assertion, i
   std::printf("validate fuzz: seed %#llx, %d cases\n", static_cast<unsigned long long>(seed), cases);
   Fuzzer fz(seed);
 
+  std::vector<std::vector<std::size_t>> by_type;  // corpus positions per message type present
+  for (std::size_t t = 1; t <= 13; ++t) {
+    std::vector<std::size_t> positions;
+    for (std::size_t i = 0; i < f.corpus.size(); ++i) {
+      if (static_cast<std::size_t>(f.corpus[i].type) == t) positions.push_back(i);
+    }
+    if (!positions.empty()) by_type.push_back(std::move(positions));
+  }
   std::map<std::string, std::size_t> stepped_by_role;
   std::array<std::size_t, 14> stepped_by_type{};
   std::map<std::string, std::size_t> refused_by_reason;
@@ -449,7 +457,9 @@ TEST_CASE("fuzz: bytes -> decode -> validate -> step never trips an assertion, i
     Core core = original;
     const int n = 1 + static_cast<int>(fz.below(messages_per_case_max));
     for (int k = 0; k < n; ++k) {
-      Message m = f.corpus[fz.below(f.corpus.size())];
+      // A type first, then a recorded message of it, so rare types are fuzzed as much as appends.
+      const auto& of_type = by_type[fz.below(by_type.size())];
+      Message m = f.corpus[of_type[fz.below(of_type.size())]];
       if (!fz.one_in(5)) fz.mutate(m, core);
       Bytes wire;
       encode_message(m, wire);
