@@ -259,6 +259,19 @@ class Core {
   NodeId lead_transferee() const { return lead_transferee_; }
   HardState hard_state() const { return {current_term_, voted_for_, log_.commit_index()}; }
   const std::optional<Snapshot>& snapshot() const { return snapshot_; }
+  // The InstallSnapshot transfer being received, if any (validate() checks that a further chunk
+  // agrees with it before step() appends it).
+  struct SnapshotReceiving {
+    LogIndex index;
+    Term term;
+    std::uint64_t total = 0;     // declared size, from the transfer's first chunk
+    std::uint64_t received = 0;  // bytes so far, <= total
+  };
+  std::optional<SnapshotReceiving> snapshot_receiving() const {
+    if (!receiving_) return std::nullopt;
+    return SnapshotReceiving{receiving_->meta.index, receiving_->meta.term, receiving_->total,
+                             receiving_->data.size()};
+  }
   // Crashes loudly if the state is inconsistent. Run after every input.
   void check_invariants() const;
 

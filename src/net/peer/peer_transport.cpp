@@ -99,11 +99,12 @@ struct Peer {
 
 // One accepted, receive-only connection.
 struct Inbound {
-  explicit Inbound(tcp::socket s)
-      : socket(std::move(s)), handshake_timer(socket.get_executor()) {}
+  Inbound(tcp::socket s, std::uint64_t accepted_)
+      : socket(std::move(s)), handshake_timer(socket.get_executor()), accepted(accepted_) {}
 
   tcp::socket socket;
   asio::steady_timer handshake_timer;
+  std::uint64_t accepted;    // order of acceptance: the oldest waiting one is evicted first
   tcp::endpoint remote;
   NodeId sender;             // valid once handshaken
   bool handshaken = false;
@@ -125,9 +126,15 @@ struct PeerTransport::State {
   bool started = false;
   bool stopped = false;
   std::map<NodeId, std::shared_ptr<Peer>> peers;
-  std::set<std::shared_ptr<Inbound>> inbound;  // inbound.size() <= incoming_connections_max
-  // Receiving-side counters per sender, plus drops of messages addressed to unknown ids.
+  // Accepted connections: at most handshakes_pending_max not yet handshaken, at most
+  // incoming_connections_max handshaken.
+  std::set<std::shared_ptr<Inbound>> inbound;
+  std::uint64_t accepted_total = 0;
+  // Receiving-side counters per sender, plus drops of messages addressed to them; only for
+  // peers (set_peer), so that a stranger naming itself after ever new ids cannot grow the map.
+  // Everything about other ids is summed in `strangers`.
   std::map<NodeId, PeerStats> by_id;
+  PeerStats strangers;
   std::uint64_t malformed_total = 0;
   std::uint64_t handshakes_rejected = 0;
   Bytes scratch;  // send() encodes here first, to know the frame's size before queueing it
@@ -151,6 +158,15 @@ struct PeerTransport::State {
     // Jitter in [base/2, base] keeps peers that failed together from retrying in lockstep.
     std::uniform_int_distribution<std::chrono::milliseconds::rep> jitter(base / 2, base);
     return std::chrono::milliseconds(jitter(rng));
+  }
+
+  PeerStats& counters_of(NodeId id) {
+    return peers.count(id) != 0 ? by_id[id] : strangers;
+  }
+
+  std::size_t count_inbound(bool handshaken) const {
+    return static_cast<std::size_t>(std::count_if(
+        inbound.begin(), inbound.end(), [&](const auto& in) { return in->handshaken == handshaken; }));
   }
 
   void close_inbound(Inbound& in) {
@@ -401,7 +417,7 @@ asio::awaitable<void> run_peer(std::shared_ptr<State> st, std::shared_ptr<Peer> 
 
 void count_malformed(State& st, const Inbound& in, std::string_view why) {
   ++st.malformed_total;
-  ++st.by_id[in.sender].frames_malformed;
+  ++st.counters_of(in.sender).frames_malformed;
   st.log(fmt::format("malformed frame from node {} at {}: {}; closing the connection", in.sender,
                      in.remote.address().to_string(), why));
 }
@@ -451,10 +467,17 @@ asio::awaitable<void> run_inbound(std::shared_ptr<State> st, std::shared_ptr<Inb
           st->inbound.erase(in);
           co_return;
         }
+        if (st->count_inbound(true) >= st->options.incoming_connections_max) {
+          count_rejected(*st, *in, fmt::format("{} peer connections already open",
+                                               st->options.incoming_connections_max));
+          st->close_inbound(*in);
+          st->inbound.erase(in);
+          co_return;
+        }
         in->handshaken = true;
         in->sender = sender;
         in->handshake_timer.cancel();
-        st->by_id[sender].bytes_received += peer_handshake_bytes;
+        st->counters_of(sender).bytes_received += peer_handshake_bytes;
         begin += peer_handshake_bytes;
         // The sender keeps one outgoing connection to us; an older one from it is dead.
         std::vector<std::shared_ptr<Inbound>> stale;
@@ -509,7 +532,7 @@ asio::awaitable<void> run_inbound(std::shared_ptr<State> st, std::shared_ptr<Inb
         co_return;
       }
       begin += peer_frame_header_bytes + length;
-      PeerStats& counters = st->by_id[in->sender];
+      PeerStats& counters = st->counters_of(in->sender);
       counters.bytes_received += peer_frame_header_bytes + length;
       ++counters.frames_received;
       st->on_message(std::move(m));
@@ -570,14 +593,20 @@ asio::awaitable<void> accept_loop(std::shared_ptr<State> st) {
       continue;
     }
     failing = false;
-    if (st->inbound.size() >= st->options.incoming_connections_max) {
-      st->log(fmt::format("refusing a connection: {} connections already open",
-                          st->inbound.size()));
-      error_code ignored;
-      socket.close(ignored);
-      continue;
+    if (st->count_inbound(false) >= st->options.handshakes_pending_max) {
+      // Make room by closing the connection that has waited longest for its handshake.
+      std::shared_ptr<Inbound> oldest;
+      for (const auto& in : st->inbound) {
+        if (!in->handshaken && (!oldest || in->accepted < oldest->accepted)) oldest = in;
+      }
+      RPOOL_ASSERT(oldest != nullptr);
+      count_rejected(*st, *oldest,
+                     fmt::format("still no handshake when connection {} arrived, with {} waiting",
+                                 st->accepted_total + 1, st->options.handshakes_pending_max));
+      st->close_inbound(*oldest);
+      st->inbound.erase(oldest);
     }
-    auto in = std::make_shared<Inbound>(std::move(socket));
+    auto in = std::make_shared<Inbound>(std::move(socket), ++st->accepted_total);
     st->inbound.insert(in);
     asio::co_spawn(st->io, run_inbound(st, in), rethrow);
   }
@@ -592,6 +621,7 @@ PeerTransport::PeerTransport(asio::io_context& io, Options options, OnMessage on
   RPOOL_ASSERT(options.frame_bytes_max > 0);
   RPOOL_ASSERT(options.frame_bytes_max <= std::numeric_limits<std::uint32_t>::max());
   RPOOL_ASSERT(options.incoming_connections_max > 0);
+  RPOOL_ASSERT(options.handshakes_pending_max > 0);
   RPOOL_ASSERT(on_message);
   state_ = std::make_shared<State>(io, std::move(options), std::move(on_message));
 }
@@ -678,6 +708,7 @@ void PeerTransport::remove_peer(NodeId id) {
   State::interrupt(p);
   st.drop_queue(p);
   st.peers.erase(it);
+  st.by_id.erase(id);
 }
 
 void PeerTransport::send(raft::Message m) {
@@ -685,7 +716,7 @@ void PeerTransport::send(raft::Message m) {
   if (st.stopped) return;
   auto it = st.peers.find(m.to);
   if (it == st.peers.end()) {
-    ++st.by_id[m.to].frames_dropped;
+    ++st.strangers.frames_dropped;
     return;
   }
   Peer& p = *it->second;
@@ -740,6 +771,8 @@ PeerStats PeerTransport::stats(NodeId id) const {
   return s;
 }
 
+PeerStats PeerTransport::stranger_stats() const { return state_->strangers; }
+
 std::vector<NodeId> PeerTransport::peers() const {
   std::vector<NodeId> ids;
   for (const auto& [id, peer] : state_->peers) ids.push_back(id);
@@ -768,7 +801,9 @@ void PeerTransport::check_invariants() const {
     RPOOL_ASSERT(st.inbound.empty());
   }
   if (st.started) RPOOL_ASSERT(st.bound_port != 0);
-  RPOOL_ASSERT(st.inbound.size() <= st.options.incoming_connections_max);
+  RPOOL_ASSERT_OP(st.count_inbound(false), <=, st.options.handshakes_pending_max);
+  RPOOL_ASSERT_OP(st.count_inbound(true), <=, st.options.incoming_connections_max);
+  for (const auto& [id, counters] : st.by_id) RPOOL_ASSERT(st.peers.count(id) != 0);
   for (const auto& [id, p] : st.peers) {
     RPOOL_ASSERT_OP(id, ==, p->id);
     RPOOL_ASSERT(!p->removed);

@@ -49,6 +49,7 @@
 // transport (its sockets use the io_context's services).
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -62,6 +63,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include "base/types.h"
+#include "raft/core.h"
 #include "raft/types.h"
 
 namespace rpool::net {
@@ -70,6 +72,28 @@ inline constexpr std::uint8_t peer_protocol_version = 1;
 inline constexpr std::size_t peer_handshake_bytes = 29;
 inline constexpr std::size_t peer_frame_header_bytes = 5;
 inline constexpr std::uint8_t peer_frame_raft_message = 1;
+inline constexpr std::chrono::milliseconds peer_handshake_timeout_default{2000};
+
+// The largest frame payload a correct node sends, with the raft defaults the node runs with. An
+// append carries at most message_bytes_max of entries as counted by raft::entry_bytes (data + 24,
+// more than the 21 bytes of per-entry encoding), or one larger entry of up to entry_bytes_max; a
+// snapshot chunk carries at most snapshot_chunk_bytes of data. Around that come the message's
+// fixed fields and, in a snapshot chunk or a config entry, a membership: the overhead allows
+// membership_members_allowance members each with a full-size context.
+inline constexpr std::size_t peer_membership_members_allowance = 16;
+inline constexpr std::size_t peer_message_overhead_bytes =
+    4096 + peer_membership_members_allowance * (8 + 8 + 4 + raft::member_context_bytes_max);
+inline constexpr std::size_t peer_frame_bytes_max_default =
+    std::max({raft::message_bytes_max_default, raft::entry_bytes_max_default + 24,
+              raft::snapshot_chunk_bytes_default}) +
+    peer_message_overhead_bytes;
+static_assert(peer_frame_bytes_max_default >=
+              raft::snapshot_chunk_bytes_default + peer_message_overhead_bytes);
+static_assert(peer_frame_bytes_max_default >=
+              raft::message_bytes_max_default + peer_message_overhead_bytes);
+static_assert(peer_frame_bytes_max_default >=
+              raft::entry_bytes_max_default + 24 + peer_message_overhead_bytes);
+inline constexpr std::size_t peer_handshakes_pending_max_default = 16;
 
 // Counters of one peer. Sending side (this node's outgoing connection to the peer): connected,
 // bytes_sent, frames_sent, frames_dropped, writes, queued_bytes, connects, disconnects. Receiving
@@ -110,12 +134,23 @@ class PeerTransport {
     std::uint16_t listen_port = 0;  // 0: any free port (read it back with listen_port())
     std::string bind_host;          // source address of outgoing connections; empty: any
     std::size_t queue_bytes_max = 64 << 20;  // per peer
-    std::size_t frame_bytes_max = 64 << 20;  // payload bytes, both directions
+    // Payload bytes, both directions. A larger frame closes the connection before any of it
+    // is buffered; raise it together with the raft message and chunk sizes.
+    std::size_t frame_bytes_max = peer_frame_bytes_max_default;
     std::chrono::milliseconds reconnect_min{50};
     std::chrono::milliseconds reconnect_max{1000};
     std::chrono::milliseconds connect_timeout{2000};
-    std::chrono::milliseconds handshake_timeout{5000};  // for an accepted connection
-    std::size_t incoming_connections_max = 256;  // further accepted connections are closed
+    // An accepted connection must handshake within this; a peer writes its handshake right
+    // after connecting, so only a stranger ever waits for it.
+    std::chrono::milliseconds handshake_timeout{peer_handshake_timeout_default};
+    // Accepted connections still waiting for their handshake have their own small pool, so
+    // that strangers (anyone who can reach the port) hold few sockets and cannot take the
+    // places of peers. When it is full, a new connection closes the oldest waiting one: a
+    // peer handshakes at once and gets through, a silent stranger is the one that goes.
+    std::size_t handshakes_pending_max = peer_handshakes_pending_max_default;
+    // Connections whose handshake passed (at most one per sender); a handshake beyond it is
+    // refused.
+    std::size_t incoming_connections_max = 256;
     // Connection events, one line each, sparingly (a failing peer logs once per streak, not
     // per retry). Empty: lines go to stderr.
     std::function<void(std::string_view)> log;
@@ -141,15 +176,20 @@ class PeerTransport {
   // Adds a peer (id != 0 and != self, else an assertion fails), or updates its address (a changed address drops the current connection and
   // connects to the new one at once). Connecting starts immediately, whether or not start() ran.
   void set_peer(NodeId id, std::string host, std::uint16_t port);
-  // Forgets a peer: closes its outgoing connection, drops its queue and its sending counters.
+  // Forgets a peer: closes its outgoing connection, drops its queue and its counters.
   void remove_peer(NodeId id);
 
   // Queues `m` for m.to without blocking. Dropped (and counted) when m.to is not a peer, when the
   // frame does not fit in the peer's queue or exceeds frame_bytes_max, or after stop().
   void send(raft::Message m);
 
-  // Counters for one node id; zeros for an id never seen.
+  // Counters for one peer; zeros for an id that is not a peer. Per-peer counters are kept only
+  // for the ids set with set_peer, so that a stranger (any id a connection claims) cannot grow
+  // them without bound.
   PeerStats stats(NodeId id) const;
+  // The receiving-side counters of every sender that is not a peer, and the messages dropped
+  // because their receiver is not a peer, summed.
+  PeerStats stranger_stats() const;
   // The peers set with set_peer, ascending.
   std::vector<NodeId> peers() const;
   // The accepted connections that passed their handshake, in no particular order.
@@ -157,7 +197,8 @@ class PeerTransport {
   // Malformed frames over all connections (sums frames_malformed of every sender).
   std::uint64_t malformed_frames_total() const;
   // Accepted connections closed because their handshake was wrong (magic, version, cluster id,
-  // receiver id, sender id), incomplete at EOF or not done within handshake_timeout.
+  // receiver id, sender id), incomplete at EOF or not done within handshake_timeout, or because
+  // a connection pool (handshakes_pending_max, incoming_connections_max) was full.
   std::uint64_t handshakes_rejected_total() const;
 
   // Crashes loudly if internal bookkeeping is inconsistent (queue bounds, connection states).

@@ -490,7 +490,7 @@ TEST_CASE("malformed input closes that connection, is counted, and good peers ca
     CHECK(a->inbound_connections().empty());
     a->check_invariants();
   }
-  CHECK(a->stats(NodeId(9)).frames_malformed == a->malformed_frames_total());
+  CHECK(a->stranger_stats().frames_malformed == a->malformed_frames_total());  // 9 is no peer
 
   // A well-behaved peer is unaffected.
   Node b(io, 2, "127.0.0.2");
@@ -569,7 +569,8 @@ TEST_CASE("a frame over frame_bytes_max and a message to an unknown peer are dro
   CHECK(a.logged("over frame_bytes_max"));
 
   a->send(heartbeat(1, 7, 1));
-  CHECK(a->stats(NodeId(7)).frames_dropped == 1);
+  CHECK(a->stats(NodeId(7)).frames_dropped == 0);  // 7 is no peer: counted with the strangers
+  CHECK(a->stranger_stats().frames_dropped == 1);
 
   a->send(heartbeat(1, 2, 1));
   REQUIRE(run_until(io, [&] { return b.received.size() == 1; }));
@@ -595,7 +596,8 @@ TEST_CASE("set_peer with a new address moves the connection; remove_peer forgets
   CHECK(a->peers().empty());
   CHECK(!a->stats(NodeId(2)).connected);
   a->send(heartbeat(1, 2, 3));
-  CHECK(a->stats(NodeId(2)).frames_dropped == 1);
+  CHECK(a->stats(NodeId(2)).frames_dropped == 0);  // no longer a peer: counted with strangers
+  CHECK(a->stranger_stats().frames_dropped == 1);
   // c sees the connection end.
   REQUIRE(run_until(io, [&] { return c->inbound_connections().empty(); }));
   a->check_invariants();
@@ -636,4 +638,135 @@ TEST_CASE("start reports a port that is taken, and a listen host that is not an 
   o.listen_port = 0;
   PeerTransport bad(io, o, [](Message&&) {});
   CHECK(bad.start() == std::errc::invalid_argument);
+}
+
+TEST_CASE("strangers waiting to handshake hold only their own small pool: a peer still gets through") {
+  asio::io_context io;
+  constexpr std::size_t pending_max = 4;
+  Node a(io, 1, "127.0.0.1", 0, [](PeerTransport::Options& o) {
+    o.handshakes_pending_max = pending_max;
+    o.handshake_timeout = 60s;  // the pool, not the timeout, makes room here
+  });
+  std::vector<std::unique_ptr<RawClient>> silent;
+  for (std::size_t i = 0; i < pending_max; ++i) {
+    silent.push_back(std::make_unique<RawClient>(io, a.port()));
+  }
+  // One more: the pool is full, so the one that has waited longest goes.
+  silent.push_back(std::make_unique<RawClient>(io, a.port()));
+  REQUIRE(run_until(io, [&] { return silent[0]->closed; }));
+  CHECK(a->handshakes_rejected_total() == 1);
+  CHECK(a.logged("still no handshake"));
+
+  // A peer connects while strangers fill the pool: its handshake comes at once and it is served.
+  Node b(io, 2, "127.0.0.2");
+  b->set_peer(NodeId(1), "127.0.0.1", a.port());
+  b->send(heartbeat(2, 1, 7));
+  REQUIRE(run_until(io, [&] { return a.received.size() == 1; }));
+  CHECK(a.received[0].context == 7);
+  CHECK(run_until(io, [&] { return silent[1]->closed; }));  // made room for b
+  for (std::size_t i = 2; i < silent.size(); ++i) CHECK_FALSE(silent[i]->closed);
+  CHECK(a->inbound_connections().size() == 1);
+  a->check_invariants();
+}
+
+TEST_CASE("a connection that does not handshake is closed within the default timeout of 2 s") {
+  static_assert(rpool::net::peer_handshake_timeout_default <= 2s);
+  asio::io_context io;
+  Node a(io, 1, "127.0.0.1");
+  CHECK(PeerTransport::Options{}.handshake_timeout == rpool::net::peer_handshake_timeout_default);
+  const auto started = std::chrono::steady_clock::now();
+  RawClient silent(io, a.port());
+  REQUIRE(run_until(io, [&] { return silent.closed; }, 4s));
+  const auto waited = std::chrono::steady_clock::now() - started;
+  CHECK(waited >= rpool::net::peer_handshake_timeout_default);
+  CHECK(waited < rpool::net::peer_handshake_timeout_default + 1s);
+  CHECK(a->handshakes_rejected_total() == 1);
+  CHECK(a.logged("no handshake within handshake_timeout"));
+}
+
+TEST_CASE("the largest messages raft sends fit the default frame bound, and a frame one byte over it is refused") {
+  using rpool::net::peer_frame_bytes_max_default;
+  asio::io_context io;
+  Node a(io, 1, "127.0.0.1");
+  Node b(io, 2, "127.0.0.2");
+  b->set_peer(NodeId(1), "127.0.0.1", a.port());
+  CHECK(PeerTransport::Options{}.frame_bytes_max == peer_frame_bytes_max_default);
+  CHECK(peer_frame_bytes_max_default < (4u << 20));  // not the 64 MiB it used to be
+
+  // An append with message_bytes_max worth of entries, as raft counts them.
+  Message full_append = heartbeat(2, 1, 0);
+  full_append.type = MessageType::append;
+  std::size_t counted = 0;
+  for (std::uint64_t i = 1;; ++i) {
+    Entry e{Term(1), LogIndex(i), EntryType::normal, pattern(1000, static_cast<std::uint8_t>(i))};
+    if (counted + rpool::raft::entry_bytes(e) > rpool::raft::message_bytes_max_default) break;
+    counted += rpool::raft::entry_bytes(e);
+    full_append.entries.push_back(std::move(e));
+  }
+  // An append with one entry as large as a proposal may be.
+  Message big_entry = heartbeat(2, 1, 1);
+  big_entry.type = MessageType::append;
+  big_entry.entries.push_back({Term(1), LogIndex(1), EntryType::normal,
+                               pattern(rpool::raft::entry_bytes_max_default, 3)});
+  // A full snapshot chunk whose metadata holds the allowance of members with full contexts.
+  Message chunk = sample(MessageType::snapshot, 2, 1, 2);
+  chunk.data = pattern(rpool::raft::snapshot_chunk_bytes_default, 9);
+  chunk.snapshot.membership = {};
+  for (std::uint64_t id = 1; id <= rpool::net::peer_membership_members_allowance; ++id) {
+    chunk.snapshot.membership.voters.push_back(NodeId(id));
+    chunk.snapshot.membership.context[NodeId(id)] =
+        std::string(rpool::raft::member_context_bytes_max, 'c');
+  }
+  for (const Message* m : {&full_append, &big_entry, &chunk}) {
+    CHECK(encoded(*m).size() <= peer_frame_bytes_max_default);
+    b->send(*m);
+  }
+  REQUIRE(run_until(io, [&] { return a.received.size() == 3; }));
+  check_same(a.received[0], full_append);
+  check_same(a.received[1], big_entry);
+  check_same(a.received[2], chunk);
+  CHECK(b->stats(NodeId(1)).frames_dropped == 0);
+
+  // A header announcing one byte more is refused before anything else arrives.
+  RawClient raw(io, a.port());
+  raw.write(concat({handshake(test_cluster_id, 9, 1),
+                    frame(static_cast<std::uint32_t>(peer_frame_bytes_max_default + 1), 1, {})}));
+  REQUIRE(run_until(io, [&] { return raw.closed; }));
+  CHECK(a->malformed_frames_total() == 1);
+  CHECK(a.logged("over frame_bytes_max"));
+}
+
+TEST_CASE("counters are kept per peer only: a stranger naming itself after ever new ids adds no entries") {
+  asio::io_context io;
+  Node a(io, 1, "127.0.0.1");
+  Node b(io, 2, "127.0.0.2");
+  a->set_peer(NodeId(2), "127.0.0.2", b.port());
+  b->set_peer(NodeId(1), "127.0.0.1", a.port());
+  b->send(heartbeat(2, 1, 1));
+  REQUIRE(run_until(io, [&] { return a.received.size() == 1; }));
+
+  constexpr std::uint64_t strangers = 50;
+  for (std::uint64_t id = 1000; id < 1000 + strangers; ++id) {
+    RawClient raw(io, a.port());
+    const Bytes p = encoded(heartbeat(id, 1, id));
+    raw.write(concat({handshake(test_cluster_id, id, 1), frame(static_cast<std::uint32_t>(p.size()), 1, p)}));
+    REQUIRE(run_until(io, [&] { return a.received.size() == 1 + (id - 1000 + 1); }));
+    a->send(heartbeat(1, id, 0));  // the node answers it (raft replies to whoever asked)
+  }
+  for (std::uint64_t id = 1000; id < 1000 + strangers; ++id) {
+    const auto s = a->stats(NodeId(id));
+    CHECK(s.frames_received == 0);
+    CHECK(s.bytes_received == 0);
+    CHECK(s.frames_dropped == 0);
+  }
+  const auto summed = a->stranger_stats();
+  CHECK(summed.frames_received == strangers);
+  CHECK(summed.frames_dropped == strangers);
+  CHECK(a->stats(NodeId(2)).frames_received == 1);
+  a->check_invariants();  // no per-id counters for anyone but the peers
+
+  // Forgetting a peer forgets its counters.
+  a->remove_peer(NodeId(2));
+  CHECK(a->stats(NodeId(2)).frames_received == 0);
+  a->check_invariants();
 }
