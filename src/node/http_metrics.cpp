@@ -130,6 +130,10 @@ void HttpApi::handle_metrics(HttpRequest&& request, Respond respond) {
                 as_double(log.last_index().value() - pr->match_index.value()), {{"peer", std::to_string(id.value())}});
     }
   }
+  for (std::size_t i = 0; i < raft::reject_reason_count; ++i) {
+    out.counter("rpool_peer_rejected_messages_total", "Peer messages refused before they reached Raft, by reason.",
+                as_double(counters.peer_rejected[i]), {{"reason", raft::to_string(static_cast<raft::RejectReason>(i))}});
+  }
   if (transport_) {
     out.counter("rpool_peer_handshakes_rejected_total", "Peer connections refused at the handshake (wrong cluster, id or version).",
                 as_double(transport_->handshakes_rejected_total()));

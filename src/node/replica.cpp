@@ -197,7 +197,24 @@ void Replica::adopt_cluster_id(std::uint64_t id) {
 
 void Replica::step(raft::Message&& message) {
   auto m = std::make_shared<raft::Message>(std::move(message));
-  with_core([this, m] { core_->step(*m); });
+  with_core([this, m] {
+    // Nothing from the network reaches the core unchecked: a message the core would assert on is
+    // refused here, counted and logged (checked at step time, after any deferral, against the
+    // core's state then).
+    if (const auto why = raft::validate(*core_, *m)) {
+      ++counters_.peer_rejected[static_cast<std::size_t>(*why)];
+      const NodeId key = peers_.contains(m->from) ? m->from : NodeId();
+      const auto [it, first] = rejected_logged_.try_emplace(key, env_.now());
+      if (first || env_.now() - it->second >= std::chrono::minutes(1)) {
+        it->second = env_.now();
+        logger_.warn("refused a peer message", {{"from", m->from.value()},
+                                                {"type", std::string(raft::to_string(m->type))},
+                                                {"reason", std::string(raft::to_string(*why))}});
+      }
+      return;
+    }
+    core_->step(*m);
+  });
 }
 
 void Replica::write(pool::Command command, WriteDone done) {

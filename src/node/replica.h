@@ -27,6 +27,7 @@
 // and Storage, runs on one thread.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -45,6 +46,7 @@
 #include "node/storage.h"
 #include "pool/state_machine.h"
 #include "raft/core.h"
+#include "raft/validate.h"
 #include "wal/log.h"
 
 namespace rpool::node {
@@ -77,6 +79,8 @@ struct ReplicaCounters {
   std::uint64_t wal_bytes = 0;
   std::uint64_t wal_syncs = 0;
   std::uint64_t storage_failures = 0;
+  // Peer messages refused by raft::validate before they reached the core, by reason.
+  std::array<std::uint64_t, raft::reject_reason_count> peer_rejected{};
   metrics::Histogram wal_fsync_seconds;
   metrics::Histogram snapshot_seconds;
 };
@@ -279,6 +283,9 @@ class Replica {
   NodeId synced_leader_;
   std::map<NodeId, Member> members_;    // addresses of every member (and config members)
   std::map<NodeId, Endpoint> peers_;    // what the transport was told
+  // When a refused message was last logged, per peer (every stranger shares NodeId 0, so that
+  // one cycling through ids cannot grow this map): at most one line a minute each.
+  std::map<NodeId, Clock::time_point> rejected_logged_;
 };
 
 // A member's addresses as kept in raft::Membership::context: {"http":"host:port","raft":"host:port"}.
