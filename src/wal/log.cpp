@@ -21,8 +21,12 @@ ByteView zero_chunk() {
   return zeros;
 }
 
+// Failures after which the log's view of its files may be out of step with the disk: the log
+// refuses writes until reopened. descriptors_exhausted is among them (an open that fails midway
+// through a roll-over leaves work half done); the caller retries by reopening, as for disk_full.
 bool is_io_failure(std::error_code ec) {
-  return ec == errc::io_error || ec == errc::disk_full || ec == errc::not_found;
+  return ec == errc::io_error || ec == errc::disk_full || ec == errc::not_found ||
+         ec == errc::descriptors_exhausted;
 }
 
 }  // namespace
@@ -320,7 +324,12 @@ std::error_code Log::start_segment(LogIndex first_index) {
   seg.first_index = first_index;
   const std::string p = path(seg.name);
   if (auto ec = take_spare(p)) return ec;
-  if (auto ec = fs_.open(p, OpenMode::read_write, seg.file)) return fail(ec, fmt::format("{}: cannot open: {}", p, ec.message()));
+  if (auto ec = fs_.open(p, OpenMode::read_write, seg.file)) {
+    // Without a header the file would be a stray open segment in front of the next one; it never
+    // held a record, so it goes (best effort: recovery discards it if this fails too).
+    (void)fs_.remove(p);
+    return fail(ec, fmt::format("{}: cannot open: {}", p, ec.message()));
+  }
   scratch_.clear();
   encode_segment_header(first_index, scratch_);
   // The header is durable before any record is written behind it, so a bad header with records

@@ -174,6 +174,8 @@ std::error_code SimFileSystem::open(const std::string& path, OpenMode mode,
     pending_dir_ops_.push_back({dir, "", path, inode});
   } else if (mode == OpenMode::create_new) {
     return errc::io_error;  // EEXIST
+  } else if (auto ec = fault(Op::open, path)) {
+    return ec;
   }
   out = std::make_unique<SimFile>(*this, it->second, path, generation_, mode != OpenMode::read_only);
   return {};

@@ -32,7 +32,8 @@ namespace rpool::wal {
 
 class SimFileSystem final : public FileSystem {
  public:
-  enum class Op { write, sync_data, truncate, allocate, create, rename, remove, sync_dir };
+  // open: opening an existing file (create: a new one).
+  enum class Op { write, sync_data, truncate, allocate, create, open, rename, remove, sync_dir };
   enum class CrashMode { drop_unsynced, torn_prefix };
   // Returns an error to inject for this call, or {} to let it proceed.
   using FaultHook = std::function<std::error_code(Op op, const std::string& path)>;
