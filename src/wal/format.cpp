@@ -185,7 +185,10 @@ SegmentScan scan_segment(ByteSource& file) {
         s.read_error = ec;
         return s;
       }
-      if (!all_zero(rh)) s.fault = "record header cut short by the end of the file";
+      if (!all_zero(rh)) {
+        s.fault = "record header cut short by the end of the file";
+        s.stop = ScanStop::cut_short;
+      }
       break;
     }
     if (auto ec = file.view(pos, record_header_bytes, rh)) {
@@ -196,14 +199,19 @@ SegmentScan scan_segment(ByteSource& file) {
     const std::uint32_t stored_crc = load_u32le(rh.data() + 4);
     const Term term(load_u64le(rh.data() + 8));
     const LogIndex index(load_u64le(rh.data() + 16));
-    if (length == 0 && stored_crc == 0 && all_zero(rh)) break;  // the zero-filled, preallocated tail
+    if (length == 0 && stored_crc == 0 && all_zero(rh)) {
+      s.stop = ScanStop::zero_header;  // the zero-filled, preallocated tail (end, if only zeros follow)
+      break;
+    }
     if (length > entry_payload_bytes_max) {
       s.fault = fmt::format("record length {} exceeds the maximum {}", length, entry_payload_bytes_max);
+      s.stop = ScanStop::other;
       break;
     }
     if (record_bytes(length) > left) {
       s.fault = fmt::format("record of {} bytes cut short by the end of the file ({} bytes left)",
                             record_bytes(length), left);
+      s.stop = ScanStop::cut_short;
       break;
     }
     const std::uint8_t kind = rh[24];
@@ -214,14 +222,17 @@ SegmentScan scan_segment(ByteSource& file) {
     }
     if (record_crc(record) != stored_crc) {
       s.fault = "record checksum mismatch";
+      s.stop = ScanStop::checksum;
       break;
     }
     if (index != expected) {
       s.fault = fmt::format("record holds index {}, expected {}", index, expected);
+      s.stop = ScanStop::other;
       break;
     }
     if (term < last_term) {
       s.fault = fmt::format("record term {} is below the previous record's term {}", term, last_term);
+      s.stop = ScanStop::other;
       break;
     }
     s.records.push_back({pos, term, index, kind, length});
@@ -231,7 +242,68 @@ SegmentScan scan_segment(ByteSource& file) {
   }
   finish(pos);
   if (s.fault && !s.read_error) RPOOL_ASSERT(s.garbage_bytes > 0);
+  if (s.stop == ScanStop::zero_header && s.garbage_bytes == 0) s.stop = ScanStop::end;
+  if (!s.fault) RPOOL_ASSERT(s.stop == ScanStop::end || s.stop == ScanStop::zero_header);
   return s;
+}
+
+TailVerdict judge_tail(ByteSource& file, const SegmentScan& scan) {
+  RPOOL_ASSERT(scan.header_ok);
+  RPOOL_ASSERT(scan.garbage_bytes > 0);
+  const std::uint64_t from = scan.data_end;                      // D: the first bad byte
+  const std::uint64_t nonzero_end = from + scan.garbage_bytes;   // E: past the last non-zero byte
+  const std::uint64_t size = file.size();
+  const std::string what = scan.fault ? *scan.fault : std::string("an all-zero record header with non-zero bytes after it");
+  TailVerdict v;
+  if (scan.stop == ScanStop::other) {
+    v.reason = fmt::format("{}: no unfinished write leaves this (only zero sectors or a short file)", what);
+    return v;
+  }
+  // The record that starts at D, as far as its header tells: its extent, and whether it is one
+  // record longer than a write window (written alone, header synced first).
+  ByteView header;
+  const std::size_t header_len = static_cast<std::size_t>(std::min<std::uint64_t>(record_header_bytes, size - from));
+  if (auto ec = file.view(from, header_len, header)) {
+    v.reason = fmt::format("{}: cannot read it again: {}", what, ec.message());
+    return v;
+  }
+  std::uint64_t length = 0;
+  for (std::size_t i = 0; i < 4 && i < header.size(); ++i) length |= std::uint64_t{header[i]} << (8 * i);
+  const bool header_present = scan.stop != ScanStop::zero_header && header.size() >= 4;
+  std::uint64_t extent_end = std::min(size, from + record_header_bytes);
+  if (header_present && length <= entry_payload_bytes_max) extent_end = std::min(size, from + record_bytes(length));
+  // Shape: what an unfinished write leaves is a zero header, a file cut short, or at least one
+  // sector of the record still zero. A record with every sector present and a bad checksum has
+  // changed bytes: no crash does that.
+  bool shaped = scan.stop == ScanStop::zero_header || scan.stop == ScanStop::cut_short;
+  for (std::uint64_t at = from; !shaped && at < extent_end;) {
+    const std::uint64_t sector_end = std::min(extent_end, (at / sector_bytes + 1) * sector_bytes);
+    ByteView part;
+    if (auto ec = file.view(at, static_cast<std::size_t>(sector_end - at), part)) {
+      v.reason = fmt::format("{}: cannot read it again: {}", what, ec.message());
+      return v;
+    }
+    shaped = all_zero(part);
+    at = sector_end;
+  }
+  if (!shaped) {
+    v.reason = fmt::format("{}, with every sector of the record written: a crash leaves whole sectors "
+                           "zero or the file short, never changed bytes", what);
+    return v;
+  }
+  // Reach: one write window from D, or the one long record that starts at D.
+  const bool long_record = header_present && length <= entry_payload_bytes_max &&
+                           record_bytes(length) > write_window_bytes;
+  const std::uint64_t reach_end = from + (long_record ? record_bytes(length) : write_window_bytes);
+  if (nonzero_end > reach_end) {
+    v.reason = fmt::format("{}, with non-zero bytes up to offset {} ({} bytes after it): beyond the {} bytes "
+                           "one unfinished write can reach, so records synced after it would be lost",
+                           what, nonzero_end, nonzero_end - from, reach_end - from);
+    return v;
+  }
+  v.torn = true;
+  v.reason = what;
+  return v;
 }
 
 bool decode_record(ByteView file, const RecordMeta& meta, Entry& out) {

@@ -83,9 +83,16 @@ VerifyReport verify_directory(const std::string& dir, FileSystem& fs) {
     if (scan.garbage_bytes > 0) {
       const std::string why = scan.fault ? *scan.fault : std::string("non-zero bytes after the last record");
       if (last_open) {
-        report.warnings.push_back(fmt::format(
-            "{}: torn tail of {} bytes at offset {} ({}); the next open cuts it (or a node is writing it now)",
-            join_path(dir, seg.name), scan.garbage_bytes, scan.data_end, why));
+        // The same rule as Log::open, so that verify and the node never disagree.
+        FileSource again(*file, size);
+        const TailVerdict verdict = judge_tail(again, scan);
+        if (verdict.torn) {
+          report.warnings.push_back(fmt::format(
+              "{}: torn tail of {} bytes at offset {} ({}); the next open cuts it (or a node is writing it now)",
+              join_path(dir, seg.name), scan.garbage_bytes, scan.data_end, verdict.reason));
+        } else {
+          fault(seg.name, scan.data_end, verdict.reason);
+        }
       } else {
         fault(seg.name, scan.data_end, why);
       }

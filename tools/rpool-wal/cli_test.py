@@ -116,9 +116,7 @@ with tempfile.TemporaryDirectory(prefix="rpool-wal-cli-") as tmp:
     path = os.path.join(d, opened[0])
     data = bytearray(open(path, "rb").read())
     offsets, end = record_offsets(data)
-    with open(path, "r+b") as f:  # tear the last record: keep its first 10 bytes, zero the rest
-        f.seek(offsets[-1] + 10)
-        f.write(bytes(end - offsets[-1] - 10))
+    os.truncate(path, offsets[-1] + 10)  # the file cut inside the last write
     before = open(path, "rb").read()
     rc, out, err = run("verify", d)
     check(rc == 0 and "torn tail of " in err and f"bytes at offset {offsets[-1]}" in err and opened[0] in err, "verify warns about a torn open tail", out + err)
@@ -141,6 +139,36 @@ with tempfile.TemporaryDirectory(prefix="rpool-wal-cli-") as tmp:
     check(rc == 1 and f"{path}: offset {offsets[3]}: record checksum mismatch" in err, "stat fails on corruption", out + err)
     rc, out, err = run("dump", d)
     check(rc == 1 and closed[1] in err, "dump fails on corruption", err)
+
+    # Damage a third of the way into the open segment, with 450 KB of synced records after it:
+    # a flipped byte or a zeroed sector is corruption (exit 1, file and offset), never a torn tail.
+    for damage in ("flip", "zero-sector"):
+        d = os.path.join(tmp, f"long-{damage}")
+        subprocess.run([GEN, "--long", d], capture_output=True, text=True, check=True)
+        _, opened = segments(d)
+        path = os.path.join(d, opened[0])
+        offsets, end = record_offsets(open(path, "rb").read())
+        third = end // 3
+        if damage == "flip":
+            bad = max(o for o in offsets if o <= third)
+            flip(path, third)
+            reason = "record checksum mismatch, with every sector of the record written"
+        else:
+            sector = third // 512 * 512
+            with open(path, "r+b") as f:
+                f.seek(sector)
+                f.write(bytes(512))
+            bad = min(o for o in offsets if o + 225 > sector)
+            reason = "beyond the 262144 bytes one unfinished write can reach"
+        before = open(path, "rb").read()
+        rc, out, err = run("verify", d)
+        check(rc == 1 and f"FAULT {path}: offset {bad}: " in out and reason in out,
+              f"verify: a {damage} in the middle of the open segment is a fault naming file and offset", out + err)
+        check("torn tail" not in err, f"verify does not call a {damage} in the middle a torn tail", err)
+        rc, out, err = run("stat", d)
+        check(rc == 1 and f"{path}: offset {bad}: " in err and reason in err,
+              f"opening the log fails on a {damage} in the middle, naming file and offset", out + err)
+        check(open(path, "rb").read() == before, f"nothing is cut after a {damage}", "")
 
     # Several faults at once: a missing segment, a bad snapshot, a bad hard state, a cut segment.
     d, first, last = fresh(tmp, "many")

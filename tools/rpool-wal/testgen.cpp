@@ -1,7 +1,8 @@
-// rpool-wal-testgen DIR: writes a small data directory for the CLI tests: a few dozen 4 KiB
+// rpool-wal-testgen [--long] DIR: writes a small data directory for the CLI tests: a few dozen 4 KiB
 // segments holding every kind of entry (membership, no-op, each pool command, opaque payloads),
 // a hard state, and a snapshot with the log compacted behind it.
 #include <cstdio>
+#include <string_view>
 
 #include "pool/command.h"
 #include "raft/types.h"
@@ -15,11 +16,42 @@ wal::Entry make(std::uint64_t index, std::uint64_t term, raft::EntryType type, B
   return {Term(term), LogIndex(index), static_cast<std::uint8_t>(type), std::move(payload)};
 }
 
+// --long: one open segment of 1 MiB holding 3,000 entries of 200 bytes (675 KB), synced 100 at
+// a time, and a hard state committing all of them: damage a third of the way in has more than a
+// write window of acknowledged records behind it.
+int write_long(const char* dir) {
+  wal::Options options;
+  options.segment_bytes = 1u << 20;
+  options.prepare_in_background = false;
+  wal::OpenResult r = wal::Log::open(dir, options);
+  if (r.error) {
+    std::fprintf(stderr, "%s\n", r.detail.c_str());
+    return 1;
+  }
+  wal::Log& log = *r.log;
+  bool ok = true;
+  for (std::uint64_t i = 1; ok && i <= 3000; i += 100) {
+    std::vector<wal::Entry> batch;
+    for (std::uint64_t k = i; k < i + 100; ++k) {
+      batch.push_back(make(k, 1, raft::EntryType::normal, Bytes(200, static_cast<std::uint8_t>(k))));
+    }
+    ok = !log.append(batch) && !log.sync();
+  }
+  ok = ok && !log.save_hard_state({Term(1), NodeId(1), LogIndex(3000)});
+  if (!ok) {
+    std::fprintf(stderr, "rpool-wal-testgen: %s\n", log.error_detail().c_str());
+    return 1;
+  }
+  std::printf("1 3000\n");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 3 && std::string_view(argv[1]) == "--long") return write_long(argv[2]);
   if (argc != 2) {
-    std::fprintf(stderr, "usage: rpool-wal-testgen DIR\n");
+    std::fprintf(stderr, "usage: rpool-wal-testgen [--long] DIR\n");
     return 2;
   }
   wal::Options options;
