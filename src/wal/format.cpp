@@ -306,6 +306,29 @@ TailVerdict judge_tail(ByteSource& file, const SegmentScan& scan) {
   return v;
 }
 
+KindSet kinds(std::initializer_list<std::uint8_t> list) {
+  KindSet set;
+  for (const std::uint8_t k : list) set.set(k);
+  return set;
+}
+
+std::optional<RecordFault> check_records(const SegmentScan& scan, std::optional<Term> previous_last_term,
+                                         const std::optional<KindSet>& known) {
+  if (previous_last_term && !scan.records.empty() && scan.records.front().term < *previous_last_term) {
+    return RecordFault{scan.records.front().offset,
+                       fmt::format("record term {} is below the previous segment's last term {}",
+                                   scan.records.front().term, *previous_last_term)};
+  }
+  if (known) {
+    for (const RecordMeta& r : scan.records) {
+      if (!known->test(r.kind)) {
+        return RecordFault{r.offset, fmt::format("entry {} has kind {}, which is not a kind this log holds", r.index, r.kind)};
+      }
+    }
+  }
+  return std::nullopt;
+}
+
 bool decode_record(ByteView file, const RecordMeta& meta, Entry& out) {
   if (meta.offset > file.size() || file.size() - meta.offset < record_bytes(meta.payload_bytes)) {
     return false;

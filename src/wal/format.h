@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <bitset>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -194,6 +195,22 @@ struct TailVerdict {
   std::string reason;  // for the warning or the fault, to be given with offset scan.data_end
 };
 TailVerdict judge_tail(ByteSource& file, const SegmentScan& scan);
+
+// The entry kinds an application writes (raft: 1..3). The log stores kinds opaquely; recovery
+// and verify treat any other kind as corruption when given a set (Options::known_kinds).
+using KindSet = std::bitset<256>;
+KindSet kinds(std::initializer_list<std::uint8_t> list);
+
+// The checks of a segment's valid records that Log::open and verify_directory() share beyond
+// scan_segment(): the first record's term against the previous segment's last term (a term
+// regression across segments), and each record's kind against `known` (when given). nullopt when
+// they pass; else the offset and reason of the first failure.
+struct RecordFault {
+  std::uint64_t offset = 0;
+  std::string reason;
+};
+std::optional<RecordFault> check_records(const SegmentScan& scan, std::optional<Term> previous_last_term,
+                                         const std::optional<KindSet>& known);
 
 // Decodes the record at `meta.offset` of `file` again (checking its CRC), into `out`.
 bool decode_record(ByteView file, const RecordMeta& meta, Entry& out);

@@ -215,13 +215,10 @@ std::error_code Log::recover_segment(const std::string& name, bool open, std::ui
     dirty_end = scan.data_end + scan.garbage_bytes;
   }
   if (!open && scan.records.empty()) return corrupt(name, segment_header_bytes, "closed segment holds no records");
-  if (!segments_.empty()) {
-    const Term prev = segments_.back().terms.back();
-    if (!scan.records.empty() && scan.records.front().term < prev) {
-      return corrupt(name, scan.records.front().offset,
-                     fmt::format("record term {} is below the previous segment's last term {}",
-                                 scan.records.front().term, prev));
-    }
+  std::optional<Term> previous_last_term;
+  if (!segments_.empty() && !segments_.back().terms.empty()) previous_last_term = segments_.back().terms.back();
+  if (const auto bad = check_records(scan, previous_last_term, options_.known_kinds)) {
+    return corrupt(name, bad->offset, bad->reason);
   }
   Segment seg;
   seg.name = name;

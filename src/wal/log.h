@@ -44,6 +44,9 @@ struct Options {
   // of the open segment is reported as a warning and left alone.
   bool read_only = false;
   std::size_t snapshots_kept = 2;            // the newest N snapshot files survive save_snapshot
+  // The entry kinds the application writes (raft: 1..3); a record of any other kind fails open()
+  // with errc::corrupt. nullopt: kinds are not checked.
+  std::optional<KindSet> known_kinds;
   FileSystem* fs = nullptr;                  // nullptr: posix_file_system()
   // Receives each recovery warning (one line). Default: "rpool-wal: warning: ..." on stderr.
   std::function<void(const std::string&)> warn;

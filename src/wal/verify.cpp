@@ -13,7 +13,7 @@ namespace {
 
 }  // namespace
 
-VerifyReport verify_directory(const std::string& dir, FileSystem& fs) {
+VerifyReport verify_directory(const std::string& dir, FileSystem& fs, const std::optional<KindSet>& known_kinds) {
   VerifyReport report;
   auto fault = [&](const std::string& name, std::uint64_t offset, std::string reason) {
     report.faults.push_back({join_path(dir, name), offset, std::move(reason)});
@@ -41,6 +41,8 @@ VerifyReport verify_directory(const std::string& dir, FileSystem& fs) {
   segments.insert(segments.end(), opens.begin(), opens.end());
 
   std::optional<LogIndex> prev_last;  // last index of the previous segment
+  std::optional<Term> prev_last_term;
+  std::optional<LogIndex> first_segment_index;  // from the oldest segment's header
   Bytes bytes;
   for (std::size_t i = 0; i < segments.size(); ++i) {
     const Seg& seg = segments[i];
@@ -74,7 +76,10 @@ VerifyReport verify_directory(const std::string& dir, FileSystem& fs) {
       prev_last.reset();
       continue;
     }
+    if (i == 0) first_segment_index = scan.first_index;
     report.records += scan.records.size();
+    if (const auto bad = check_records(scan, prev_last_term, known_kinds)) fault(seg.name, bad->offset, bad->reason);
+    if (!scan.records.empty()) prev_last_term = scan.records.back().term;
     const LogIndex last = scan.first_index + scan.records.size() - 1;
     if (prev_last && scan.first_index != *prev_last + 1) {
       fault(seg.name, 16, fmt::format("segment starts at index {}, but the previous segment ends at {} "
@@ -113,12 +118,17 @@ VerifyReport verify_directory(const std::string& dir, FileSystem& fs) {
     prev_last = last;
   }
 
+  StateFacts facts;
+  facts.dir = dir;
   if (report.hard_state) {
     std::string why;
     const std::string name(hard_state_file_name);
+    facts.hard_state_present = true;  // a damaged one is reported as itself, below
     if (auto ec = read_whole(fs, join_path(dir, name), bytes)) {
       fault(name, 0, fmt::format("cannot read: {}", ec.message()));
-    } else if (!decode_hard_state(bytes, why)) {
+    } else if (const auto hs = decode_hard_state(bytes, why)) {
+      facts.hard_state = *hs;
+    } else {
       fault(name, 0, why);
     }
   }
@@ -143,15 +153,14 @@ VerifyReport verify_directory(const std::string& dir, FileSystem& fs) {
                                        s->index, s->term, snap.parsed.first, snap.parsed.term));
     }
   }
-  // Entries below the log's first index exist only in a snapshot; nothing may be missing between.
-  if (report.first_index.value() > 1 && !segments.empty()) {
-    const LogIndex covered = newest_snapshot.value_or(LogIndex(0));
-    if (covered + 1 < report.first_index) {
-      fault(segments.front().name, 16,
-            fmt::format("the log starts at index {}, but no snapshot covers the entries before it "
-                        "(newest snapshot: index {})", report.first_index, covered));
-    }
+  // The cross-checks rpoold's recovery makes (recovery.h), on what this scan found.
+  if (first_segment_index) {
+    facts.oldest_segment = segments.front().name;
+    facts.first_index = *first_segment_index;
+    facts.last_index = report.last_index.value() == 0 ? *first_segment_index - 1 : report.last_index;
   }
+  facts.snapshot_index = newest_snapshot;
+  for (auto& f : check_state(facts)) report.faults.push_back(std::move(f));
   return report;
 }
 

@@ -4,19 +4,17 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "base/types.h"
 #include "wal/file.h"
+#include "wal/format.h"
+#include "wal/recovery.h"
 
 namespace rpool::wal {
 
-struct Fault {
-  std::string file;  // the path
-  std::uint64_t offset = 0;
-  std::string reason;
-};
 
 struct VerifyReport {
   std::vector<Fault> faults;          // empty: everything checks out
@@ -31,6 +29,8 @@ struct VerifyReport {
   LogIndex last_index;
 };
 
-VerifyReport verify_directory(const std::string& dir, FileSystem& fs);
+// known_kinds: the entry kinds the application writes (see Options::known_kinds).
+VerifyReport verify_directory(const std::string& dir, FileSystem& fs,
+                              const std::optional<KindSet>& known_kinds = std::nullopt);
 
 }  // namespace rpool::wal

@@ -96,6 +96,12 @@ void describe_payload(const wal::Entry& e, std::string& text, nlohmann::json& j)
   opaque("unknown entry kind");
 }
 
+// The entry kinds raft writes: anything else in a log is corruption (verify, like rpoold).
+wal::KindSet raft_kinds() {
+  return wal::kinds({static_cast<std::uint8_t>(raft::EntryType::normal), static_cast<std::uint8_t>(raft::EntryType::noop),
+                     static_cast<std::uint8_t>(raft::EntryType::config)});
+}
+
 wal::Options read_only_options(std::ostream& err) {
   wal::Options o;
   o.read_only = true;
@@ -197,7 +203,7 @@ int wal_dump(const std::string& dir, const DumpOptions& options, std::ostream& o
 }
 
 int wal_verify(const std::string& dir, std::ostream& out, std::ostream& err) {
-  const wal::VerifyReport report = wal::verify_directory(dir, wal::posix_file_system());
+  const wal::VerifyReport report = wal::verify_directory(dir, wal::posix_file_system(), raft_kinds());
   for (const auto& w : report.warnings) err << "rpool-wal: warning: " << w << '\n';
   for (const auto& f : report.faults) {
     out << fmt::format("FAULT {}: offset {}: {}\n", f.file, f.offset, f.reason);
