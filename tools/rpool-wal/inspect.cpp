@@ -203,7 +203,7 @@ int wal_dump(const std::string& dir, const DumpOptions& options, std::ostream& o
 }
 
 int wal_verify(const std::string& dir, std::ostream& out, std::ostream& err) {
-  const wal::VerifyReport report = wal::verify_directory(dir, wal::posix_file_system(), raft_kinds());
+  const wal::VerifyReport report = wal::verify_directory_settled(dir, wal::posix_file_system(), raft_kinds());
   for (const auto& w : report.warnings) err << "rpool-wal: warning: " << w << '\n';
   for (const auto& f : report.faults) {
     out << fmt::format("FAULT {}: offset {}: {}\n", f.file, f.offset, f.reason);
