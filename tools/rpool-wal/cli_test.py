@@ -48,6 +48,11 @@ def record_offsets(data):
     return offsets, pos
 
 
+def record_offsets_all(data):
+    """Like record_offsets, but through damaged records: every record by its length field."""
+    return record_offsets(data)
+
+
 def flip(path, offset):
     with open(path, "r+b") as f:
         f.seek(offset)
@@ -179,6 +184,41 @@ with tempfile.TemporaryDirectory(prefix="rpool-wal-cli-") as tmp:
         check(rc == 1 and f"{path}: offset {bad}: " in err and reason in err,
               f"opening the log fails on a {damage} in the middle, naming file and offset", out + err)
         check(open(path, "rb").read() == before, f"nothing is cut after a {damage}", "")
+
+    # repair: without --yes it only says what it would do; with --yes it cuts at the first fault,
+    # keeps the cut bytes in <file>.broken, and the directory then verifies and opens.
+    d = os.path.join(tmp, "long-flip")  # damaged above: a flipped byte a third into the open segment
+    _, opened = segments(d)
+    path = os.path.join(d, opened[0])
+    offsets, end = record_offsets_all(open(path, "rb").read())
+    before = open(path, "rb").read()
+    bad = max(o for o in offsets if o <= end // 3)
+    rc, out, err = run("repair", d)
+    check(rc == 0 and f"first fault: {path}: offset {bad}: " in out and f"would cut {opened[0]} at offset {bad}" in out
+          and "nothing was changed" in out, "repair without --yes says what it would do", out + err)
+    check(open(path, "rb").read() == before and not os.path.exists(path + ".broken"), "repair without --yes changes nothing", "")
+    rc, out, err = run("repair", d, "--yes")
+    # The records cut were committed (the hard state says 3000): repair does not hide that.
+    check(rc == 1 and f"did cut {opened[0]} at offset {bad}" in out and "commit index 3000 is beyond the durable log" in out
+          and "committed entries were cut" in out, "repair --yes cuts at the first fault and reports the committed entries lost", out + err)
+    kept = open(path + ".broken", "rb").read() if os.path.exists(path + ".broken") else b""
+    check(kept == before[bad:end], "the cut bytes are kept in <file>.broken", f"{len(kept)} bytes kept, {end - bad} cut")
+    check(open(path, "rb").read() == before[:bad], "the segment ends at the cut", "")
+    rc, out, err = run("stat", d)
+    check(rc == 0 and f"indexes 1..{offsets.index(bad)})" in out, "the repaired log opens with the records before the cut", out + err)
+    rc, out, err = run("repair", d)
+    check(rc == 1 and "nothing to cut" in out, "a second repair finds nothing to cut", out + err)
+
+    # A bad last record of the open segment: cut and kept.
+    d = os.path.join(tmp, "repair-last")
+    subprocess.run([GEN, "--long", d], capture_output=True, text=True, check=True)
+    _, opened = segments(d)
+    path = os.path.join(d, opened[0])
+    offsets, end = record_offsets(open(path, "rb").read())
+    flip(path, offsets[-1] + 30)
+    rc, out, err = run("repair", d, "--yes")
+    check(rc == 1 and f"did cut {opened[0]} at offset {offsets[-1]}" in out, "repair cuts a bad last record", out + err)
+    check(os.path.getsize(path + ".broken") == end - offsets[-1], "and keeps it", "")
 
     # Several faults at once: a missing segment, a bad snapshot, a bad hard state, a cut segment.
     d, first, last = fresh(tmp, "many")
