@@ -238,6 +238,27 @@ with tempfile.TemporaryDirectory(prefix="rpool-wal-cli-") as tmp:
     check(any(closed[0] in l and "cut short" in l for l in faults), "a cut closed segment is a fault", out)
     check("4 faults" in out, "verify counts the faults", out)
 
+    # A new data directory (and each new parent) is made durable in its parent: traced.
+    if shutil.which("strace"):
+        d = os.path.join(tmp, "new", "nested", "dir")
+        trace = os.path.join(tmp, "strace.txt")
+        subprocess.run(["strace", "-f", "-e", "trace=mkdir,openat,fsync", "-o", trace, GEN, d],
+                       capture_output=True, text=True, check=True)
+        lines = open(trace).read().splitlines()
+        fd_dir = {}
+        synced = []
+        for l in lines:
+            if "O_DIRECTORY" in l and "openat(" in l and "= " in l and "O_NONBLOCK" not in l:
+                fd_dir[l.rsplit("= ", 1)[1].strip()] = l.split('"')[1]
+            if " fsync(" in l:
+                synced.append(fd_dir.get(l.split("fsync(")[1].split(")")[0]))
+        made = [l.split('"')[1] for l in lines if " mkdir(" in l and l.rstrip().endswith("= 0")]
+        check(made == [os.path.join(tmp, "new"), os.path.join(tmp, "new", "nested"), d], "mkdir -p of the data directory", str(made))
+        for m in made:
+            check(os.path.dirname(m) in synced, f"the parent of new directory {m} is fsynced", str(synced))
+    else:
+        print("strace not installed: skipping the directory fsync trace", file=sys.stderr)
+
     # Real POSIX calls failing under libfiu (Debian fiu-utils), if installed: a writer that meets
     # EIO/ENOSPC from pwrite or fdatasync exits with an error, never a crash, and leaves a
     # directory that verifies and opens.
