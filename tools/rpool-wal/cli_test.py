@@ -115,6 +115,28 @@ with tempfile.TemporaryDirectory(prefix="rpool-wal-cli-") as tmp:
     check(rc == 1 and f"FAULT {os.path.join(d, opened_k[0])}: offset " in out and f"entry {last_k} has kind 9" in out,
           "verify: an unknown entry kind is a fault naming file and offset", out + err)
 
+    # The cross-checks rpoold's recovery makes, one at a time: exit 1 and the file named.
+    d, first, last = fresh(tmp, "no-oldest")
+    closed, _ = segments(d)
+    os.remove(os.path.join(d, closed[0]))
+    rc, out, err = run("verify", d)
+    check(rc == 1 and f"FAULT {os.path.join(d, closed[1])}: offset 16: the log starts at index " in out
+          and "but the snapshot ends at index 150" in out and "(a missing oldest segment)" in out,
+          "verify: a missing oldest segment is a fault naming the segment now first", out + err)
+    d, first, last = fresh(tmp, "no-hardstate")
+    os.remove(os.path.join(d, "hardstate"))
+    rc, out, err = run("verify", d)
+    check(rc == 1 and f"FAULT {os.path.join(d, 'hardstate')}: offset 0: missing, beside a log holding entries {first}..{last}" in out,
+          "verify: a missing hard state beside entries is a fault", out + err)
+    d, first, last = fresh(tmp, "commit-beyond")
+    _, opened = segments(d)
+    path = os.path.join(d, opened[0])
+    offsets, _ = record_offsets(open(path, "rb").read())
+    os.truncate(path, offsets[-3])  # the last three records gone; the hard state commits last - 2
+    rc, out, err = run("verify", d)
+    check(rc == 1 and f"FAULT {os.path.join(d, 'hardstate')}: offset 32: commit index {last - 2} is beyond the durable log, "
+          f"which ends at index {last - 3}" in out, "verify: a commit index beyond the log is a fault", out + err)
+
     # Usage errors.
     rc, out, err = run("dump", d, "--format", "xml")
     check(rc == 2, "a bad --format is a usage error (exit 2)", f"rc={rc} {err}")
