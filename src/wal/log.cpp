@@ -3,7 +3,9 @@
 #include "wal/log.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -13,6 +15,7 @@ namespace rpool::wal {
 namespace {
 
 constexpr std::size_t zero_chunk_bytes = 1u << 20;
+constexpr int read_only_retries_max = 4;  // further recoveries of a read-only open (rpool-wal beside a node)
 constexpr std::size_t zero_flush_bytes = 4u << 20;
 static_assert(zero_flush_bytes % zero_chunk_bytes == 0);
 
@@ -48,7 +51,19 @@ OpenResult Log::open(const std::string& dir, Options options) {
                   : fmt::format("{}: cannot lock LOCK: {}", dir, ec.message())};
     }
   }
-  if (auto ec = log->recover()) return {nullptr, ec, log->error_detail_};
+  std::error_code ec = log->recover();
+  // Read-only, beside a live node: a segment renamed or removed during the scan, or a write in
+  // flight that reads as a damaged record, changes on a second look; real damage does not.
+  // There is no event to wait for across processes: back off a little (1, 2, 4, 8 ms) and retry.
+  for (int attempt = 0; ec && log->options_.read_only && attempt < read_only_retries_max &&
+                        (ec == errc::corrupt || ec == errc::not_found);
+       ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1 << attempt));
+    Options again = log->options_;
+    log.reset(new Log(dir, std::move(again)));
+    ec = log->recover();
+  }
+  if (ec) return {nullptr, ec, log->error_detail_};
   result.log = std::move(log);
   return result;
 }

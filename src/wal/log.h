@@ -41,7 +41,9 @@ struct Options {
   // synced when created. For tests and benchmarks only.
   bool fsync = true;
   // No lock, no repairs, no writes: for rpool-wal, which may run beside a live node. A torn tail
-  // of the open segment is reported as a warning and left alone.
+  // of the open segment is reported as a warning and left alone. A recovery that finds a file
+  // gone or a record damaged is tried again a few times (a node may be renaming or writing it)
+  // before open() reports it.
   bool read_only = false;
   std::size_t snapshots_kept = 2;            // the newest N snapshot files survive save_snapshot
   // The entry kinds the application writes (raft: 1..3); a record of any other kind fails open()

@@ -13,7 +13,7 @@
 namespace rpool::wal {
 namespace {
 
-TEST_CASE("verify beside a writer that rolls, compacts and truncates never reports a false fault") {
+TEST_CASE("verify and read-only opens beside a writer that rolls, compacts and truncates never report a false fault") {
   test::TempDir tmp;
   const KindSet known = kinds({1});
   std::atomic<bool> stop{false};
@@ -61,6 +61,11 @@ TEST_CASE("verify beside a writer that rolls, compacts and truncates never repor
   while (scans < 300 || rolls.load() < 20 || compactions.load() < 5 || truncations.load() < 5) {
     const VerifyReport report = verify_directory_settled(tmp.path(), posix_file_system(), known);
     for (const auto& f : report.faults) false_faults.push_back(f.line());
+    // And a read-only open, as rpool-wal stat and dump make.
+    Options ro = test::small(nullptr, 4096);
+    ro.read_only = true;
+    OpenResult opened = Log::open(tmp.path(), ro);
+    if (opened.error) false_faults.push_back("read-only open: " + opened.detail);
     ++scans;
   }
   stop = true;
