@@ -50,8 +50,11 @@ std::uint32_t record_crc(ByteView record) {
 }  // namespace
 
 std::error_code FileSource::view(std::uint64_t offset, std::size_t len, ByteView& out) {
-  RPOOL_ASSERT_OP(offset, >=, buffer_offset_);
   RPOOL_ASSERT(offset <= size_ && len <= size_ - offset);
+  if (offset < buffer_offset_) {
+    buffer_.clear();  // backwards (judge_tail looks at a tail twice): read again from here
+    buffer_offset_ = offset;
+  }
   const std::uint64_t buffered_end = buffer_offset_ + buffer_.size();
   if (offset + len > buffered_end) {
     // Keep what is still wanted, then read a window's worth (or the whole request) behind it.
@@ -295,6 +298,40 @@ TailVerdict judge_tail(ByteSource& file, const SegmentScan& scan) {
   const bool long_record = header_present && length <= entry_payload_bytes_max &&
                            record_bytes(length) > write_window_bytes;
   const std::uint64_t reach_end = from + (long_record ? record_bytes(length) : write_window_bytes);
+  if (long_record && nonzero_end > from + write_window_bytes) {
+    // A length field is not checked on its own: a damaged one could claim the rest of the file.
+    // A genuine long record holds no record of the next index inside it; look for one.
+    const std::uint64_t next_index = scan.first_index.value() + scan.records.size() + 1;
+    std::uint64_t found = 0;
+    constexpr std::uint64_t chunk = 1u << 20;
+    for (std::uint64_t at = from + 1; !found && at + record_header_bytes <= nonzero_end; at += chunk) {
+      const std::uint64_t len = std::min(chunk + record_header_bytes, nonzero_end - at);
+      ByteView window;
+      if (file.view(at, static_cast<std::size_t>(len), window)) window = {};
+      std::vector<std::uint64_t> candidates;
+      for (std::uint64_t i = 0; i + record_header_bytes <= window.size() && i < chunk; ++i) {
+        if (load_u64le(window.data() + i + 16) == next_index) candidates.push_back(at + i);
+      }
+      for (const std::uint64_t c : candidates) {
+        ByteView h;
+        if (file.view(c, record_header_bytes, h)) continue;
+        const std::uint32_t len_c = load_u32le(h.data());
+        const std::uint32_t crc_c = load_u32le(h.data() + 4);
+        if (len_c > entry_payload_bytes_max || c + record_bytes(len_c) > size) continue;
+        ByteView rec;
+        if (file.view(c, static_cast<std::size_t>(record_bytes(len_c)), rec)) continue;
+        if (record_crc(rec) == crc_c) {
+          found = c;
+          break;
+        }
+      }
+    }
+    if (found) {
+      v.reason = fmt::format("{}, and its length field claims {} bytes but a valid record of index {} starts at "
+                             "offset {} inside them: the header is damaged", what, record_bytes(length), next_index, found);
+      return v;
+    }
+  }
   if (nonzero_end > reach_end) {
     v.reason = fmt::format("{}, with non-zero bytes up to offset {} ({} bytes after it): beyond the {} bytes "
                            "one unfinished write can reach, so records synced after it would be lost",

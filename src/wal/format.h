@@ -119,7 +119,7 @@ class ByteSource {
   virtual ~ByteSource() = default;
   virtual std::uint64_t size() const = 0;
   // A view of [offset, offset + len), which lies within size(). Valid until the next call; offsets
-  // never move backwards past the start of the previous view.
+  // are meant to move forwards; a view before the previous one's start reads again.
   virtual std::error_code view(std::uint64_t offset, std::size_t len, ByteView& out) = 0;
 };
 

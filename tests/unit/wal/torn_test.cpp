@@ -354,3 +354,17 @@ TEST_CASE("a record longer than a window torn after its synced header is a torn 
 
 }  // namespace
 }  // namespace rpool::wal
+
+namespace rpool::wal {
+namespace {
+
+TEST_CASE("a damaged length field claiming a long record over valid records is corruption") {
+  OpenSegment seg(3000);
+  Bytes image = seg.fs.contents(seg.path);
+  const std::uint64_t at = seg.offsets[1000];
+  image[at + 2] = 0x40;  // length 200 -> 0x4000c8: about 4 MB, a long record running past the records
+  seg.expect_corrupt(image, at, "a valid record of index 1002 starts at offset");
+}
+
+}  // namespace
+}  // namespace rpool::wal
