@@ -140,7 +140,8 @@ struct OpenResult;
 //       index or a falling term, an impossible length, or a bad checksum with every sector
 //       written is changed data, never a crash); and
 //   (b) E lies within one write's reach of D: E - D <= write_window_bytes, or, when the header at
-//       D declares a record longer than a window, E <= the end of that record.
+//       D declares a record longer than a window, E <= the end of that record and no valid
+//       record of the next index starts inside it (else the length field itself is damaged).
 // A flipped byte fails (a); a zeroed sector or a cut with more than 256 KiB of records behind it
 // fails (b), so neither takes acknowledged records with it. What the rule cannot tell apart is
 // a zeroed sector within the last 256 KiB from an unfinished write: that is cut as torn. (A
