@@ -22,6 +22,7 @@ class Category final : public std::error_category {
       case errc::unavailable: return "index beyond the end of the log";
       case errc::bad_argument: return "bad argument";
       case errc::read_only: return "log opened read-only";
+      case errc::descriptors_exhausted: return "no file descriptor left (EMFILE/ENFILE); retry later";
     }
     return "unknown wal error";
   }
@@ -43,6 +44,8 @@ std::error_code from_errno(int err) {
     case EDQUOT: return errc::disk_full;
     case ENOENT: return errc::not_found;
     case EWOULDBLOCK: return errc::locked;
+    case EMFILE:
+    case ENFILE: return errc::descriptors_exhausted;
     default: return errc::io_error;
   }
 }

@@ -147,13 +147,25 @@ class PosixFileSystem final : public FileSystem {
 
   std::error_code make_dirs(const std::string& dir) override {
     if (dir.empty()) return {};
+    if (auto ec = make_dirs_inner(dir)) return ec;
+    // The leaf's parent is synced even when the leaf existed: a run that crashed between its
+    // mkdir and this fsync left an entry that exists but may not be durable.
+    return sync_dir(parent_of(dir));
+  }
+
+  static std::string parent_of(const std::string& dir) {
+    const auto slash = dir.find_last_of('/', dir.size() > 1 ? dir.size() - 2 : 0);
+    return slash == std::string::npos ? "." : (slash == 0 ? "/" : dir.substr(0, slash));
+  }
+
+  // mkdir -p, fsyncing the parent of each directory it creates.
+  std::error_code make_dirs_inner(const std::string& dir) {
     struct stat st {};
     if (::stat(dir.c_str(), &st) == 0) {
       return S_ISDIR(st.st_mode) ? std::error_code() : std::error_code(errc::io_error);
     }
-    const auto slash = dir.find_last_of('/', dir.size() > 1 ? dir.size() - 2 : 0);
-    const std::string parent = slash == std::string::npos ? "." : (slash == 0 ? "/" : dir.substr(0, slash));
-    if (auto ec = make_dirs(parent)) return ec;
+    const std::string parent = parent_of(dir);
+    if (auto ec = make_dirs_inner(parent)) return ec;
     if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return last_error();
     return sync_dir(parent);
   }

@@ -50,8 +50,11 @@ std::uint32_t record_crc(ByteView record) {
 }  // namespace
 
 std::error_code FileSource::view(std::uint64_t offset, std::size_t len, ByteView& out) {
-  RPOOL_ASSERT_OP(offset, >=, buffer_offset_);
   RPOOL_ASSERT(offset <= size_ && len <= size_ - offset);
+  if (offset < buffer_offset_) {
+    buffer_.clear();  // backwards (judge_tail looks at a tail twice): read again from here
+    buffer_offset_ = offset;
+  }
   const std::uint64_t buffered_end = buffer_offset_ + buffer_.size();
   if (offset + len > buffered_end) {
     // Keep what is still wanted, then read a window's worth (or the whole request) behind it.
@@ -185,7 +188,10 @@ SegmentScan scan_segment(ByteSource& file) {
         s.read_error = ec;
         return s;
       }
-      if (!all_zero(rh)) s.fault = "record header cut short by the end of the file";
+      if (!all_zero(rh)) {
+        s.fault = "record header cut short by the end of the file";
+        s.stop = ScanStop::cut_short;
+      }
       break;
     }
     if (auto ec = file.view(pos, record_header_bytes, rh)) {
@@ -196,14 +202,19 @@ SegmentScan scan_segment(ByteSource& file) {
     const std::uint32_t stored_crc = load_u32le(rh.data() + 4);
     const Term term(load_u64le(rh.data() + 8));
     const LogIndex index(load_u64le(rh.data() + 16));
-    if (length == 0 && stored_crc == 0 && all_zero(rh)) break;  // the zero-filled, preallocated tail
+    if (length == 0 && stored_crc == 0 && all_zero(rh)) {
+      s.stop = ScanStop::zero_header;  // the zero-filled, preallocated tail (end, if only zeros follow)
+      break;
+    }
     if (length > entry_payload_bytes_max) {
       s.fault = fmt::format("record length {} exceeds the maximum {}", length, entry_payload_bytes_max);
+      s.stop = ScanStop::other;
       break;
     }
     if (record_bytes(length) > left) {
       s.fault = fmt::format("record of {} bytes cut short by the end of the file ({} bytes left)",
                             record_bytes(length), left);
+      s.stop = ScanStop::cut_short;
       break;
     }
     const std::uint8_t kind = rh[24];
@@ -214,14 +225,17 @@ SegmentScan scan_segment(ByteSource& file) {
     }
     if (record_crc(record) != stored_crc) {
       s.fault = "record checksum mismatch";
+      s.stop = ScanStop::checksum;
       break;
     }
     if (index != expected) {
       s.fault = fmt::format("record holds index {}, expected {}", index, expected);
+      s.stop = ScanStop::other;
       break;
     }
     if (term < last_term) {
       s.fault = fmt::format("record term {} is below the previous record's term {}", term, last_term);
+      s.stop = ScanStop::other;
       break;
     }
     s.records.push_back({pos, term, index, kind, length});
@@ -231,7 +245,125 @@ SegmentScan scan_segment(ByteSource& file) {
   }
   finish(pos);
   if (s.fault && !s.read_error) RPOOL_ASSERT(s.garbage_bytes > 0);
+  if (s.stop == ScanStop::zero_header && s.garbage_bytes == 0) s.stop = ScanStop::end;
+  if (!s.fault) RPOOL_ASSERT(s.stop == ScanStop::end || s.stop == ScanStop::zero_header);
   return s;
+}
+
+TailVerdict judge_tail(ByteSource& file, const SegmentScan& scan) {
+  RPOOL_ASSERT(scan.header_ok);
+  RPOOL_ASSERT(scan.garbage_bytes > 0);
+  const std::uint64_t from = scan.data_end;                      // D: the first bad byte
+  const std::uint64_t nonzero_end = from + scan.garbage_bytes;   // E: past the last non-zero byte
+  const std::uint64_t size = file.size();
+  const std::string what = scan.fault ? *scan.fault : std::string("an all-zero record header with non-zero bytes after it");
+  TailVerdict v;
+  if (scan.stop == ScanStop::other) {
+    v.reason = fmt::format("{}: no unfinished write leaves this (only zero sectors or a short file)", what);
+    return v;
+  }
+  // The record that starts at D, as far as its header tells: its extent, and whether it is one
+  // record longer than a write window (written alone, header synced first).
+  ByteView header;
+  const std::size_t header_len = static_cast<std::size_t>(std::min<std::uint64_t>(record_header_bytes, size - from));
+  if (auto ec = file.view(from, header_len, header)) {
+    v.reason = fmt::format("{}: cannot read it again: {}", what, ec.message());
+    return v;
+  }
+  std::uint64_t length = 0;
+  for (std::size_t i = 0; i < 4 && i < header.size(); ++i) length |= std::uint64_t{header[i]} << (8 * i);
+  const bool header_present = scan.stop != ScanStop::zero_header && header.size() >= 4;
+  std::uint64_t extent_end = std::min(size, from + record_header_bytes);
+  if (header_present && length <= entry_payload_bytes_max) extent_end = std::min(size, from + record_bytes(length));
+  // Shape: what an unfinished write leaves is a zero header, a file cut short, or at least one
+  // sector of the record still zero. A record with every sector present and a bad checksum has
+  // changed bytes: no crash does that.
+  bool shaped = scan.stop == ScanStop::zero_header || scan.stop == ScanStop::cut_short;
+  for (std::uint64_t at = from; !shaped && at < extent_end;) {
+    const std::uint64_t sector_end = std::min(extent_end, (at / sector_bytes + 1) * sector_bytes);
+    ByteView part;
+    if (auto ec = file.view(at, static_cast<std::size_t>(sector_end - at), part)) {
+      v.reason = fmt::format("{}: cannot read it again: {}", what, ec.message());
+      return v;
+    }
+    shaped = all_zero(part);
+    at = sector_end;
+  }
+  if (!shaped) {
+    v.reason = fmt::format("{}, with every sector of the record written: a crash leaves whole sectors "
+                           "zero or the file short, never changed bytes", what);
+    return v;
+  }
+  // Reach: one write window from D, or the one long record that starts at D.
+  const bool long_record = header_present && length <= entry_payload_bytes_max &&
+                           record_bytes(length) > write_window_bytes;
+  const std::uint64_t reach_end = from + (long_record ? record_bytes(length) : write_window_bytes);
+  if (long_record && nonzero_end > from + write_window_bytes) {
+    // A length field is not checked on its own: a damaged one could claim the rest of the file.
+    // A genuine long record holds no record of the next index inside it; look for one.
+    const std::uint64_t next_index = scan.first_index.value() + scan.records.size() + 1;
+    std::uint64_t found = 0;
+    constexpr std::uint64_t chunk = 1u << 20;
+    for (std::uint64_t at = from + 1; !found && at + record_header_bytes <= nonzero_end; at += chunk) {
+      const std::uint64_t len = std::min(chunk + record_header_bytes, nonzero_end - at);
+      ByteView window;
+      if (file.view(at, static_cast<std::size_t>(len), window)) window = {};
+      std::vector<std::uint64_t> candidates;
+      for (std::uint64_t i = 0; i + record_header_bytes <= window.size() && i < chunk; ++i) {
+        if (load_u64le(window.data() + i + 16) == next_index) candidates.push_back(at + i);
+      }
+      for (const std::uint64_t c : candidates) {
+        ByteView h;
+        if (file.view(c, record_header_bytes, h)) continue;
+        const std::uint32_t len_c = load_u32le(h.data());
+        const std::uint32_t crc_c = load_u32le(h.data() + 4);
+        if (len_c > entry_payload_bytes_max || c + record_bytes(len_c) > size) continue;
+        ByteView rec;
+        if (file.view(c, static_cast<std::size_t>(record_bytes(len_c)), rec)) continue;
+        if (record_crc(rec) == crc_c) {
+          found = c;
+          break;
+        }
+      }
+    }
+    if (found) {
+      v.reason = fmt::format("{}, and its length field claims {} bytes but a valid record of index {} starts at "
+                             "offset {} inside them: the header is damaged", what, record_bytes(length), next_index, found);
+      return v;
+    }
+  }
+  if (nonzero_end > reach_end) {
+    v.reason = fmt::format("{}, with non-zero bytes up to offset {} ({} bytes after it): beyond the {} bytes "
+                           "one unfinished write can reach, so records synced after it would be lost",
+                           what, nonzero_end, nonzero_end - from, reach_end - from);
+    return v;
+  }
+  v.torn = true;
+  v.reason = what;
+  return v;
+}
+
+KindSet kinds(std::initializer_list<std::uint8_t> list) {
+  KindSet set;
+  for (const std::uint8_t k : list) set.set(k);
+  return set;
+}
+
+std::optional<RecordFault> check_records(const SegmentScan& scan, std::optional<Term> previous_last_term,
+                                         const std::optional<KindSet>& known) {
+  if (previous_last_term && !scan.records.empty() && scan.records.front().term < *previous_last_term) {
+    return RecordFault{scan.records.front().offset,
+                       fmt::format("record term {} is below the previous segment's last term {}",
+                                   scan.records.front().term, *previous_last_term)};
+  }
+  if (known) {
+    for (const RecordMeta& r : scan.records) {
+      if (!known->test(r.kind)) {
+        return RecordFault{r.offset, fmt::format("entry {} has kind {}, which is not a kind this log holds", r.index, r.kind)};
+      }
+    }
+  }
+  return std::nullopt;
 }
 
 bool decode_record(ByteView file, const RecordMeta& meta, Entry& out) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <bitset>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -52,6 +53,19 @@ inline constexpr std::uint64_t snapshot_trailer_bytes = 8;
 // The largest payload one entry may carry. A record larger than a segment gets a segment of its
 // own, which then exceeds segment_bytes.
 inline constexpr std::uint32_t entry_payload_bytes_max = 256u << 20;
+// The unit a disk writes atomically: after a power loss each 512-byte sector of a file (counted
+// from the file's start) holds either its old content or the new, never a mix. Every byte the
+// log has not yet made durable has zero as its old content (see STALE RECORDS in log.h), so an
+// unfinished write shows as whole zero sectors, or as a file cut short.
+inline constexpr std::uint64_t sector_bytes = 512;
+// The most record bytes of the open segment that are ever written but not yet synced: append()
+// syncs before a write would take them past this (a record longer than this is written alone,
+// its header synced first). So a crash can damage only the last write_window_bytes of records;
+// damage further from the end is corruption. Long enough for a 256-entry batch of 1 KiB entries
+// in one fdatasync; short enough that a zeroed sector with 256 KiB of records behind it is never
+// taken for a crash.
+inline constexpr std::uint64_t write_window_bytes = 256u << 10;
+static_assert(write_window_bytes % sector_bytes == 0);
 inline constexpr std::string_view segment_magic = "RPOOLWAL";
 inline constexpr std::string_view hard_state_magic = "RPOOLHST";
 inline constexpr std::string_view snapshot_magic = "RPOOLSNP";
@@ -105,7 +119,7 @@ class ByteSource {
   virtual ~ByteSource() = default;
   virtual std::uint64_t size() const = 0;
   // A view of [offset, offset + len), which lies within size(). Valid until the next call; offsets
-  // never move backwards past the start of the previous view.
+  // are meant to move forwards; a view before the previous one's start reads again.
   virtual std::error_code view(std::uint64_t offset, std::size_t len, ByteView& out) = 0;
 };
 
@@ -138,6 +152,15 @@ class FileSource final : public ByteSource {
   std::uint64_t buffer_offset_ = 0;  // file offset of buffer_[0]
 };
 
+// Why scan_segment() stopped reading records.
+enum class ScanStop {
+  end,          // the end of the file, or an all-zero record header followed by zeros only
+  zero_header,  // an all-zero record header, with non-zero bytes somewhere after it
+  cut_short,    // a record (or its header) runs past the end of the file
+  checksum,     // a record's CRC32C does not match
+  other,        // a bad header, an impossible length, a wrong index, a falling term
+};
+
 // What scan_segment() found in the bytes of one segment file.
 struct SegmentScan {
   bool header_ok = false;
@@ -150,6 +173,7 @@ struct SegmentScan {
   // exact) tail. When fault is set they start with the bad record.
   std::uint64_t garbage_bytes = 0;
   std::optional<std::string> fault;  // why the record at data_end is not valid
+  ScanStop stop = ScanStop::end;
   std::error_code read_error;        // the source failed; nothing else is meaningful then
 };
 
@@ -162,6 +186,31 @@ inline SegmentScan scan_segment(ByteView file) {
   MemorySource source(file);
   return scan_segment(source);
 }
+
+// The torn-tail rule (documented in log.h, TORN TAIL OR CORRUPTION) for the bytes after the last
+// valid record of the newest open segment, when scan.garbage_bytes > 0. Pure, like scan_segment:
+// Log::open and verify_directory() both judge by it.
+struct TailVerdict {
+  bool torn = false;   // true: a crash artefact, cut at open; false: corruption
+  std::string reason;  // for the warning or the fault, to be given with offset scan.data_end
+};
+TailVerdict judge_tail(ByteSource& file, const SegmentScan& scan);
+
+// The entry kinds an application writes (raft: 1..3). The log stores kinds opaquely; recovery
+// and verify treat any other kind as corruption when given a set (Options::known_kinds).
+using KindSet = std::bitset<256>;
+KindSet kinds(std::initializer_list<std::uint8_t> list);
+
+// The checks of a segment's valid records that Log::open and verify_directory() share beyond
+// scan_segment(): the first record's term against the previous segment's last term (a term
+// regression across segments), and each record's kind against `known` (when given). nullopt when
+// they pass; else the offset and reason of the first failure.
+struct RecordFault {
+  std::uint64_t offset = 0;
+  std::string reason;
+};
+std::optional<RecordFault> check_records(const SegmentScan& scan, std::optional<Term> previous_last_term,
+                                         const std::optional<KindSet>& known);
 
 // Decodes the record at `meta.offset` of `file` again (checking its CRC), into `out`.
 bool decode_record(ByteView file, const RecordMeta& meta, Entry& out);

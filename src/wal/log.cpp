@@ -3,7 +3,9 @@
 #include "wal/log.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -13,6 +15,7 @@ namespace rpool::wal {
 namespace {
 
 constexpr std::size_t zero_chunk_bytes = 1u << 20;
+constexpr int read_only_retries_max = 4;  // further recoveries of a read-only open (rpool-wal beside a node)
 constexpr std::size_t zero_flush_bytes = 4u << 20;
 static_assert(zero_flush_bytes % zero_chunk_bytes == 0);
 
@@ -21,8 +24,12 @@ ByteView zero_chunk() {
   return zeros;
 }
 
+// Failures after which the log's view of its files may be out of step with the disk: the log
+// refuses writes until reopened. descriptors_exhausted is among them (an open that fails midway
+// through a roll-over leaves work half done); the caller retries by reopening, as for disk_full.
 bool is_io_failure(std::error_code ec) {
-  return ec == errc::io_error || ec == errc::disk_full || ec == errc::not_found;
+  return ec == errc::io_error || ec == errc::disk_full || ec == errc::not_found ||
+         ec == errc::descriptors_exhausted;
 }
 
 }  // namespace
@@ -44,7 +51,19 @@ OpenResult Log::open(const std::string& dir, Options options) {
                   : fmt::format("{}: cannot lock LOCK: {}", dir, ec.message())};
     }
   }
-  if (auto ec = log->recover()) return {nullptr, ec, log->error_detail_};
+  std::error_code ec = log->recover();
+  // Read-only, beside a live node: a segment renamed or removed during the scan, or a write in
+  // flight that reads as a damaged record, changes on a second look; real damage does not.
+  // There is no event to wait for across processes: back off a little (1, 2, 4, 8 ms) and retry.
+  for (int attempt = 0; ec && log->options_.read_only && attempt < read_only_retries_max &&
+                        (ec == errc::corrupt || ec == errc::not_found);
+       ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1 << attempt));
+    Options again = log->options_;
+    log.reset(new Log(dir, std::move(again)));
+    ec = log->recover();
+  }
+  if (ec) return {nullptr, ec, log->error_detail_};
   result.log = std::move(log);
   return result;
 }
@@ -202,19 +221,19 @@ std::error_code Log::recover_segment(const std::string& name, bool open, std::ui
   if (scan.garbage_bytes > 0) {
     const std::string why = scan.fault ? *scan.fault : std::string("non-zero bytes after the last record");
     if (!last_open) return corrupt(name, scan.data_end, why);
+    FileSource again(*file, size);
+    const TailVerdict verdict = judge_tail(again, scan);
+    if (!verdict.torn) return corrupt(name, scan.data_end, verdict.reason);
     warn(fmt::format("{}: cut a torn tail of {} bytes at offset {} ({}); the log ends at index {}",
-                     path(name), scan.garbage_bytes, scan.data_end, why,
+                     path(name), scan.garbage_bytes, scan.data_end, verdict.reason,
                      scan.first_index + scan.records.size() - 1));
     dirty_end = scan.data_end + scan.garbage_bytes;
   }
   if (!open && scan.records.empty()) return corrupt(name, segment_header_bytes, "closed segment holds no records");
-  if (!segments_.empty()) {
-    const Term prev = segments_.back().terms.back();
-    if (!scan.records.empty() && scan.records.front().term < prev) {
-      return corrupt(name, scan.records.front().offset,
-                     fmt::format("record term {} is below the previous segment's last term {}",
-                                 scan.records.front().term, prev));
-    }
+  std::optional<Term> previous_last_term;
+  if (!segments_.empty() && !segments_.back().terms.empty()) previous_last_term = segments_.back().terms.back();
+  if (const auto bad = check_records(scan, previous_last_term, options_.known_kinds)) {
+    return corrupt(name, bad->offset, bad->reason);
   }
   Segment seg;
   seg.name = name;
@@ -237,9 +256,6 @@ std::error_code Log::recover_segment(const std::string& name, bool open, std::ui
   if (write && dirty_end > scan.data_end) {
     // Zero the torn bytes so that no stale record can ever line up behind a new one.
     if (auto ec = zero_range(segments_.back(), scan.data_end, dirty_end)) return ec;
-    if (auto ec = segments_.back().file->sync_data()) {
-      return fail(ec, fmt::format("{}: fdatasync failed: {}", path(name), ec.message()));
-    }
     segments_.back().dirty_end = scan.data_end;
   }
   return {};
@@ -320,7 +336,12 @@ std::error_code Log::start_segment(LogIndex first_index) {
   seg.first_index = first_index;
   const std::string p = path(seg.name);
   if (auto ec = take_spare(p)) return ec;
-  if (auto ec = fs_.open(p, OpenMode::read_write, seg.file)) return fail(ec, fmt::format("{}: cannot open: {}", p, ec.message()));
+  if (auto ec = fs_.open(p, OpenMode::read_write, seg.file)) {
+    // Without a header the file would be a stray open segment in front of the next one; it never
+    // held a record, so it goes (best effort: recovery discards it if this fails too).
+    (void)fs_.remove(p);
+    return fail(ec, fmt::format("{}: cannot open: {}", p, ec.message()));
+  }
   scratch_.clear();
   encode_segment_header(first_index, scratch_);
   // The header is durable before any record is written behind it, so a bad header with records
@@ -354,18 +375,69 @@ std::error_code Log::close_open_segment() {
   seg.file_bytes = seg.data_end;
   seg.dirty_end = seg.data_end;
   unsynced_ = false;
+  unsynced_bytes_ = 0;
   return {};
 }
 
 std::error_code Log::zero_range(Segment& seg, std::uint64_t from, std::uint64_t to) {
   RPOOL_ASSERT(seg.open);
   RPOOL_ASSERT_OP(from, <=, to);
-  for (std::uint64_t at = from; at < to; at += zero_chunk_bytes) {
-    const auto n = std::min<std::uint64_t>(zero_chunk_bytes, to - at);
-    if (auto ec = seg.file->write_at(at, zero_chunk().first(n))) {
+  RPOOL_ASSERT_OP(zero_chunk_bytes, >=, write_window_bytes);
+  // The record starts inside the range cut it into regions; slices are runs of whole regions.
+  std::vector<std::uint64_t> starts{from};
+  for (const std::uint64_t offset : seg.offsets) {
+    if (offset > from && offset < to) starts.push_back(offset);
+  }
+  if (seg.data_end > from && seg.data_end < to) starts.push_back(seg.data_end);
+  std::sort(starts.begin(), starts.end());
+  starts.erase(std::unique(starts.begin(), starts.end()), starts.end());
+  auto zero = [&](std::uint64_t lo, std::uint64_t hi) -> std::error_code {
+    if (auto ec = seg.file->write_at(lo, zero_chunk().first(static_cast<std::size_t>(hi - lo)))) {
       return fail(ec, fmt::format("{}: write failed: {}", path(seg.name), ec.message()));
     }
+    if (auto ec = seg.file->sync_data()) {
+      return fail(ec, fmt::format("{}: fdatasync failed: {}", path(seg.name), ec.message()));
+    }
+    return {};
+  };
+  std::uint64_t end = to;
+  std::size_t k = starts.size();  // regions [starts[k..]) are zero already
+  while (end > from) {
+    std::size_t j = k;
+    while (j > 0 && end - starts[j - 1] <= write_window_bytes) --j;
+    if (j < k) {
+      if (auto ec = zero(starts[j], end)) return ec;
+      end = starts[j];
+      k = j;
+      continue;
+    }
+    // One region longer than a window: a long record. Its payload goes first, its header last, so
+    // that until then the header still says how far the record reaches.
+    const std::uint64_t lo = starts[k - 1];
+    const std::uint64_t payload = std::min(end, lo + record_header_bytes);
+    while (end > payload) {
+      const std::uint64_t slice = std::max(payload, end - std::min(end, write_window_bytes));
+      if (auto ec = zero(slice, end)) return ec;
+      end = slice;
+    }
+    if (end > lo) {
+      if (auto ec = zero(lo, end)) return ec;
+    }
+    end = lo;
+    k = k - 1;
   }
+  return {};
+}
+
+std::error_code Log::sync_window(Segment& seg) {
+  RPOOL_ASSERT(seg.open);
+  if (options_.fsync) {
+    if (auto ec = seg.file->sync_data()) {
+      return fail(ec, fmt::format("{}: fdatasync failed: {}", path(seg.name), ec.message()));
+    }
+  }
+  unsynced_bytes_ = 0;
+  unsynced_ = false;
   return {};
 }
 
@@ -374,7 +446,10 @@ std::error_code Log::remove_last_segment() {
   Segment& seg = segments_.back();
   const std::string p = path(seg.name);
   seg.file.reset();
-  if (seg.open) unsynced_ = false;
+  if (seg.open) {
+    unsynced_ = false;
+    unsynced_bytes_ = 0;
+  }
   // The removal is durable before the next one, so a crash leaves a prefix of the log, never a
   // log with a hole in it.
   if (auto ec = fs_.remove(p)) return fail(ec, fmt::format("{}: remove failed: {}", p, ec.message()));
@@ -425,11 +500,18 @@ std::error_code Log::append(std::span<const Entry> entries) {
     const std::size_t count_before = seg.offsets.size();
     const std::uint64_t start = seg.data_end;
     scratch_.clear();
+    bool window_full = false;  // the next record would take the unsynced bytes past one window
     while (i < entries.size()) {
       const std::uint64_t bytes = record_bytes(entries[i].payload.size());
       const bool fits = start + scratch_.size() + bytes <= options_.segment_bytes;
       // A record bigger than a whole segment still gets one, alone.
       if (!fits && (!seg.offsets.empty() || !scratch_.empty())) break;
+      // A record bigger than a window is written alone, after a sync.
+      if (unsynced_bytes_ + scratch_.size() + bytes > write_window_bytes &&
+          (unsynced_bytes_ > 0 || !scratch_.empty())) {
+        window_full = true;
+        break;
+      }
       seg.offsets.push_back(start + scratch_.size());
       seg.payload_bytes.push_back(static_cast<std::uint32_t>(entries[i].payload.size()));
       seg.terms.push_back(entries[i].term);
@@ -438,17 +520,32 @@ std::error_code Log::append(std::span<const Entry> entries) {
     }
     if (!scratch_.empty()) {
       seg.dirty_end = std::max(seg.dirty_end, start + scratch_.size());
-      if (auto ec = seg.file->write_at(start, scratch_)) {
+      // A long record's header is made durable before its payload: until the record is whole,
+      // its header tells recovery how far the unfinished write may reach.
+      const bool long_record = scratch_.size() > write_window_bytes;
+      std::error_code ec;
+      if (long_record) {
+        ec = seg.file->write_at(start, ByteView(scratch_).first(record_header_bytes));
+        if (!ec) ec = sync_window(seg);
+        if (!ec) ec = seg.file->write_at(start + record_header_bytes, ByteView(scratch_).subspan(record_header_bytes));
+      } else {
+        ec = seg.file->write_at(start, scratch_);
+      }
+      if (ec) {
         seg.offsets.resize(count_before);
         seg.payload_bytes.resize(count_before);
         seg.terms.resize(count_before);
+        if (poisoned_) return ec;  // sync_window failed and said so
         return fail(ec, fmt::format("{}: write at offset {} failed: {}", path(seg.name), start, ec.message()));
       }
       seg.data_end = start + scratch_.size();
       seg.file_bytes = std::max(seg.file_bytes, seg.data_end);
       unsynced_ = true;
+      unsynced_bytes_ += scratch_.size();
     }
-    if (i < entries.size()) {
+    if (window_full) {
+      if (auto ec = sync_window(seg)) return ec;
+    } else if (i < entries.size()) {
       if (auto ec = close_open_segment()) return ec;
     }
   }
@@ -460,15 +557,7 @@ std::error_code Log::sync() {
   if (!unsynced_) return {};
   Segment& seg = segments_.back();
   RPOOL_ASSERT(seg.open);
-  if (!options_.fsync) {
-    unsynced_ = false;
-    return {};
-  }
-  if (auto ec = seg.file->sync_data()) {
-    return fail(ec, fmt::format("{}: fdatasync failed: {}", path(seg.name), ec.message()));
-  }
-  unsynced_ = false;
-  return {};
+  return sync_window(seg);
 }
 
 std::error_code Log::truncate_suffix(LogIndex from) {
@@ -492,15 +581,13 @@ std::error_code Log::truncate_suffix(LogIndex from) {
   RPOOL_ASSERT_OP(keep, <, seg.offsets.size());
   const std::uint64_t cut = seg.offsets[keep];
   if (auto ec = zero_range(seg, cut, std::max(seg.dirty_end, seg.data_end))) return ec;
-  if (auto ec = seg.file->sync_data()) {
-    return fail(ec, fmt::format("{}: fdatasync failed: {}", path(seg.name), ec.message()));
-  }
   seg.offsets.resize(keep);
   seg.payload_bytes.resize(keep);
   seg.terms.resize(keep);
   seg.data_end = cut;
   seg.dirty_end = cut;
   unsynced_ = false;
+  unsynced_bytes_ = 0;
   return {};
 }
 
@@ -804,6 +891,11 @@ void Log::check_invariants() const {
   if (unsynced_) {
     RPOOL_ASSERT(!segments_.empty());
     RPOOL_ASSERT(segments_.back().open);
+  }
+  if (unsynced_bytes_ > write_window_bytes) {
+    // Only one long record, alone since the last sync.
+    RPOOL_ASSERT(!segments_.empty() && !segments_.back().offsets.empty());
+    RPOOL_ASSERT_OP(unsynced_bytes_, ==, record_bytes(segments_.back().payload_bytes.back()));
   }
   if (segments_.empty()) RPOOL_ASSERT_OP(last_index() + 1, ==, empty_first_index_);
   if (options_.read_only) RPOOL_ASSERT(!unsynced_ && !spare_.valid());

@@ -41,9 +41,14 @@ struct Options {
   // synced when created. For tests and benchmarks only.
   bool fsync = true;
   // No lock, no repairs, no writes: for rpool-wal, which may run beside a live node. A torn tail
-  // of the open segment is reported as a warning and left alone.
+  // of the open segment is reported as a warning and left alone. A recovery that finds a file
+  // gone or a record damaged is tried again a few times (a node may be renaming or writing it)
+  // before open() reports it.
   bool read_only = false;
   std::size_t snapshots_kept = 2;            // the newest N snapshot files survive save_snapshot
+  // The entry kinds the application writes (raft: 1..3); a record of any other kind fails open()
+  // with errc::corrupt. nullopt: kinds are not checked.
+  std::optional<KindSet> known_kinds;
   FileSystem* fs = nullptr;                  // nullptr: posix_file_system()
   // Receives each recovery warning (one line). Default: "rpool-wal: warning: ..." on stderr.
   std::function<void(const std::string&)> warn;
@@ -115,11 +120,34 @@ struct OpenResult;
 //   48+M+D 4 CRC32C of every byte before it | 52+M+D 4 reserved
 //
 // RECOVERY (open). Every record of every segment is read and checked (CRC, index sequence,
-// term order). Segments must be contiguous. The last open segment may end in a torn or garbage
-// tail (a crash mid-write): it is cut back to the last whole record, zeroed, synced and reported
-// through Options::warn with the byte count. Anything else (a bad record in a closed segment, an
-// index gap, a name that disagrees with the contents) fails open() with errc::corrupt and a
-// detail naming the file and offset. Nothing is skipped silently.
+// term order). Segments must be contiguous. Only the newest open segment may end in a torn tail,
+// and only by the rule below; it is cut back to the last whole record, zeroed, synced and reported
+// through Options::warn with the byte count. Any other damage (a bad record in a closed segment,
+// an index gap, a name that disagrees with the contents, a tail the rule does not allow) fails
+// open() with errc::corrupt, error_detail() "<file>: offset <n>: <reason>", and nothing on disk
+// changed. The log never cuts a record by itself beyond the rule; `rpool-wal repair` does, on
+// request, keeping what it cuts.
+//
+// TORN TAIL OR CORRUPTION. Two facts bound what a crash can leave. (1) append() never has more
+// than write_window_bytes (256 KiB) of record bytes written and unsynced: it syncs before a write
+// would pass that, and writes a record longer than a window alone, after syncing its header. (2)
+// Every byte not yet durable has zero as its old content (STALE RECORDS), and a disk writes a
+// 512-byte sector (sector_bytes) whole or not at all. So, with D the offset of the first record
+// that does not check out in the newest open segment and E the end of its last non-zero byte,
+// [D, E) is a torn tail exactly when
+//   (a) the record at D looks unfinished: its header is all zero, or it runs past the end of the
+//       file, or one of the sectors it overlaps is all zero within it (a record with a wrong
+//       index or a falling term, an impossible length, or a bad checksum with every sector
+//       written is changed data, never a crash); and
+//   (b) E lies within one write's reach of D: E - D <= write_window_bytes, or, when the header at
+//       D declares a record longer than a window, E <= the end of that record and no valid
+//       record of the next index starts inside it (else the length field itself is damaged).
+// A flipped byte fails (a); a zeroed sector or a cut with more than 256 KiB of records behind it
+// fails (b), so neither takes acknowledged records with it. What the rule cannot tell apart is
+// a zeroed sector within the last 256 KiB from an unfinished write: that is cut as torn. (A
+// commit index in the hard state beyond the cut is then reported by check_recovery(), recovery.h.)
+// Zeroing (a truncated suffix, a cut tail) keeps to the same reach: it goes backwards one window
+// at a time, each slice synced.
 //
 // STALE RECORDS. Because segment space is reused (truncate_suffix, torn tails), the bytes after
 // the last record of the open segment are zeroed and synced before a new record can land in front
@@ -232,7 +260,12 @@ class Log {
   std::error_code prepare_segment_file(const std::string& path) const;
   std::error_code start_segment(LogIndex first_index);
   std::error_code close_open_segment();
+  // Zeroes [from, to) of the open segment durably, backwards one write window at a time (a long
+  // record's header last), each slice synced: a crash meanwhile leaves non-zero bytes after the
+  // first damaged record only within the torn-tail rule's reach.
   std::error_code zero_range(Segment& segment, std::uint64_t from, std::uint64_t to);
+  // Syncs the open segment's record bytes so far, to keep the next write within one window.
+  std::error_code sync_window(Segment& segment);
   std::error_code remove_last_segment();
   std::error_code reopen_last_as_open();
   void kick_spare();
@@ -249,6 +282,9 @@ class Log {
   LogIndex empty_first_index_{1};   // first_index() while segments_ hold no entry
   std::uint64_t next_seq_ = 1;      // for the next open segment
   bool unsynced_ = false;           // appended since the last successful sync
+  // Record bytes written to the open segment since its last sync; <= write_window_bytes, except
+  // for one record longer than that, written alone (format.h, write_window_bytes).
+  std::uint64_t unsynced_bytes_ = 0;
   bool poisoned_ = false;
   std::future<std::error_code> spare_;  // the helper zero-filling next.spare
   bool spare_ready_ = false;            // next.spare is complete (spare_ was collected)

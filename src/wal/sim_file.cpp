@@ -4,6 +4,7 @@
 
 #include "base/assert.h"
 #include "wal/errc.h"
+#include "wal/format.h"
 
 namespace rpool::wal {
 
@@ -49,8 +50,11 @@ class SimFile final : public File {
     if (auto ec = check(true)) return ec;
     SimFileSystem::Pending p{false, offset, Bytes(data.begin(), data.end())};
     if (auto ec = fs_.fault(SimFileSystem::Op::write, path_)) {
-      // A failed write may have reached the page cache in part.
-      const std::size_t part = fs_.random(data.size());
+      // A failed write may have reached the page cache in part: up to a sector boundary of the
+      // file, as a short write stops where the file system failed to get the next block.
+      const std::uint64_t end = fs_.random(data.size()) + offset;
+      const std::uint64_t aligned = end / sector_bytes * sector_bytes;
+      const std::size_t part = aligned > offset ? static_cast<std::size_t>(aligned - offset) : 0;
       p.data.resize(part);
       if (part > 0) {
         apply(inode_->cache, p, part);
@@ -174,6 +178,8 @@ std::error_code SimFileSystem::open(const std::string& path, OpenMode mode,
     pending_dir_ops_.push_back({dir, "", path, inode});
   } else if (mode == OpenMode::create_new) {
     return errc::io_error;  // EEXIST
+  } else if (auto ec = fault(Op::open, path)) {
+    return ec;
   }
   out = std::make_unique<SimFile>(*this, it->second, path, generation_, mode != OpenMode::read_only);
   return {};
@@ -249,7 +255,7 @@ std::error_code SimFileSystem::lock(const std::string& path, std::unique_ptr<Dir
 
 void SimFileSystem::crash(CrashMode mode) {
   std::lock_guard guard(mutex_);
-  const bool torn = mode == CrashMode::torn_prefix;
+  const bool torn = mode != CrashMode::drop_unsynced;
   // Directory changes: per directory, a prefix of the pending ones reaches the disk.
   std::map<std::string, bool> dir_stopped;
   for (const auto& op : pending_dir_ops_) {
@@ -262,17 +268,40 @@ void SimFileSystem::crash(CrashMode mode) {
     if (!op.to.empty()) durable_names_[op.to] = op.inode;
   }
   pending_dir_ops_.clear();
-  // File data: per file, a prefix of the pending writes, the next one possibly torn.
+  // File data: per file, a prefix of the pending writes, the next one possibly torn at a sector
+  // boundary; or, per sector, a prefix of the writes.
   std::set<Inode*> seen;
   auto settle = [&](Inode& inode) {
     if (!seen.insert(&inode).second) return;
-    if (torn && !inode.pending.empty()) {
+    if (mode == CrashMode::torn_prefix && !inode.pending.empty()) {
       const std::size_t keep = random(inode.pending.size());
       for (std::size_t i = 0; i < keep; ++i) apply(inode.durable, inode.pending[i], inode.pending[i].data.size());
       if (keep < inode.pending.size() && random(1) == 1) {
         const auto& p = inode.pending[keep];
-        if (!p.is_truncate) apply(inode.durable, p, random(p.data.size()));
+        if (!p.is_truncate) {
+          // Up to a sector boundary of the file, at least... nothing of the write if none is inside it.
+          const std::uint64_t end = p.offset + p.data.size();
+          const std::uint64_t cut = p.offset + random(p.data.size());
+          const std::uint64_t aligned = cut / sector_bytes * sector_bytes;
+          if (aligned > p.offset && aligned <= end) apply(inode.durable, p, aligned - p.offset);
+        }
       }
+    } else if (mode == CrashMode::sector_subsets && !inode.pending.empty()) {
+      std::vector<Bytes> images{inode.durable};  // images[k]: after the first k pending operations
+      std::size_t widest = inode.durable.size();
+      for (const auto& p : inode.pending) {
+        images.push_back(images.back());
+        apply(images.back(), p, p.data.size());
+        widest = std::max(widest, images.back().size());
+      }
+      Bytes out(widest, 0);
+      for (std::uint64_t at = 0; at < widest; at += sector_bytes) {
+        const Bytes& from = images[random(inode.pending.size())];
+        const std::uint64_t end = std::min<std::uint64_t>(widest, at + sector_bytes);
+        for (std::uint64_t b = at; b < end && b < from.size(); ++b) out[b] = from[b];
+      }
+      out.resize(images[random(inode.pending.size())].size());
+      inode.durable = std::move(out);
     }
     inode.pending.clear();
     inode.cache = inode.durable;

@@ -6,14 +6,19 @@
 // their directory. crash() then decides what reached the disk:
 //   - CrashMode::drop_unsynced: nothing pending survives;
 //   - CrashMode::torn_prefix: for each file, a random prefix of its pending operations survives,
-//     and the first operation that does not survive whole may survive as a prefix torn at a random
-//     byte; a random prefix of each directory's pending changes survives too.
+//     and the first operation that does not survive whole may survive as a prefix torn at a sector
+//     boundary; a random prefix of each directory's pending changes survives too.
+//   - CrashMode::sector_subsets: each 512-byte sector of each file (counted from the file's start)
+//     independently holds the file's content after some prefix of its pending operations (so the
+//     sectors of one write persist in any order and any subset), and the file's size is that
+//     after another such prefix; directories as in torn_prefix.
+// A sector is never torn inside: disks write sectors atomically (format.h, sector_bytes).
 // After a crash every handle opened before it fails with errc::io_error, and locks are released,
 // as if the process had died.
 //
 // Faults: set_fault_hook() is asked before every mutating call and can make it fail (for example
 // ENOSPC on the 7th write). A failed write may still have written a random prefix of its data
-// to the page cache; a failed sync_data() makes nothing durable, and the pending data then may or
+// to the page cache, ending at a sector boundary of the file (a short write stops at a block); a failed sync_data() makes nothing durable, and the pending data then may or
 // may not survive a crash, as on Linux.
 #pragma once
 
@@ -32,8 +37,9 @@ namespace rpool::wal {
 
 class SimFileSystem final : public FileSystem {
  public:
-  enum class Op { write, sync_data, truncate, allocate, create, rename, remove, sync_dir };
-  enum class CrashMode { drop_unsynced, torn_prefix };
+  // open: opening an existing file (create: a new one).
+  enum class Op { write, sync_data, truncate, allocate, create, open, rename, remove, sync_dir };
+  enum class CrashMode { drop_unsynced, torn_prefix, sector_subsets };
   // Returns an error to inject for this call, or {} to let it proceed.
   using FaultHook = std::function<std::error_code(Op op, const std::string& path)>;
 

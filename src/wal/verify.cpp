@@ -1,10 +1,14 @@
 #include "wal/verify.h"
 
 #include <algorithm>
+#include <chrono>
+#include <iterator>
+#include <thread>
 #include <optional>
 
 #include <fmt/format.h>
 
+#include "base/assert.h"
 #include "wal/errc.h"
 #include "wal/format.h"
 
@@ -13,7 +17,7 @@ namespace {
 
 }  // namespace
 
-VerifyReport verify_directory(const std::string& dir, FileSystem& fs) {
+VerifyReport verify_directory(const std::string& dir, FileSystem& fs, const std::optional<KindSet>& known_kinds) {
   VerifyReport report;
   auto fault = [&](const std::string& name, std::uint64_t offset, std::string reason) {
     report.faults.push_back({join_path(dir, name), offset, std::move(reason)});
@@ -40,8 +44,31 @@ VerifyReport verify_directory(const std::string& dir, FileSystem& fs) {
   std::vector<Seg> segments = closed;
   segments.insert(segments.end(), opens.begin(), opens.end());
 
-  std::optional<LogIndex> prev_last;  // last index of the previous segment
+  // The hard state first: its commit index was durable in the log before it was written, so a
+  // log read after it reaches at least that far even while a node appends.
   Bytes bytes;
+  StateFacts facts;
+  facts.dir = dir;
+  if (report.hard_state) {
+    std::string why;
+    const std::string name(hard_state_file_name);
+    facts.hard_state_present = true;  // a damaged one is reported as itself, below
+    if (auto ec = read_whole(fs, join_path(dir, name), bytes); ec == errc::not_found) {
+      report.changed = true;  // replaced right now (a rename over it cannot make it vanish; a test's removal can)
+      facts.hard_state_present = false;
+    } else if (ec) {
+      fault(name, 0, fmt::format("cannot read: {}", ec.message()));
+    } else if (const auto hs = decode_hard_state(bytes, why)) {
+      facts.hard_state = *hs;
+    } else {
+      fault(name, 0, why);
+    }
+  }
+
+  std::optional<LogIndex> prev_last;  // last index of the previous segment
+  std::optional<Term> prev_last_term;
+  std::optional<LogIndex> first_segment_index;  // from the oldest segment's header
+  std::string first_segment_name;
   for (std::size_t i = 0; i < segments.size(); ++i) {
     const Seg& seg = segments[i];
     const bool is_open = seg.parsed.kind == FileKind::open_segment;
@@ -50,6 +77,14 @@ VerifyReport verify_directory(const std::string& dir, FileSystem& fs) {
     std::unique_ptr<File> file;
     std::uint64_t size = 0;
     std::error_code ec = fs.open(join_path(dir, seg.name), OpenMode::read_only, file);
+    if (ec == errc::not_found) {
+      // Renamed (closed) or removed (compacted) by a live node since the listing: not a fault.
+      report.changed = true;
+      --report.segments;
+      prev_last.reset();
+      prev_last_term.reset();
+      continue;
+    }
     if (!ec) ec = file->size(size);
     SegmentScan scan;
     if (!ec) {
@@ -74,7 +109,13 @@ VerifyReport verify_directory(const std::string& dir, FileSystem& fs) {
       prev_last.reset();
       continue;
     }
+    if (!first_segment_index) {
+      first_segment_index = scan.first_index;
+      first_segment_name = seg.name;
+    }
     report.records += scan.records.size();
+    if (const auto bad = check_records(scan, prev_last_term, known_kinds)) fault(seg.name, bad->offset, bad->reason);
+    if (!scan.records.empty()) prev_last_term = scan.records.back().term;
     const LogIndex last = scan.first_index + scan.records.size() - 1;
     if (prev_last && scan.first_index != *prev_last + 1) {
       fault(seg.name, 16, fmt::format("segment starts at index {}, but the previous segment ends at {} "
@@ -83,9 +124,16 @@ VerifyReport verify_directory(const std::string& dir, FileSystem& fs) {
     if (scan.garbage_bytes > 0) {
       const std::string why = scan.fault ? *scan.fault : std::string("non-zero bytes after the last record");
       if (last_open) {
-        report.warnings.push_back(fmt::format(
-            "{}: torn tail of {} bytes at offset {} ({}); the next open cuts it (or a node is writing it now)",
-            join_path(dir, seg.name), scan.garbage_bytes, scan.data_end, why));
+        // The same rule as Log::open, so that verify and the node never disagree.
+        FileSource again(*file, size);
+        const TailVerdict verdict = judge_tail(again, scan);
+        if (verdict.torn) {
+          report.warnings.push_back(fmt::format(
+              "{}: torn tail of {} bytes at offset {} ({}); the next open cuts it (or a node is writing it now)",
+              join_path(dir, seg.name), scan.garbage_bytes, scan.data_end, verdict.reason));
+        } else {
+          fault(seg.name, scan.data_end, verdict.reason);
+        }
       } else {
         fault(seg.name, scan.data_end, why);
       }
@@ -106,23 +154,17 @@ VerifyReport verify_directory(const std::string& dir, FileSystem& fs) {
     prev_last = last;
   }
 
-  if (report.hard_state) {
-    std::string why;
-    const std::string name(hard_state_file_name);
-    if (auto ec = read_whole(fs, join_path(dir, name), bytes)) {
-      fault(name, 0, fmt::format("cannot read: {}", ec.message()));
-    } else if (!decode_hard_state(bytes, why)) {
-      fault(name, 0, why);
-    }
-  }
-
   std::optional<LogIndex> newest_snapshot;
   for (const auto& snap : snapshots) {
     ++report.snapshots;
     // Coverage counts damaged snapshots too (by name): they are reported once, as themselves.
     newest_snapshot = std::max(newest_snapshot.value_or(LogIndex(0)), snap.parsed.first);
     std::string why;
-    if (auto ec = read_whole(fs, join_path(dir, snap.name), bytes)) {
+    if (auto ec = read_whole(fs, join_path(dir, snap.name), bytes); ec == errc::not_found) {
+      report.changed = true;  // an old snapshot removed by save_snapshot since the listing
+      --report.snapshots;
+      continue;
+    } else if (ec) {
       fault(snap.name, 0, fmt::format("cannot read: {}", ec.message()));
       continue;
     }
@@ -136,15 +178,53 @@ VerifyReport verify_directory(const std::string& dir, FileSystem& fs) {
                                        s->index, s->term, snap.parsed.first, snap.parsed.term));
     }
   }
-  // Entries below the log's first index exist only in a snapshot; nothing may be missing between.
-  if (report.first_index.value() > 1 && !segments.empty()) {
-    const LogIndex covered = newest_snapshot.value_or(LogIndex(0));
-    if (covered + 1 < report.first_index) {
-      fault(segments.front().name, 16,
-            fmt::format("the log starts at index {}, but no snapshot covers the entries before it "
-                        "(newest snapshot: index {})", report.first_index, covered));
-    }
+  // The cross-checks rpoold's recovery makes (recovery.h), on what this scan found.
+  if (first_segment_index) {
+    facts.oldest_segment = first_segment_name;
+    facts.first_index = *first_segment_index;
+    facts.last_index = report.last_index.value() == 0 ? *first_segment_index - 1 : report.last_index;
   }
+  facts.snapshot_index = newest_snapshot;
+  for (auto& f : check_state(facts)) report.faults.push_back(std::move(f));
+  return report;
+}
+
+}  // namespace rpool::wal
+
+namespace rpool::wal {
+
+VerifyReport verify_directory_settled(const std::string& dir, FileSystem& fs, const std::optional<KindSet>& known_kinds,
+                                      int attempts_max) {
+  RPOOL_ASSERT(attempts_max >= 1);
+  auto lines = [](const VerifyReport& r) {
+    std::vector<std::string> out;
+    for (const auto& f : r.faults) out.push_back(f.line());
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  VerifyReport report = verify_directory(dir, fs, known_kinds);
+  std::vector<std::string> seen_every_time = lines(report);
+  for (int attempt = 1; attempt < attempts_max; ++attempt) {
+    if (report.faults.empty() && !report.changed) return report;
+    // Another process changes the directory; there is no event to wait for, so back off a little
+    // (1, 2, 4 ... ms) to let a write or a rename in flight finish, then look again.
+    std::this_thread::sleep_for(std::chrono::milliseconds(1 << std::min(attempt - 1, 6)));
+    VerifyReport again = verify_directory(dir, fs, known_kinds);
+    const std::vector<std::string> now = lines(again);
+    std::vector<std::string> both;
+    std::set_intersection(seen_every_time.begin(), seen_every_time.end(), now.begin(), now.end(), std::back_inserter(both));
+    const bool settled = !again.changed && !report.changed && now == lines(report);
+    seen_every_time = std::move(both);
+    report = std::move(again);
+    if (report.faults.empty() && !report.changed) return report;
+    if (settled) return report;  // the same faults twice over an unchanged directory
+  }
+  // Still changing: a fault that is real shows in every scan; keep only those.
+  std::erase_if(report.faults, [&](const Fault& f) {
+    return !std::binary_search(seen_every_time.begin(), seen_every_time.end(), f.line());
+  });
+  report.warnings.push_back(fmt::format("{}: the directory changed during each of {} scans (a live node); only "
+                                        "faults seen in every scan are reported", dir, attempts_max));
   return report;
 }
 

@@ -4,19 +4,17 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "base/types.h"
 #include "wal/file.h"
+#include "wal/format.h"
+#include "wal/recovery.h"
 
 namespace rpool::wal {
 
-struct Fault {
-  std::string file;  // the path
-  std::uint64_t offset = 0;
-  std::string reason;
-};
 
 struct VerifyReport {
   std::vector<Fault> faults;          // empty: everything checks out
@@ -29,8 +27,18 @@ struct VerifyReport {
   bool hard_state = false;
   LogIndex first_index;               // of the log, 0 when it holds no entry
   LogIndex last_index;
+  bool changed = false;               // a listed file vanished during the scan (a live node)
 };
 
-VerifyReport verify_directory(const std::string& dir, FileSystem& fs);
+// known_kinds: the entry kinds the application writes (see Options::known_kinds).
+VerifyReport verify_directory(const std::string& dir, FileSystem& fs,
+                              const std::optional<KindSet>& known_kinds = std::nullopt);
+
+// verify_directory() for a directory a live node may be changing (`rpool-wal verify`): scans
+// again while a scan saw a file vanish or found faults, until two scans agree, up to
+// attempts_max scans; then reports only the faults every scan found. So a rename, a compaction
+// or a write in flight never shows as a fault, while real damage (the same in every scan) does.
+VerifyReport verify_directory_settled(const std::string& dir, FileSystem& fs,
+                                      const std::optional<KindSet>& known_kinds, int attempts_max = 10);
 
 }  // namespace rpool::wal

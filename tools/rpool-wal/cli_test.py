@@ -48,6 +48,11 @@ def record_offsets(data):
     return offsets, pos
 
 
+def record_offsets_all(data):
+    """Like record_offsets, but through damaged records: every record by its length field."""
+    return record_offsets(data)
+
+
 def flip(path, offset):
     with open(path, "r+b") as f:
         f.seek(offset)
@@ -79,8 +84,7 @@ with tempfile.TemporaryDirectory(prefix="rpool-wal-cli-") as tmp:
     check(any(" normal draw count=" in l and 'key="key-' in l for l in lines), "dump decodes draws with keys", "")
     check(any(" normal upsert item_id=silver" in l for l in lines), "dump decodes upserts", "")
     check(any(" normal delete item_id=silver" in l for l in lines), "dump decodes deletes", "")
-    check(lines[-2] == f"{last - 1} 6 normal opaque len=4 hex=deadbeef", "dump shows opaque payloads", lines[-2])
-    check(lines[-1] == f"{last} 6 kind9 opaque len=3 hex=010203", "dump shows unknown kinds", lines[-1])
+    check(lines[-1] == f"{last} 6 normal opaque len=4 hex=deadbeef", "dump shows opaque payloads", lines[-1])
 
     rc, out, err = run("dump", d, "--from", "1", "--to", str(first))
     check(rc == 0 and len(out.splitlines()) == 1 and "compacted" in err, "dump below the first index warns", out + err)
@@ -100,6 +104,39 @@ with tempfile.TemporaryDirectory(prefix="rpool-wal-cli-") as tmp:
     rc, out, err = run("verify", d)
     check(rc == 0 and out.strip().endswith(": ok") and err == "", "verify on an intact directory exits 0", out + err)
 
+    # An entry of a kind raft never writes: dump shows it, verify calls it a fault.
+    d = os.path.join(tmp, "kind")
+    out = subprocess.run([GEN, "--unknown-kind", d], capture_output=True, text=True, check=True).stdout.split()
+    last_k = int(out[1])
+    rc, out, err = run("dump", d, "--from", str(last_k))
+    check(rc == 0 and out.strip() == f"{last_k} 6 kind9 opaque len=3 hex=010203", "dump shows unknown kinds", out + err)
+    rc, out, err = run("verify", d)
+    _, opened_k = segments(d)
+    check(rc == 1 and f"FAULT {os.path.join(d, opened_k[0])}: offset " in out and f"entry {last_k} has kind 9" in out,
+          "verify: an unknown entry kind is a fault naming file and offset", out + err)
+
+    # The cross-checks rpoold's recovery makes, one at a time: exit 1 and the file named.
+    d, first, last = fresh(tmp, "no-oldest")
+    closed, _ = segments(d)
+    os.remove(os.path.join(d, closed[0]))
+    rc, out, err = run("verify", d)
+    check(rc == 1 and f"FAULT {os.path.join(d, closed[1])}: offset 16: the log starts at index " in out
+          and "but the snapshot ends at index 150" in out and "(a missing oldest segment)" in out,
+          "verify: a missing oldest segment is a fault naming the segment now first", out + err)
+    d, first, last = fresh(tmp, "no-hardstate")
+    os.remove(os.path.join(d, "hardstate"))
+    rc, out, err = run("verify", d)
+    check(rc == 1 and f"FAULT {os.path.join(d, 'hardstate')}: offset 0: missing, beside a log holding entries {first}..{last}" in out,
+          "verify: a missing hard state beside entries is a fault", out + err)
+    d, first, last = fresh(tmp, "commit-beyond")
+    _, opened = segments(d)
+    path = os.path.join(d, opened[0])
+    offsets, _ = record_offsets(open(path, "rb").read())
+    os.truncate(path, offsets[-3])  # the last three records gone; the hard state commits last - 2
+    rc, out, err = run("verify", d)
+    check(rc == 1 and f"FAULT {os.path.join(d, 'hardstate')}: offset 32: commit index {last - 2} is beyond the durable log, "
+          f"which ends at index {last - 3}" in out, "verify: a commit index beyond the log is a fault", out + err)
+
     # Usage errors.
     rc, out, err = run("dump", d, "--format", "xml")
     check(rc == 2, "a bad --format is a usage error (exit 2)", f"rc={rc} {err}")
@@ -116,9 +153,7 @@ with tempfile.TemporaryDirectory(prefix="rpool-wal-cli-") as tmp:
     path = os.path.join(d, opened[0])
     data = bytearray(open(path, "rb").read())
     offsets, end = record_offsets(data)
-    with open(path, "r+b") as f:  # tear the last record: keep its first 10 bytes, zero the rest
-        f.seek(offsets[-1] + 10)
-        f.write(bytes(end - offsets[-1] - 10))
+    os.truncate(path, offsets[-1] + 10)  # the file cut inside the last write
     before = open(path, "rb").read()
     rc, out, err = run("verify", d)
     check(rc == 0 and "torn tail of " in err and f"bytes at offset {offsets[-1]}" in err and opened[0] in err, "verify warns about a torn open tail", out + err)
@@ -142,6 +177,71 @@ with tempfile.TemporaryDirectory(prefix="rpool-wal-cli-") as tmp:
     rc, out, err = run("dump", d)
     check(rc == 1 and closed[1] in err, "dump fails on corruption", err)
 
+    # Damage a third of the way into the open segment, with 450 KB of synced records after it:
+    # a flipped byte or a zeroed sector is corruption (exit 1, file and offset), never a torn tail.
+    for damage in ("flip", "zero-sector"):
+        d = os.path.join(tmp, f"long-{damage}")
+        subprocess.run([GEN, "--long", d], capture_output=True, text=True, check=True)
+        _, opened = segments(d)
+        path = os.path.join(d, opened[0])
+        offsets, end = record_offsets(open(path, "rb").read())
+        third = end // 3
+        if damage == "flip":
+            bad = max(o for o in offsets if o <= third)
+            flip(path, third)
+            reason = "record checksum mismatch, with every sector of the record written"
+        else:
+            sector = third // 512 * 512
+            with open(path, "r+b") as f:
+                f.seek(sector)
+                f.write(bytes(512))
+            bad = min(o for o in offsets if o + 225 > sector)
+            reason = "beyond the 262144 bytes one unfinished write can reach"
+        before = open(path, "rb").read()
+        rc, out, err = run("verify", d)
+        check(rc == 1 and f"FAULT {path}: offset {bad}: " in out and reason in out,
+              f"verify: a {damage} in the middle of the open segment is a fault naming file and offset", out + err)
+        check("torn tail" not in err, f"verify does not call a {damage} in the middle a torn tail", err)
+        rc, out, err = run("stat", d)
+        check(rc == 1 and f"{path}: offset {bad}: " in err and reason in err,
+              f"opening the log fails on a {damage} in the middle, naming file and offset", out + err)
+        check(open(path, "rb").read() == before, f"nothing is cut after a {damage}", "")
+
+    # repair: without --yes it only says what it would do; with --yes it cuts at the first fault,
+    # keeps the cut bytes in <file>.broken, and the directory then verifies and opens.
+    d = os.path.join(tmp, "long-flip")  # damaged above: a flipped byte a third into the open segment
+    _, opened = segments(d)
+    path = os.path.join(d, opened[0])
+    offsets, end = record_offsets_all(open(path, "rb").read())
+    before = open(path, "rb").read()
+    bad = max(o for o in offsets if o <= end // 3)
+    rc, out, err = run("repair", d)
+    check(rc == 0 and f"first fault: {path}: offset {bad}: " in out and f"would cut {opened[0]} at offset {bad}" in out
+          and "nothing was changed" in out, "repair without --yes says what it would do", out + err)
+    check(open(path, "rb").read() == before and not os.path.exists(path + ".broken"), "repair without --yes changes nothing", "")
+    rc, out, err = run("repair", d, "--yes")
+    # The records cut were committed (the hard state says 3000): repair does not hide that.
+    check(rc == 1 and f"did cut {opened[0]} at offset {bad}" in out and "commit index 3000 is beyond the durable log" in out
+          and "committed entries were cut" in out, "repair --yes cuts at the first fault and reports the committed entries lost", out + err)
+    kept = open(path + ".broken", "rb").read() if os.path.exists(path + ".broken") else b""
+    check(kept == before[bad:end], "the cut bytes are kept in <file>.broken", f"{len(kept)} bytes kept, {end - bad} cut")
+    check(open(path, "rb").read() == before[:bad], "the segment ends at the cut", "")
+    rc, out, err = run("stat", d)
+    check(rc == 0 and f"indexes 1..{offsets.index(bad)})" in out, "the repaired log opens with the records before the cut", out + err)
+    rc, out, err = run("repair", d)
+    check(rc == 1 and "nothing to cut" in out, "a second repair finds nothing to cut", out + err)
+
+    # A bad last record of the open segment: cut and kept.
+    d = os.path.join(tmp, "repair-last")
+    subprocess.run([GEN, "--long", d], capture_output=True, text=True, check=True)
+    _, opened = segments(d)
+    path = os.path.join(d, opened[0])
+    offsets, end = record_offsets(open(path, "rb").read())
+    flip(path, offsets[-1] + 30)
+    rc, out, err = run("repair", d, "--yes")
+    check(rc == 1 and f"did cut {opened[0]} at offset {offsets[-1]}" in out, "repair cuts a bad last record", out + err)
+    check(os.path.getsize(path + ".broken") == end - offsets[-1], "and keeps it", "")
+
     # Several faults at once: a missing segment, a bad snapshot, a bad hard state, a cut segment.
     d, first, last = fresh(tmp, "many")
     closed, _ = segments(d)
@@ -159,6 +259,27 @@ with tempfile.TemporaryDirectory(prefix="rpool-wal-cli-") as tmp:
     check(any("hardstate: offset 0: hard state checksum mismatch" in l for l in faults), "a bad hard state is a fault", out)
     check(any(closed[0] in l and "cut short" in l for l in faults), "a cut closed segment is a fault", out)
     check("4 faults" in out, "verify counts the faults", out)
+
+    # A new data directory (and each new parent) is made durable in its parent: traced.
+    if shutil.which("strace"):
+        d = os.path.join(tmp, "new", "nested", "dir")
+        trace = os.path.join(tmp, "strace.txt")
+        subprocess.run(["strace", "-f", "-e", "trace=mkdir,openat,fsync", "-o", trace, GEN, d],
+                       capture_output=True, text=True, check=True)
+        lines = open(trace).read().splitlines()
+        fd_dir = {}
+        synced = []
+        for l in lines:
+            if "O_DIRECTORY" in l and "openat(" in l and "= " in l and "O_NONBLOCK" not in l:
+                fd_dir[l.rsplit("= ", 1)[1].strip()] = l.split('"')[1]
+            if " fsync(" in l:
+                synced.append(fd_dir.get(l.split("fsync(")[1].split(")")[0]))
+        made = [l.split('"')[1] for l in lines if " mkdir(" in l and l.rstrip().endswith("= 0")]
+        check(made == [os.path.join(tmp, "new"), os.path.join(tmp, "new", "nested"), d], "mkdir -p of the data directory", str(made))
+        for m in made:
+            check(os.path.dirname(m) in synced, f"the parent of new directory {m} is fsynced", str(synced))
+    else:
+        print("strace not installed: skipping the directory fsync trace", file=sys.stderr)
 
     # Real POSIX calls failing under libfiu (Debian fiu-utils), if installed: a writer that meets
     # EIO/ENOSPC from pwrite or fdatasync exits with an error, never a crash, and leaves a

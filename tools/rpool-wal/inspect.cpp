@@ -6,6 +6,7 @@
 #include "pool/command.h"
 #include "raft/types.h"
 #include "wal/log.h"
+#include "wal/repair.h"
 #include "wal/verify.h"
 
 namespace rpool::tools {
@@ -94,6 +95,12 @@ void describe_payload(const wal::Entry& e, std::string& text, nlohmann::json& j)
     }
   }
   opaque("unknown entry kind");
+}
+
+// The entry kinds raft writes: anything else in a log is corruption (verify, like rpoold).
+wal::KindSet raft_kinds() {
+  return wal::kinds({static_cast<std::uint8_t>(raft::EntryType::normal), static_cast<std::uint8_t>(raft::EntryType::noop),
+                     static_cast<std::uint8_t>(raft::EntryType::config)});
 }
 
 wal::Options read_only_options(std::ostream& err) {
@@ -197,7 +204,7 @@ int wal_dump(const std::string& dir, const DumpOptions& options, std::ostream& o
 }
 
 int wal_verify(const std::string& dir, std::ostream& out, std::ostream& err) {
-  const wal::VerifyReport report = wal::verify_directory(dir, wal::posix_file_system());
+  const wal::VerifyReport report = wal::verify_directory_settled(dir, wal::posix_file_system(), raft_kinds());
   for (const auto& w : report.warnings) err << "rpool-wal: warning: " << w << '\n';
   for (const auto& f : report.faults) {
     out << fmt::format("FAULT {}: offset {}: {}\n", f.file, f.offset, f.reason);
@@ -207,6 +214,41 @@ int wal_verify(const std::string& dir, std::ostream& out, std::ostream& err) {
                      report.last_index, report.snapshots, report.hard_state ? "present" : "absent",
                      report.faults.empty() ? "ok" : fmt::format("{} faults", report.faults.size()));
   return report.faults.empty() ? 0 : 1;
+}
+
+int wal_repair(const std::string& dir, bool yes, std::ostream& out, std::ostream& err) {
+  wal::RepairPlan plan;
+  std::string detail;
+  if (auto ec = wal::plan_repair(dir, wal::posix_file_system(), raft_kinds(), plan, detail)) {
+    err << "rpool-wal: " << detail << '\n';
+    return 1;
+  }
+  for (const auto& f : plan.other_faults) {
+    out << fmt::format("FAULT {} (repair does not cut this; it stays)\n", f.line());
+  }
+  if (!plan.fault) {
+    out << fmt::format("{}: nothing to cut in the log{}\n", dir, plan.other_faults.empty() ? "" : "; the faults above remain");
+    return plan.other_faults.empty() ? 0 : 1;
+  }
+  out << fmt::format("first fault: {}\n", plan.fault->line());
+  if (!yes) {
+    for (const auto& line : plan.describe()) out << "would " << line << '\n';
+    out << "nothing was changed; run again with --yes to do it\n";
+    return 0;
+  }
+  if (auto ec = wal::apply_repair(dir, wal::posix_file_system(), plan, detail)) {
+    err << "rpool-wal: repair failed: " << detail << '\n';
+    return 1;
+  }
+  for (const auto& line : plan.describe()) out << "did " << line << '\n';
+  // What is left must verify; say so either way.
+  const int rc = wal_verify(dir, out, err);
+  if (rc != 0) {
+    out << "the faults above remain. If the hard state's commit index is beyond the log, committed entries were "
+           "cut: this node must not rejoin with this log (replace its data directory, e.g. remove and re-add "
+           "the member so that it catches up from the leader)\n";
+  }
+  return rc;
 }
 
 }  // namespace rpool::tools

@@ -22,5 +22,11 @@ struct DumpOptions {
 int wal_dump(const std::string& dir, const DumpOptions& options, std::ostream& out, std::ostream& err);
 
 int wal_verify(const std::string& dir, std::ostream& out, std::ostream& err);
+int wal_repair(const std::string& dir, bool yes, std::ostream& out, std::ostream& err);
+
+// The one command that writes (it takes the LOCK, so never beside a live node): cuts the log at
+// its first fault, keeping the cut bytes in <file>.broken. Without `yes` it prints what it would
+// do and changes nothing. Exit 0 when the directory verifies afterwards (or, without `yes`,
+// when there is something to cut or nothing wrong), 1 when faults remain that a cut cannot fix.
 
 }  // namespace rpool::tools

@@ -9,7 +9,7 @@
 #include "replay.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"rpool-wal: inspect a node's data directory (read-only; safe beside a running node)"};
+  CLI::App app{"rpool-wal: inspect a node's data directory (read-only and safe beside a running node, but for repair)"};
   app.require_subcommand(1);
   std::string dir;
 
@@ -27,6 +27,11 @@ int main(int argc, char** argv) {
 
   auto* verify = app.add_subcommand("verify", "check every record and snapshot; exit 1 naming each fault");
   verify->add_option("DATA_DIR", dir, "the node's data directory")->required();
+
+  bool yes = false;
+  auto* repair = app.add_subcommand("repair", "cut the log at its first fault, keeping the cut bytes in <file>.broken (writes!)");
+  repair->add_option("DATA_DIR", dir, "the node's data directory (the node must be stopped)")->required();
+  repair->add_flag("--yes", yes, "do it; without --yes only say what would be done");
 
   std::optional<std::uint64_t> at;
   auto* replay = app.add_subcommand("replay", "the pool as of index I (default: last) as GET /v1/pool JSON, recomputed offline");
@@ -48,6 +53,7 @@ int main(int argc, char** argv) {
     return rpool::tools::wal_dump(dir, dump_options, std::cout, std::cerr);
   }
   if (verify->parsed()) return rpool::tools::wal_verify(dir, std::cout, std::cerr);
+  if (repair->parsed()) return rpool::tools::wal_repair(dir, yes, std::cout, std::cerr);
   if (replay->parsed()) return rpool::tools::wal_replay(dir, at, std::cout, std::cerr);
   return 2;
 }

@@ -1,11 +1,14 @@
-// rpool-wal-testgen DIR: writes a small data directory for the CLI tests: a few dozen 4 KiB
+// rpool-wal-testgen [--long | --unknown-kind] DIR: writes a small data directory for the CLI tests: a few dozen 4 KiB
 // segments holding every kind of entry (membership, no-op, each pool command, opaque payloads),
-// a hard state, and a snapshot with the log compacted behind it.
+// a hard state, and a snapshot with the log compacted behind it. --unknown-kind: the same, ending
+// in an entry of kind 9, which raft never writes.
 #include <cstdio>
+#include <string_view>
 
 #include "pool/command.h"
 #include "raft/types.h"
 #include "wal/log.h"
+#include "wal/recovery.h"
 
 namespace {
 
@@ -15,22 +18,56 @@ wal::Entry make(std::uint64_t index, std::uint64_t term, raft::EntryType type, B
   return {Term(term), LogIndex(index), static_cast<std::uint8_t>(type), std::move(payload)};
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: rpool-wal-testgen DIR\n");
-    return 2;
-  }
+// --long: one open segment of 1 MiB holding 3,000 entries of 200 bytes (675 KB), synced 100 at
+// a time, and a hard state committing all of them: damage a third of the way in has more than a
+// write window of acknowledged records behind it.
+int write_long(const char* dir) {
   wal::Options options;
-  options.segment_bytes = 4096;
+  options.segment_bytes = 1u << 20;
   options.prepare_in_background = false;
-  wal::OpenResult r = wal::Log::open(argv[1], options);
+  // recover(), as a node does: a new directory gets its hard state before any entry.
+  wal::RecoverResult r = wal::recover(dir, options);
   if (r.error) {
     std::fprintf(stderr, "%s\n", r.detail.c_str());
     return 1;
   }
-  wal::Log& log = *r.log;
+  wal::Log& log = *r.state.log;
+  bool ok = true;
+  for (std::uint64_t i = 1; ok && i <= 3000; i += 100) {
+    std::vector<wal::Entry> batch;
+    for (std::uint64_t k = i; k < i + 100; ++k) {
+      batch.push_back(make(k, 1, raft::EntryType::normal, Bytes(200, static_cast<std::uint8_t>(k))));
+    }
+    ok = !log.append(batch) && !log.sync();
+  }
+  ok = ok && !log.save_hard_state({Term(1), NodeId(1), LogIndex(3000)});
+  if (!ok) {
+    std::fprintf(stderr, "rpool-wal-testgen: %s\n", log.error_detail().c_str());
+    return 1;
+  }
+  std::printf("1 3000\n");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc == 3 && std::string_view(argv[1]) == "--long") return write_long(argv[2]);
+  const bool unknown_kind = argc == 3 && std::string_view(argv[1]) == "--unknown-kind";
+  if (argc != 2 && !unknown_kind) {
+    std::fprintf(stderr, "usage: rpool-wal-testgen [--long | --unknown-kind] DIR\n");
+    return 2;
+  }
+  const char* dir = argv[argc - 1];
+  wal::Options options;
+  options.segment_bytes = 4096;
+  options.prepare_in_background = false;
+  wal::RecoverResult r = wal::recover(dir, options);
+  if (r.error) {
+    std::fprintf(stderr, "%s\n", r.detail.c_str());
+    return 1;
+  }
+  wal::Log& log = *r.state.log;
   std::vector<wal::Entry> entries;
   std::uint64_t index = 1;
   entries.push_back(make(index++, 1, raft::EntryType::config,
@@ -59,7 +96,7 @@ int main(int argc, char** argv) {
     entries.push_back(make(index++, term, raft::EntryType::normal, pool::encode(c)));
   }
   entries.push_back(make(index++, 6, raft::EntryType::normal, Bytes{0xde, 0xad, 0xbe, 0xef}));  // opaque
-  entries.push_back(make(index++, 6, static_cast<raft::EntryType>(9), Bytes{1, 2, 3}));          // unknown kind
+  if (unknown_kind) entries.push_back(make(index++, 6, static_cast<raft::EntryType>(9), Bytes{1, 2, 3}));
   bool ok = !log.append(entries) && !log.sync();
   ok = ok && !log.save_hard_state({Term(6), NodeId(2), LogIndex(index - 3)});
   ok = ok && !log.save_snapshot({LogIndex(150), Term(2), raft::encode_membership({{NodeId(1), NodeId(2), NodeId(3)}, {}, {}}),

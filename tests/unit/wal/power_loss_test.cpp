@@ -55,7 +55,9 @@ struct Sequence {
     log.reset();
     if (crash) {
       ++crashes;
-      fs.crash(rng() % 2 == 0 ? SimFileSystem::CrashMode::drop_unsynced : SimFileSystem::CrashMode::torn_prefix);
+      const auto r = rng() % 3;
+      fs.crash(r == 0 ? SimFileSystem::CrashMode::drop_unsynced
+                      : r == 1 ? SimFileSystem::CrashMode::torn_prefix : SimFileSystem::CrashMode::sector_subsets);
     }
     const int saved = fault_every;
     fault_every = 0;  // recovery itself runs fault-free here; faults during recovery are below
@@ -128,7 +130,9 @@ struct Sequence {
     }
     if (ec) {
       ++faults;
-      INFO("seed ", seed, ": ", ec.message(), ": ", log->error_detail());
+      // By value: reopen() below replaces the log that error_detail() refers to.
+      const std::string why = fmt::format("seed {}: {}: {}", seed, ec.message(), log->error_detail());
+      INFO(why);
       REQUIRE(faulted);  // only an injected fault may fail an operation
       REQUIRE((ec == errc::disk_full || ec == errc::io_error));
       // A failed write or fsync poisons the log until it is reopened.

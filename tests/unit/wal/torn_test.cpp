@@ -16,7 +16,7 @@ using test::small;
 
 const std::string dir = "/data";
 
-TEST_CASE("cutting the last record at every byte offset reopens to exactly the earlier records") {
+TEST_CASE("cutting the last record at every byte offset: a short file or a zero sector reopens to the earlier records") {
   for (bool shorten : {false, true}) {
     // shorten: the file ends at the cut (no preallocation); otherwise the bytes from the cut on
     // are zero, as in a preallocated segment.
@@ -46,6 +46,17 @@ TEST_CASE("cutting the last record at every byte offset reopens to exactly the e
         std::fill(image.begin() + static_cast<std::ptrdiff_t>(cut), image.begin() + static_cast<std::ptrdiff_t>(end), 0);
       }
       fs.set_contents(path, image);
+      // Zeros from a byte inside the record's last sector on, with the sector's first bytes of the
+      // record still there, is no crash artefact (a sector is written whole): corruption.
+      const std::uint64_t last_sector = std::max(last_start, (end - 1) / sector_bytes * sector_bytes);
+      if (!shorten && cut > last_sector && cut < end) {
+        OpenResult r = Log::open(dir, o);
+        CHECK(r.error == errc::corrupt);
+        CHECK(r.detail.find(fmt::format("{}: offset {}: record checksum mismatch, with every sector", path, last_start)) != std::string::npos);
+        CHECK(fs.contents(path) == image);
+        fs.set_contents(path, original);
+        continue;
+      }
       {
         auto log = open_ok(dir, o);
         const std::size_t kept = cut == end ? 20 : 19;
@@ -204,6 +215,155 @@ TEST_CASE("a record whose term goes down is corruption") {
   OpenResult r = Log::open(dir, small(&fs));
   CHECK(r.error == errc::corrupt);
   CHECK(r.detail.find("term 4 is below") != std::string::npos);
+}
+
+}  // namespace
+}  // namespace rpool::wal
+
+namespace rpool::wal {
+namespace {
+
+// A log of `count` entries of `bytes` payload in one open segment of 1 MiB, synced.
+struct OpenSegment {
+  SimFileSystem fs{21};
+  Options options = test::small(&fs, 1u << 20);
+  std::string path;
+  std::uint64_t end = 0;
+  std::vector<std::uint64_t> offsets;  // of each record, by computing the framing
+  explicit OpenSegment(std::size_t count, std::size_t bytes = 200) {
+    auto log = test::open_ok(dir, options);
+    for (std::size_t i = 0; i < count; i += 100) {
+      REQUIRE_FALSE(log->append(test::entries(i + 1, std::min<std::size_t>(100, count - i), 1, bytes)));
+      REQUIRE_FALSE(log->sync());
+    }
+    REQUIRE(log->segments().size() == 1);
+    path = join_path(dir, log->segments().back().name);
+    end = log->segments().back().data_bytes;
+    for (std::size_t i = 0; i < count; ++i) offsets.push_back(segment_header_bytes + i * record_bytes(bytes));
+  }
+  // Opening fails with errc::corrupt naming the file, the offset and `why`, and changes nothing.
+  void expect_corrupt(const Bytes& image, std::uint64_t offset, const std::string& why) {
+    fs.set_contents(path, image);
+    OpenResult r = Log::open(dir, options);
+    CHECK(r.error == errc::corrupt);
+    CHECK(r.log == nullptr);
+    INFO(r.detail);
+    CHECK(r.detail.find(fmt::format("{}: offset {}: ", path, offset)) != std::string::npos);
+    CHECK(r.detail.find(why) != std::string::npos);
+    CHECK(fs.contents(path) == image);
+  }
+};
+
+TEST_CASE("a flipped byte in the middle of the open segment is corruption, not a torn tail") {
+  OpenSegment seg(3000);
+  Bytes image = seg.fs.contents(seg.path);
+  const std::uint64_t at = seg.offsets[1000];
+  image[at + 40] ^= 0x01;
+  seg.expect_corrupt(image, at, "record checksum mismatch, with every sector of the record written");
+}
+
+TEST_CASE("a flipped byte in the last record of the open segment is corruption too") {
+  OpenSegment seg(50);
+  Bytes image = seg.fs.contents(seg.path);
+  image[seg.offsets.back() + 100] ^= 0x80;
+  seg.expect_corrupt(image, seg.offsets.back(), "with every sector of the record written");
+}
+
+TEST_CASE("a zeroed sector with more than a write window of records after it is corruption") {
+  OpenSegment seg(3000);  // 675 KB of records
+  Bytes image = seg.fs.contents(seg.path);
+  const std::uint64_t sector = seg.end / 3 / sector_bytes * sector_bytes;
+  std::fill_n(image.begin() + static_cast<std::ptrdiff_t>(sector), sector_bytes, 0);
+  // The first record overlapping the sector is the first bad one.
+  std::uint64_t bad = 0;
+  for (auto o : seg.offsets) {
+    if (o + record_bytes(200) > sector) {
+      bad = o;
+      break;
+    }
+  }
+  seg.expect_corrupt(image, bad, "beyond the 262144 bytes one unfinished write can reach");
+}
+
+TEST_CASE("zeroed sectors within the last write window are a torn tail, cut at open") {
+  OpenSegment seg(3000);
+  Bytes image = seg.fs.contents(seg.path);
+  const std::uint64_t sector = (seg.end - write_window_bytes / 2) / sector_bytes * sector_bytes;
+  std::fill_n(image.begin() + static_cast<std::ptrdiff_t>(sector), sector_bytes, 0);
+  seg.fs.set_contents(seg.path, image);
+  auto log = test::open_ok(dir, seg.options);
+  REQUIRE(log->warnings().size() == 1);
+  CHECK(log->warnings()[0].find("cut a torn tail") != std::string::npos);
+  CHECK(log->last_index() < LogIndex(3000));
+  CHECK(test::read_all(*log) == test::entries(1, log->last_index().value(), 1, 200));
+}
+
+TEST_CASE("appending more than a write window syncs so that the unsynced bytes stay within one") {
+  SimFileSystem fs(22);
+  auto log = test::open_ok(dir, test::small(&fs, 4u << 20));
+  REQUIRE_FALSE(log->append(test::entries(1, 1, 1, 1000)));  // the segment exists
+  REQUIRE_FALSE(log->sync());
+  const std::uint64_t before = fs.data_syncs();
+  // 2,000 records of 1,025 bytes, 255 to a window of 256 KiB: a sync after every 255, and no sync() call.
+  REQUIRE_FALSE(log->append(test::entries(2, 2000, 1, 1000)));
+  const std::uint64_t window_syncs = fs.data_syncs() - before;
+  CHECK(window_syncs == 2000 / (write_window_bytes / record_bytes(1000)));
+  log->check_invariants();
+  // A crash now loses at most the last window, whatever reaches the disk.
+  log.reset();
+  fs.crash(SimFileSystem::CrashMode::sector_subsets);
+  log = test::open_ok(dir, test::small(&fs, 4u << 20));
+  CHECK((log->last_index().value() - 1) * record_bytes(1000) >= 2000 * record_bytes(1000) - write_window_bytes);
+}
+
+TEST_CASE("a record longer than a window torn after its synced header is a torn tail") {
+  SimFileSystem fs(23);
+  const Options o = test::small(&fs, 4u << 20);
+  std::string path;
+  {
+    auto log = test::open_ok(dir, o);
+    REQUIRE_FALSE(log->append(test::entries(1, 10, 1, 100)));
+    REQUIRE_FALSE(log->sync());
+    path = join_path(dir, log->segments().back().name);
+  }
+  std::uint64_t long_at = 0;
+  for (int round = 0; round < 20; ++round) {
+    {
+      auto log = test::open_ok(dir, o);
+      long_at = log->segments().back().data_bytes;
+      REQUIRE_FALSE(log->append(std::vector<Entry>{test::entry(11, 1, 1u << 20)}));
+      // No sync: the header alone is durable, the payload's sectors survive in any subset.
+    }
+    fs.crash(SimFileSystem::CrashMode::sector_subsets);
+    auto log = test::open_ok(dir, o);
+    CHECK(log->last_index() >= LogIndex(10));
+    if (log->last_index() == LogIndex(11)) REQUIRE_FALSE(log->truncate_suffix(LogIndex(11)));
+  }
+  // And the same bytes with the header's length pointing past them: any more non-zero bytes
+  // beyond the record's own reach are corruption.
+  Bytes image = fs.contents(path);
+  Bytes header;
+  encode_record(test::entry(11, 1, 1u << 20), header);
+  std::copy_n(header.begin(), record_header_bytes, image.begin() + static_cast<std::ptrdiff_t>(long_at));
+  image[long_at + record_bytes(1u << 20) + 600] = 1;
+  fs.set_contents(path, image);
+  OpenResult r = Log::open(dir, o);
+  CHECK(r.error == errc::corrupt);
+  CHECK(r.detail.find(fmt::format("offset {}: record checksum mismatch", long_at)) != std::string::npos);
+}
+
+}  // namespace
+}  // namespace rpool::wal
+
+namespace rpool::wal {
+namespace {
+
+TEST_CASE("a damaged length field claiming a long record over valid records is corruption") {
+  OpenSegment seg(3000);
+  Bytes image = seg.fs.contents(seg.path);
+  const std::uint64_t at = seg.offsets[1000];
+  image[at + 2] = 0x40;  // length 200 -> 0x4000c8: about 4 MB, a long record running past the records
+  seg.expect_corrupt(image, at, "a valid record of index 1002 starts at offset");
 }
 
 }  // namespace
