@@ -52,20 +52,10 @@ Replica::Replica(Env& env, MessageTransport& transport, const Logger& logger, Re
 
 // --- recovery -----------------------------------------------------------------------------------
 
-bool Replica::recover(wal::Log& log, std::string& error) {
+bool Replica::recover(wal::Log& log, const wal::HardState& hard, std::optional<wal::SnapshotFile> snapshot_file,
+                      std::string& error) {
   const std::string& dir = options_.data_dir;
   const auto recover_started = env_.now();
-  wal::HardState hard;
-  if (const auto ec = log.load_hard_state(hard)) {
-    error = fmt::format("cannot read the hard state in {}: {} {}", dir, ec.message(), log.error_detail());
-    return false;
-  }
-  std::optional<wal::SnapshotFile> snapshot_file;
-  if (const auto ec = log.load_latest_snapshot(snapshot_file)) {
-    error = fmt::format("cannot read the snapshot in {}: {} {}", dir, ec.message(), log.error_detail());
-    return false;
-  }
-
   raft::BootState boot;
   LogIndex from = log.first_index();
   LogIndex snapshot_index;
@@ -203,6 +193,12 @@ void Replica::step(raft::Message&& message) {
     // core's state then).
     if (const auto why = raft::validate(*core_, *m)) {
       ++counters_.peer_rejected[static_cast<std::size_t>(*why)];
+      // A heartbeat whose commit index is beyond our log is also what a node that was wiped and
+      // added back gets from a leader that still counts its old match index: counted and logged,
+      // but it still reaches the core without its commit index (the core commits nothing from it,
+      // and its answer tells the leader to send entries). Dropping it would leave such a node
+      // out of the cluster for good (found by the node simulation, seed 16).
+      const bool stale_heartbeat = *why == raft::RejectReason::commit_beyond_log && m->type == raft::MessageType::heartbeat;
       const NodeId key = peers_.contains(m->from) ? m->from : NodeId();
       const auto [it, first] = rejected_logged_.try_emplace(key, env_.now());
       if (first || env_.now() - it->second >= std::chrono::minutes(1)) {
@@ -211,7 +207,9 @@ void Replica::step(raft::Message&& message) {
                                                 {"type", std::string(raft::to_string(m->type))},
                                                 {"reason", std::string(raft::to_string(*why))}});
       }
-      return;
+      if (!stale_heartbeat) return;
+      m->commit = core_->log().commit_index();
+      RPOOL_ASSERT(!raft::validate(*core_, *m));
     }
     core_->step(*m);
   });
@@ -330,6 +328,9 @@ void Replica::after_event() {
 
 Outcome Replica::storage_outcome() const {
   if (fatal_) return {make_error_code(errc::stopped), "This node stopped: its storage failed. Retry on another node."};
+  if (storage_error_ == wal::errc::descriptors_exhausted) {
+    return {make_error_code(errc::overloaded), "This node has no file descriptor to spare for its log; nothing was applied. Retry shortly."};
+  }
   return {make_error_code(errc::storage_full), "This node cannot write its log; nothing was applied."};
 }
 
@@ -624,7 +625,7 @@ void Replica::snapshot(bool compact_all, SnapshotDone done) {
     snapshot_in_progress_ = false;
     if (r.ec) {
       logger_.error("snapshot failed", {{"index", file->index.value()}, {"error", r.ec.message()}, {"detail", r.detail}});
-      if (!disk_full(r.ec)) {
+      if (!retryable(r.ec)) {
         storage_failed(r.ec, r.detail);
       } else if (r.reopen_ec) {
         storage_failed(r.reopen_ec, r.reopen_detail);
@@ -684,13 +685,15 @@ void Replica::expire_requests() {
 // --- storage failures ---------------------------------------------------------------------------
 
 void Replica::storage_failed(std::error_code ec, const std::string& detail) {
-  const bool recoverable = disk_full(ec);
+  const bool recoverable = retryable(ec);
   if (!storage_failed_) {
-    logger_.error(recoverable ? "the disk is full; this node stops writing and retries every second"
-                              : "storage failed; this node stops",
+    logger_.error(disk_full(ec)     ? "the disk is full; this node stops writing and retries every second"
+                  : recoverable     ? "out of file descriptors; this node stops writing and retries every second"
+                                    : "storage failed; this node stops",
                   {{"error", ec.message()}, {"detail", detail}});
   }
   storage_failed_ = true;
+  storage_error_ = ec;
   ++counters_.storage_failures;
   // Their entries may still commit (the followers may have them): the outcome is unknown.
   auto writes = std::move(writes_);

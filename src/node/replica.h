@@ -105,9 +105,10 @@ class Replica {
   Replica(const Replica&) = delete;
   Replica& operator=(const Replica&) = delete;
 
-  // Recovers the node's state from its log (snapshot, entries, hard state, cluster id), before
-  // the log is handed to Storage. On failure returns false and sets `error` to one line.
-  bool recover(wal::Log& log, std::string& error);
+  // Recovers the node's state from what wal::recover() found and checked (the log, the hard
+  // state, the snapshot to start from) and the cluster id beside them, before the log is handed
+  // to Storage. On failure returns false and sets `error` to one line.
+  bool recover(wal::Log& log, const wal::HardState& hard, std::optional<wal::SnapshotFile> snapshot, std::string& error);
   // Starts ticking and the Ready loop on `storage`, which outlives the replica's use of it.
   void start(Storage& storage);
 
@@ -233,6 +234,7 @@ class Replica {
   std::deque<Input> deferred_;
   bool storage_failed_ = false;        // writes answer storage_full until a retry succeeds
   std::function<void()> storage_retry_;  // writes the failed Ready again (set only after a failure)
+  std::error_code storage_error_;        // the last storage failure
   bool stopping_ = false;
   bool closed_ = false;
   std::optional<std::string> fatal_;

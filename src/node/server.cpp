@@ -12,6 +12,8 @@
 
 #include "base/assert.h"
 #include "base/fd_limit.h"
+#include "wal/errc.h"
+#include "wal/recovery.h"
 
 namespace rpool::node {
 
@@ -104,25 +106,36 @@ std::unique_ptr<Server> Server::open(asio::io_context& io, ServerOptions options
     return nullptr;
   }
   server->wal_options_.segment_bytes = server->options_.replica.config.wal.segment_bytes;
+  server->wal_options_.known_kinds = wal::kinds({1, 2, 3});  // raft::EntryType: normal, noop, config
   Logger* logger = &server->logger_;
   server->wal_options_.warn = [logger](const std::string& line) { logger->warn(line); };
-  wal::OpenResult opened = wal::Log::open(dir, server->wal_options_);
-  if (opened.error) {
-    error = fmt::format("cannot open data directory {}: {}{}{}", dir, opened.error.message(),
-                        opened.detail.empty() ? "" : ": ", opened.detail);
+  // The log, the hard state and the snapshot, checked against each other (wal/recovery.h): a
+  // damaged directory stops the node here with the file and offset named, and nothing changed.
+  wal::RecoverResult recovered = wal::recover(dir, server->wal_options_);
+  if (recovered.error) {
+    if (recovered.error == wal::errc::corrupt) {
+      error = fmt::format("corrupt data directory: {}", recovered.detail);
+    } else if (recovered.error == wal::errc::locked) {
+      error = recovered.detail;
+    } else if (recovered.error == wal::errc::descriptors_exhausted) {
+      error = fmt::format("out of file descriptors: {}", recovered.detail);
+    } else {
+      error = fmt::format("cannot open the data directory {}: {} ({})", dir, recovered.detail, recovered.error.message());
+    }
     return nullptr;
   }
-  if (opened.log->segments().empty()) {
+  wal::Log& log = *recovered.state.log;
+  if (log.segments().empty()) {
     // A new log: create (and zero-fill) its first segment now rather than on the first append,
     // where it would hold up the first election by the time it takes to write a segment.
-    if (const auto ec = opened.log->reset(opened.log->first_index())) {
-      error = fmt::format("cannot create the log in {}: {} {}", dir, ec.message(), opened.log->error_detail());
+    if (const auto ec = log.reset(log.first_index())) {
+      error = fmt::format("cannot create the log in {}: {} {}", dir, ec.message(), log.error_detail());
       return nullptr;
     }
   }
   server->replica_ = std::make_unique<Replica>(server->env_, *server->transport_, server->logger_, server->options_.replica);
-  if (!server->replica_->recover(*opened.log, error)) return nullptr;
-  server->recovered_log_ = std::move(opened.log);
+  if (!server->replica_->recover(log, recovered.state.hard_state, std::move(recovered.state.snapshot), error)) return nullptr;
+  server->recovered_log_ = std::move(recovered.state.log);
   return server;
 }
 

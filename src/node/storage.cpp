@@ -9,6 +9,7 @@
 namespace rpool::node {
 
 bool disk_full(std::error_code ec) { return ec == wal::errc::disk_full || ec == std::errc::no_space_on_device; }
+bool retryable(std::error_code ec) { return disk_full(ec) || ec == wal::errc::descriptors_exhausted; }
 
 LogStore::LogStore(std::string dir, wal::Options options, std::unique_ptr<wal::Log> log)
     : dir_(std::move(dir)), options_(std::move(options)), log_(std::move(log)) {
@@ -111,8 +112,9 @@ SnapshotResult LogStore::save_snapshot(const wal::SnapshotFile& file, LogIndex c
   r.ec = log_ ? log_->save_snapshot(file) : make_error_code(wal::errc::poisoned);
   if (!r.ec && compact_to >= log_->first_index()) r.ec = log_->compact(compact_to);
   if (r.ec && log_) r.detail = log_->error_detail();
-  // A full disk only fails this snapshot (the log stays as it was): reopen the log at once.
-  if (disk_full(r.ec)) r.reopen_ec = reopen(r.reopen_detail);
+  // A full disk (or no descriptor to spare) only fails this snapshot (the log stays as it was):
+  // reopen the log at once.
+  if (retryable(r.ec)) r.reopen_ec = reopen(r.reopen_detail);
   return r;
 }
 

@@ -52,7 +52,10 @@ struct SnapshotResult {
   std::string reopen_detail;
 };
 
+// A failure the node waits out, retrying on a reopened log: a full disk, or no file descriptor to
+// spare. Any other storage error stops the node.
 bool disk_full(std::error_code ec);
+bool retryable(std::error_code ec);
 
 class Storage {
  public:

@@ -42,6 +42,7 @@
 #include "node/replica.h"
 #include "node/storage.h"
 #include "wal/errc.h"
+#include "wal/recovery.h"
 #include "wal/sim_file.h"
 
 namespace rpool::sim {
@@ -111,7 +112,7 @@ struct Params {
   double bandwidth_bytes_per_us = 100;  // 100 MB/s
   Time disk_min = 50, disk_max = 1 * ms;
   Time run = 4000 * ms;       // faults and clients
-  Time quiesce = 4000 * ms;   // healed, clients finish
+  Time quiesce = 6000 * ms;   // healed, clients finish, removed nodes rejoin (a lost snapshot chunk is resent after 2 s)
   int clients = 4;
 };
 
@@ -295,13 +296,15 @@ class Cluster {
     wo.segment_bytes = config_.wal.segment_bytes;
     wo.prepare_in_background = false;  // one thread: determinism
     wo.warn = [this, id = n.id](const std::string& line) { log(fmt::format("node {} wal: {}", id.value(), line)); };
-    wal::OpenResult opened = wal::Log::open(o.data_dir, wo);
-    if (opened.error) {
+    wo.known_kinds = wal::kinds({1, 2, 3});
+    wal::RecoverResult recovered = wal::recover(o.data_dir, wo);
+    if (recovered.error) {
       if (n.disk_full) return;  // as rpoold would exit 1 at start; tried again at the next restart
-      return fail(fmt::format("node {} cannot open its log: {} {}", n.id.value(), opened.error.message(), opened.detail));
+      return fail(fmt::format("node {} does not recover: {} {}", n.id.value(), recovered.error.message(), recovered.detail));
     }
-    if (opened.log->segments().empty()) {
-      if (const auto ec = opened.log->reset(opened.log->first_index())) {
+    wal::Log& wlog = *recovered.state.log;
+    if (wlog.segments().empty()) {
+      if (const auto ec = wlog.reset(wlog.first_index())) {
         if (n.disk_full) return;  // tried again at the next restart
         return fail(fmt::format("node {} cannot create its log: {}", n.id.value(), ec.message()));
       }
@@ -310,11 +313,11 @@ class Cluster {
     n.replica->set_check_invariants(true);
     if (verbose_) n.logger.set_min_level(node::Logger::Level::info);
     std::string error;
-    if (!n.replica->recover(*opened.log, error)) {
+    if (!n.replica->recover(wlog, recovered.state.hard_state, std::move(recovered.state.snapshot), error)) {
       if (n.disk_full) return;  // e.g. the cluster id could not be written yet
       return fail(fmt::format("node {} does not recover: {}", n.id.value(), error));
     }
-    n.storage = std::make_unique<SimStorage>(*this, n, *n.env, std::make_unique<node::LogStore>(o.data_dir, wo, std::move(opened.log)));
+    n.storage = std::make_unique<SimStorage>(*this, n, *n.env, std::make_unique<node::LogStore>(o.data_dir, wo, std::move(recovered.state.log)));
     Node* raw = &n;
     n.replica->set_apply_observer([this, raw](const raft::Entry& e, const pool::Result* r) { on_applied(*raw, e, r); });
     n.replica->on_fatal([this, raw] {
