@@ -7,6 +7,10 @@ every node killed by pid when the cluster closes), configured the benchmarks' wa
 Other processes (etcd, nginx): everything started goes through Procs.start(), which remembers the
 pid; Procs.stop_all() (run from the scripts' exit handlers) sends SIGTERM to exactly those pids,
 waits, then SIGKILLs what is left. Nothing is ever stopped by name.
+
+The build: ensure_build() builds the binaries in a meson build dir (build-rel/ by default, the
+release tree scripts/test builds) and build_type() says what kind of build it is, which every
+script prints beside its results.
 """
 import json
 import os
@@ -23,6 +27,11 @@ import urllib.request
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 from cluster import Cluster  # noqa: E402
+
+# What the benchmarks measure unless told otherwise: the release tree, as users run rpoold.
+DEFAULT_BUILD_DIR = "build-rel"
+# The options scripts/test gives build-rel/, so that a tree set up here is the one CI builds.
+RELEASE_OPTIONS = ["-Dbuildtype=release", "-Dwerror=true", "-Dbenchmarks=disabled"]
 
 
 def log(msg):
@@ -47,15 +56,44 @@ def ensure_debs(debs):
 
 
 def ensure_build(build_dir, targets=("apps/rpoold", "tools/rpool-bench")):
-    """meson setup (when the build dir is new) and ninja the binaries the benchmark needs."""
+    """meson setup (when the build dir is new) and ninja the binaries the benchmark needs. A new
+    build/ is set up as scripts/test and scripts/cluster set it up (debugoptimized); any other new
+    dir as a release tree, with the options scripts/test gives build-rel/."""
     bd = os.path.join(REPO, build_dir)
     if not os.path.exists(os.path.join(bd, "build.ninja")):
-        log(f"meson setup {build_dir}")
-        subprocess.run(["meson", "setup", bd], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+        dev = os.path.basename(os.path.normpath(bd)) == "build"
+        options = ["-Dwerror=true"] if dev else RELEASE_OPTIONS
+        log(f"meson setup {build_dir} {' '.join(options)}")
+        subprocess.run(["meson", "setup", bd] + options, cwd=REPO, check=True,
+                       stdout=subprocess.DEVNULL)
     log(f"ninja -C {build_dir} {' '.join(targets)}")
     subprocess.run(["nice", "ninja", "-C", bd] + list(targets), cwd=REPO, check=True,
                    stdout=subprocess.DEVNULL)
+    log(f"measuring {build_type(bd)['text']}")
     return bd
+
+
+def build_type(build_dir):
+    """What kind of build `build_dir` holds, from `meson introspect --buildoptions`: a dict of the
+    options that change speed, and 'text', one line for the report, e.g.
+    "build-rel/: release (optimization 3, debug false, NDEBUG)"."""
+    options = {o["name"]: o["value"] for o in json.loads(subprocess.check_output(
+        ["meson", "introspect", "--buildoptions", build_dir]))}
+    info = {k: options.get(k) for k in ("buildtype", "optimization", "debug", "b_ndebug",
+                                         "b_sanitize", "b_lto")}
+    ndebug = info["b_ndebug"] == "true" or (info["b_ndebug"] == "if-release"
+                                            and info["buildtype"] == "release")
+    details = [f"optimization {info['optimization']}", f"debug {str(info['debug']).lower()}"]
+    if ndebug:
+        details.append("NDEBUG")
+    if info["b_sanitize"] not in (None, "none"):
+        details.append(f"sanitize {info['b_sanitize']}")
+    if info["b_lto"]:
+        details.append("LTO")
+    name = os.path.relpath(build_dir, REPO) + "/"
+    info["dir"] = name
+    info["text"] = f"{name}: {info['buildtype']} ({', '.join(details)})"
+    return info
 
 
 _taken = set()
