@@ -1,8 +1,16 @@
-"""Shared helpers of bench/compare-etcd and bench/restart-time (python3 stdlib only).
+"""Shared helpers of bench/compare-etcd, bench/growth and bench/restart-time (python3 stdlib only).
 
-Processes: everything started goes through Procs.start(), which remembers the pid; Procs.stop_all()
-(run from the scripts' exit handlers) sends SIGTERM to exactly those pids, waits, then SIGKILLs what
-is left. Nothing is ever stopped by name.
+rpool clusters: rpool_cluster() returns a Cluster of tests/integration/cluster.py, the launcher the
+integration and chaos tests use too (nodes on 127.0.0.1..N, free ports below the ephemeral range,
+every node killed by pid when the cluster closes), configured the benchmarks' way.
+
+Other processes (etcd, nginx): everything started goes through Procs.start(), which remembers the
+pid; Procs.stop_all() (run from the scripts' exit handlers) sends SIGTERM to exactly those pids,
+waits, then SIGKILLs what is left. Nothing is ever stopped by name.
+
+The build: ensure_build() builds the binaries in a meson build dir (build-rel/ by default, the
+release tree scripts/test builds) and build_type() says what kind of build it is, which every
+script prints beside its results.
 """
 import json
 import os
@@ -17,6 +25,13 @@ import urllib.error
 import urllib.request
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+from cluster import Cluster  # noqa: E402
+
+# What the benchmarks measure unless told otherwise: the release tree, as users run rpoold.
+DEFAULT_BUILD_DIR = "build-rel"
+# The options scripts/test gives build-rel/, so that a tree set up here is the one CI builds.
+RELEASE_OPTIONS = ["-Dbuildtype=release", "-Dwerror=true", "-Dbenchmarks=disabled"]
 
 
 def log(msg):
@@ -41,15 +56,44 @@ def ensure_debs(debs):
 
 
 def ensure_build(build_dir, targets=("apps/rpoold", "tools/rpool-bench")):
-    """meson setup (when the build dir is new) and ninja the binaries the benchmark needs."""
+    """meson setup (when the build dir is new) and ninja the binaries the benchmark needs. A new
+    build/ is set up as scripts/test and scripts/cluster set it up (debugoptimized); any other new
+    dir as a release tree, with the options scripts/test gives build-rel/."""
     bd = os.path.join(REPO, build_dir)
     if not os.path.exists(os.path.join(bd, "build.ninja")):
-        log(f"meson setup {build_dir}")
-        subprocess.run(["meson", "setup", bd], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+        dev = os.path.basename(os.path.normpath(bd)) == "build"
+        options = ["-Dwerror=true"] if dev else RELEASE_OPTIONS
+        log(f"meson setup {build_dir} {' '.join(options)}")
+        subprocess.run(["meson", "setup", bd] + options, cwd=REPO, check=True,
+                       stdout=subprocess.DEVNULL)
     log(f"ninja -C {build_dir} {' '.join(targets)}")
     subprocess.run(["nice", "ninja", "-C", bd] + list(targets), cwd=REPO, check=True,
                    stdout=subprocess.DEVNULL)
+    log(f"measuring {build_type(bd)['text']}")
     return bd
+
+
+def build_type(build_dir):
+    """What kind of build `build_dir` holds, from `meson introspect --buildoptions`: a dict of the
+    options that change speed, and 'text', one line for the report, e.g.
+    "build-rel/: release (optimization 3, debug false, NDEBUG)"."""
+    options = {o["name"]: o["value"] for o in json.loads(subprocess.check_output(
+        ["meson", "introspect", "--buildoptions", build_dir]))}
+    info = {k: options.get(k) for k in ("buildtype", "optimization", "debug", "b_ndebug",
+                                         "b_sanitize", "b_lto")}
+    ndebug = info["b_ndebug"] == "true" or (info["b_ndebug"] == "if-release"
+                                            and info["buildtype"] == "release")
+    details = [f"optimization {info['optimization']}", f"debug {str(info['debug']).lower()}"]
+    if ndebug:
+        details.append("NDEBUG")
+    if info["b_sanitize"] not in (None, "none"):
+        details.append(f"sanitize {info['b_sanitize']}")
+    if info["b_lto"]:
+        details.append("LTO")
+    name = os.path.relpath(build_dir, REPO) + "/"
+    info["dir"] = name
+    info["text"] = f"{name}: {info['buildtype']} ({', '.join(details)})"
+    return info
 
 
 _taken = set()
@@ -146,56 +190,29 @@ def wait_http_ok(url, deadline_s, procs_alive=(), interval=0.02):
             pass
         for p in procs_alive:
             if p.poll() is not None:
-                raise RuntimeError(f"{p.bench_name} exited with {p.returncode} while waiting for {url}")
+                name = getattr(p, "bench_name", f"pid {p.pid}")
+                raise RuntimeError(f"{name} exited with {p.returncode} while waiting for {url}")
         if time.monotonic() - t0 > deadline_s:
             raise RuntimeError(f"{url} not ready after {deadline_s} s")
         time.sleep(interval)
 
 
-def rpool_config(tmp, nodes=3, catalog_items=100, snapshot_entries=100000, fsync=True):
-    """A cluster config on 127.0.0.1..N with free ports and `catalog_items` unlimited items, so the
-    pool never empties. Returns (path, members)."""
-    members = []
-    for i in range(1, nodes + 1):
-        host = f"127.0.0.{i}"
-        members.append({"id": i, "raft": f"{host}:{free_port(host)}", "http": f"{host}:{free_port(host)}"})
-    catalog = [{"item_id": f"item-{k:06d}", "quantity": -1, "probability": 1 + k % 7}
-               for k in range(catalog_items)]
-    config = {
-        "members": members,
-        "data_dir": os.path.join(tmp, "rpool", "node-{id}"),
-        "catalog": catalog,
-        "raft": {"heartbeat_ms": 50, "election_timeout_ms": 500, "snapshot_entries": snapshot_entries},
-        "wal": {"segment_bytes": 67108864, "fsync": fsync},
-    }
-    os.makedirs(os.path.join(tmp, "rpool"), exist_ok=True)
-    path = os.path.join(tmp, "rpool", "cluster.json")
-    with open(path, "w") as f:
-        json.dump(config, f, indent=1)
-    return path, members
+def catalog(items):
+    """`items` unlimited items item-000000, item-000001, ..., so the pool never empties."""
+    return [{"item_id": f"item-{k:06d}", "quantity": -1, "probability": 1 + k % 7}
+            for k in range(items)]
 
 
-def start_rpool_node(procs, build_dir, config_path, tmp, node_id):
-    rpoold = os.path.join(build_dir, "apps", "rpoold")
-    return procs.start(f"rpoold {node_id}", [rpoold, "--config", config_path, "--id", str(node_id)],
-                       os.path.join(tmp, "rpool", f"node-{node_id}.log"))
-
-
-def rpool_leader(members, timeout_s=15):
-    """The http address of the current leader, asked of node 1 (any node knows it once ready)."""
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout_s:
-        for m in members:
-            try:
-                _, body = http_get(f"http://{m['http']}/v1/cluster")
-                leader = json.loads(body).get("leader_id")
-                for mm in members:
-                    if mm["id"] == leader:
-                        return mm
-            except (urllib.error.URLError, OSError, ValueError):
-                pass
-        time.sleep(0.1)
-    raise RuntimeError("no rpool leader")
+def rpool_cluster(build_dir, parent, nodes=3, catalog_items=100, snapshot_entries=100000,
+                  keep=False):
+    """A Cluster (tests/integration/cluster.py) of `build_dir`'s rpoold, not started yet: nodes
+    on 127.0.0.1..N, fsync on, 64 MiB segments, `catalog_items` unlimited items, its directory
+    under `parent`. Use it in a `with` block (or close() it): that kills its nodes by pid and,
+    unless `keep`, removes its directory."""
+    os.makedirs(parent, exist_ok=True)
+    return Cluster(os.path.join(build_dir, "apps", "rpoold"), nodes=nodes,
+                   catalog=catalog(catalog_items), snapshot_entries=snapshot_entries,
+                   segment_bytes=64 << 20, keep_dir=keep, parent_dir=parent)
 
 
 def uptime():

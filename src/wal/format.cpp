@@ -381,9 +381,10 @@ bool decode_record(ByteView file, const RecordMeta& meta, Entry& out) {
 }
 
 Bytes encode_hard_state(const HardState& state) {
-  Bytes out;
+  // The buffer starts as the magic rather than an insert into an empty vector, whose
+  // reallocation path GCC 12 at -O3 misreads as an overflow (-Wstringop-overflow).
+  Bytes out(hard_state_magic.begin(), hard_state_magic.end());
   ByteWriter w(out);
-  w.raw(as_bytes(hard_state_magic));
   w.u32(format_version);
   w.u32(0);
   w.u64(state.current_term.value());
@@ -422,11 +423,10 @@ std::optional<HardState> decode_hard_state(ByteView bytes, std::string& why) {
 }
 
 Bytes encode_snapshot(const SnapshotFile& snapshot) {
-  Bytes out;
+  Bytes out(snapshot_magic.begin(), snapshot_magic.end());  // as in encode_hard_state
   out.reserve(snapshot_header_bytes + snapshot.metadata.size() + snapshot.data.size() +
               snapshot_trailer_bytes);
   ByteWriter w(out);
-  w.raw(as_bytes(snapshot_magic));
   w.u32(format_version);
   w.u32(0);
   w.u64(snapshot.index.value());

@@ -342,10 +342,12 @@ def build_planted(args):
     if "planted_bugs" not in options:
         raise RuntimeError("meson option planted_bugs is not in meson_options.txt (not merged from main yet)")
     build = os.path.join(SOURCE_ROOT, "build-bugs")
+    # -Werror as in every tree scripts/test builds (meson.build does not default it).
+    meson_args = ["-Dplanted_bugs=true", "-Dwerror=true"]
     if not os.path.exists(os.path.join(build, "build.ninja")):
-        r = subprocess.run(["nice", "meson", "setup", build, "-Dplanted_bugs=true"], cwd=SOURCE_ROOT)
+        r = subprocess.run(["nice", "meson", "setup", build] + meson_args, cwd=SOURCE_ROOT)
     else:
-        r = subprocess.run(["nice", "meson", "configure", build, "-Dplanted_bugs=true"], cwd=SOURCE_ROOT)
+        r = subprocess.run(["nice", "meson", "configure", build] + meson_args, cwd=SOURCE_ROOT)
     if r.returncode != 0:
         raise RuntimeError("meson setup of build-bugs failed")
     r = subprocess.run(["nice", "ninja", "-C", build, "-j2", "apps/rpoold"], cwd=SOURCE_ROOT)

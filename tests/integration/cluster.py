@@ -8,6 +8,8 @@
 Every process a Cluster starts is killed (by pid) when the `with` block ends, even on failure.
 Each node's stdout and stderr go to a file in the cluster's temporary directory; `tails()` returns
 the last lines of each for a failure report.
+
+The one launcher of rpoold clusters: tests/integration, tests/chaos and bench/ all start theirs here.
 """
 
 import http.client
@@ -157,6 +159,11 @@ class Node:
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
+    @property
+    def url(self):
+        """The base URL of its HTTP API, e.g. http://127.0.0.2:20003."""
+        return f"http://{self.host}:{self.http_port}"
+
     def member(self):
         """This node as POST /v1/cluster/members wants it."""
         return {"id": self.id, "raft": f"{self.host}:{self.raft_port}", "http": f"{self.host}:{self.http_port}"}
@@ -247,11 +254,14 @@ class Node:
 class Cluster:
     def __init__(self, rpoold, nodes=3, catalog=None, admin_token=None, heartbeat_ms=50,
                  election_timeout_ms=500, snapshot_entries=None, segment_bytes=None, keep_dir=False,
-                 founders=None):
+                 founders=None, parent_dir=None):
         """`founders` (default: all): how many of the nodes form the cluster; the others are
-        spares that join later (started with `--join` and a config naming every node)."""
+        spares that join later (started with `--join` and a config naming every node).
+        `parent_dir` (default: $TMPDIR or /tmp): where the cluster's temporary directory goes."""
+        if nodes > len(HOSTS):
+            raise ValueError(f"a Cluster has at most {len(HOSTS)} nodes ({nodes} asked)")
         self.rpoold = rpoold
-        self.dir = tempfile.mkdtemp(prefix="rpool-it-")
+        self.dir = tempfile.mkdtemp(prefix="rpool-it-", dir=parent_dir)
         self.keep_dir = keep_dir or bool(os.environ.get("RPOOL_IT_KEEP"))
         self.started_pids = set()
         self.catalog = catalog if catalog is not None else DEFAULT_CATALOG

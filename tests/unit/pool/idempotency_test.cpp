@@ -58,7 +58,7 @@ TEST_CASE("keys expire only when both older than the retention and beyond the mi
   options.idempotency_keys_min = 3;
   Driver d(options);
   d.apply(bootstrap({item("mud", -1, 1)}));
-  for (int i = 0; i < 5; ++i) d.apply(keyed(draw(1, 1, 100), "k" + std::to_string(i), 1));
+  for (int i = 0; i < 5; ++i) d.apply(keyed(draw(1, 1, 100), 'k' + std::to_string(i), 1));
   // Young keys stay even beyond the minimum count.
   CHECK(d.sm.idempotency_keys() == 5);
   // Time passes: the oldest go, down to the minimum count.

@@ -209,7 +209,7 @@ TEST_CASE("determinism: two state machines fed the same random commands agree at
   for (int step = 0; step < 3000; ++step) {
     Command c;
     const std::uint64_t kind = bounded(rng, 10);
-    const std::string id = "i" + std::to_string(bounded(rng, 40));
+    const std::string id = 'i' + std::to_string(bounded(rng, 40));
     if (kind < 6) {
       c = draw(static_cast<std::uint32_t>(1 + bounded(rng, 20)), rng.next());
     } else if (kind < 9) {
@@ -219,7 +219,7 @@ TEST_CASE("determinism: two state machines fed the same random commands agree at
       c = remove_item(id);
     }
     c.timestamp_ms = static_cast<std::uint64_t>(step) * 1000;
-    if (bounded(rng, 3) == 0) c = keyed(c, "k" + std::to_string(bounded(rng, 500)), 1);
+    if (bounded(rng, 3) == 0) c = keyed(c, 'k' + std::to_string(bounded(rng, 500)), 1);
     const Result ra = a.apply(c);
     const Result rb = b.apply(c);
     REQUIRE(ra == rb);
@@ -277,7 +277,7 @@ TEST_CASE("draws agree with a naive one-at-a-time model across exhaustion, on 2,
     for (std::size_t i = 0; i < n; ++i) {
       // Small stocks so that items run out in the middle of multi-draw commands.
       const std::int64_t q = bounded(rng, 5) == 0 ? -1 : static_cast<std::int64_t>(bounded(rng, 6));
-      const Item it = item("i" + std::to_string(bounded(rng, 20)), q, bounded(rng, 4) == 0 ? 0 : 1 + bounded(rng, 50));
+      const Item it = item('i' + std::to_string(bounded(rng, 20)), q, bounded(rng, 4) == 0 ? 0 : 1 + bounded(rng, 50));
       d.apply(upsert(it));
       naive.upsert(it);
     }

@@ -215,7 +215,7 @@ TEST_CASE("leadership transfer under load loses no committed entry") {
     for (std::uint64_t id : {1, 2, 3}) {
       if (c.core(id).role() == Role::leader) leader = id;
     }
-    const std::string v = "v" + std::to_string(i);
+    const std::string v = 'v' + std::to_string(i);
     const auto ec = c.core(leader).propose(bytes_of(v));
     if (!ec) {
       acked.push_back(v);
