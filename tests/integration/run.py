@@ -29,6 +29,7 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cluster import Cluster, TestFailure, check, wait_until  # noqa: E402
+import openapi_check  # noqa: E402
 
 TESTS = []
 
@@ -928,6 +929,7 @@ def main():
             return 2
     passed, failed, xfailed, skipped = [], [], [], []
     started = time.monotonic()
+    openapi_check.enable()  # every answer the tests get must fit docs/openapi.json
     for t in tests:
         ctx = Context(args)
         t0 = time.monotonic()
@@ -950,6 +952,8 @@ def main():
                 print(cl.tails(), flush=True)
         finally:
             ctx.close()
+    if not openapi_check.finish("integration", sys.stdout):
+        failed.append("answers-fit-openapi-json")
     print(f"integration: {len(passed)} passed, {len(failed)} failed, {len(xfailed)} known failures, "
           f"{len(skipped)} skipped in {time.monotonic() - started:.0f}s"
           + (f" (failed: {', '.join(failed)})" if failed else "")
