@@ -756,6 +756,20 @@ def a_draw_or_read_sent_with_connection_close_or_http_1_0_gets_an_answer(ctx):
     check(not failures, "\n".join(failures))
 
 
+@test
+def get_v1_openapi_json_serves_the_document_of_the_tree_on_every_node(ctx):
+    c = ctx.cluster()
+    c.start_all()
+    with open(openapi_check.DEFAULT_DOCUMENT, encoding="utf-8") as f:
+        tree = json.load(f)
+    for n in c.nodes:
+        r = n.get("/v1/openapi.json")
+        check(r.status == 200, f"GET /v1/openapi.json on {n}: {r}")
+        check(r.headers.get("content-type", "").startswith("application/json"), f"{n}: {r.headers}")
+        check(r.json == tree, f"{n} serves a document other than docs/openapi.json")
+        expect_error(n.client().post("/v1/openapi.json", {}), 405, "method_not_allowed", f"POST /v1/openapi.json on {n}")
+
+
 # --- 7 ----------------------------------------------------------------------------------------
 
 @test
