@@ -7,7 +7,9 @@ RPOOL_DEBS=(g++ meson ninja-build pkg-config python3
             fio         # the disk's own limits, beside bench/wal
             curl        # scripts/cluster waits on /readyz with it
             nftables    # network partitions in tests/chaos
-            python3-prometheus-client)  # cross-checks /metrics against Prometheus' own parser
+            python3-prometheus-client  # cross-checks /metrics against Prometheus' own parser
+            python3-jsonschema  # every answer of the integration tests against docs/openapi.json
+            prometheus)  # promtool checks and unit-tests contrib/prometheus/rpool.rules.yml
 
 ensure_deps() {
   local missing=() p

@@ -65,6 +65,7 @@ Target parse_target(std::string_view target) {
   else if (path == "/healthz") t.route = Route::healthz;
   else if (path == "/readyz") t.route = Route::readyz;
   else if (path == "/metrics") t.route = Route::metrics;
+  else if (path == "/v1/openapi.json") t.route = Route::openapi;
   else if (path.starts_with(items_prefix) && path.size() > items_prefix.size()) {
     t.route = Route::item;
     t.item_id = std::string(path.substr(items_prefix.size()));

@@ -29,6 +29,7 @@ enum class Route {
   healthz,          // /healthz
   readyz,           // /readyz
   metrics,          // /metrics
+  openapi,          // /v1/openapi.json
   not_found,
 };
 

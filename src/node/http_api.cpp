@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "api/openapi.h"
 #include "base/assert.h"
 #include "node/planted_bugs.h"
 
@@ -170,6 +171,10 @@ void HttpApi::handle(HttpRequest&& request, Respond answer) {
     case api::Route::metrics:
       if (method != http::verb::get) return method_not_allowed("GET");
       return handle_metrics(std::move(request), std::move(respond));
+    case api::Route::openapi:
+      if (method != http::verb::get) return method_not_allowed("GET");
+      respond(json_response(request, 200, std::string(api::openapi_json())));
+      return;
     case api::Route::not_found:
       break;
   }

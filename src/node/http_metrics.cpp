@@ -19,6 +19,7 @@ const char* route_name(api::Route r) {
     case api::Route::healthz: return "healthz";
     case api::Route::readyz: return "readyz";
     case api::Route::metrics: return "metrics";
+    case api::Route::openapi: return "openapi";
     case api::Route::not_found: return "not_found";
   }
   return "not_found";

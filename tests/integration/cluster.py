@@ -23,6 +23,8 @@ import subprocess
 import tempfile
 import time
 
+import openapi_check
+
 HOSTS = ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
 
 DEFAULT_CATALOG = [
@@ -130,7 +132,9 @@ class Client:
                 self.conn.timeout = self.timeout
                 if self.conn.sock is not None:
                     self.conn.sock.settimeout(self.timeout)
-            return Response(res.status, headers_out, data)
+            response = Response(res.status, headers_out, data)
+            openapi_check.observe(method, path, response)  # against docs/openapi.json, once enabled
+            return response
 
     def get(self, path, **kw):
         return self.request("GET", path, **kw)

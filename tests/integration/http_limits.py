@@ -28,6 +28,7 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cluster import Cluster, TestFailure, check, wait_until  # noqa: E402
+import openapi_check  # noqa: E402
 
 TESTS = []
 
@@ -462,6 +463,7 @@ def main():
         return 2
     passed, failed = [], []
     started = time.monotonic()
+    openapi_check.enable()  # every answer the tests get must fit docs/openapi.json
     for t in tests:
         ctx = Context(args)
         t0 = time.monotonic()
@@ -479,6 +481,8 @@ def main():
                 print(cl.tails(), flush=True)
         finally:
             ctx.close()
+    if not openapi_check.finish("http-limits", sys.stdout):
+        failed.append("answers-fit-openapi-json")
     print(f"http-limits: {len(passed)} passed, {len(failed)} failed in {time.monotonic() - started:.0f}s"
           + (f" (failed: {', '.join(failed)})" if failed else ""), flush=True)
     return 1 if failed else 0

@@ -29,6 +29,7 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cluster import Cluster, TestFailure, check, wait_until  # noqa: E402
+import openapi_check  # noqa: E402
 
 TESTS = []
 
@@ -755,6 +756,20 @@ def a_draw_or_read_sent_with_connection_close_or_http_1_0_gets_an_answer(ctx):
     check(not failures, "\n".join(failures))
 
 
+@test
+def get_v1_openapi_json_serves_the_document_of_the_tree_on_every_node(ctx):
+    c = ctx.cluster()
+    c.start_all()
+    with open(openapi_check.DEFAULT_DOCUMENT, encoding="utf-8") as f:
+        tree = json.load(f)
+    for n in c.nodes:
+        r = n.get("/v1/openapi.json")
+        check(r.status == 200, f"GET /v1/openapi.json on {n}: {r}")
+        check(r.headers.get("content-type", "").startswith("application/json"), f"{n}: {r.headers}")
+        check(r.json == tree, f"{n} serves a document other than docs/openapi.json")
+        expect_error(n.client().post("/v1/openapi.json", {}), 405, "method_not_allowed", f"POST /v1/openapi.json on {n}")
+
+
 # --- 7 ----------------------------------------------------------------------------------------
 
 @test
@@ -928,6 +943,7 @@ def main():
             return 2
     passed, failed, xfailed, skipped = [], [], [], []
     started = time.monotonic()
+    openapi_check.enable()  # every answer the tests get must fit docs/openapi.json
     for t in tests:
         ctx = Context(args)
         t0 = time.monotonic()
@@ -950,6 +966,8 @@ def main():
                 print(cl.tails(), flush=True)
         finally:
             ctx.close()
+    if not openapi_check.finish("integration", sys.stdout):
+        failed.append("answers-fit-openapi-json")
     print(f"integration: {len(passed)} passed, {len(failed)} failed, {len(xfailed)} known failures, "
           f"{len(skipped)} skipped in {time.monotonic() - started:.0f}s"
           + (f" (failed: {', '.join(failed)})" if failed else "")

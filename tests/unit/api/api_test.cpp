@@ -27,6 +27,7 @@ TEST_CASE("every path of the contract routes to its handler") {
       {"/healthz", Route::healthz},
       {"/readyz", Route::readyz},
       {"/metrics", Route::metrics},
+      {"/v1/openapi.json", Route::openapi},
       {"/v1/items/gold", Route::item},
       {"/v1/cluster/members/3", Route::member},
       // Not routes.

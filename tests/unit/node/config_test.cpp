@@ -111,6 +111,17 @@ TEST_CASE("the sample config in the repository parses") {
   CHECK(config->catalog.size() == 3);
 }
 
+TEST_CASE("the production example contrib/cluster.example.json parses, for the systemd unit's paths") {
+  std::string error;
+  const auto config = load_config(RPOOL_SOURCE_ROOT "/contrib/cluster.example.json", error);
+  REQUIRE_MESSAGE(config.has_value(), error);
+  CHECK(config->members.size() == 3);
+  // contrib/rpoold@.service gives instance N the state directory /var/lib/rpool/node-N.
+  CHECK(config->data_dir_for(NodeId(2)) == "/var/lib/rpool/node-2");
+  CHECK(config->admin_token.has_value());
+  CHECK(config->wal.fsync);
+}
+
 TEST_CASE("an unknown top-level field is an error naming it") {
   const std::string error = rejected(minimal(R"(, "data_dirs": "x")"));
   CHECK(error == "config: data_dirs: unknown field");
