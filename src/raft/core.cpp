@@ -549,6 +549,12 @@ void Core::handle_append_resp(const Message& m, Progress& pr) {
     send_append(m.from, pr, true);
     return;
   }
+  // In probe state the one append in flight starts at next_index - 1, so its success says at
+  // least that. A lower one answers an append from before (or, for a node removed, wiped and
+  // added back under the same id, one its previous incarnation received): counting it would
+  // credit the follower with entries it may no longer hold, towards the commit quorum. (Found by
+  // the node simulation, seed 2341: a fresh learner credited with its old match index.)
+  if (pr.state == Progress::State::probe && m.index < pr.next_index.prev()) return;
   const bool updated = m.index > pr.match_index;
   if (updated) {
     pr.match_index = m.index;

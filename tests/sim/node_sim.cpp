@@ -449,11 +449,15 @@ class Cluster {
     world.at(world.now + world.rng.between(50 * ms, 400 * ms), [this] { nemesis(); });
   }
 
-  Node* leader() {
+  // The leader of the highest term (a deposed one may not know it yet: an operator asks the
+  // real one, and a removal it has not committed must not make us wipe a voter).
+  Node* leader() const {
+    Node* best = nullptr;
     for (auto& n : nodes_) {
-      if (n->up && n->replica->core().role() == raft::Role::leader) return n.get();
+      if (!n->up || n->replica->core().role() != raft::Role::leader) continue;
+      if (best == nullptr || n->replica->core().current_term() > best->replica->core().current_term()) best = n.get();
     }
-    return nullptr;
+    return best;
   }
 
   // Membership: remove a voter through the leader, wipe it, start it empty with --join, and add it
@@ -660,8 +664,15 @@ class Cluster {
       const Replica& a = *first->replica;
       const Replica& b = *n->replica;
       if (a.applied() != b.applied() || a.pool().digest() != b.pool().digest()) {
-        return fail(fmt::format("after the heal node {} is at index {} and node {} at index {}", first->id.value(),
-                                a.applied().value(), n->id.value(), b.applied().value()));
+        std::string progress;
+        if (const Node* l = leader()) {
+          if (const raft::Progress* pr = l->replica->core().progress(n->id)) {
+            progress = fmt::format(" (leader {} sees it in state {}, match {}, next {})", l->id.value(), static_cast<int>(pr->state),
+                                   pr->match_index.value(), pr->next_index.value());
+          }
+        }
+        return fail(fmt::format("after the heal node {} is at index {} and node {} at index {}{}", first->id.value(),
+                                a.applied().value(), n->id.value(), b.applied().value(), progress));
       }
     }
     std::uint64_t acked_max = 0;

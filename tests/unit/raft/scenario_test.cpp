@@ -449,3 +449,44 @@ TEST_CASE("a heartbeat commits only where the follower's entry matches the leade
 
 }  // namespace
 }  // namespace rpool::raft
+
+namespace rpool::raft {
+namespace {
+
+using namespace test;
+
+// Found by the whole-node simulation (seed 2341): node 2 was removed, wiped and added back under
+// the same id while an acknowledgement from its previous incarnation was still in flight. The
+// leader credited the fresh learner with its old match index, probed above its empty log for
+// ever, and counted entries it did not hold towards the commit quorum.
+TEST_CASE("a leader in probe state ignores an acknowledgement below its probe") {
+  auto c = make_core(1, {1, 2, 3}, log_with_terms({1, 1, 1, 1, 1}), Term(1));
+  tick_until_campaign(*c);
+  drain(*c);
+  while (c->role() != Role::leader) {
+    for (std::uint64_t from : {2u, 3u}) {
+      const MessageType t = c->role() == Role::pre_candidate ? MessageType::pre_vote_resp : MessageType::vote_resp;
+      const Term term = c->role() == Role::pre_candidate ? c->current_term() + 1 : c->current_term();
+      c->step(msg(t, from, 1, term.value()));
+      if (c->role() == Role::leader) break;
+    }
+  }
+  drain(*c);
+  const Progress* pr = c->progress(NodeId(2));
+  REQUIRE(pr != nullptr);
+  REQUIRE(pr->state == Progress::State::probe);
+  const LogIndex probe_prev = pr->next_index.prev();
+  REQUIRE(probe_prev >= LogIndex(3));
+  Message stale = msg(MessageType::append_resp, 2, 1, c->current_term().value());
+  stale.index = LogIndex(probe_prev.value() - 2);  // below the probe: an answer from before
+  c->step(stale);
+  CHECK(c->progress(NodeId(2))->match_index == LogIndex(0));
+  CHECK(c->progress(NodeId(2))->state == Progress::State::probe);
+  Message fresh = stale;
+  fresh.index = probe_prev;
+  c->step(fresh);
+  CHECK(c->progress(NodeId(2))->match_index == probe_prev);
+}
+
+}  // namespace
+}  // namespace rpool::raft
