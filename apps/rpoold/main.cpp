@@ -1,4 +1,4 @@
-// rpoold: one rpool cluster node (CONTRACT.md, "Binaries").
+// rpoold: one rpool cluster node (docs/api.md).
 //
 //   rpoold --config FILE --id N [--data-dir DIR] [--log-format json|text]
 //

@@ -1,6 +1,6 @@
 // The HTTP API's vocabulary, without any I/O: routing of request targets, parsing and validation
 // of request bodies, the idempotency hash of a request, and the JSON of every answer
-// (CONTRACT.md, "HTTP API" and "Errors"). NodeHost does the I/O and calls these.
+// (docs/api.md). node::HttpApi does the I/O and calls these.
 #pragma once
 
 #include <cstdint>
@@ -44,7 +44,7 @@ struct Target {
 // Splits "/v1/pool?consistency=stale" into a route and its parameters.
 Target parse_target(std::string_view target);
 
-// The error codes of CONTRACT.md's table, with their HTTP status.
+// The error codes of docs/api.md's table, with their HTTP status.
 enum class Error {
   bad_request,                     // 400
   unauthorized,                    // 401

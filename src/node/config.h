@@ -1,4 +1,4 @@
-// The node's configuration file (CONTRACT.md, "Config"), parsed strictly: an unknown field, a
+// The node's configuration file (README, "Configuration"), parsed strictly: an unknown field, a
 // wrong type or a value out of range is an error that names the field, so a typo is never
 // silently ignored.
 #pragma once

@@ -1,4 +1,4 @@
-// HttpApi: routing, validation, forwarding, and the answers of CONTRACT.md.
+// HttpApi: routing, validation, forwarding, and the answers of docs/api.md.
 #include "node/http_api.h"
 
 #include <fmt/format.h>

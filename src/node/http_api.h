@@ -1,4 +1,4 @@
-// HttpApi: the HTTP routes of CONTRACT.md over a Replica. It parses and validates each request,
+// HttpApi: the HTTP routes of docs/api.md over a Replica. It parses and validates each request,
 // turns it into a replica operation, and renders the outcome as the contract's JSON answer; on a
 // follower it forwards writes and linearizable reads to the leader. All on the node's thread.
 #pragma once

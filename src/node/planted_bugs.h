@@ -1,4 +1,4 @@
-// Bugs planted on purpose, so that tests/chaos can show it catches them (issue 7). They exist only
+// Bugs planted on purpose, so that tests/chaos can show it catches them. They exist only
 // in a build configured with `meson -Dplanted_bugs=true`, where rpoold reads the environment
 // variable RPOOL_PLANTED_BUG; in every other build planted() is constant false and the code it
 // guards is dropped.

@@ -1,4 +1,4 @@
-"""The chaos harness (issue 7): a real rpoold cluster, concurrent clients that record every
+"""The chaos harness: a real rpoold cluster, concurrent clients that record every
 operation, and nemeses that kill, crash, pause, partition and starve nodes while the clients run.
 
     with ChaosCluster(rpoold, rpool_wal, nodes=3) as cc:

@@ -1,4 +1,4 @@
-"""The chaos checker (issue 7): a pure function of a recorded history and the final node states.
+"""The chaos checker: a pure function of a recorded history and the final node states.
 
     violations = check(ops, final)
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Chaos tests of a real rpoold cluster (issue 7): clients draw, read and update items while a
+"""Chaos tests of a real rpoold cluster: clients draw, read and update items while a
 nemesis kills leaders, crashes every node, pauses nodes, partitions the raft network (nftables on
 loopback) or fills a node's disk; then checker.py checks the whole recorded history.
 

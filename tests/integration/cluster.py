@@ -1,4 +1,4 @@
-"""A harness for black-box tests of real rpoold processes on loopback (CONTRACT.md).
+"""A harness for black-box tests of real rpoold processes on loopback (docs/api.md).
 
     with Cluster(rpoold, nodes=3) as cluster:
         cluster.start_all()

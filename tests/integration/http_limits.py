@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Black-box tests of the HTTP server's resource bounds on real rpoold processes (CONTRACT.md).
+"""Black-box tests of the HTTP server's resource bounds on real rpoold processes (docs/api.md).
 
     http_limits.py --rpoold build/apps/rpoold [-k SUBSTRING] [--list]
 
@@ -9,7 +9,7 @@
   1,500 idle HTTP connections to one node neither stop it nor the cluster: draws through another
   node keep committing while snapshots are taken and WAL segments switch, and the flooded node
   serves again once the flood ends.
-- The HTTP edge cases of RFC 9112 and CONTRACT.md's error table, on a live node.
+- The HTTP edge cases of RFC 9112 and docs/api.md's error table, on a live node.
 
 Each test starts its own cluster (see cluster.py) and kills every process it started. The last
 line is `http-limits: N passed, M failed`; the exit code is non-zero on any failure.
@@ -407,7 +407,7 @@ def http_edge_cases_get_the_contracts_json_errors_on_a_live_node(ctx):
     node = c.node(1)
     expect_json_error(raw_exchange(node, b"GET /v1/\xff\xfe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
                       404, "not_found", "a target that is not UTF-8")
-    # An item id quoted in its error: a bad item id (CONTRACT.md), not a 500.
+    # An item id quoted in its error: a bad item id (docs/api.md), not a 500.
     item = b'{"quantity": 1, "probability": 1}'
     expect_json_error(raw_exchange(node, b"PUT /v1/items/\xff\xfe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
                                          b"Content-Type: application/json\r\nContent-Length: "

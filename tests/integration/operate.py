@@ -1,4 +1,4 @@
-"""Operating the cluster (issue 6, CONTRACT.md's admin endpoints): membership changes under load,
+"""Operating the cluster (docs/api.md's admin endpoints): membership changes under load,
 replacing a node, rolling restarts, admin auth, 409 and 507, snapshots on demand.
 
 The tests are registered by run.py (`operate.register(test, helpers)`), which passes itself as
@@ -32,7 +32,7 @@ def admin(node, method, path, body=None, token=TOKEN, timeout=90.0):
 
 def until_admin_ok(nodes, method, path, body=None, give_up_after=90.0, what=""):
     """An admin call repeated (rotating over `nodes`) until 200; 503/504/409 and connection
-    errors are the retryable answers of a membership change under load (CONTRACT.md)."""
+    errors are the retryable answers of a membership change under load (docs/api.md)."""
     deadline = time.monotonic() + give_up_after
     i, last = 0, None
     while time.monotonic() < deadline:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Black-box integration tests of real rpoold processes on loopback (issue 5, CONTRACT.md).
+"""Black-box integration tests of real rpoold processes on loopback (docs/api.md).
 
     run.py --rpoold build/apps/rpoold --rpool-wal build/tools/rpool-wal [-k SUBSTRING] [--list]
 
@@ -67,7 +67,7 @@ CONN_ERRORS = (OSError, http.client.HTTPException)
 
 
 def expect_error(response, status, code, what):
-    """An error answer per CONTRACT.md: the status, JSON content type, {"error": code, "message": text}."""
+    """An error answer per docs/api.md: the status, JSON content type, {"error": code, "message": text}."""
     check(response.status == status, f"{what}: expected {status} {code}, got {response}")
     ctype = response.headers.get("content-type", "")
     check(ctype.startswith("application/json"), f"{what}: Content-Type is {ctype!r}, not application/json")
@@ -233,7 +233,7 @@ class Load:
 
 
 def acked_checks(answers, pool, initial):
-    """Every acknowledged draw is in the pool exactly once (CONTRACT.md, Guarantees)."""
+    """Every acknowledged draw is in the pool exactly once (docs/api.md, Guarantees)."""
     ids = [d["request_id"] for _, body in answers for d in body["draws"]]
     dup = [i for i, n in collections.Counter(ids).items() if n > 1]
     check(not dup, f"request_ids acknowledged twice: {sorted(dup)[:20]}")
@@ -911,7 +911,7 @@ def bad_config_bad_usage_and_a_locked_data_dir_exit_with_one_clear_line(ctx):
     check(node.terminate() == 0, "the first node did not exit 0 after SIGTERM")
 
 
-# --- operating the cluster (issue 6): operate.py ------------------------------------------------
+# --- operating the cluster: operate.py ------------------------------------------------
 
 import operate  # noqa: E402
 

@@ -1,4 +1,4 @@
-// rpool-bench: an HTTP/1.1 keep-alive load generator for rpool (CONTRACT.md, "Binaries").
+// rpool-bench: an HTTP/1.1 keep-alive load generator for rpool (docs/api.md).
 //
 //   rpool-bench --url http://127.0.0.1:8001 --connections 64 --threads 2 --duration 10 --op draw
 //

@@ -1,5 +1,5 @@
 // rpool-wal COMMAND DATA_DIR [options]: offline inspection of a node's data directory
-// (CONTRACT.md, "rpool-wal"). Each command is a CLI11 subcommand calling one function of
+// (README, "rpool-wal"). Each command is a CLI11 subcommand calling one function of
 // inspect.h; `replay` is added the same way.
 #include <iostream>
 

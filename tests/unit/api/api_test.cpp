@@ -241,7 +241,7 @@ TEST_CASE("a token matches only the same token") {
 namespace rpool::api {
 namespace {
 
-TEST_CASE("a draw answer is the JSON of CONTRACT.md, with pool_empty draws, for any count") {
+TEST_CASE("a draw answer is the JSON of docs/api.md, with pool_empty draws, for any count") {
   std::mt19937_64 rng(7);
   for (int n = 0; n < 2000; ++n) {
     pool::Result result;

@@ -88,7 +88,7 @@ TEST_CASE("a config with only members gets the documented defaults") {
 }
 
 TEST_CASE("the sample config in the repository parses") {
-  // config/local-cluster.json as in CONTRACT.md, copied so the test does not depend on the cwd.
+  // config/local-cluster.json as in the README, copied so the test does not depend on the cwd.
   constexpr std::string_view text = R"({
     "members": [
       {"id": 1, "raft": "127.0.0.1:7001", "http": "127.0.0.1:8001"},
@@ -255,7 +255,7 @@ TEST_CASE("a config that is not a JSON object is an error") {
 // so each input below parses (and parse_config() takes it) although config.h says the host is
 // "an IPv4 or IPv6 literal, or a name". The mistake then shows only when the address is used
 // (the listener's make_address/resolve, or a peer that never connects), not as the exit-2 line
-// naming the field that CONTRACT.md asks of a bad config.
+// naming the field that the README asks of a bad config.
 TEST_CASE("an endpoint whose host is neither an IP literal nor a name is rejected") {
   for (const char* bad : {"a b:7001", "127.0.0.1 :7001", "a]:7001", "[not v6]:7001", "host/x:7001", "\t:7001",
                           "-a:1", "a..b:1", ".a:1", "[]:1", "[1]:1"}) {
