@@ -1,6 +1,8 @@
 // HttpApi: routing, validation, forwarding, and the answers of docs/api.md.
 #include "node/http_api.h"
 
+#include <cctype>
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -108,9 +110,13 @@ HttpResponse HttpApi::outcome_response(const HttpRequest& request, const Outcome
 bool HttpApi::authorized(const HttpRequest& request) const {
   const auto& token = replica_.options().config.admin_token;
   if (!token) return true;
-  const auto header = request[http::field::authorization];
-  constexpr std::string_view bearer = "Bearer ";
-  if (!header.starts_with(bearer)) return false;
+  const std::string_view header = request[http::field::authorization];
+  // The scheme is case-insensitive (RFC 9110 §11.1); the token is compared exactly.
+  constexpr std::string_view bearer = "bearer ";
+  if (header.size() < bearer.size()) return false;
+  for (std::size_t i = 0; i < bearer.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(header[i])) != bearer[i]) return false;
+  }
   return api::token_matches(header.substr(bearer.size()), *token);
 }
 

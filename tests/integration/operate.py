@@ -225,6 +225,13 @@ def register(test, h):
         # The right token works (through the follower, which forwards).
         r = admin(follower, "PUT", "/v1/items/gold", {"quantity": 5, "probability": 1})
         check(r.status == 200 and r.json["quantity"] == 5, f"PUT with the token: {r}")
+        # The scheme is matched case-insensitively (RFC 9110 §11.1); the token is not.
+        for scheme in ("bearer", "BEARER", "BeArEr"):
+            cl = follower.client()
+            r = cl.request("PUT", "/v1/items/gold", {"quantity": 6, "probability": 1},
+                           headers={"Authorization": f"{scheme} {TOKEN}"})
+            cl.close()
+            check(r.status == 200, f"PUT with the scheme spelt {scheme!r}: {r}")
 
     @test
     def a_second_membership_change_or_transfer_during_one_gets_409(ctx):
