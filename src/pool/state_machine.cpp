@@ -409,7 +409,7 @@ Result StateMachine::apply_op(const std::string& pool_id, const Bootstrap& boots
     result.error = errc::too_many_items_total;
     return result;
   }
-  if (new_ids > 0 && tombstones_.size() >= tombstones_max) {
+  if (new_ids > 0 && tombstones_.size() >= options_.tombstones_max) {
     result.error = errc::pool_ids_exhausted;
     return result;
   }
@@ -445,7 +445,7 @@ Result StateMachine::apply_op(const std::string& pool_id, const CreatePool& crea
     result.error = errc::too_many_items_total;
     return result;
   }
-  if (!tombstones_.contains(pool_id) && tombstones_.size() >= tombstones_max) {
+  if (!tombstones_.contains(pool_id) && tombstones_.size() >= options_.tombstones_max) {
     result.error = errc::pool_ids_exhausted;
     return result;
   }
@@ -653,7 +653,7 @@ void StateMachine::check_invariants() const {
   }
   RPOOL_ASSERT_OP(items, ==, item_count_total_);
   RPOOL_ASSERT_OP(item_count_total_, <=, items_total_max);
-  RPOOL_ASSERT_OP(tombstones_.size(), <=, tombstones_max + pools_max);
+  RPOOL_ASSERT_OP(tombstones_.size(), <=, std::max(tombstones_max, options_.tombstones_max) + pools_max);
   for (const auto& [pool_id, last_request_id] : tombstones_) {
     RPOOL_ASSERT(valid_pool_id(pool_id));
     RPOOL_ASSERT(pool_id != default_pool_id);

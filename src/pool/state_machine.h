@@ -76,6 +76,8 @@ struct Options {
   std::uint64_t idempotency_retention_ms = 3'600'000;  // 1 hour
   std::size_t idempotency_keys_min = 1'000'000;
   std::size_t idempotency_bytes_max = std::size_t{1} << 30;  // 1 GiB of stored results
+  // An option only so that tests can reach it; replicas keep the default.
+  std::size_t tombstones_max = pool::tombstones_max;
 };
 
 // One pool, as the StateMachine holds it. Read-only outside the StateMachine.

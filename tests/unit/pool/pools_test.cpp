@@ -1,6 +1,8 @@
 // Many pools in one state machine: per-pool numbering, keys, limits, snapshots and the codec.
 #include <doctest/doctest.h>
 
+#include <map>
+
 #include "builders.h"
 #include "pool/random.h"
 
@@ -33,4 +35,229 @@ TEST_CASE("the default pool's digest is bit-identical to the single-pool digest 
   const Driver d = golden_history();
   CHECK(d.sm.last_request_id() == 214);
   CHECK(d.sm.digest_hex() == "77758975643f3b0233b46782febef1b0f2f10b78b55dd8ed612edf1eee44c86f");
+}
+
+TEST_CASE("each pool numbers its draws from 1, whatever the other pools do") {
+  Driver d;
+  d.apply(bootstrap({item("mud", -1, 1)}));
+  REQUIRE_FALSE(d.apply(create_pool("a", {item("x", -1, 1)})).error);
+  REQUIRE_FALSE(d.apply(create_pool("b", {item("y", 2, 1)})).error);
+  std::map<std::string, std::uint64_t> next{{"default", 1}, {"a", 1}, {"b", 1}};
+  SplitMix64 rng(3);
+  for (int i = 0; i < 60; ++i) {
+    const std::string id = i % 3 == 0 ? "default" : i % 3 == 1 ? "a" : "b";
+    const auto count = static_cast<std::uint32_t>(1 + bounded(rng, 4));
+    const Result r = d.apply(in_pool(id, draw(count, rng.next())));
+    REQUIRE_FALSE(r.error);
+    REQUIRE(r.draws.size() == count);
+    for (const DrawOutcome& o : r.draws) CHECK(o.request_id == next[id]++);
+    CHECK(d.sm.pool(id)->last_request_id() == next[id] - 1);
+  }
+  CHECK(d.sm.last_request_id() == next["default"] - 1);  // the single-pool interface is "default"
+  CHECK(d.sm.pool("b")->find("y")->quantity == 0);        // b ran out: pool_empty, still numbered
+}
+
+TEST_CASE("pool commands fail with their own errors and change nothing") {
+  Driver d;
+  d.apply(bootstrap({item("mud", -1, 1)}));
+  d.apply(create_pool("a", {item("x", 1, 1)}));
+  const Bytes before = d.sm.snapshot();
+  auto unchanged = [&] {
+    // The snapshot holds the applied index too: compare it with that part masked by a restore.
+    StateMachine copy;
+    REQUIRE_FALSE(copy.restore(before));
+    CHECK(copy.pools() == d.sm.pools());
+    CHECK(copy.tombstone_count() == d.sm.tombstone_count());
+  };
+  CHECK(d.apply(in_pool("nope", draw(1, 1))).error == errc::pool_not_found);
+  CHECK(d.apply(in_pool("nope", upsert(item("x", 1, 1)))).error == errc::pool_not_found);
+  CHECK(d.apply(in_pool("nope", remove_item("x"))).error == errc::pool_not_found);
+  CHECK(d.apply(create_pool("a", {})).error == errc::pool_exists);
+  CHECK(d.apply(create_pool("default", {})).error == errc::pool_exists);
+  CHECK(d.apply(create_pool("bad/id", {})).error == errc::bad_pool_id);
+  CHECK(d.apply(create_pool("", {})).error == errc::bad_pool_id);
+  CHECK(d.apply(create_pool("c", {item("x", 1, 1), item("x", 2, 2)})).error == errc::bad_item);
+  CHECK(d.apply(delete_pool("default")).error == errc::pool_undeletable);
+  CHECK(d.apply(delete_pool("nope")).error == errc::not_found);
+  unchanged();
+  CHECK(d.sm.pool("c") == nullptr);
+  CHECK(d.apply(in_pool("a", remove_item("zz"))).error == errc::not_found);
+  CHECK_FALSE(d.apply(delete_pool("a")).error);
+  CHECK(d.sm.pool("a") == nullptr);
+  CHECK(d.sm.item_count_total() == 1);
+}
+
+TEST_CASE("a deleted pool created again continues its request_id sequence") {
+  Driver d;
+  d.apply(create_pool("event", {item("skin", -1, 1)}));
+  d.apply(in_pool("event", draw(5, 1)));
+  REQUIRE_FALSE(d.apply(delete_pool("event")).error);
+  CHECK(d.sm.tombstone("event") == 5u);
+  CHECK(d.apply(in_pool("event", draw(1, 1))).error == errc::pool_not_found);
+
+  REQUIRE_FALSE(d.apply(create_pool("event", {item("hat", -1, 1)})).error);
+  CHECK_FALSE(d.sm.tombstone("event"));
+  CHECK(d.sm.pool("event")->last_request_id() == 5);
+  const Result r = d.apply(in_pool("event", draw(2, 9)));
+  REQUIRE(r.draws.size() == 2);
+  CHECK(r.draws[0].request_id == 6);
+  CHECK(r.draws[1].request_id == 7);
+
+  // A pool that never issued a request_id leaves nothing to continue.
+  d.apply(create_pool("quiet", {}));
+  d.apply(delete_pool("quiet"));
+  CHECK_FALSE(d.sm.tombstone("quiet"));
+  d.apply(create_pool("quiet", {item("a", 1, 1)}));
+  CHECK(d.apply(in_pool("quiet", draw(1, 1))).draws.at(0).request_id == 1);
+}
+
+TEST_CASE("the same idempotency key in two pools makes two independent draws") {
+  Driver d;
+  d.apply(bootstrap({item("mud", -1, 1)}));
+  d.apply(create_pool("a", {item("x", 10, 1)}));
+  d.apply(create_pool("b", {item("y", 10, 1)}));
+  const Result in_a = d.apply(in_pool("a", keyed(draw(2, 1), "order-1", 7)));
+  const Result in_b = d.apply(in_pool("b", keyed(draw(2, 2), "order-1", 7)));
+  const Result in_default = d.apply(keyed(draw(2, 3), "order-1", 7));
+  CHECK_FALSE(in_a.replayed);
+  CHECK_FALSE(in_b.replayed);
+  CHECK_FALSE(in_default.replayed);
+  CHECK(in_b.draws.at(0).item_id == "y");
+  CHECK(d.sm.pool("a")->find("x")->quantity == 8);
+  CHECK(d.sm.pool("b")->find("y")->quantity == 8);
+  CHECK(d.sm.idempotency_keys() == 3);
+
+  // Within a pool the key still means one request: a retry replays, another body is refused.
+  const Result again = d.apply(in_pool("b", keyed(draw(2, 99), "order-1", 7)));
+  CHECK(again.replayed);
+  CHECK(again.draws == in_b.draws);
+  CHECK(d.apply(in_pool("a", keyed(draw(1, 1), "order-1", 8))).error == errc::idempotency_key_reused);
+  CHECK(d.sm.pool("b")->find("y")->quantity == 8);
+
+  // A key outlives its pool: a late retry after the pool is gone still gets the first answer.
+  d.apply(delete_pool("a"));
+  const Result late = d.apply(in_pool("a", keyed(draw(2, 1), "order-1", 7)));
+  CHECK(late.replayed);
+  CHECK(late.draws == in_a.draws);
+}
+
+TEST_CASE("key eviction counts the keys of every pool together") {
+  Options options;
+  options.idempotency_retention_ms = 1000;
+  options.idempotency_keys_min = 3;
+  Driver d(options);
+  d.apply(create_pool("a", {item("x", -1, 1)}));
+  for (int i = 0; i < 4; ++i) {
+    const std::string pool_id = i % 2 == 0 ? "a" : "default";
+    d.apply(in_pool(pool_id, keyed(draw(1, 1, 100), "k" + std::to_string(i), 1)));
+  }
+  CHECK(d.sm.idempotency_keys() == 4);  // not yet expired
+  d.apply(in_pool("a", draw(1, 1, 1100)));
+  CHECK(d.sm.idempotency_keys() == 3);  // four keys over two pools, one beyond the minimum
+}
+
+TEST_CASE("bootstrap seeds the default pool and the configured pools, once") {
+  Driver d;
+  d.apply(create_pool("early", {item("z", 1, 1)}));  // created through the API first: it wins
+  Bootstrap b{{item("mud", -1, 1)}};
+  b.pools["spring-event"] = {item("skin", 50, 1)};
+  b.pools["early"] = {item("other", 1, 1)};
+  const Result r = d.apply(Command{b, 0, {}, {}});
+  CHECK(r.bootstrapped);
+  CHECK(d.sm.pool_count() == 3);
+  CHECK(d.sm.pool("spring-event")->items() == std::vector<Item>{item("skin", 50, 1)});
+  CHECK(d.sm.pool("early")->items() == std::vector<Item>{item("z", 1, 1)});
+  CHECK(d.sm.items() == std::vector<Item>{item("mud", -1, 1)});
+  CHECK(d.sm.item_count_total() == 3);
+
+  Bootstrap again{{}};
+  again.pools["later"] = {};
+  CHECK_FALSE(d.apply(Command{again, 0, {}, {}}).bootstrapped);
+  CHECK(d.sm.pool("later") == nullptr);
+
+  // A bad pool in the configuration refuses the whole bootstrap.
+  Driver e;
+  Bootstrap bad{{item("mud", -1, 1)}};
+  bad.pools["ok"] = {};
+  bad.pools["no space"] = {};
+  CHECK(e.apply(Command{bad, 0, {}, {}}).error == errc::bad_pool_id);
+  CHECK_FALSE(e.sm.bootstrapped());
+  CHECK(e.sm.pool_count() == 1);
+  CHECK(e.sm.items().empty());
+  Bootstrap named_default{{}};
+  named_default.pools["default"] = {};
+  CHECK(e.apply(Command{named_default, 0, {}, {}}).error == errc::bad_pool_id);
+}
+
+TEST_CASE("the pool list shows every pool in pool_id order with its own digest") {
+  Driver d;
+  d.apply(bootstrap({item("mud", -1, 1)}));
+  d.apply(create_pool("zeta", {item("mud", -1, 1)}));
+  d.apply(create_pool("alpha", {item("a", 3, 1), item("b", 4, 1)}));
+  d.apply(in_pool("alpha", draw(2, 5)));
+  const std::vector<PoolSummary> list = d.sm.pools();
+  REQUIRE(list.size() == 3);
+  CHECK(list[0].pool_id == "alpha");
+  CHECK(list[1].pool_id == "default");
+  CHECK(list[2].pool_id == "zeta");
+  CHECK(list[0].item_count == 2);
+  CHECK(list[0].last_request_id == 2);
+  CHECK(list[0].digest == d.sm.pool("alpha")->digest());
+  // The same items and history give the same digest, whatever the pool's name.
+  CHECK(list[1].digest == list[2].digest);
+  CHECK(to_hex(list[1].digest) == d.sm.digest_hex());
+  d.apply(in_pool("zeta", draw(1, 1)));
+  CHECK(d.sm.pool("zeta")->digest() != d.sm.digest());
+}
+
+TEST_CASE("limits: pools_max pools and items_total_max items over all pools") {
+  StateMachine sm;
+  std::uint64_t index = 0;
+  for (std::size_t i = 1; i < pools_max; ++i) {
+    REQUIRE_FALSE(sm.apply(++index, create_pool("p" + std::to_string(i), {})).error);
+  }
+  CHECK(sm.pool_count() == pools_max);
+  CHECK(sm.apply(++index, create_pool("one-more", {})).error == errc::too_many_pools);
+  CHECK(sm.pool("one-more") == nullptr);
+  sm.check_invariants();
+  REQUIRE_FALSE(sm.apply(++index, delete_pool("p1")).error);
+  CHECK_FALSE(sm.apply(++index, create_pool("one-more", {})).error);
+
+  // Fill the items over ten pools, none of them beyond its own items_max.
+  constexpr std::size_t per_pool = items_total_max / 10;
+  for (std::size_t p = 0; p < 10; ++p) {
+    std::vector<Item> items;
+    items.reserve(per_pool);
+    for (std::size_t i = 0; i < per_pool; ++i) items.push_back(item("i" + std::to_string(i), 1, 1));
+    REQUIRE_FALSE(sm.apply(++index, delete_pool("p" + std::to_string(p + 2))).error);
+    REQUIRE_FALSE(sm.apply(++index, create_pool("p" + std::to_string(p + 2), std::move(items))).error);
+  }
+  CHECK(sm.item_count_total() == items_total_max);
+  CHECK(sm.apply(++index, upsert(item("one-more", 1, 1))).error == errc::too_many_items_total);
+  CHECK(sm.apply(++index, in_pool("p2", upsert(item("one-more", 1, 1)))).error == errc::too_many_items_total);
+  REQUIRE_FALSE(sm.apply(++index, delete_pool("p100")).error);  // room for one more pool
+  CHECK(sm.apply(++index, create_pool("p1", {item("x", 1, 1)})).error == errc::too_many_items_total);
+  CHECK_FALSE(sm.apply(++index, create_pool("p1", {})).error);
+  CHECK_FALSE(sm.apply(++index, in_pool("p2", upsert(item("i0", 5, 5)))).error);  // an update adds nothing
+  CHECK(sm.item_count_total() == items_total_max);
+  REQUIRE_FALSE(sm.apply(++index, in_pool("p3", remove_item("i0"))).error);
+  CHECK_FALSE(sm.apply(++index, upsert(item("one-more", 1, 1))).error);
+  sm.check_invariants();
+}
+
+TEST_CASE("limits: only remembered pool ids can be created once tombstones_max are kept") {
+  Options options;
+  options.tombstones_max = 2;
+  Driver d(options);
+  for (const char* id : {"a", "b", "c"}) {
+    d.apply(create_pool(id, {item("x", -1, 1)}));
+    d.apply(in_pool(id, draw(1, 1)));
+  }
+  d.apply(delete_pool("a"));
+  d.apply(delete_pool("b"));
+  CHECK(d.apply(create_pool("new", {})).error == errc::pool_ids_exhausted);
+  CHECK_FALSE(d.apply(create_pool("a", {})).error);  // a remembered id continues
+  CHECK_FALSE(d.apply(create_pool("new", {})).error);  // and frees a place
+  d.apply(delete_pool("c"));                            // deleting is never refused
+  CHECK(d.sm.tombstone_count() == 2);
 }
