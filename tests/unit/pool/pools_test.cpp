@@ -3,6 +3,8 @@
 
 #include <map>
 
+#include <openssl/sha.h>
+
 #include "builders.h"
 #include "pool/random.h"
 
@@ -260,4 +262,192 @@ TEST_CASE("limits: only remembered pool ids can be created once tombstones_max a
   CHECK_FALSE(d.apply(create_pool("new", {})).error);  // and frees a place
   d.apply(delete_pool("c"));                            // deleting is never refused
   CHECK(d.sm.tombstone_count() == 2);
+}
+
+namespace {
+
+// Many pools with items, draws, keys in several pools and tombstones.
+Driver many_pools(std::size_t pool_count) {
+  Driver d;
+  d.apply(bootstrap({item("mud", -1, 7)}, 10));
+  SplitMix64 rng(11);
+  for (std::size_t p = 0; p < pool_count; ++p) {
+    const std::string id = "pool-" + std::to_string(p);
+    d.sm.apply(++d.index, create_pool(id, {item("a", 5, 1 + bounded(rng, 9)), item("b", -1, 1)}, 20));
+    Command c = in_pool(id, draw(static_cast<std::uint32_t>(1 + bounded(rng, 3)), rng.next(), 30 + p));
+    if (p % 7 == 0) c = keyed(c, "key-" + std::to_string(p % 21), static_cast<std::uint8_t>(p));
+    d.sm.apply(++d.index, c);
+    if (p % 10 == 3) d.sm.apply(++d.index, delete_pool(id, 40 + p));
+  }
+  d.apply(keyed(draw(2, 5, 5000), "key-0", 1));
+  return d;
+}
+
+Sha256 sha256(ByteView bytes) {
+  Sha256 out;
+  SHA256(bytes.data(), bytes.size(), out.data());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a snapshot with many pools restores every pool, tombstone and key") {
+  Driver original = many_pools(1000);
+  original.sm.check_invariants();
+  const Bytes snap = original.sm.snapshot();
+  Driver copy;
+  REQUIRE_FALSE(copy.sm.restore(snap));
+  copy.index = original.index;
+  CHECK(copy.sm.pools() == original.sm.pools());
+  CHECK(copy.sm.pool_count() == 1 + 1000 - 100);
+  CHECK(copy.sm.tombstone_count() == 100);
+  CHECK(copy.sm.tombstone("pool-3") == original.sm.tombstone("pool-3"));
+  CHECK(copy.sm.idempotency_keys() == original.sm.idempotency_keys());
+  CHECK(copy.sm.item_count_total() == original.sm.item_count_total());
+  CHECK(copy.sm.snapshot() == snap);
+
+  // Then both behave alike: draws, replays in their own pools, re-creation of deleted ids.
+  SplitMix64 rng(12);
+  for (int i = 0; i < 300; ++i) {
+    const std::string id = "pool-" + std::to_string(bounded(rng, 1000));
+    Command c = in_pool(id, draw(static_cast<std::uint32_t>(1 + bounded(rng, 3)), rng.next(), 6000 + i));
+    if (i % 5 == 0) c = keyed(c, "key-" + std::to_string(bounded(rng, 21)), static_cast<std::uint8_t>(i));
+    if (i % 50 == 0) c = create_pool(id, {item("c", 1, 1)}, 6000 + i);
+    REQUIRE(original.apply(c) == copy.apply(c));
+  }
+  CHECK(copy.sm.pools() == original.sm.pools());
+  CHECK(copy.sm.snapshot() == original.sm.snapshot());
+}
+
+TEST_CASE("a single-pool snapshot of before pools existed restores as the pool default") {
+  // The state, built by commands: the bytes below describe it in the version 1 layout.
+  Driver expected;
+  expected.apply(bootstrap({item("diamond", 3, 10), item("mud", -1, 70)}, 100));
+  const Result keyed_result = expected.apply(keyed(draw(2, 9, 200), "retry-me", 0x11));
+  expected.apply(draw(1, 4, 300));
+
+  Bytes old;
+  ByteWriter w(old);
+  w.raw(as_bytes("RPOOLSNP"));
+  w.u32(1);                                // version
+  w.u64(expected.index);                   // applied_index
+  w.u64(expected.sm.last_request_id());    // last_request_id
+  w.u64(300);                              // clock_ms
+  w.u8(1);                                 // bootstrapped
+  w.u32(static_cast<std::uint32_t>(expected.sm.items().size()));
+  for (const Item& i : expected.sm.items()) {
+    w.str8(i.item_id);
+    w.i64(i.quantity);
+    w.u64(i.probability);
+  }
+  w.u32(1);  // one key
+  w.str8("retry-me");
+  Sha256 hash;
+  hash.fill(0x11);
+  w.raw(hash);
+  w.u64(200);
+  Bytes result;
+  encode_result(keyed_result, result);
+  w.bytes32(result);
+  const Sha256 sum = sha256(old);  // the checksum: SHA-256 of every byte before it
+  w.raw(sum);
+
+  Driver restored;
+  REQUIRE_FALSE(restored.sm.restore(old));
+  restored.index = expected.index;
+  CHECK(restored.sm.pool_count() == 1);
+  CHECK(restored.sm.items() == expected.sm.items());
+  CHECK(restored.sm.last_request_id() == expected.sm.last_request_id());
+  CHECK(restored.sm.digest() == expected.sm.digest());
+  CHECK(restored.sm.applied_index() == expected.index);
+  CHECK(restored.sm.bootstrapped());
+  const Result replay = restored.apply(keyed(draw(2, 1, 400), "retry-me", 0x11));
+  CHECK(replay.replayed);
+  CHECK(replay.draws == keyed_result.draws);
+  CHECK(expected.apply(keyed(draw(2, 1, 400), "retry-me", 0x11)) == replay);
+  CHECK(restored.sm.idempotency_bytes() == expected.sm.idempotency_bytes());
+  // And it continues exactly like the state that applied the commands.
+  CHECK(restored.apply(draw(3, 8, 500)) == expected.apply(draw(3, 8, 500)));
+  CHECK(restored.sm.snapshot() == expected.sm.snapshot());
+}
+
+TEST_CASE("a version 1 command of before pools existed decodes as a command on the default pool") {
+  // Built from the documented layout: u8 version 1, u8 kind 1 (draw), u64 timestamp_ms,
+  // u8 key length 0, u32 count, u64 seed.
+  Bytes old;
+  ByteWriter w(old);
+  w.u8(1);
+  w.u8(1);
+  w.u64(1732838400000);
+  w.u8(0);
+  w.u32(3);
+  w.u64(0x0123456789abcdefULL);
+  Command c;
+  REQUIRE_FALSE(decode(old, c));
+  CHECK(c == draw(3, 0x0123456789abcdefULL, 1732838400000));
+  CHECK(c.pool_id == "default");
+  CHECK(encode(c) == old);  // what version 1 can say is still written as version 1
+
+  // An upsert with a key: ... u8 key length, key, 32 hash, item.
+  Bytes up;
+  ByteWriter u(up);
+  u.u8(1);
+  u.u8(2);
+  u.u64(5);
+  u.str8("k");
+  Sha256 hash;
+  hash.fill(9);
+  u.raw(hash);
+  u.str8("gold");
+  u.i64(-1);
+  u.u64(20);
+  REQUIRE_FALSE(decode(up, c));
+  CHECK(c == keyed(upsert(item("gold", -1, 20), 5), "k", 9));
+  CHECK(encode(c) == up);
+
+  // Pool kinds do not exist in version 1.
+  Bytes create = encode(create_pool("event", {}));
+  CHECK(create[0] == 2);
+  old[1] = 5;
+  CHECK(decode(old, c) == errc::malformed);
+}
+
+TEST_CASE("pool commands round-trip through the codec and every truncation is rejected") {
+  Bootstrap b{{item("mud", -1, 70)}};
+  b.pools["spring-event"] = {item("skin", 50, 1)};
+  b.pools["winter"] = {};
+  const std::vector<Command> samples = {
+      in_pool("event", draw(7, 3, 9)),
+      in_pool("event", keyed(draw(1, 3, 9), "k k", 4)),
+      in_pool("e", upsert(item("x", 1, 1))),
+      in_pool(std::string(pool_id_bytes_max, 'p'), remove_item("x")),
+      create_pool("event", {item("a", 1, 2), item("b", -1, 3)}, 12),
+      keyed(create_pool("event", {}), "create-1", 2),
+      delete_pool("event", 13),
+      Command{b, 14, {}, {}},
+  };
+  for (const Command& c : samples) {
+    const Bytes bytes = encode(c);
+    CHECK(bytes[0] == 2);
+    Command back;
+    REQUIRE_FALSE(decode(bytes, back));
+    CHECK(back == c);
+    CHECK(encode(back) == bytes);
+    for (std::size_t cut = 0; cut < bytes.size(); ++cut) {
+      CHECK(decode(ByteView(bytes).first(cut), back));
+    }
+  }
+  CHECK(describe(samples[0]).find(" pool=event") != std::string::npos);
+  CHECK(describe(draw(1, 1)).find("pool=") == std::string::npos);
+
+  // An empty pool id, and a bootstrap naming another pool than default, are not our encoding.
+  Bytes bytes = encode(in_pool("e", draw(1, 1)));
+  const std::size_t pool_at = 2 + 8 + 1;
+  bytes[pool_at] = 0;
+  Command out;
+  CHECK(decode(bytes, out) == errc::malformed);
+  Bytes boot = encode(Command{b, 14, {}, {}});
+  boot.insert(boot.begin() + pool_at + 1 + 7, 'x');  // "default" -> "defaultx"
+  boot[pool_at] = 8;
+  CHECK(decode(boot, out) == errc::malformed);
 }
