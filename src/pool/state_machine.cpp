@@ -289,11 +289,20 @@ const Pool& StateMachine::default_pool() const {
   return *p;
 }
 
+std::vector<const StateMachine::PoolMap::value_type*> StateMachine::sorted_pools() const {
+  std::vector<const PoolMap::value_type*> sorted;
+  sorted.reserve(pools_.size());
+  for (const auto& entry : pools_) sorted.push_back(&entry);
+  std::sort(sorted.begin(), sorted.end(), [](const auto* a, const auto* b) { return a->first < b->first; });
+  return sorted;
+}
+
 std::vector<PoolSummary> StateMachine::pools() const {
   std::vector<PoolSummary> out;
   out.reserve(pools_.size());
-  for (const auto& [pool_id, p] : pools_) {
-    out.push_back(PoolSummary{pool_id, p.items().size(), p.last_request_id(), p.digest()});
+  for (const auto* entry : sorted_pools()) {
+    const Pool& p = entry->second;
+    out.push_back(PoolSummary{entry->first, p.items().size(), p.last_request_id(), p.digest()});
   }
   return out;
 }
@@ -503,7 +512,8 @@ Bytes StateMachine::snapshot() const {
   w.u64(clock_ms_);
   w.u8(bootstrapped_ ? 1 : 0);
   w.u32(static_cast<std::uint32_t>(pools_.size()));
-  for (const auto& [pool_id, p] : pools_) {
+  for (const auto* entry : sorted_pools()) {
+    const auto& [pool_id, p] = *entry;
     w.str8(pool_id);
     w.u64(p.last_request_id());
     w.u32(static_cast<std::uint32_t>(p.items().size()));
@@ -610,17 +620,20 @@ std::error_code StateMachine::restore_pools(ByteReader& r, StateMachine& s) cons
     return errc::malformed;
   }
   s.pools_.clear();
+  s.pools_.reserve(pool_count);
+  std::string previous_id;  // pool ids are written in order: each after the one before
   for (std::uint32_t i = 0; i < pool_count; ++i) {
     std::string pool_id = r.str8();
     Pool p;
     p.last_request_id_ = r.u64();
     std::vector<Item> items;
     if (!r.ok() || !valid_pool_id(pool_id) || !read_items(r, items)) return errc::malformed;
-    if (!s.pools_.empty() && !(s.pools_.rbegin()->first < pool_id)) return errc::malformed;
+    if (i > 0 && !(previous_id < pool_id)) return errc::malformed;
+    previous_id = pool_id;
     s.item_count_total_ += items.size();
     if (s.item_count_total_ > items_total_max) return errc::malformed;
     p.assign(std::move(items));
-    s.pools_.emplace_hint(s.pools_.end(), std::move(pool_id), std::move(p));
+    s.pools_.emplace(std::move(pool_id), std::move(p));
   }
   if (!s.pools_.contains(default_pool_id)) return errc::malformed;
 
