@@ -24,8 +24,9 @@
 // Idempotency. A command with a key is remembered with the hash of its request body and its
 // encoded result, under its pool: the same key in two pools names two different requests. A
 // repeat with the same hash returns the stored result without applying anything; a different
-// hash returns errc::idempotency_key_reused. A remembered key outlives the deletion of its pool,
-// so a late retry still gets its first answer. Keys are evicted oldest first over all pools,
+// hash returns errc::idempotency_key_reused. Failed answers are remembered like any other (a
+// keyed draw on an absent pool keeps answering pool_not_found), and a remembered key outlives the
+// deletion of its pool, so a late retry still gets its first answer. Keys are evicted oldest first over all pools,
 // only once they are older than `idempotency_retention_ms` (by the commands' own timestamps) AND
 // more than `idempotency_keys_min` newer keys exist, or when the stored results exceed
 // `idempotency_bytes_max`, the hard bound on memory.
