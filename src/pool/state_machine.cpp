@@ -12,17 +12,36 @@
 namespace rpool::pool {
 namespace {
 
-// Snapshot layout (little-endian), checked on restore before anything is replaced:
+// Snapshot layout (little-endian), checked on restore before anything is replaced.
+// Version 2, written since pools exist:
+//
+//   8   magic "RPOOLSNP"
+//   u32 version = 2
+//   u64 applied_index, u64 clock_ms, u8 bootstrapped
+//   u32 pool count (1..pools_max), pools in pool_id order, "default" among them:
+//       u8 pool id length, pool id, u64 last_request_id,
+//       u32 item count, items in item_id order (u8 id length, id, i64 quantity, u64 probability)
+//   u32 tombstone count, tombstones in pool_id order: u8 pool id length, pool id, u64 last_request_id
+//   u32 key count, keys oldest first (u8 pool id length, pool id, u8 key length, key,
+//                                     32 body hash, u64 timestamp_ms, u32 result length, result)
+//   32  SHA-256 of every byte before it
+//
+// Version 1, the single-pool layout, is restored as the pool "default" (and its keys as its keys):
 //
 //   8   magic "RPOOLSNP"
 //   u32 version = 1
 //   u64 applied_index, u64 last_request_id, u64 clock_ms, u8 bootstrapped
-//   u32 item count, items in item_id order (u8 id length, id, i64 quantity, u64 probability)
+//   u32 item count, items in item_id order
 //   u32 key count, keys oldest first (u8 key length, key, 32 body hash, u64 timestamp_ms,
 //                                     u32 result length, result)
 //   32  SHA-256 of every byte before it
 constexpr char snapshot_magic[8] = {'R', 'P', 'O', 'O', 'L', 'S', 'N', 'P'};
-constexpr std::uint32_t snapshot_version = 1;
+constexpr std::uint32_t snapshot_version_single_pool = 1;
+constexpr std::uint32_t snapshot_version = 2;
+constexpr std::size_t item_bytes_min = 17;  // u8 length, i64, u64
+constexpr std::size_t pool_bytes_min = 1 + 1 + 8 + 4;
+constexpr std::size_t tombstone_bytes_min = 1 + 1 + 8;
+constexpr char key_scope_separator = '\0';  // never in a key: keys are printable ASCII
 constexpr std::uint8_t result_version = 1;
 // Bookkeeping charged per remembered key on top of its bytes, so that many tiny keys are bounded too.
 constexpr std::size_t key_overhead_bytes = 96;
@@ -47,20 +66,82 @@ std::vector<Item>::const_iterator lower_bound_id(const std::vector<Item>& items,
                           [](const Item& item, std::string_view key) { return item.item_id < key; });
 }
 
+std::string scoped_key(std::string_view pool_id, std::string_view key) {
+  if (pool_id == default_pool_id) return std::string(key);
+  std::string scoped;
+  scoped.reserve(pool_id.size() + 1 + key.size());
+  scoped.append(pool_id).push_back(key_scope_separator);
+  scoped.append(key);
+  return scoped;
+}
+
+// The inverse of scoped_key(): {pool_id, key}.
+std::pair<std::string_view, std::string_view> split_scoped_key(std::string_view scoped) {
+  const std::size_t at = scoped.find(key_scope_separator);
+  if (at == std::string_view::npos) return {default_pool_id, scoped};
+  return {scoped.substr(0, at), scoped.substr(at + 1)};
+}
+
+// Sorts a catalog by item_id and checks it: bad_item for an invalid or repeated item,
+// too_many_items beyond items_max.
+std::error_code prepare_items(std::vector<Item>& items) {
+  std::sort(items.begin(), items.end(), item_less);
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const bool duplicate = i > 0 && items[i].item_id == items[i - 1].item_id;
+    if (validate_item(items[i]) || duplicate) return errc::bad_item;
+  }
+  if (items.size() > items_max) return errc::too_many_items;
+  return {};
+}
+
+// Reads a u32 count and that many items, each valid and after the one before in item_id order.
+bool read_items(ByteReader& r, std::vector<Item>& items) {
+  const std::uint32_t item_count = r.u32();
+  if (!r.ok() || item_count > items_max || item_count > r.remaining() / item_bytes_min) return false;
+  items.reserve(item_count);
+  for (std::uint32_t i = 0; i < item_count; ++i) {
+    Item item;
+    item.item_id = r.str8();
+    item.quantity = r.i64();
+    item.probability = r.u64();
+    if (!r.ok() || validate_item(item)) return false;
+    if (!items.empty() && !(items.back().item_id < item.item_id)) return false;
+    items.push_back(std::move(item));
+  }
+  return true;
+}
+
 }  // namespace
 
-StateMachine::StateMachine(Options options) : options_(options) {}
+std::string to_hex(const Sha256& digest) {
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(digest.size() * 2);
+  for (const std::uint8_t b : digest) {
+    out.push_back(hex[b >> 4]);
+    out.push_back(hex[b & 15]);
+  }
+  return out;
+}
 
-std::uint64_t StateMachine::weight_of(const Item& item) {
+// ---- Pool ----
+
+std::uint64_t Pool::weight_of(const Item& item) {
   return item.quantity != 0 ? item.probability : 0;
 }
 
-const Item* StateMachine::find(std::string_view item_id) const {
+const Item* Pool::find(std::string_view item_id) const {
   const auto it = lower_bound_id(items_, item_id);
   return it != items_.end() && it->item_id == item_id ? &*it : nullptr;
 }
 
-void StateMachine::rebuild_selector() {
+void Pool::assign(std::vector<Item> items) {
+  items_ = std::move(items);
+  rebuild_selector();
+  changed();
+}
+
+void Pool::rebuild_selector() {
   std::vector<std::uint64_t> weights;
   weights.reserve(items_.size());
   for (const Item& item : items_) weights.push_back(weight_of(item));
@@ -71,11 +152,12 @@ Result StateMachine::apply(std::uint64_t index, const Command& command) {
   RPOOL_ASSERT_OP(index, >, applied_index_);
   applied_index_ = index;
   clock_ms_ = std::max(clock_ms_, command.timestamp_ms);
-  digest_valid_ = false;
 
   const bool keyed = !command.idempotency_key.empty();
+  std::string scoped;
   if (keyed) {
-    const auto found = key_table_.find(command.idempotency_key);
+    scoped = scoped_key(command.pool_id, command.idempotency_key);
+    const auto found = key_table_.find(scoped);
     if (found != key_table_.end()) {
       Result result;
       if (found->second.body_hash != command.body_hash) {
@@ -89,18 +171,20 @@ Result StateMachine::apply(std::uint64_t index, const Command& command) {
       return result;
     }
   }
-  Result result = std::visit([this](const auto& op) { return apply_op(op); }, command.op);
+  Result result =
+      std::visit([&](const auto& op) { return apply_op(command.pool_id, op); }, command.op);
   result.index = index;
-  if (keyed) remember(command, result);
+  if (keyed) remember(std::move(scoped), command, result);
   evict_keys();
   return result;
 }
 
-Result StateMachine::apply_op(const Draw& draw) {
+std::vector<DrawOutcome> Pool::draw(const Draw& draw) {
   RPOOL_ASSERT(draw.count >= 1);
   RPOOL_ASSERT_OP(draw.count, <=, draw_count_max);
-  Result result;
-  result.draws.reserve(draw.count);
+  changed();  // every draw takes a request_id
+  std::vector<DrawOutcome> draws;
+  draws.reserve(draw.count);
   // Draw k takes r = bounded(rng, total) from the one stream and the weights left by draw k-1.
   // Weights change only when an item runs out, so draw k+1 is selected ahead, before draw k is
   // recorded, and its item prefetched: on a large catalog that hides a cache miss per draw. When
@@ -114,7 +198,7 @@ Result StateMachine::apply_op(const Draw& draw) {
     const std::uint64_t request_id = ++last_request_id_;
     if (slot == none) {
       RPOOL_ASSERT_OP(selector_.total(), ==, 0u);
-      result.draws.push_back(DrawOutcome{request_id, std::nullopt});
+      draws.push_back(DrawOutcome{request_id, std::nullopt});
       continue;
     }
     const bool more = i + 1 < draw.count;
@@ -124,7 +208,7 @@ Result StateMachine::apply_op(const Draw& draw) {
 
     Item& item = items_[slot];
     RPOOL_ASSERT(item.quantity != 0);
-    result.draws.push_back(DrawOutcome{request_id, item.item_id});
+    draws.push_back(DrawOutcome{request_id, item.item_id});
     if (item.quantity > 0 && --item.quantity == 0) {
       selector_.set(slot, 0);
       total = selector_.total();
@@ -133,71 +217,274 @@ Result StateMachine::apply_op(const Draw& draw) {
     }
     slot = next;
   }
+  return draws;
+}
+
+void Pool::upsert(const Item& item) {
+  changed();
+  auto it = items_.begin() + (lower_bound_id(items_, item.item_id) - items_.cbegin());
+  if (it != items_.end() && it->item_id == item.item_id) {
+    *it = item;
+    selector_.set(static_cast<std::size_t>(it - items_.begin()), weight_of(*it));
+    return;
+  }
+  RPOOL_ASSERT_OP(items_.size(), <, items_max);
+  items_.insert(it, item);
+  rebuild_selector();
+}
+
+bool Pool::erase(std::string_view item_id) {
+  const auto it = lower_bound_id(items_, item_id);
+  if (it == items_.end() || it->item_id != item_id) return false;
+  changed();
+  items_.erase(it);
+  rebuild_selector();
+  return true;
+}
+
+Sha256 Pool::digest() const {
+  if (digest_valid_) return digest_;
+  Bytes canonical;
+  ByteWriter w(canonical);
+  w.u32(static_cast<std::uint32_t>(items_.size()));
+  for (const Item& item : items_) put_item(w, item);
+  w.u64(last_request_id_);
+  digest_ = sha256(canonical);
+  digest_valid_ = true;
+  return digest_;
+}
+
+std::string Pool::digest_hex() const { return to_hex(digest()); }
+
+void Pool::check_invariants() const {
+  RPOOL_ASSERT_OP(selector_.size(), ==, items_.size());
+  RPOOL_ASSERT_OP(items_.size(), <=, items_max);
+  for (std::size_t i = 0; i < items_.size(); ++i) {
+    RPOOL_ASSERT(!validate_item(items_[i]));
+    if (i > 0) RPOOL_ASSERT(items_[i - 1].item_id < items_[i].item_id);
+    RPOOL_ASSERT_OP(selector_.weight(i), ==, weight_of(items_[i]));
+  }
+  selector_.check_invariants();
+}
+
+// ---- StateMachine ----
+
+StateMachine::StateMachine(Options options) : options_(options) {
+  pools_.emplace(std::string(default_pool_id), Pool{});
+}
+
+const Pool* StateMachine::pool(std::string_view pool_id) const {
+  const auto it = pools_.find(pool_id);
+  return it != pools_.end() ? &it->second : nullptr;
+}
+
+Pool* StateMachine::find_pool(std::string_view pool_id) {
+  const auto it = pools_.find(pool_id);
+  return it != pools_.end() ? &it->second : nullptr;
+}
+
+const Pool& StateMachine::default_pool() const {
+  const Pool* p = pool(default_pool_id);
+  RPOOL_ASSERT(p != nullptr);
+  return *p;
+}
+
+std::vector<const StateMachine::PoolMap::value_type*> StateMachine::sorted_pools() const {
+  std::vector<const PoolMap::value_type*> sorted;
+  sorted.reserve(pools_.size());
+  for (const auto& entry : pools_) sorted.push_back(&entry);
+  std::sort(sorted.begin(), sorted.end(), [](const auto* a, const auto* b) { return a->first < b->first; });
+  return sorted;
+}
+
+std::vector<PoolSummary> StateMachine::pools() const {
+  std::vector<PoolSummary> out;
+  out.reserve(pools_.size());
+  for (const auto* entry : sorted_pools()) {
+    const Pool& p = entry->second;
+    out.push_back(PoolSummary{entry->first, p.items().size(), p.last_request_id(), p.digest()});
+  }
+  return out;
+}
+
+std::optional<std::uint64_t> StateMachine::tombstone(std::string_view pool_id) const {
+  const auto it = tombstones_.find(pool_id);
+  if (it == tombstones_.end()) return std::nullopt;
+  return it->second;
+}
+
+Result StateMachine::apply_op(const std::string& pool_id, const Draw& draw) {
+  Result result;
+  Pool* p = find_pool(pool_id);
+  if (p == nullptr) {
+    result.error = errc::pool_not_found;
+    return result;
+  }
+  result.draws = p->draw(draw);
   return result;
 }
 
-Result StateMachine::apply_op(const UpsertItem& upsert) {
+Result StateMachine::apply_op(const std::string& pool_id, const UpsertItem& upsert) {
   Result result;
+  Pool* p = find_pool(pool_id);
+  if (p == nullptr) {
+    result.error = errc::pool_not_found;
+    return result;
+  }
   if (const std::error_code ec = validate_item(upsert.item)) {
     result.error = ec;
     return result;
   }
-  auto it = items_.begin() + (lower_bound_id(items_, upsert.item.item_id) - items_.cbegin());
-  if (it != items_.end() && it->item_id == upsert.item.item_id) {
-    *it = upsert.item;
-    selector_.set(static_cast<std::size_t>(it - items_.begin()), weight_of(*it));
-  } else {
-    if (items_.size() >= items_max) {
+  if (p->find(upsert.item.item_id) == nullptr) {
+    if (p->items().size() >= items_max) {
       result.error = errc::too_many_items;
       return result;
     }
-    items_.insert(it, upsert.item);
-    rebuild_selector();
+    if (item_count_total_ >= items_total_max) {
+      result.error = errc::too_many_items_total;
+      return result;
+    }
+    ++item_count_total_;
   }
+  p->upsert(upsert.item);
   result.item = upsert.item;
   return result;
 }
 
-Result StateMachine::apply_op(const DeleteItem& del) {
+Result StateMachine::apply_op(const std::string& pool_id, const DeleteItem& del) {
   Result result;
-  const auto it = lower_bound_id(items_, del.item_id);
-  if (it == items_.end() || it->item_id != del.item_id) {
+  Pool* p = find_pool(pool_id);
+  if (p == nullptr) {
+    result.error = errc::pool_not_found;
+    return result;
+  }
+  if (!p->erase(del.item_id)) {
     result.error = errc::not_found;
     return result;
   }
-  items_.erase(it);
-  rebuild_selector();
+  RPOOL_ASSERT_OP(item_count_total_, >, 0u);
+  --item_count_total_;
   return result;
 }
 
-Result StateMachine::apply_op(const Bootstrap& bootstrap) {
+void StateMachine::add_pool(const std::string& pool_id, std::vector<Item> items) {
+  RPOOL_ASSERT(valid_pool_id(pool_id));
+  RPOOL_ASSERT_OP(pools_.size(), <, pools_max);
+  RPOOL_ASSERT_OP(item_count_total_ + items.size(), <=, items_total_max);
+  Pool p;
+  if (const auto stone = tombstones_.find(pool_id); stone != tombstones_.end()) {
+    p.last_request_id_ = stone->second;  // continue the sequence: no request_id is reused
+    tombstones_.erase(stone);
+  }
+  item_count_total_ += items.size();
+  p.assign(std::move(items));
+  const bool inserted = pools_.emplace(pool_id, std::move(p)).second;
+  RPOOL_ASSERT(inserted);
+}
+
+Result StateMachine::apply_op(const std::string& pool_id, const Bootstrap& bootstrap) {
+  RPOOL_ASSERT(pool_id == default_pool_id);
   Result result;
   if (bootstrapped_) return result;  // the catalog seeds the pool once; later ones are no-ops
   std::vector<Item> items = bootstrap.items;
-  std::sort(items.begin(), items.end(), item_less);
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    const bool duplicate = i > 0 && items[i].item_id == items[i - 1].item_id;
-    if (validate_item(items[i]) || duplicate) {
-      result.error = errc::bad_item;
-      return result;
-    }
-  }
-  if (items.size() > items_max) {
-    result.error = errc::too_many_items;
+  if (const std::error_code ec = prepare_items(items)) {
+    result.error = ec;
     return result;
   }
-  items_ = std::move(items);
-  rebuild_selector();
+  // Check every pool before changing anything: a bootstrap applies whole or not at all.
+  std::vector<std::pair<const std::string*, std::vector<Item>>> more;
+  std::size_t total = item_count_total_ - default_pool().items().size() + items.size();
+  std::size_t new_ids = 0;
+  for (const auto& [id, pool_items] : bootstrap.pools) {
+    if (!valid_pool_id(id) || id == default_pool_id) {
+      result.error = errc::bad_pool_id;
+      return result;
+    }
+    std::vector<Item> sorted = pool_items;
+    if (const std::error_code ec = prepare_items(sorted)) {
+      result.error = ec;
+      return result;
+    }
+    if (pools_.contains(id)) continue;  // created through the API before the bootstrap applied
+    total += sorted.size();
+    if (!tombstones_.contains(id)) ++new_ids;
+    more.emplace_back(&id, std::move(sorted));
+  }
+  if (pools_.size() + more.size() > pools_max) {
+    result.error = errc::too_many_pools;
+    return result;
+  }
+  if (total > items_total_max) {
+    result.error = errc::too_many_items_total;
+    return result;
+  }
+  if (new_ids > 0 && tombstones_.size() >= options_.tombstones_max) {
+    result.error = errc::pool_ids_exhausted;
+    return result;
+  }
+  Pool& def = *find_pool(default_pool_id);
+  item_count_total_ = item_count_total_ - def.items().size() + items.size();
+  def.assign(std::move(items));
+  for (auto& [id, pool_items] : more) add_pool(*id, std::move(pool_items));
   bootstrapped_ = true;
   result.bootstrapped = true;
   return result;
 }
 
-void StateMachine::remember(const Command& command, const Result& result) {
+Result StateMachine::apply_op(const std::string& pool_id, const CreatePool& create) {
+  Result result;
+  if (!valid_pool_id(pool_id)) {
+    result.error = errc::bad_pool_id;
+    return result;
+  }
+  if (pools_.contains(pool_id)) {
+    result.error = errc::pool_exists;
+    return result;
+  }
+  std::vector<Item> items = create.items;
+  if (const std::error_code ec = prepare_items(items)) {
+    result.error = ec;
+    return result;
+  }
+  if (pools_.size() >= pools_max) {
+    result.error = errc::too_many_pools;
+    return result;
+  }
+  if (item_count_total_ + items.size() > items_total_max) {
+    result.error = errc::too_many_items_total;
+    return result;
+  }
+  if (!tombstones_.contains(pool_id) && tombstones_.size() >= options_.tombstones_max) {
+    result.error = errc::pool_ids_exhausted;
+    return result;
+  }
+  add_pool(pool_id, std::move(items));
+  return result;
+}
+
+Result StateMachine::apply_op(const std::string& pool_id, const DeletePool&) {
+  Result result;
+  if (pool_id == default_pool_id) {
+    result.error = errc::pool_undeletable;
+    return result;
+  }
+  const auto it = pools_.find(pool_id);
+  if (it == pools_.end()) {
+    result.error = errc::not_found;
+    return result;
+  }
+  RPOOL_ASSERT_OP(item_count_total_, >=, it->second.items().size());
+  item_count_total_ -= it->second.items().size();
+  if (it->second.last_request_id() > 0) tombstones_.emplace(pool_id, it->second.last_request_id());
+  pools_.erase(it);
+  return result;
+}
+
+void StateMachine::remember(std::string scoped_key, const Command& command, const Result& result) {
   KeyEntry entry{command.body_hash, clock_ms_, {}};
   encode_result(result, entry.result);
-  key_bytes_ += command.idempotency_key.size() + entry.result.size() + key_overhead_bytes;
-  const auto [it, inserted] = key_table_.emplace(command.idempotency_key, std::move(entry));
+  key_bytes_ += scoped_key.size() + entry.result.size() + key_overhead_bytes;
+  const auto [it, inserted] = key_table_.emplace(std::move(scoped_key), std::move(entry));
   RPOOL_ASSERT(inserted);
   keys_.push_back(it->first);
 }
@@ -230,14 +517,26 @@ Bytes StateMachine::snapshot() const {
   ByteWriter w(out);
   w.u32(snapshot_version);
   w.u64(applied_index_);
-  w.u64(last_request_id_);
   w.u64(clock_ms_);
   w.u8(bootstrapped_ ? 1 : 0);
-  w.u32(static_cast<std::uint32_t>(items_.size()));
-  for (const Item& item : items_) put_item(w, item);
+  w.u32(static_cast<std::uint32_t>(pools_.size()));
+  for (const auto* entry : sorted_pools()) {
+    const auto& [pool_id, p] = *entry;
+    w.str8(pool_id);
+    w.u64(p.last_request_id());
+    w.u32(static_cast<std::uint32_t>(p.items().size()));
+    for (const Item& item : p.items()) put_item(w, item);
+  }
+  w.u32(static_cast<std::uint32_t>(tombstones_.size()));
+  for (const auto& [pool_id, last_request_id] : tombstones_) {
+    w.str8(pool_id);
+    w.u64(last_request_id);
+  }
   w.u32(static_cast<std::uint32_t>(keys_.size()));
-  for (const std::string& key : keys_) {
-    const KeyEntry& entry = key_table_.at(key);
+  for (const std::string& scoped : keys_) {
+    const KeyEntry& entry = key_table_.at(scoped);
+    const auto [pool_id, key] = split_scoped_key(scoped);
+    w.str8(pool_id);
     w.str8(key);
     w.raw(entry.body_hash);
     w.u64(entry.timestamp_ms);
@@ -260,97 +559,142 @@ std::error_code StateMachine::restore(ByteView snapshot) {
   if (std::memcmp(magic.data(), snapshot_magic, sizeof snapshot_magic) != 0) {
     return errc::malformed;
   }
-  if (r.u32() != snapshot_version) return errc::unsupported_version;
+  const std::uint32_t version = r.u32();
+  if (version != snapshot_version_single_pool && version != snapshot_version) {
+    return errc::unsupported_version;
+  }
 
   StateMachine s(options_);
-  s.applied_index_ = r.u64();
-  s.last_request_id_ = r.u64();
-  s.clock_ms_ = r.u64();
-  const std::uint8_t bootstrapped = r.u8();
-  if (bootstrapped > 1) return errc::malformed;
-  s.bootstrapped_ = bootstrapped == 1;
-
-  const std::uint32_t item_count = r.u32();
-  if (item_count > items_max || item_count > r.remaining() / 17) return errc::malformed;
-  s.items_.reserve(item_count);
-  for (std::uint32_t i = 0; i < item_count && r.ok(); ++i) {
-    Item item;
-    item.item_id = r.str8();
-    item.quantity = r.i64();
-    item.probability = r.u64();
-    if (!r.ok() || validate_item(item)) return errc::malformed;
-    if (!s.items_.empty() && !(s.items_.back().item_id < item.item_id)) return errc::malformed;
-    s.items_.push_back(std::move(item));
+  const bool single = version == snapshot_version_single_pool;
+  if (const std::error_code ec = single ? restore_single_pool(r, s) : restore_pools(r, s)) {
+    return ec;
   }
 
   const std::uint32_t key_count = r.u32();
   for (std::uint32_t i = 0; i < key_count && r.ok(); ++i) {
-    std::string key = r.str8();
+    const std::string pool_id = single ? std::string(default_pool_id) : r.str8();
+    const std::string key = r.str8();
     KeyEntry entry;
     const ByteView hash = r.raw(entry.body_hash.size());
     entry.timestamp_ms = r.u64();
     const ByteView result = r.bytes32();
-    if (!r.ok() || !valid_idempotency_key(key)) return errc::malformed;
+    if (!r.ok() || !valid_pool_id(pool_id) || !valid_idempotency_key(key)) return errc::malformed;
+    // Time never runs backwards: a key cannot be newer than the clock or than a later key.
+    if (entry.timestamp_ms > s.clock_ms_) return errc::malformed;
+    if (!s.keys_.empty() && entry.timestamp_ms < s.key_table_.at(s.keys_.back()).timestamp_ms) {
+      return errc::malformed;
+    }
     std::copy(hash.begin(), hash.end(), entry.body_hash.begin());
     entry.result.assign(result.begin(), result.end());
     Result decoded;
     if (decode_result(entry.result, decoded)) return errc::malformed;
-    s.key_bytes_ += key.size() + entry.result.size() + key_overhead_bytes;
-    const auto [it, inserted] = s.key_table_.emplace(std::move(key), std::move(entry));
+    std::string scoped = scoped_key(pool_id, key);
+    s.key_bytes_ += scoped.size() + entry.result.size() + key_overhead_bytes;
+    const auto [it, inserted] = s.key_table_.emplace(std::move(scoped), std::move(entry));
     if (!inserted) return errc::malformed;
     s.keys_.push_back(it->first);
   }
   if (!r.at_end()) return errc::malformed;
 
-  s.rebuild_selector();
   *this = std::move(s);
   check_invariants();
   return {};
 }
 
-Sha256 StateMachine::digest() const {
-  if (digest_valid_) return digest_;
-  Bytes canonical;
-  ByteWriter w(canonical);
-  w.u32(static_cast<std::uint32_t>(items_.size()));
-  for (const Item& item : items_) put_item(w, item);
-  w.u64(last_request_id_);
-  digest_ = sha256(canonical);
-  digest_valid_ = true;
-  return digest_;
+std::error_code StateMachine::restore_single_pool(ByteReader& r, StateMachine& s) const {
+  s.applied_index_ = r.u64();
+  const std::uint64_t last_request_id = r.u64();
+  s.clock_ms_ = r.u64();
+  const std::uint8_t bootstrapped = r.u8();
+  if (!r.ok() || bootstrapped > 1) return errc::malformed;
+  s.bootstrapped_ = bootstrapped == 1;
+  std::vector<Item> items;
+  if (!read_items(r, items)) return errc::malformed;
+  Pool& def = *s.find_pool(default_pool_id);
+  def.last_request_id_ = last_request_id;
+  s.item_count_total_ = items.size();
+  def.assign(std::move(items));
+  return {};
 }
 
-std::string StateMachine::digest_hex() const {
-  static constexpr char hex[] = "0123456789abcdef";
-  const Sha256 d = digest();
-  std::string out;
-  out.reserve(d.size() * 2);
-  for (const std::uint8_t b : d) {
-    out.push_back(hex[b >> 4]);
-    out.push_back(hex[b & 15]);
+std::error_code StateMachine::restore_pools(ByteReader& r, StateMachine& s) const {
+  s.applied_index_ = r.u64();
+  s.clock_ms_ = r.u64();
+  const std::uint8_t bootstrapped = r.u8();
+  if (!r.ok() || bootstrapped > 1) return errc::malformed;
+  s.bootstrapped_ = bootstrapped == 1;
+
+  const std::uint32_t pool_count = r.u32();
+  if (!r.ok() || pool_count == 0 || pool_count > pools_max || pool_count > r.remaining() / pool_bytes_min) {
+    return errc::malformed;
   }
-  return out;
+  s.pools_.clear();
+  s.pools_.reserve(pool_count);
+  std::string previous_id;  // pool ids are written in order: each after the one before
+  for (std::uint32_t i = 0; i < pool_count; ++i) {
+    std::string pool_id = r.str8();
+    Pool p;
+    p.last_request_id_ = r.u64();
+    std::vector<Item> items;
+    if (!r.ok() || !valid_pool_id(pool_id) || !read_items(r, items)) return errc::malformed;
+    if (i > 0 && !(previous_id < pool_id)) return errc::malformed;
+    previous_id = pool_id;
+    s.item_count_total_ += items.size();
+    if (s.item_count_total_ > items_total_max) return errc::malformed;
+    p.assign(std::move(items));
+    s.pools_.emplace(std::move(pool_id), std::move(p));
+  }
+  if (!s.pools_.contains(default_pool_id)) return errc::malformed;
+
+  const std::uint32_t tombstone_count = r.u32();
+  if (!r.ok() || tombstone_count > tombstones_max + pools_max ||
+      tombstone_count > r.remaining() / tombstone_bytes_min) {
+    return errc::malformed;
+  }
+  for (std::uint32_t i = 0; i < tombstone_count; ++i) {
+    std::string pool_id = r.str8();
+    const std::uint64_t last_request_id = r.u64();
+    if (!r.ok() || !valid_pool_id(pool_id) || pool_id == default_pool_id) return errc::malformed;
+    if (last_request_id == 0 || s.pools_.contains(pool_id)) return errc::malformed;
+    if (!s.tombstones_.empty() && !(s.tombstones_.rbegin()->first < pool_id)) return errc::malformed;
+    s.tombstones_.emplace_hint(s.tombstones_.end(), std::move(pool_id), last_request_id);
+  }
+  return {};
 }
 
 void StateMachine::check_invariants() const {
-  RPOOL_ASSERT_OP(selector_.size(), ==, items_.size());
-  RPOOL_ASSERT_OP(items_.size(), <=, items_max);
-  for (std::size_t i = 0; i < items_.size(); ++i) {
-    RPOOL_ASSERT(!validate_item(items_[i]));
-    if (i > 0) RPOOL_ASSERT(items_[i - 1].item_id < items_[i].item_id);
-    RPOOL_ASSERT_OP(selector_.weight(i), ==, weight_of(items_[i]));
+  RPOOL_ASSERT_OP(pools_.size(), >=, 1u);
+  RPOOL_ASSERT_OP(pools_.size(), <=, pools_max);
+  RPOOL_ASSERT(pools_.contains(default_pool_id));
+  std::size_t items = 0;
+  for (const auto& [pool_id, p] : pools_) {
+    RPOOL_ASSERT(valid_pool_id(pool_id));
+    RPOOL_ASSERT(!tombstones_.contains(pool_id));
+    p.check_invariants();
+    items += p.items().size();
   }
-  selector_.check_invariants();
+  RPOOL_ASSERT_OP(items, ==, item_count_total_);
+  RPOOL_ASSERT_OP(item_count_total_, <=, items_total_max);
+  RPOOL_ASSERT_OP(tombstones_.size(), <=, std::max(tombstones_max, options_.tombstones_max) + pools_max);
+  for (const auto& [pool_id, last_request_id] : tombstones_) {
+    RPOOL_ASSERT(valid_pool_id(pool_id));
+    RPOOL_ASSERT(pool_id != default_pool_id);
+    RPOOL_ASSERT_OP(last_request_id, >, 0u);
+  }
+
   RPOOL_ASSERT_OP(keys_.size(), ==, key_table_.size());
   std::size_t bytes = 0;
   std::uint64_t previous_ts = 0;
-  for (const std::string& key : keys_) {
-    const auto it = key_table_.find(key);
+  for (const std::string& scoped : keys_) {
+    const auto it = key_table_.find(scoped);
     RPOOL_ASSERT(it != key_table_.end());
+    const auto [pool_id, key] = split_scoped_key(scoped);
+    RPOOL_ASSERT(valid_pool_id(pool_id));
+    RPOOL_ASSERT(valid_idempotency_key(key));
     RPOOL_ASSERT_OP(it->second.timestamp_ms, >=, previous_ts);  // oldest first
     RPOOL_ASSERT_OP(it->second.timestamp_ms, <=, clock_ms_);
     previous_ts = it->second.timestamp_ms;
-    bytes += key.size() + it->second.result.size() + key_overhead_bytes;
+    bytes += scoped.size() + it->second.result.size() + key_overhead_bytes;
   }
   RPOOL_ASSERT_OP(bytes, ==, key_bytes_);
 }
@@ -384,7 +728,7 @@ std::error_code decode_result(ByteView bytes, Result& out) {
   const std::uint8_t flags = r.u8();
   const std::uint64_t index = r.u64();
   const std::uint32_t count = r.u32();
-  if (!r.ok() || error > static_cast<std::uint8_t>(errc::idempotency_key_reused) || flags > 3 ||
+  if (!r.ok() || error > static_cast<std::uint8_t>(errc_last) || flags > 3 ||
       count > draw_count_max) {
     return errc::malformed;
   }

@@ -13,9 +13,20 @@
 // Request ids. Each drawn unit (a count-N draw is N units) gets the next request_id, from 1, for
 // the life of the pool, whether it found an item or pool_empty.
 //
+// Pools. The state holds up to pools_max pools, each named by a pool_id; "default" always exists
+// and is what the single-pool interface (items(), digest(), ...) shows. Everything above holds
+// per pool: its own items and selector, its own request_id sequence and digest. A deleted pool
+// leaves a tombstone with its last_request_id, and a pool created again under that id continues
+// from it, so no request_id of a pool is ever issued twice. (A pool deleted before its first draw
+// leaves no tombstone: it issued nothing that could be reused.) Items are bounded per pool by
+// items_max and over all pools by items_total_max.
+//
 // Idempotency. A command with a key is remembered with the hash of its request body and its
-// encoded result. A repeat with the same hash returns the stored result without applying
-// anything; a different hash returns errc::idempotency_key_reused. Keys are evicted oldest first,
+// encoded result, under its pool: the same key in two pools names two different requests. A
+// repeat with the same hash returns the stored result without applying anything; a different
+// hash returns errc::idempotency_key_reused. Failed answers are remembered like any other (a
+// keyed draw on an absent pool keeps answering pool_not_found), and a remembered key outlives the
+// deletion of its pool, so a late retry still gets its first answer. Keys are evicted oldest first over all pools,
 // only once they are older than `idempotency_retention_ms` (by the commands' own timestamps) AND
 // more than `idempotency_keys_min` newer keys exist, or when the stored results exceed
 // `idempotency_bytes_max`, the hard bound on memory.
@@ -23,8 +34,10 @@
 
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <unordered_map>
 #include <vector>
@@ -43,7 +56,9 @@ struct DrawOutcome {
 };
 
 struct Result {
-  // ok, not_found (delete of an absent item), idempotency_key_reused, bad_item, too_many_items.
+  // ok, not_found (delete of an absent item or pool), idempotency_key_reused, bad_item,
+  // too_many_items, and for pools: pool_exists, pool_not_found, pool_undeletable, bad_pool_id,
+  // too_many_pools, too_many_items_total, pool_ids_exhausted.
   std::error_code error;
   std::vector<DrawOutcome> draws;  // draw
   std::optional<Item> item;        // upsert: the item as stored
@@ -62,7 +77,56 @@ struct Options {
   std::uint64_t idempotency_retention_ms = 3'600'000;  // 1 hour
   std::size_t idempotency_keys_min = 1'000'000;
   std::size_t idempotency_bytes_max = std::size_t{1} << 30;  // 1 GiB of stored results
+  // An option only so that tests can reach it; replicas keep the default.
+  std::size_t tombstones_max = pool::tombstones_max;
 };
+
+// One pool, as the StateMachine holds it. Read-only outside the StateMachine.
+class Pool {
+ public:
+  // Items in item_id order.
+  const std::vector<Item>& items() const { return items_; }
+  const Item* find(std::string_view item_id) const;
+  std::uint64_t last_request_id() const { return last_request_id_; }
+  // SHA-256 of the canonical encoding: u32 item count, then for each item in item_id order
+  // (u8 id length, id, i64 quantity, u64 probability), then u64 last_request_id.
+  Sha256 digest() const;
+  std::string digest_hex() const;
+
+  // Crashes loudly if the structure is inconsistent.
+  void check_invariants() const;
+
+ private:
+  friend class StateMachine;
+
+  // `items` sorted by item_id, valid, unique.
+  void assign(std::vector<Item> items);
+  std::vector<DrawOutcome> draw(const Draw& draw);
+  // The item exists already, or the caller has checked the bounds on adding one.
+  void upsert(const Item& item);
+  bool erase(std::string_view item_id);  // false if absent
+  void changed() { digest_valid_ = false; }
+  void rebuild_selector();
+  static std::uint64_t weight_of(const Item& item);
+
+  std::vector<Item> items_;  // sorted by item_id; selector_ slot i is items_[i]
+  Selector selector_;
+  std::uint64_t last_request_id_ = 0;
+  // digest() is asked for on every read; it is recomputed only after a change.
+  mutable Sha256 digest_{};
+  mutable bool digest_valid_ = false;
+};
+
+// One line of the pool list, for GET /v1/pools.
+struct PoolSummary {
+  std::string pool_id;
+  std::size_t item_count = 0;
+  std::uint64_t last_request_id = 0;
+  Sha256 digest{};
+  friend bool operator==(const PoolSummary&, const PoolSummary&) = default;
+};
+
+std::string to_hex(const Sha256& digest);
 
 class StateMachine {
  public:
@@ -72,19 +136,31 @@ class StateMachine {
   // own entries are not given to the pool). Deterministic in (state, command).
   Result apply(std::uint64_t index, const Command& command);
 
-  // The whole state, with a SHA-256 checksum. restore() accepts only what snapshot() wrote.
+  // The whole state (every pool, the tombstones, the idempotency table), with a SHA-256
+  // checksum. restore() accepts what snapshot() writes, and the single-pool snapshots written
+  // before pools existed (restored as the pool "default").
   Bytes snapshot() const;
   std::error_code restore(ByteView snapshot);
 
-  // SHA-256 of the canonical encoding: u32 item count, then for each item in item_id order
-  // (u8 id length, id, i64 quantity, u64 probability), then u64 last_request_id.
-  Sha256 digest() const;
-  std::string digest_hex() const;
+  // The single-pool interface: all of these are the pool "default"'s.
+  Sha256 digest() const { return default_pool().digest(); }
+  std::string digest_hex() const { return default_pool().digest_hex(); }
+  const std::vector<Item>& items() const { return default_pool().items(); }
+  const Item* find(std::string_view item_id) const { return default_pool().find(item_id); }
+  std::uint64_t last_request_id() const { return default_pool().last_request_id(); }
 
-  // Items in item_id order.
-  const std::vector<Item>& items() const { return items_; }
-  const Item* find(std::string_view item_id) const;
-  std::uint64_t last_request_id() const { return last_request_id_; }
+  // Pools. pool() returns nullptr for an absent pool; the pointer stays valid until the next
+  // apply() or restore().
+  const Pool* pool(std::string_view pool_id) const;
+  const Pool& default_pool() const;
+  // Every live pool, in pool_id order.
+  std::vector<PoolSummary> pools() const;
+  std::size_t pool_count() const { return pools_.size(); }
+  std::size_t item_count_total() const { return item_count_total_; }
+  // The last_request_id a deleted pool would continue from, or nullopt if none is remembered.
+  std::optional<std::uint64_t> tombstone(std::string_view pool_id) const;
+  std::size_t tombstone_count() const { return tombstones_.size(); }
+
   std::uint64_t applied_index() const { return applied_index_; }
   bool bootstrapped() const { return bootstrapped_; }
   std::size_t idempotency_keys() const { return keys_.size(); }
@@ -99,30 +175,44 @@ class StateMachine {
     std::uint64_t timestamp_ms;
     Bytes result;  // encode_result()
   };
+  // Hashed, not ordered: a draw on one of 10,000 pools finds it in a cache miss or two instead
+  // of a walk down a tree of fourteen. Whatever leaves the state machine in pool_id order
+  // (pools(), snapshot()) is sorted on the way out.
+  struct PoolIdHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view id) const { return std::hash<std::string_view>{}(id); }
+  };
+  using PoolMap = std::unordered_map<std::string, Pool, PoolIdHash, std::equal_to<>>;
 
-  Result apply_op(const Draw& draw);
-  Result apply_op(const UpsertItem& upsert);
-  Result apply_op(const DeleteItem& del);
-  Result apply_op(const Bootstrap& bootstrap);
-  void remember(const Command& command, const Result& result);
+  Result apply_op(const std::string& pool_id, const Draw& draw);
+  Result apply_op(const std::string& pool_id, const UpsertItem& upsert);
+  Result apply_op(const std::string& pool_id, const DeleteItem& del);
+  Result apply_op(const std::string& pool_id, const Bootstrap& bootstrap);
+  Result apply_op(const std::string& pool_id, const CreatePool& create);
+  Result apply_op(const std::string& pool_id, const DeletePool& del);
+  // Adds a pool with sorted, checked items, continuing a tombstone's sequence.
+  void add_pool(const std::string& pool_id, std::vector<Item> items);
+  Pool* find_pool(std::string_view pool_id);
+  // The live pools in pool_id order.
+  std::vector<const PoolMap::value_type*> sorted_pools() const;
+  void remember(std::string scoped_key, const Command& command, const Result& result);
   void evict_keys();
-  void rebuild_selector();
-  static std::uint64_t weight_of(const Item& item);
+  std::error_code restore_single_pool(ByteReader& r, StateMachine& s) const;
+  std::error_code restore_pools(ByteReader& r, StateMachine& s) const;
 
   Options options_;
-  std::vector<Item> items_;  // sorted by item_id; selector_ slot i is items_[i]
-  Selector selector_;
-  std::uint64_t last_request_id_ = 0;
+  PoolMap pools_;                      // always holds default_pool_id; size() <= pools_max
+  std::size_t item_count_total_ = 0;   // sum of the pools' item counts, <= items_total_max
+  // Deleted pool ids with a request_id issued, and the last one; disjoint from pools_.
+  std::map<std::string, std::uint64_t, std::less<>> tombstones_;
   std::uint64_t applied_index_ = 0;
   std::uint64_t clock_ms_ = 0;  // the largest command timestamp seen: time never runs backwards
   bool bootstrapped_ = false;
+  // Keyed by scoped_key(pool_id, key): the key itself in "default" (as before pools existed),
+  // else pool_id, a NUL byte (never in a key), the key.
   std::unordered_map<std::string, KeyEntry> key_table_;
   std::deque<std::string> keys_;  // insertion order, for eviction
-  std::size_t key_bytes_ = 0;     // sum over keys of key + result sizes + a fixed overhead
-
-  // digest() is asked for on every read; it is recomputed only after a change.
-  mutable Sha256 digest_{};
-  mutable bool digest_valid_ = false;
+  std::size_t key_bytes_ = 0;     // sum over keys of scoped key + result sizes + a fixed overhead
 };
 
 // Compact encoding of a Result, as stored in the idempotency table and snapshots.

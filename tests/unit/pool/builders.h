@@ -24,6 +24,16 @@ inline Command remove_item(std::string id, std::uint64_t ts = 0) {
 inline Command bootstrap(std::vector<Item> items, std::uint64_t ts = 0) {
   return Command{Bootstrap{std::move(items)}, ts, {}, {}};
 }
+inline Command in_pool(std::string pool_id, Command c) {
+  c.pool_id = std::move(pool_id);
+  return c;
+}
+inline Command create_pool(std::string pool_id, std::vector<Item> items, std::uint64_t ts = 0) {
+  return in_pool(std::move(pool_id), Command{CreatePool{std::move(items)}, ts, {}, {}});
+}
+inline Command delete_pool(std::string pool_id, std::uint64_t ts = 0) {
+  return in_pool(std::move(pool_id), Command{DeletePool{}, ts, {}, {}});
+}
 inline Command keyed(Command c, std::string key, std::uint8_t body) {
   c.idempotency_key = std::move(key);
   c.body_hash.fill(body);
