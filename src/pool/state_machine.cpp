@@ -508,10 +508,14 @@ Bytes StateMachine::snapshot() const {
   // than its fixed fields). Starting from the magic with a capacity known only at run time also
   // keeps GCC 12 at -O3 from misreading the growth of an empty vector as an overflow
   // (-Wstringop-overflow).
-  static_assert(key_overhead_bytes >= 1 + sizeof(Sha256) + 8 + 4);
-  std::size_t bytes_max =
-      sizeof snapshot_magic + 4 + 3 * 8 + 1 + 4 + 4 + sizeof(Sha256) + key_bytes_;
-  for (const Item& item : items_) bytes_max += 1 + item.item_id.size() + 8 + 8;
+  // Per key: two length bytes (pool id, key), the body hash, the timestamp, the result's length.
+  static_assert(key_overhead_bytes >= 2 + sizeof(Sha256) + 8 + 4);
+  std::size_t bytes_max = sizeof snapshot_magic + 4 + 8 + 8 + 1 + 4 + 4 + 4 + key_bytes_ + sizeof(Sha256);
+  for (const auto& [pool_id, p] : pools_) {
+    bytes_max += 1 + pool_id.size() + 8 + 4;
+    for (const Item& item : p.items()) bytes_max += 1 + item.item_id.size() + 8 + 8;
+  }
+  for (const auto& [pool_id, last_request_id] : tombstones_) bytes_max += 1 + pool_id.size() + 8;
   Bytes out(std::begin(snapshot_magic), std::end(snapshot_magic));
   out.reserve(bytes_max);
   ByteWriter w(out);
