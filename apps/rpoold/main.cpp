@@ -37,7 +37,8 @@ int main(int argc, char** argv) {
   app.add_option("--config", config_path, "cluster config file (JSON)")->required();
   app.add_option("--id", id, "this node's id in the config's members")->required();
   app.add_option("--data-dir", data_dir, "data directory (default: the config's data_dir)");
-  app.add_option("--log-format", log_format, "json or text")->check(CLI::IsMember({"json", "text"}));
+  app.add_option("--log-format", log_format, "json or text")
+      ->check(CLI::IsMember({"json", "text"}));
   app.add_flag("--join", join,
                "join a running cluster: start as a non-member and wait to be added with "
                "POST /v1/cluster/members (the config names the current members and this node)");
@@ -67,7 +68,8 @@ int main(int argc, char** argv) {
   options.replica.id = rpool::NodeId(id);
   options.replica.data_dir = data_dir;
   options.replica.join = join;
-  options.log_format = log_format == "json" ? rpool::node::Logger::Format::json : rpool::node::Logger::Format::text;
+  options.log_format =
+      log_format == "json" ? rpool::node::Logger::Format::json : rpool::node::Logger::Format::text;
 
   auto node = rpool::node::Server::open(io, std::move(options), error);
   if (!node) return fail(1, error);

@@ -57,7 +57,8 @@ void BM_ApplyDrawPools(benchmark::State& state) {
     std::vector<Item> catalog;
     catalog.reserve(items);
     for (std::size_t i = 0; i < items; ++i) {
-      catalog.push_back(Item{"item-" + std::to_string(i), 1'000'000'000'000, 1 + bounded(rng, 1000)});
+      catalog.push_back(
+          Item{"item-" + std::to_string(i), 1'000'000'000'000, 1 + bounded(rng, 1000)});
     }
     Command create{CreatePool{std::move(catalog)}, 0, {}, {}};
     create.pool_id = "pool-" + std::to_string(p);
@@ -73,8 +74,9 @@ void BM_ApplyDrawPools(benchmark::State& state) {
     Result r = sm.apply(++index, command);
     benchmark::DoNotOptimize(r);
   }
-  state.counters["ns_per_draw"] = benchmark::Counter(static_cast<double>(state.iterations()),
-                                                     benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["ns_per_draw"] =
+      benchmark::Counter(static_cast<double>(state.iterations()),
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 
 }  // namespace

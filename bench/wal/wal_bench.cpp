@@ -1,7 +1,8 @@
 // bench-wal: append + fdatasync throughput and latency of wal::Log on the real disk, and the
 // speed of recovery (open, which reads and checks every record) of a large log.
 //
-//   bench-wal [--dir DIR] [--seconds S] [--recovery-mib N] [--json FILE] [--only throughput|prealloc|recovery]
+//   bench-wal [--dir DIR] [--seconds S] [--recovery-mib N] [--json FILE] [--only
+//   throughput|prealloc|recovery]
 //
 // Cases: entry sizes 16 B, 256 B, 4 KiB x batches of 1, 64, 1024 entries, each batch one append()
 // and one sync(); entries/s, MB/s of payload, p50/p99 of the append+sync latency. Then batch 1 of
@@ -178,18 +179,20 @@ std::vector<Result> run_recovery(const std::string& dir, std::uint64_t mib) {
     out.push_back(r);
     // On a shared machine the wall clock includes time other processes held the CPU; the MB per
     // CPU-second shows what the code itself costs.
-    std::printf("  %-14s %8.0f MiB of segments, %10llu entries, open in %6.3f s (%.3f s CPU): %8.0f MB/s, %8.0f MB per CPU-s\n",
-                r.name.c_str(), static_cast<double>(on_disk) / (1 << 20),
-                static_cast<unsigned long long>(log->last_index().value()), s, cpu, r.mb_per_s,
-                static_cast<double>(on_disk) / cpu / 1e6);
+    std::printf(
+        "  %-14s %8.0f MiB of segments, %10llu entries, open in %6.3f s (%.3f s CPU): %8.0f MB/s, "
+        "%8.0f MB per CPU-s\n",
+        r.name.c_str(), static_cast<double>(on_disk) / (1 << 20),
+        static_cast<unsigned long long>(log->last_index().value()), s, cpu, r.mb_per_s,
+        static_cast<double>(on_disk) / cpu / 1e6);
   }
   std::filesystem::remove_all(dir);
   return out;
 }
 
 void print(const Result& r) {
-  std::printf("  %-24s %12.0f %10.1f %10.0f %10.0f %8llu\n", r.name.c_str(), r.entries_per_s, r.mb_per_s,
-              r.p50_us, r.p99_us, static_cast<unsigned long long>(r.batches));
+  std::printf("  %-24s %12.0f %10.1f %10.0f %10.0f %8llu\n", r.name.c_str(), r.entries_per_s,
+              r.mb_per_s, r.p50_us, r.p99_us, static_cast<unsigned long long>(r.batches));
 }
 
 }  // namespace
@@ -207,15 +210,18 @@ int main(int argc, char** argv) {
     else if (flag == "--json") json_path = value;
     else if (flag == "--only") only = value;
     else {
-      std::fprintf(stderr, "usage: bench-wal [--dir DIR] [--seconds S] [--recovery-mib N] [--json FILE] [--only throughput|prealloc|recovery]\n");
+      std::fprintf(stderr,
+                   "usage: bench-wal [--dir DIR] [--seconds S] [--recovery-mib N] [--json FILE] "
+                   "[--only throughput|prealloc|recovery]\n");
       return 2;
     }
   }
   std::vector<Result> results;
-  const char* header = "  case                         entries/s       MB/s    p50 us    p99 us  batches\n";
+  const char* header =
+      "  case                         entries/s       MB/s    p50 us    p99 us  batches\n";
   if (only.empty() || only == "throughput") {
-    std::printf("append + fdatasync per batch, %g s per case, dir %s (zero_fill segments)\n%s", seconds,
-                dir.c_str(), header);
+    std::printf("append + fdatasync per batch, %g s per case, dir %s (zero_fill segments)\n%s",
+                seconds, dir.c_str(), header);
     for (std::size_t bytes : {16, 256, 4096}) {
       for (std::size_t batch : {1, 64, 1024}) {
         results.push_back(run_case(dir, bytes, batch, seconds, wal::Preallocation::zero_fill,
@@ -228,9 +234,10 @@ int main(int argc, char** argv) {
     // 4 KiB entries, as fio's bs=4k: every append then lands in a block never written before, which
     // is where fallocated (unwritten) extents cost a metadata commit per fdatasync.
     std::printf("batch 1 x 4 KiB by segment preallocation\n%s", header);
-    const std::pair<wal::Preallocation, const char*> modes[] = {{wal::Preallocation::zero_fill, "zero_fill"},
-                                                                {wal::Preallocation::fallocate, "fallocate"},
-                                                                {wal::Preallocation::none, "none"}};
+    const std::pair<wal::Preallocation, const char*> modes[] = {
+        {wal::Preallocation::zero_fill, "zero_fill"},
+        {wal::Preallocation::fallocate, "fallocate"},
+        {wal::Preallocation::none, "none"}};
     for (const auto& [mode, name] : modes) {
       results.push_back(run_case(dir, 4096, 1, seconds, mode, fmt::format("prealloc_{}", name)));
       print(results.back());
@@ -247,7 +254,9 @@ int main(int argc, char** argv) {
     std::fprintf(f, "{\n");
     for (std::size_t i = 0; i < results.size(); ++i) {
       const auto& r = results[i];
-      std::fprintf(f, "  \"%s\": {\"entries_per_s\": %.1f, \"mb_per_s\": %.2f, \"p50_us\": %.1f, \"p99_us\": %.1f}%s\n",
+      std::fprintf(f,
+                   "  \"%s\": {\"entries_per_s\": %.1f, \"mb_per_s\": %.2f, \"p50_us\": %.1f, "
+                   "\"p99_us\": %.1f}%s\n",
                    r.name.c_str(), r.entries_per_s, r.mb_per_s, r.p50_us, r.p99_us,
                    i + 1 < results.size() ? "," : "");
     }

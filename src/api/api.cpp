@@ -32,7 +32,8 @@ std::optional<json> parse_object(std::string_view body, std::string& message) {
   return j;
 }
 
-bool only_fields(const json& j, std::initializer_list<std::string_view> allowed, std::string& message) {
+bool only_fields(const json& j, std::initializer_list<std::string_view> allowed,
+                 std::string& message) {
   for (const auto& [key, value] : j.items()) {
     bool known = false;
     for (const auto a : allowed) known = known || key == a;
@@ -128,7 +129,8 @@ const char* code_of(Error e) {
 
 std::string error_json(Error e, std::string_view message) {
   // A message may quote the request target, whose bytes need not be UTF-8: replaced, never thrown.
-  return json{{"error", code_of(e)}, {"message", message}}.dump(-1, ' ', false, json::error_handler_t::replace);
+  return json{{"error", code_of(e)}, {"message", message}}.dump(-1, ' ', false,
+                                                                json::error_handler_t::replace);
 }
 
 namespace {
@@ -140,7 +142,9 @@ namespace {
 std::optional<std::uint32_t> parse_plain_draw(std::string_view body) {
   std::size_t i = 0;
   auto skip_space = [&] {
-    while (i < body.size() && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n')) ++i;
+    while (i < body.size() &&
+           (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
+      ++i;
   };
   auto take = [&](std::string_view token) {
     skip_space();
@@ -157,7 +161,8 @@ std::optional<std::uint32_t> parse_plain_draw(std::string_view body) {
     ++i;
     ++digits;
   }
-  if (digits == 0 || (digits > 1 && body[i - digits] == '0')) return std::nullopt;  // JSON: no leading zeros
+  if (digits == 0 || (digits > 1 && body[i - digits] == '0'))
+    return std::nullopt;  // JSON: no leading zeros
   if (!take("}")) return std::nullopt;
   skip_space();
   if (i != body.size() || count < 1 || count > pool::draw_count_max) return std::nullopt;
@@ -182,7 +187,8 @@ std::optional<std::uint32_t> parse_draw(std::string_view body, std::string& mess
   return static_cast<std::uint32_t>(count.get<std::int64_t>());
 }
 
-std::optional<pool::Item> parse_item(std::string_view item_id, std::string_view body, std::string& message) {
+std::optional<pool::Item> parse_item(std::string_view item_id, std::string_view body,
+                                     std::string& message) {
   if (!pool::valid_item_id(item_id)) {
     message = "An item_id is 1 to 64 of A-Z a-z 0-9 _ . -";
     return std::nullopt;
@@ -193,16 +199,20 @@ std::optional<pool::Item> parse_item(std::string_view item_id, std::string_view 
   item.item_id = std::string(item_id);
   const auto q = j->find("quantity");
   if (q == j->end() || !q->is_number_integer() ||
-      (q->is_number_unsigned() ? q->get<std::uint64_t>() > static_cast<std::uint64_t>(pool::quantity_max)
-                               : q->get<std::int64_t>() < -1)) {
-    message = fmt::format("\"quantity\" must be an integer from 0 to {}, or -1 for unlimited.", pool::quantity_max);
+      (q->is_number_unsigned()
+           ? q->get<std::uint64_t>() > static_cast<std::uint64_t>(pool::quantity_max)
+           : q->get<std::int64_t>() < -1)) {
+    message = fmt::format("\"quantity\" must be an integer from 0 to {}, or -1 for unlimited.",
+                          pool::quantity_max);
     return std::nullopt;
   }
   item.quantity = q->get<std::int64_t>();
   const auto p = j->find("probability");
-  if (p == j->end() || !p->is_number_integer() || (!p->is_number_unsigned() && p->get<std::int64_t>() < 0) ||
+  if (p == j->end() || !p->is_number_integer() ||
+      (!p->is_number_unsigned() && p->get<std::int64_t>() < 0) ||
       p->get<std::uint64_t>() > pool::probability_max) {
-    message = fmt::format("\"probability\" must be an integer from 0 to {}.", pool::probability_max);
+    message =
+        fmt::format("\"probability\" must be an integer from 0 to {}.", pool::probability_max);
     return std::nullopt;
   }
   item.probability = p->get<std::uint64_t>();
@@ -219,9 +229,12 @@ pool::Sha256 request_hash(std::string_view operation) {
 
 std::string draw_operation(std::uint32_t count) { return fmt::format("draw count={}", count); }
 std::string upsert_operation(const pool::Item& item) {
-  return fmt::format("upsert item_id={} quantity={} probability={}", item.item_id, item.quantity, item.probability);
+  return fmt::format("upsert item_id={} quantity={} probability={}", item.item_id, item.quantity,
+                     item.probability);
 }
-std::string delete_operation(std::string_view item_id) { return fmt::format("delete item_id={}", item_id); }
+std::string delete_operation(std::string_view item_id) {
+  return fmt::format("delete item_id={}", item_id);
+}
 
 // Item ids are restricted to [A-Za-z0-9_.-], so they go into JSON strings without escaping.
 // Every draw's answer: built by appending, without a format string (it is on the hot path).
@@ -256,8 +269,8 @@ std::string draw_json(const pool::Result& result, LogIndex index) {
 }
 
 std::string item_json(const pool::Item& item) {
-  return fmt::format("{{\"item_id\":\"{}\",\"quantity\":{},\"probability\":{}}}", item.item_id, item.quantity,
-                     item.probability);
+  return fmt::format("{{\"item_id\":\"{}\",\"quantity\":{},\"probability\":{}}}", item.item_id,
+                     item.quantity, item.probability);
 }
 
 std::string pool_json(const pool::StateMachine& pool, LogIndex index) {
@@ -267,10 +280,12 @@ std::string pool_json(const pool::StateMachine& pool, LogIndex index) {
   for (const auto& item : pool.items()) {
     if (!first) out.push_back(',');
     first = false;
-    fmt::format_to(std::back_inserter(out), "{{\"item_id\":\"{}\",\"quantity\":{},\"probability\":{}}}", item.item_id,
+    fmt::format_to(std::back_inserter(out),
+                   "{{\"item_id\":\"{}\",\"quantity\":{},\"probability\":{}}}", item.item_id,
                    item.quantity, item.probability);
   }
-  fmt::format_to(std::back_inserter(out), "],\"last_request_id\":{},\"index\":{},\"digest\":\"{}\"}}",
+  fmt::format_to(std::back_inserter(out),
+                 "],\"last_request_id\":{},\"index\":{},\"digest\":\"{}\"}}",
                  pool.last_request_id(), index.value(), pool.digest_hex());
   return fmt::to_string(out);
 }

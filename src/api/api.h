@@ -18,18 +18,18 @@ namespace rpool::api {
 inline constexpr std::size_t body_bytes_max = 64 * 1024;
 
 enum class Route {
-  draw,             // /v1/draw
-  pool,             // /v1/pool
-  item,             // /v1/items/{item_id}
-  cluster,          // /v1/cluster
-  members,          // /v1/cluster/members
-  member,           // /v1/cluster/members/{id}
-  leader,           // /v1/cluster/leader
-  snapshot,         // /v1/snapshot
-  healthz,          // /healthz
-  readyz,           // /readyz
-  metrics,          // /metrics
-  openapi,          // /v1/openapi.json
+  draw,      // /v1/draw
+  pool,      // /v1/pool
+  item,      // /v1/items/{item_id}
+  cluster,   // /v1/cluster
+  members,   // /v1/cluster/members
+  member,    // /v1/cluster/members/{id}
+  leader,    // /v1/cluster/leader
+  snapshot,  // /v1/snapshot
+  healthz,   // /healthz
+  readyz,    // /readyz
+  metrics,   // /metrics
+  openapi,   // /v1/openapi.json
   not_found,
 };
 
@@ -46,18 +46,18 @@ Target parse_target(std::string_view target);
 
 // The error codes of docs/api.md's table, with their HTTP status.
 enum class Error {
-  bad_request,                     // 400
-  unauthorized,                    // 401
-  not_found,                       // 404
-  method_not_allowed,              // 405
-  membership_change_in_progress,   // 409
-  payload_too_large,               // 413
-  idempotency_key_reused,          // 422
-  no_leader,                       // 503
-  overloaded,                      // 503: queues or connections full; carries Retry-After
-  outcome_unknown,                 // 504
-  insufficient_storage,            // 507
-  internal,                        // 500: a bug; never expected
+  bad_request,                    // 400
+  unauthorized,                   // 401
+  not_found,                      // 404
+  method_not_allowed,             // 405
+  membership_change_in_progress,  // 409
+  payload_too_large,              // 413
+  idempotency_key_reused,         // 422
+  no_leader,                      // 503
+  overloaded,                     // 503: queues or connections full; carries Retry-After
+  outcome_unknown,                // 504
+  insufficient_storage,           // 507
+  internal,                       // 500: a bug; never expected
 };
 unsigned status_of(Error e);
 const char* code_of(Error e);
@@ -69,7 +69,8 @@ std::string error_json(Error e, std::string_view message);
 std::optional<std::uint32_t> parse_draw(std::string_view body, std::string& message);
 // Parses an item body {"quantity": q, "probability": p} for `item_id`, within the contract's
 // ranges. On failure returns nullopt and sets `message`.
-std::optional<pool::Item> parse_item(std::string_view item_id, std::string_view body, std::string& message);
+std::optional<pool::Item> parse_item(std::string_view item_id, std::string_view body,
+                                     std::string& message);
 // Checks an Idempotency-Key header value (1-128 printable characters).
 bool valid_idempotency_key(std::string_view key);
 

@@ -38,7 +38,8 @@ bool ends_with(std::string_view text, std::string_view suffix) {
 
 }  // namespace
 
-Histogram::Histogram(std::vector<double> bounds) : bounds_(std::move(bounds)), counts_(bounds_.size() + 1, 0) {
+Histogram::Histogram(std::vector<double> bounds)
+    : bounds_(std::move(bounds)), counts_(bounds_.size() + 1, 0) {
   RPOOL_ASSERT(!bounds_.empty());
   for (std::size_t i = 0; i < bounds_.size(); ++i) {
     RPOOL_ASSERT(std::isfinite(bounds_[i]));
@@ -76,7 +77,8 @@ std::vector<double> latency_buckets() {
 
 std::vector<double> bytes_buckets() {
   std::vector<double> bounds;
-  for (std::uint64_t b = 1 << 10; b <= (std::uint64_t{1} << 30); b *= 4) bounds.push_back(static_cast<double>(b));
+  for (std::uint64_t b = 1 << 10; b <= (std::uint64_t{1} << 30); b *= 4)
+    bounds.push_back(static_cast<double>(b));
   return bounds;
 }
 
@@ -89,12 +91,14 @@ std::string format_number(double v) {
   // Every double of magnitude below 2^63 with no fraction is exactly an int64, so the integer
   // form loses nothing and avoids fmt's exponent form for large round numbers ("1e+16").
   constexpr double int64_limit = 9223372036854775808.0;  // 2^63
-  if (v == std::trunc(v) && std::fabs(v) < int64_limit) return fmt::format("{}", static_cast<std::int64_t>(v));
+  if (v == std::trunc(v) && std::fabs(v) < int64_limit)
+    return fmt::format("{}", static_cast<std::int64_t>(v));
   // fmt's default is the shortest text that reads back to the same double.
   return fmt::format("{}", v);
 }
 
-void Exposition::counter(std::string_view name, std::string_view help, double value, const Labels& labels) {
+void Exposition::counter(std::string_view name, std::string_view help, double value,
+                         const Labels& labels) {
   RPOOL_ASSERT(ends_with(name, "_total"));
   RPOOL_ASSERT(!(value < 0));
   const std::string rendered = render_labels(labels);
@@ -103,7 +107,8 @@ void Exposition::counter(std::string_view name, std::string_view help, double va
   check_invariants();
 }
 
-void Exposition::gauge(std::string_view name, std::string_view help, double value, const Labels& labels) {
+void Exposition::gauge(std::string_view name, std::string_view help, double value,
+                       const Labels& labels) {
   const std::string rendered = render_labels(labels);
   begin(name, help, "gauge", rendered);
   sample(name, "", rendered, value);
@@ -121,7 +126,8 @@ void Exposition::histogram(std::string_view name, std::string_view help, const H
   std::uint64_t cumulative = 0;
   for (std::size_t i = 0; i < bounds.size(); ++i) {
     cumulative += counts[i];
-    sample(name, "_bucket", render_labels(labels, fmt::format("le=\"{}\"", format_number(bounds[i]))),
+    sample(name, "_bucket",
+           render_labels(labels, fmt::format("le=\"{}\"", format_number(bounds[i]))),
            static_cast<double>(cumulative));
   }
   cumulative += counts.back();
@@ -159,7 +165,8 @@ void Exposition::begin(std::string_view name, std::string_view help, std::string
     // The same family again, with another label set.
     RPOOL_ASSERT(type == family_type_);
     RPOOL_ASSERT(help == family_help_);
-    RPOOL_ASSERT(std::find(family_series_.begin(), family_series_.end(), series) == family_series_.end());
+    RPOOL_ASSERT(std::find(family_series_.begin(), family_series_.end(), series) ==
+                 family_series_.end());
     family_series_.push_back(series);
     return;
   }
@@ -203,8 +210,10 @@ std::string Exposition::render_labels(const Labels& labels, std::string_view ext
   return out;
 }
 
-void Exposition::sample(std::string_view name, std::string_view suffix, const std::string& labels, double value) {
-  fmt::format_to(std::back_inserter(out_), "{}{}{} {}\n", name, suffix, labels, format_number(value));
+void Exposition::sample(std::string_view name, std::string_view suffix, const std::string& labels,
+                        double value) {
+  fmt::format_to(std::back_inserter(out_), "{}{}{} {}\n", name, suffix, labels,
+                 format_number(value));
 }
 
 }  // namespace rpool::metrics

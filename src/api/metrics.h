@@ -55,10 +55,10 @@ class Histogram {
   void check_invariants() const;
 
  private:
-  std::vector<double> bounds_;          // non-empty, finite, strictly ascending
-  std::vector<std::uint64_t> counts_;   // counts_.size() == bounds_.size() + 1
+  std::vector<double> bounds_;         // non-empty, finite, strictly ascending
+  std::vector<std::uint64_t> counts_;  // counts_.size() == bounds_.size() + 1
   double sum_ = 0;
-  std::uint64_t count_ = 0;             // count_ == sum of counts_
+  std::uint64_t count_ = 0;  // count_ == sum of counts_
 };
 
 // Seconds, for request and disk latencies: 50us, 100us, 250us, 500us, 1ms, 2.5ms, 5ms, 10ms,
@@ -86,7 +86,8 @@ std::string format_number(double v);
 class Exposition {
  public:
   // A counter's name ends in "_total" (the sample is `name{labels} value`); value >= 0 or NaN.
-  void counter(std::string_view name, std::string_view help, double value, const Labels& labels = {});
+  void counter(std::string_view name, std::string_view help, double value,
+               const Labels& labels = {});
   void gauge(std::string_view name, std::string_view help, double value, const Labels& labels = {});
   // Prints the cumulative `name_bucket{labels,le="..."}` lines in ascending le, ending with
   // le="+Inf", then `name_sum{labels}` and `name_count{labels}`. `labels` must not use "le".
@@ -103,14 +104,16 @@ class Exposition {
  private:
   // Starts family `name` or continues it, checking the rules above, and writes HELP and TYPE
   // when it starts. `series` is the rendered label set, used to reject a repeated series.
-  void begin(std::string_view name, std::string_view help, std::string_view type, const std::string& series);
+  void begin(std::string_view name, std::string_view help, std::string_view type,
+             const std::string& series);
   // `{a="x",b="y"}` with escaped values, plus `extra` (already rendered, e.g. `le="1"`) last;
   // "" when there is no label at all.
   static std::string render_labels(const Labels& labels, std::string_view extra = {});
-  void sample(std::string_view name, std::string_view suffix, const std::string& labels, double value);
+  void sample(std::string_view name, std::string_view suffix, const std::string& labels,
+              double value);
 
   std::string out_;
-  std::string family_;                           // the family being written; "" before the first
+  std::string family_;  // the family being written; "" before the first
   std::string family_type_;
   std::string family_help_;
   std::vector<std::string> family_series_;       // label sets already written for family_

@@ -26,11 +26,11 @@ namespace rpool::detail {
 
 }  // namespace rpool::detail
 
-#define RPOOL_ASSERT(cond)                                                            \
-  do {                                                                                \
-    if (!(cond)) [[unlikely]] {                                                       \
-      ::rpool::detail::assert_failed(#cond, __FILE__, __LINE__, std::string());       \
-    }                                                                                 \
+#define RPOOL_ASSERT(cond)                                                      \
+  do {                                                                          \
+    if (!(cond)) [[unlikely]] {                                                 \
+      ::rpool::detail::assert_failed(#cond, __FILE__, __LINE__, std::string()); \
+    }                                                                           \
   } while (false)
 
 // Compares two values and prints both when the comparison fails. Values must be formattable

@@ -27,9 +27,18 @@ class StrongInt {
   friend constexpr StrongInt operator+(StrongInt a, Rep n) { return StrongInt(a.value_ + n); }
   friend constexpr StrongInt operator-(StrongInt a, Rep n) { return StrongInt(a.value_ - n); }
   friend constexpr Rep operator-(StrongInt a, StrongInt b) { return a.value_ - b.value_; }
-  constexpr StrongInt& operator++() { ++value_; return *this; }
-  constexpr StrongInt& operator--() { --value_; return *this; }
-  constexpr StrongInt& operator+=(Rep n) { value_ += n; return *this; }
+  constexpr StrongInt& operator++() {
+    ++value_;
+    return *this;
+  }
+  constexpr StrongInt& operator--() {
+    --value_;
+    return *this;
+  }
+  constexpr StrongInt& operator+=(Rep n) {
+    value_ += n;
+    return *this;
+  }
 
   constexpr StrongInt next() const { return StrongInt(value_ + 1); }
   constexpr StrongInt prev() const { return StrongInt(value_ - 1); }

@@ -24,7 +24,8 @@ struct ConfigError {
   throw ConfigError{fmt::format("{}: {}", field, why)};
 }
 
-void only_fields(const json& object, const std::string& where, std::initializer_list<const char*> allowed) {
+void only_fields(const json& object, const std::string& where,
+                 std::initializer_list<const char*> allowed) {
   for (const auto& [key, value] : object.items()) {
     bool known = false;
     for (const char* a : allowed) known = known || key == a;
@@ -37,12 +38,15 @@ const json& require_object(const json& j, const std::string& field) {
   return j;
 }
 
-std::uint64_t unsigned_in(const json& j, const std::string& field, std::uint64_t lo, std::uint64_t hi) {
-  if (!j.is_number_integer() || (j.is_number_integer() && !j.is_number_unsigned() && j.get<std::int64_t>() < 0)) {
+std::uint64_t unsigned_in(const json& j, const std::string& field, std::uint64_t lo,
+                          std::uint64_t hi) {
+  if (!j.is_number_integer() ||
+      (j.is_number_integer() && !j.is_number_unsigned() && j.get<std::int64_t>() < 0)) {
     fail(field, fmt::format("expected an integer from {} to {}", lo, hi));
   }
   const auto v = j.get<std::uint64_t>();
-  if (v < lo || v > hi) fail(field, fmt::format("expected an integer from {} to {}, got {}", lo, hi, v));
+  if (v < lo || v > hi)
+    fail(field, fmt::format("expected an integer from {} to {}, got {}", lo, hi, v));
   return v;
 }
 
@@ -57,7 +61,8 @@ pool::Item catalog_item(const json& j, const std::string& field) {
   require_object(j, field);
   only_fields(j, field, {"item_id", "quantity", "probability"});
   pool::Item item;
-  if (!j.contains("item_id") || !j["item_id"].is_string()) fail(field + ".item_id", "expected a string");
+  if (!j.contains("item_id") || !j["item_id"].is_string())
+    fail(field + ".item_id", "expected a string");
   item.item_id = j["item_id"].get<std::string>();
   if (!pool::valid_item_id(item.item_id)) {
     fail(field + ".item_id", "expected 1-64 of A-Z a-z 0-9 _ . -");
@@ -66,13 +71,15 @@ pool::Item catalog_item(const json& j, const std::string& field) {
     fail(field + ".quantity", "expected an integer >= 0, or -1 for unlimited");
   }
   const json& q = j["quantity"];
-  if (q.is_number_unsigned() ? q.get<std::uint64_t>() > static_cast<std::uint64_t>(pool::quantity_max)
-                             : q.get<std::int64_t>() < -1) {
+  if (q.is_number_unsigned()
+          ? q.get<std::uint64_t>() > static_cast<std::uint64_t>(pool::quantity_max)
+          : q.get<std::int64_t>() < -1) {
     fail(field + ".quantity", fmt::format("expected -1 or 0 to {}", pool::quantity_max));
   }
   item.quantity = q.get<std::int64_t>();
   if (!j.contains("probability")) fail(field + ".probability", "missing");
-  item.probability = unsigned_in(j["probability"], field + ".probability", 0, pool::probability_max);
+  item.probability =
+      unsigned_in(j["probability"], field + ".probability", 0, pool::probability_max);
   return item;
 }
 
@@ -97,7 +104,8 @@ Config parse(const json& root) {
     member.id = NodeId(unsigned_in(m["id"], field + ".id", 1, 1'000'000));
     member.raft = endpoint(m["raft"], field + ".raft");
     member.http = endpoint(m["http"], field + ".http");
-    if (!ids.insert(member.id.value()).second) fail(field + ".id", fmt::format("duplicate id {}", member.id));
+    if (!ids.insert(member.id.value()).second)
+      fail(field + ".id", fmt::format("duplicate id {}", member.id));
     for (const Endpoint& e : {member.raft, member.http}) {
       if (!addresses.insert(e.to_string()).second) {
         fail(field, fmt::format("address {} is used twice", e.to_string()));
@@ -117,28 +125,34 @@ Config parse(const json& root) {
                 catalog_bytes_max + 4096 <= raft::message_bytes_max_default);
   if (root.contains("catalog")) {
     if (!root["catalog"].is_array()) fail("catalog", "expected an array of items");
-    if (root["catalog"].size() > pool::items_max) fail("catalog", fmt::format("at most {} items", pool::items_max));
+    if (root["catalog"].size() > pool::items_max)
+      fail("catalog", fmt::format("at most {} items", pool::items_max));
     std::set<std::string> seen;
     for (std::size_t i = 0; i < root["catalog"].size(); ++i) {
       const std::string field = fmt::format("catalog[{}]", i);
       pool::Item item = catalog_item(root["catalog"][i], field);
-      if (!seen.insert(item.item_id).second) fail(field + ".item_id", fmt::format("duplicate item_id \"{}\"", item.item_id));
+      if (!seen.insert(item.item_id).second)
+        fail(field + ".item_id", fmt::format("duplicate item_id \"{}\"", item.item_id));
       c.catalog.push_back(std::move(item));
     }
     // The catalog seeds the pool as ONE log entry: it must fit in one (with room for the append
     // message around it). A larger catalog is seeded by PUT /v1/items after the first part.
-    const std::size_t bytes = pool::encode(pool::Command{pool::Bootstrap{c.catalog}, 0, {}, {}}).size();
+    const std::size_t bytes =
+        pool::encode(pool::Command{pool::Bootstrap{c.catalog}, 0, {}, {}}).size();
     if (bytes > catalog_bytes_max) {
-      fail("catalog", fmt::format("{} items take {} bytes as one log entry, over the limit of {}; put the rest "
-                                  "in with PUT /v1/items once the cluster runs",
-                                  c.catalog.size(), bytes, catalog_bytes_max));
+      fail(
+          "catalog",
+          fmt::format("{} items take {} bytes as one log entry, over the limit of {}; put the rest "
+                      "in with PUT /v1/items once the cluster runs",
+                      c.catalog.size(), bytes, catalog_bytes_max));
     }
   }
 
   if (root.contains("admin_token")) {
     const json& t = root["admin_token"];
     if (!t.is_null()) {
-      if (!t.is_string() || t.get<std::string>().empty()) fail("admin_token", "expected a non-empty string");
+      if (!t.is_string() || t.get<std::string>().empty())
+        fail("admin_token", "expected a non-empty string");
       c.admin_token = t.get<std::string>();
     }
   }
@@ -146,20 +160,28 @@ Config parse(const json& root) {
   if (root.contains("raft")) {
     const json& r = require_object(root["raft"], "raft");
     only_fields(r, "raft", {"heartbeat_ms", "election_timeout_ms", "snapshot_entries"});
-    if (r.contains("heartbeat_ms")) c.raft.heartbeat_ms = static_cast<std::uint32_t>(unsigned_in(r["heartbeat_ms"], "raft.heartbeat_ms", 1, 10'000));
+    if (r.contains("heartbeat_ms"))
+      c.raft.heartbeat_ms = static_cast<std::uint32_t>(
+          unsigned_in(r["heartbeat_ms"], "raft.heartbeat_ms", 1, 10'000));
     if (r.contains("election_timeout_ms")) {
-      c.raft.election_timeout_ms = static_cast<std::uint32_t>(unsigned_in(r["election_timeout_ms"], "raft.election_timeout_ms", 10, 60'000));
+      c.raft.election_timeout_ms = static_cast<std::uint32_t>(
+          unsigned_in(r["election_timeout_ms"], "raft.election_timeout_ms", 10, 60'000));
     }
-    if (r.contains("snapshot_entries")) c.raft.snapshot_entries = unsigned_in(r["snapshot_entries"], "raft.snapshot_entries", 1, 1'000'000'000);
+    if (r.contains("snapshot_entries"))
+      c.raft.snapshot_entries =
+          unsigned_in(r["snapshot_entries"], "raft.snapshot_entries", 1, 1'000'000'000);
     if (c.raft.election_timeout_ms < 2 * c.raft.heartbeat_ms) {
-      fail("raft.election_timeout_ms", fmt::format("must be at least twice raft.heartbeat_ms ({})", c.raft.heartbeat_ms));
+      fail("raft.election_timeout_ms",
+           fmt::format("must be at least twice raft.heartbeat_ms ({})", c.raft.heartbeat_ms));
     }
   }
 
   if (root.contains("wal")) {
     const json& w = require_object(root["wal"], "wal");
     only_fields(w, "wal", {"segment_bytes", "fsync"});
-    if (w.contains("segment_bytes")) c.wal.segment_bytes = unsigned_in(w["segment_bytes"], "wal.segment_bytes", segment_bytes_min, segment_bytes_max);
+    if (w.contains("segment_bytes"))
+      c.wal.segment_bytes = unsigned_in(w["segment_bytes"], "wal.segment_bytes", segment_bytes_min,
+                                        segment_bytes_max);
     if (w.contains("fsync")) {
       if (!w["fsync"].is_boolean()) fail("wal.fsync", "expected true or false");
       c.wal.fsync = w["fsync"].get<bool>();
@@ -172,7 +194,7 @@ Config parse(const json& root) {
 
 std::string Endpoint::to_string() const {
   return host.find(':') != std::string::npos ? fmt::format("[{}]:{}", host, port)
-                                              : fmt::format("{}:{}", host, port);
+                                             : fmt::format("{}:{}", host, port);
 }
 
 const Member* Config::member(NodeId id) const {
@@ -185,7 +207,8 @@ const Member* Config::member(NodeId id) const {
 std::string Config::data_dir_for(NodeId id) const {
   std::string dir = data_dir;
   const std::string id_text = std::to_string(id.value());
-  for (std::size_t at = dir.find("{id}"); at != std::string::npos; at = dir.find("{id}", at + id_text.size())) {
+  for (std::size_t at = dir.find("{id}"); at != std::string::npos;
+       at = dir.find("{id}", at + id_text.size())) {
     dir.replace(at, 4, id_text);
   }
   return dir;
@@ -204,7 +227,8 @@ bool valid_host_name(std::string_view host) {
       continue;
     }
     const char c = host[i];
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-')) return false;
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-'))
+      return false;
     ++label;
   }
   return true;
@@ -214,7 +238,9 @@ bool valid_host_name(std::string_view host) {
 bool valid_ipv6_text(std::string_view host) {
   if (host.size() < 2 || host.find(':') == std::string_view::npos) return false;
   for (char c : host) {
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == ':' || c == '.')) return false;
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == ':' ||
+          c == '.'))
+      return false;
   }
   return true;
 }
@@ -227,7 +253,8 @@ std::optional<Endpoint> parse_endpoint(std::string_view text) {
   if (!text.empty() && text.front() == '[') {
     v6 = true;
     const auto close = text.find(']');
-    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') return std::nullopt;
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':')
+      return std::nullopt;
     host = text.substr(1, close - 1);
     port = text.substr(close + 2);
   } else {
@@ -241,7 +268,8 @@ std::optional<Endpoint> parse_endpoint(std::string_view text) {
   if (v6 ? !valid_ipv6_text(host) : !valid_host_name(host)) return std::nullopt;
   unsigned value = 0;
   const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-  if (ec != std::errc() || end != port.data() + port.size() || value == 0 || value > 65535) return std::nullopt;
+  if (ec != std::errc() || end != port.data() + port.size() || value == 0 || value > 65535)
+    return std::nullopt;
   return Endpoint{std::string(host), static_cast<std::uint16_t>(value)};
 }
 

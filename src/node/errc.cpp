@@ -15,7 +15,8 @@ const std::error_category& node_category() {
         case errc::shutting_down: return "this node is shutting down";
         case errc::too_large: return "the write is too large for one log entry";
         case errc::overloaded: return "this node is overloaded";
-        case errc::change_in_progress: return "a membership change or leadership transfer is under way";
+        case errc::change_in_progress:
+          return "a membership change or leadership transfer is under way";
         case errc::bad_request: return "the operation is not possible";
         case errc::not_found: return "not found";
       }

@@ -32,26 +32,35 @@ HttpResponse render_draw(const HttpRequest& req, const pool::Result& result, con
   return HttpApi::json_response(req, 200, api::draw_json(result, LogIndex(result.index)));
 }
 
-HttpResponse render_item(const HttpRequest& req, const pool::Result& result, const std::string& item_id) {
+HttpResponse render_item(const HttpRequest& req, const pool::Result& result,
+                         const std::string& item_id) {
   if (result.error == pool::errc::idempotency_key_reused) return key_reused(req);
   if (result.error == pool::errc::not_found) {
-    return HttpApi::error_response(req, api::Error::not_found, fmt::format("No item \"{}\".", item_id));
+    return HttpApi::error_response(req, api::Error::not_found,
+                                   fmt::format("No item \"{}\".", item_id));
   }
   if (result.error == pool::errc::too_many_items) {
-    return HttpApi::error_response(req, api::Error::bad_request, fmt::format("The catalog holds at most {} items.", pool::items_max));
+    return HttpApi::error_response(
+        req, api::Error::bad_request,
+        fmt::format("The catalog holds at most {} items.", pool::items_max));
   }
-  if (result.error) return HttpApi::error_response(req, api::Error::bad_request, result.error.message());
+  if (result.error)
+    return HttpApi::error_response(req, api::Error::bad_request, result.error.message());
   if (result.item) return HttpApi::json_response(req, 200, api::item_json(*result.item));
-  return HttpApi::json_response(req, 200, fmt::format(R"({{"item_id":"{}","deleted":true,"index":{}}})", item_id, result.index));
+  return HttpApi::json_response(
+      req, 200,
+      fmt::format(R"({{"item_id":"{}","deleted":true,"index":{}}})", item_id, result.index));
 }
 
 // Reads the Idempotency-Key header into `command`; false (and answered 400) if it is malformed.
-bool take_key(const HttpRequest& request, pool::Command& command, std::string_view operation, const Respond& respond) {
+bool take_key(const HttpRequest& request, pool::Command& command, std::string_view operation,
+              const Respond& respond) {
   const auto it = request.find("Idempotency-Key");
   if (it == request.end()) return true;
   const std::string_view key = it->value();
   if (!api::valid_idempotency_key(key)) {
-    respond(HttpApi::error_response(request, api::Error::bad_request, "An Idempotency-Key is 1 to 128 printable ASCII characters."));
+    respond(HttpApi::error_response(request, api::Error::bad_request,
+                                    "An Idempotency-Key is 1 to 128 printable ASCII characters."));
     return false;
   }
   command.idempotency_key = std::string(key);
@@ -92,9 +101,11 @@ HttpResponse HttpApi::json_response(const HttpRequest& request, unsigned status,
   return res;
 }
 
-HttpResponse HttpApi::error_response(const HttpRequest& request, api::Error e, std::string_view message) {
+HttpResponse HttpApi::error_response(const HttpRequest& request, api::Error e,
+                                     std::string_view message) {
   HttpResponse res = json_response(request, api::status_of(e), api::error_json(e, message));
-  if (e == api::Error::no_leader || e == api::Error::overloaded) res.set(http::field::retry_after, "1");
+  if (e == api::Error::no_leader || e == api::Error::overloaded)
+    res.set(http::field::retry_after, "1");
   return res;
 }
 
@@ -103,7 +114,8 @@ HttpResponse HttpApi::outcome_response(const HttpRequest& request, const Outcome
   const std::string fallback = outcome.message.empty() ? outcome.ec.message() : std::string();
   std::string message = outcome.message.empty() ? fallback : outcome.message;
   if (!message.empty() && message.back() != '.') message += '.';
-  if (outcome.message.empty() && !message.empty()) message[0] = static_cast<char>(std::toupper(message[0]));
+  if (outcome.message.empty() && !message.empty())
+    message[0] = static_cast<char>(std::toupper(message[0]));
   return error_response(request, error_of(outcome.ec), message);
 }
 
@@ -123,23 +135,28 @@ bool HttpApi::authorized(const HttpRequest& request) const {
 void HttpApi::handle(HttpRequest&& request, Respond answer) {
   const api::Target target = api::parse_target(request.target());
   // Every answer is counted by route and status, and timed.
-  Respond respond = [this, route = target.route, started = Clock::now(), answer = std::move(answer)](HttpResponse&& res) {
-    count_answer(route, res.result_int(), std::chrono::duration<double>(Clock::now() - started).count());
+  Respond respond = [this, route = target.route, started = Clock::now(),
+                     answer = std::move(answer)](HttpResponse&& res) {
+    count_answer(route, res.result_int(),
+                 std::chrono::duration<double>(Clock::now() - started).count());
     answer(std::move(res));
   };
   const http::verb method = request.method();
   auto method_not_allowed = [&](const char* allow) {
-    HttpResponse res = error_response(request, api::Error::method_not_allowed,
-                                      fmt::format("{} accepts {} only.", std::string_view(request.target()), allow));
+    HttpResponse res = error_response(
+        request, api::Error::method_not_allowed,
+        fmt::format("{} accepts {} only.", std::string_view(request.target()), allow));
     res.set(http::field::allow, allow);
     respond(std::move(res));
   };
   if (!target.bad_query.empty()) {
-    respond(error_response(request, api::Error::bad_request, fmt::format("Unknown query parameter \"{}\".", target.bad_query)));
+    respond(error_response(request, api::Error::bad_request,
+                           fmt::format("Unknown query parameter \"{}\".", target.bad_query)));
     return;
   }
   if (is_admin(target.route) && !authorized(request)) {
-    respond(error_response(request, api::Error::unauthorized, "This endpoint needs 'Authorization: Bearer <admin token>'."));
+    respond(error_response(request, api::Error::unauthorized,
+                           "This endpoint needs 'Authorization: Bearer <admin token>'."));
     return;
   }
   switch (target.route) {
@@ -150,7 +167,8 @@ void HttpApi::handle(HttpRequest&& request, Respond answer) {
       if (method != http::verb::get) return method_not_allowed("GET");
       return handle_pool(std::move(request), std::move(respond), target.stale);
     case api::Route::item:
-      if (method != http::verb::put && method != http::verb::delete_) return method_not_allowed("PUT, DELETE");
+      if (method != http::verb::put && method != http::verb::delete_)
+        return method_not_allowed("PUT, DELETE");
       return handle_item(std::move(request), std::move(respond), target.item_id);
     case api::Route::cluster:
       if (method != http::verb::get) return method_not_allowed("GET");
@@ -181,10 +199,10 @@ void HttpApi::handle(HttpRequest&& request, Respond answer) {
       if (method != http::verb::get) return method_not_allowed("GET");
       respond(json_response(request, 200, std::string(api::openapi_json())));
       return;
-    case api::Route::not_found:
-      break;
+    case api::Route::not_found: break;
   }
-  respond(error_response(request, api::Error::not_found, fmt::format("No such path: {}", std::string_view(request.target()))));
+  respond(error_response(request, api::Error::not_found,
+                         fmt::format("No such path: {}", std::string_view(request.target()))));
 }
 
 // --- writes -------------------------------------------------------------------------------------
@@ -203,7 +221,8 @@ void HttpApi::handle_draw(HttpRequest&& request, Respond respond) {
 
 void HttpApi::handle_item(HttpRequest&& request, Respond respond, const std::string& item_id) {
   if (!pool::valid_item_id(item_id)) {
-    respond(error_response(request, api::Error::bad_request, "An item_id is 1 to 64 of A-Z a-z 0-9 _ . -"));
+    respond(error_response(request, api::Error::bad_request,
+                           "An item_id is 1 to 64 of A-Z a-z 0-9 _ . -"));
     return;
   }
   pool::Command command;
@@ -225,7 +244,8 @@ void HttpApi::handle_item(HttpRequest&& request, Respond respond, const std::str
   write(std::move(request), std::move(respond), std::move(command), &render_item, item_id);
 }
 
-void HttpApi::write(HttpRequest&& request, Respond respond, pool::Command command, Render render, std::string detail) {
+void HttpApi::write(HttpRequest&& request, Respond respond, pool::Command command, Render render,
+                    std::string detail) {
   struct Write {
     HttpApi* api;
     HttpRequest request;
@@ -233,10 +253,12 @@ void HttpApi::write(HttpRequest&& request, Respond respond, pool::Command comman
     Render render;
     std::string detail;
   };
-  auto w = std::make_shared<Write>(Write{this, std::move(request), std::move(respond), render, std::move(detail)});
+  auto w = std::make_shared<Write>(
+      Write{this, std::move(request), std::move(respond), render, std::move(detail)});
   replica_.write(std::move(command), [w](const Outcome& outcome, const pool::Result* result) {
     if (outcome.ec == errc::not_leader) {
-      return w->api->forward(std::move(w->request), std::move(w->respond), w->api->replica_.options().write_timeout);
+      return w->api->forward(std::move(w->request), std::move(w->respond),
+                             w->api->replica_.options().write_timeout);
     }
     if (outcome.ec) return w->respond(outcome_response(w->request, outcome));
     RPOOL_ASSERT(result != nullptr);
@@ -246,13 +268,17 @@ void HttpApi::write(HttpRequest&& request, Respond respond, pool::Command comman
 
 void HttpApi::forward(HttpRequest&& request, Respond respond, std::chrono::milliseconds timeout) {
   if (request.find(forwarded_header) != request.end()) {
-    respond(error_response(request, api::Error::no_leader, "The node this request was forwarded to is not the leader; retry shortly."));
+    respond(
+        error_response(request, api::Error::no_leader,
+                       "The node this request was forwarded to is not the leader; retry shortly."));
     return;
   }
   const NodeId leader = replica_.core().leader();
-  const Member* member = leader == NodeId() || leader == replica_.id() ? nullptr : replica_.member_info(leader);
+  const Member* member =
+      leader == NodeId() || leader == replica_.id() ? nullptr : replica_.member_info(leader);
   if (member == nullptr) {
-    respond(error_response(request, api::Error::no_leader, "No leader is known right now; retry shortly."));
+    respond(error_response(request, api::Error::no_leader,
+                           "No leader is known right now; retry shortly."));
     return;
   }
   auto original = std::make_shared<HttpRequest>(std::move(request));
@@ -266,24 +292,27 @@ void HttpApi::forward(HttpRequest&& request, Respond respond, std::chrono::milli
   out.keep_alive(true);
   out.prepare_payload();
   ++forwarded_;
-  client_.request(member->http.host, member->http.port, std::move(out), timeout,
-                  [original, respond = std::move(respond)](std::error_code ec, HttpResponse&& res) {
-                    if (ec == net::HttpErrc::queue_full) {
-                      respond(error_response(*original, api::Error::overloaded, "Too many requests wait for the leader; retry shortly."));
-                      return;
-                    }
-                    if (ec) {
-                      // A refused connection never delivered the request; anything else may have.
-                      const bool unsent = ec == std::errc::connection_refused;
-                      respond(error_response(*original, unsent ? api::Error::no_leader : api::Error::outcome_unknown,
-                                             unsent ? "The leader cannot be reached; retry shortly."
-                                                    : "The leader did not answer in time; retry with the same Idempotency-Key."));
-                      return;
-                    }
-                    res.version(original->version());
-                    res.keep_alive(original->keep_alive());
-                    respond(std::move(res));
-                  });
+  client_.request(
+      member->http.host, member->http.port, std::move(out), timeout,
+      [original, respond = std::move(respond)](std::error_code ec, HttpResponse&& res) {
+        if (ec == net::HttpErrc::queue_full) {
+          respond(error_response(*original, api::Error::overloaded,
+                                 "Too many requests wait for the leader; retry shortly."));
+          return;
+        }
+        if (ec) {
+          // A refused connection never delivered the request; anything else may have.
+          const bool unsent = ec == std::errc::connection_refused;
+          respond(error_response(
+              *original, unsent ? api::Error::no_leader : api::Error::outcome_unknown,
+              unsent ? "The leader cannot be reached; retry shortly."
+                     : "The leader did not answer in time; retry with the same Idempotency-Key."));
+          return;
+        }
+        res.version(original->version());
+        res.keep_alive(original->keep_alive());
+        respond(std::move(res));
+      });
 }
 
 // --- reads --------------------------------------------------------------------------------------
@@ -326,14 +355,16 @@ void HttpApi::handle_cluster(HttpRequest&& request, Respond respond) {
 
 void HttpApi::handle_readyz(HttpRequest&& request, Respond respond) {
   const raft::Core& core = replica_.core();
-  const bool ready = !replica_.storage_failed() && !replica_.stopping() && core.leader() != NodeId() &&
-                     replica_.applied() >= core.log().commit_index();
+  const bool ready = !replica_.storage_failed() && !replica_.stopping() &&
+                     core.leader() != NodeId() && replica_.applied() >= core.log().commit_index();
   if (ready) {
     respond(json_response(request, 200, R"({"status":"ready"})"));
   } else {
-    respond(json_response(request, 503, fmt::format(R"({{"error":"not_ready","message":"{}"}})",
-                                                   core.leader() == NodeId() ? "No leader is known."
-                                                                             : "This node is still applying the log.")));
+    respond(json_response(request, 503,
+                          fmt::format(R"({{"error":"not_ready","message":"{}"}})",
+                                      core.leader() == NodeId()
+                                          ? "No leader is known."
+                                          : "This node is still applying the log.")));
   }
 }
 
@@ -341,10 +372,11 @@ void HttpApi::handle_readyz(HttpRequest&& request, Respond respond) {
 
 void HttpApi::handle_snapshot(HttpRequest&& request, Respond respond) {
   auto req = std::make_shared<HttpRequest>(std::move(request));
-  replica_.take_snapshot([req, respond = std::move(respond)](const Outcome& outcome, LogIndex index) {
-    if (outcome.ec) return respond(outcome_response(*req, outcome));
-    respond(json_response(*req, 200, fmt::format(R"({{"snapshot_index":{}}})", index.value())));
-  });
+  replica_.take_snapshot(
+      [req, respond = std::move(respond)](const Outcome& outcome, LogIndex index) {
+        if (outcome.ec) return respond(outcome_response(*req, outcome));
+        respond(json_response(*req, 200, fmt::format(R"({{"snapshot_index":{}}})", index.value())));
+      });
 }
 
 nlohmann::json HttpApi::members_json() const {
@@ -366,52 +398,67 @@ void HttpApi::handle_add_member(HttpRequest&& request, Respond respond) {
   const auto body = nlohmann::json::parse(request.body(), nullptr, false);
   std::optional<Endpoint> raft_endpoint;
   std::optional<Endpoint> http_endpoint;
-  if (body.is_object() && body.size() == 3 && body.contains("id") && body["id"].is_number_unsigned() &&
-      body["id"].get<std::uint64_t>() != 0 && body.contains("raft") && body["raft"].is_string() &&
-      body.contains("http") && body["http"].is_string()) {
+  if (body.is_object() && body.size() == 3 && body.contains("id") &&
+      body["id"].is_number_unsigned() && body["id"].get<std::uint64_t>() != 0 &&
+      body.contains("raft") && body["raft"].is_string() && body.contains("http") &&
+      body["http"].is_string()) {
     raft_endpoint = parse_endpoint(body["raft"].get<std::string>());
     http_endpoint = parse_endpoint(body["http"].get<std::string>());
   }
   if (!raft_endpoint || !http_endpoint) {
-    respond(error_response(request, api::Error::bad_request,
-                           R"(The body must be {"id": <node id>, "raft": "host:port", "http": "host:port"}.)"));
+    respond(error_response(
+        request, api::Error::bad_request,
+        R"(The body must be {"id": <node id>, "raft": "host:port", "http": "host:port"}.)"));
     return;
   }
   const NodeId id(body["id"].get<std::uint64_t>());
   auto req = std::make_shared<HttpRequest>(std::move(request));
-  replica_.add_member(Member{id, std::move(*raft_endpoint), std::move(*http_endpoint)},
-                      [this, req, id, respond = std::move(respond)](const Outcome& outcome) mutable {
-                        const auto& o = replica_.options();
-                        if (outcome.ec == errc::not_leader) return forward(std::move(*req), std::move(respond), o.change_timeout + o.write_timeout);
-                        if (outcome.ec) return respond(outcome_response(*req, outcome));
-                        respond(json_response(*req, 200, fmt::format(R"({{"id":{},"voter":true,"members":{}}})", id.value(), members_json().dump())));
-                      });
+  replica_.add_member(
+      Member{id, std::move(*raft_endpoint), std::move(*http_endpoint)},
+      [this, req, id, respond = std::move(respond)](const Outcome& outcome) mutable {
+        const auto& o = replica_.options();
+        if (outcome.ec == errc::not_leader)
+          return forward(std::move(*req), std::move(respond), o.change_timeout + o.write_timeout);
+        if (outcome.ec) return respond(outcome_response(*req, outcome));
+        respond(json_response(*req, 200,
+                              fmt::format(R"({{"id":{},"voter":true,"members":{}}})", id.value(),
+                                          members_json().dump())));
+      });
 }
 
 void HttpApi::handle_remove_member(HttpRequest&& request, Respond respond, NodeId id) {
   auto req = std::make_shared<HttpRequest>(std::move(request));
-  replica_.remove_member(id, [this, req, id, respond = std::move(respond)](const Outcome& outcome) mutable {
-    const auto& o = replica_.options();
-    if (outcome.ec == errc::not_leader) return forward(std::move(*req), std::move(respond), o.change_timeout + o.write_timeout);
-    if (outcome.ec) return respond(outcome_response(*req, outcome));
-    respond(json_response(*req, 200, fmt::format(R"({{"id":{},"removed":true,"members":{}}})", id.value(), members_json().dump())));
-  });
+  replica_.remove_member(
+      id, [this, req, id, respond = std::move(respond)](const Outcome& outcome) mutable {
+        const auto& o = replica_.options();
+        if (outcome.ec == errc::not_leader)
+          return forward(std::move(*req), std::move(respond), o.change_timeout + o.write_timeout);
+        if (outcome.ec) return respond(outcome_response(*req, outcome));
+        respond(json_response(*req, 200,
+                              fmt::format(R"({{"id":{},"removed":true,"members":{}}})", id.value(),
+                                          members_json().dump())));
+      });
 }
 
 void HttpApi::handle_transfer(HttpRequest&& request, Respond respond) {
   const auto body = nlohmann::json::parse(request.body(), nullptr, false);
-  if (body.is_discarded() || !body.is_object() || !body.contains("to") || !body["to"].is_number_unsigned() ||
-      body.size() != 1) {
-    respond(error_response(request, api::Error::bad_request, R"(The body must be {"to": <node id>}.)"));
+  if (body.is_discarded() || !body.is_object() || !body.contains("to") ||
+      !body["to"].is_number_unsigned() || body.size() != 1) {
+    respond(
+        error_response(request, api::Error::bad_request, R"(The body must be {"to": <node id>}.)"));
     return;
   }
   const NodeId to(body["to"].get<std::uint64_t>());
   auto req = std::make_shared<HttpRequest>(std::move(request));
-  replica_.transfer_leader(to, [this, req, to, respond = std::move(respond)](const Outcome& outcome) mutable {
-    if (outcome.ec == errc::not_leader) return forward(std::move(*req), std::move(respond), replica_.options().write_timeout);
-    if (outcome.ec) return respond(outcome_response(*req, outcome));
-    respond(json_response(*req, 200, fmt::format(R"({{"leader_id":{},"term":{}}})", to.value(), replica_.core().current_term().value())));
-  });
+  replica_.transfer_leader(
+      to, [this, req, to, respond = std::move(respond)](const Outcome& outcome) mutable {
+        if (outcome.ec == errc::not_leader)
+          return forward(std::move(*req), std::move(respond), replica_.options().write_timeout);
+        if (outcome.ec) return respond(outcome_response(*req, outcome));
+        respond(json_response(*req, 200,
+                              fmt::format(R"({{"leader_id":{},"term":{}}})", to.value(),
+                                          replica_.core().current_term().value())));
+      });
 }
 
 }  // namespace rpool::node

@@ -34,7 +34,8 @@ class HttpApi {
   void handle(HttpRequest&& request, Respond respond);
 
   static HttpResponse json_response(const HttpRequest& request, unsigned status, std::string body);
-  static HttpResponse error_response(const HttpRequest& request, api::Error e, std::string_view message);
+  static HttpResponse error_response(const HttpRequest& request, api::Error e,
+                                     std::string_view message);
   static HttpResponse outcome_response(const HttpRequest& request, const Outcome& outcome);
 
   std::uint64_t forwarded() const { return forwarded_; }
@@ -52,8 +53,10 @@ class HttpApi {
   void handle_remove_member(HttpRequest&& request, Respond respond, NodeId id);
   bool authorized(const HttpRequest& request) const;
   // Renders the answer to a write from the pool's result for it.
-  using Render = HttpResponse (*)(const HttpRequest&, const pool::Result&, const std::string& detail);
-  void write(HttpRequest&& request, Respond respond, pool::Command command, Render render, std::string detail = {});
+  using Render = HttpResponse (*)(const HttpRequest&, const pool::Result&,
+                                  const std::string& detail);
+  void write(HttpRequest&& request, Respond respond, pool::Command command, Render render,
+             std::string detail = {});
   void forward(HttpRequest&& request, Respond respond, std::chrono::milliseconds timeout);
   void count_answer(api::Route route, unsigned status, double seconds);
   // GET /v1/pool's body at the applied index (cached until it moves).

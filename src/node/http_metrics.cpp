@@ -47,55 +47,80 @@ void HttpApi::handle_metrics(HttpRequest&& request, Respond respond) {
 
   // Consensus.
   out.gauge("rpool_term", "Current Raft term.", as_double(core.current_term().value()));
-  for (raft::Role r : {raft::Role::follower, raft::Role::pre_candidate, raft::Role::candidate, raft::Role::leader}) {
-    out.gauge("rpool_role", "1 for this node's current Raft role, 0 for the others.", core.role() == r ? 1 : 0,
-              {{"role", role_name(r)}});
+  for (raft::Role r : {raft::Role::follower, raft::Role::pre_candidate, raft::Role::candidate,
+                       raft::Role::leader}) {
+    out.gauge("rpool_role", "1 for this node's current Raft role, 0 for the others.",
+              core.role() == r ? 1 : 0, {{"role", role_name(r)}});
   }
   out.gauge("rpool_is_leader", "1 if this node leads.", leading ? 1 : 0);
-  out.gauge("rpool_leader_id", "Id of the known leader, 0 if none.", as_double(core.leader().value()));
-  out.gauge("rpool_commit_index", "Highest log index known committed.", as_double(log.commit_index().value()));
-  out.gauge("rpool_applied_index", "Highest log index applied to the pool.", as_double(replica_.applied().value()));
-  out.gauge("rpool_last_index", "Last index of this node's log.", as_double(log.last_index().value()));
-  out.gauge("rpool_snapshot_index", "Index of the newest durable snapshot.", as_double(replica_.snapshot_index().value()));
-  out.gauge("rpool_members", "Members in the current configuration, by kind.", as_double(core.membership().voters.size()),
-            {{"kind", "voter"}});
-  out.gauge("rpool_members", "Members in the current configuration, by kind.", as_double(core.membership().learners.size()),
-            {{"kind", "learner"}});
-  out.counter("rpool_leader_changes_total", "Leader changes seen by this node.", as_double(counters.leader_changes));
+  out.gauge("rpool_leader_id", "Id of the known leader, 0 if none.",
+            as_double(core.leader().value()));
+  out.gauge("rpool_commit_index", "Highest log index known committed.",
+            as_double(log.commit_index().value()));
+  out.gauge("rpool_applied_index", "Highest log index applied to the pool.",
+            as_double(replica_.applied().value()));
+  out.gauge("rpool_last_index", "Last index of this node's log.",
+            as_double(log.last_index().value()));
+  out.gauge("rpool_snapshot_index", "Index of the newest durable snapshot.",
+            as_double(replica_.snapshot_index().value()));
+  out.gauge("rpool_members", "Members in the current configuration, by kind.",
+            as_double(core.membership().voters.size()), {{"kind", "voter"}});
+  out.gauge("rpool_members", "Members in the current configuration, by kind.",
+            as_double(core.membership().learners.size()), {{"kind", "learner"}});
+  out.counter("rpool_leader_changes_total", "Leader changes seen by this node.",
+              as_double(counters.leader_changes));
 
   // Writes and the pool.
-  out.counter("rpool_proposals_total", "Writes proposed by this node as leader.", as_double(counters.proposals));
-  out.counter("rpool_proposals_failed_total", "Writes that failed after being proposed (not applied, or outcome unknown).",
+  out.counter("rpool_proposals_total", "Writes proposed by this node as leader.",
+              as_double(counters.proposals));
+  out.counter("rpool_proposals_failed_total",
+              "Writes that failed after being proposed (not applied, or outcome unknown).",
               as_double(counters.proposals_failed));
   out.counter("rpool_forwarded_total", "Requests forwarded to the leader.", as_double(forwarded_));
-  out.counter("rpool_draws_total", "Drawn units applied (request_ids handed out), pool_empty included.", as_double(counters.draws));
-  out.counter("rpool_draws_pool_empty_total", "Drawn units answered pool_empty.", as_double(counters.draws_pool_empty));
-  out.gauge("rpool_last_request_id", "Last request_id handed out.", as_double(replica_.pool().last_request_id()));
+  out.counter("rpool_draws_total",
+              "Drawn units applied (request_ids handed out), pool_empty included.",
+              as_double(counters.draws));
+  out.counter("rpool_draws_pool_empty_total", "Drawn units answered pool_empty.",
+              as_double(counters.draws_pool_empty));
+  out.gauge("rpool_last_request_id", "Last request_id handed out.",
+            as_double(replica_.pool().last_request_id()));
   out.gauge("rpool_pool_items", "Items in the catalog.", as_double(replica_.pool().items().size()));
-  out.gauge("rpool_idempotency_keys", "Idempotency keys remembered.", as_double(replica_.pool().idempotency_keys()));
+  out.gauge("rpool_idempotency_keys", "Idempotency keys remembered.",
+            as_double(replica_.pool().idempotency_keys()));
 
   // HTTP.
   for (const auto& [key, count] : http_answers_) {
-    out.counter("rpool_http_requests_total", "HTTP requests answered, by route and status.", as_double(count),
+    out.counter("rpool_http_requests_total", "HTTP requests answered, by route and status.",
+                as_double(count),
                 {{"route", route_name(key.first)}, {"status", std::to_string(key.second)}});
   }
   for (const auto& [route, histogram] : http_seconds_) {
-    out.histogram("rpool_http_request_duration_seconds", "Time from a request read to its answer, by route.", histogram,
+    out.histogram("rpool_http_request_duration_seconds",
+                  "Time from a request read to its answer, by route.", histogram,
                   {{"route", route_name(route)}});
   }
 
   // Storage.
-  out.counter("rpool_wal_bytes_total", "Bytes of log records written.", as_double(counters.wal_bytes));
-  out.counter("rpool_wal_writes_total", "Batches written to the log (group commits).", as_double(counters.wal_syncs));
-  out.histogram("rpool_wal_fsync_duration_seconds", "Time of each log fdatasync (one per batch).", counters.wal_fsync_seconds);
-  out.counter("rpool_storage_failures_total", "Times the log could not be written (disk full or I/O error).",
+  out.counter("rpool_wal_bytes_total", "Bytes of log records written.",
+              as_double(counters.wal_bytes));
+  out.counter("rpool_wal_writes_total", "Batches written to the log (group commits).",
+              as_double(counters.wal_syncs));
+  out.histogram("rpool_wal_fsync_duration_seconds", "Time of each log fdatasync (one per batch).",
+                counters.wal_fsync_seconds);
+  out.counter("rpool_storage_failures_total",
+              "Times the log could not be written (disk full or I/O error).",
               as_double(counters.storage_failures));
-  out.gauge("rpool_storage_failed", "1 while the log cannot be written (writes answer 507).", replica_.storage_failed() ? 1 : 0);
-  out.counter("rpool_snapshots_total", "Snapshots taken by this node.", as_double(counters.snapshots));
-  out.counter("rpool_snapshots_installed_total", "Snapshots received from the leader and installed.",
+  out.gauge("rpool_storage_failed", "1 while the log cannot be written (writes answer 507).",
+            replica_.storage_failed() ? 1 : 0);
+  out.counter("rpool_snapshots_total", "Snapshots taken by this node.",
+              as_double(counters.snapshots));
+  out.counter("rpool_snapshots_installed_total",
+              "Snapshots received from the leader and installed.",
               as_double(counters.snapshots_installed));
-  out.gauge("rpool_snapshot_bytes", "Size of the last snapshot taken.", as_double(counters.snapshot_bytes_last));
-  out.histogram("rpool_snapshot_duration_seconds", "Time to take a snapshot and write it.", counters.snapshot_seconds);
+  out.gauge("rpool_snapshot_bytes", "Size of the last snapshot taken.",
+            as_double(counters.snapshot_bytes_last));
+  out.histogram("rpool_snapshot_duration_seconds", "Time to take a snapshot and write it.",
+                counters.snapshot_seconds);
 
   // Peers.
   const std::vector<NodeId> peers = transport_ ? transport_->peers() : std::vector<NodeId>{};
@@ -103,8 +128,8 @@ void HttpApi::handle_metrics(HttpRequest&& request, Respond respond) {
   for (NodeId id : peers) stats.emplace_back(id, transport_->stats(id));
   // One family at a time (Exposition wants a family's series together), one series per peer.
   for (const auto& [id, s] : stats) {
-    out.gauge("rpool_peer_connected", "1 while this node's connection to the peer is up.", s.connected ? 1 : 0,
-              {{"peer", std::to_string(id.value())}});
+    out.gauge("rpool_peer_connected", "1 while this node's connection to the peer is up.",
+              s.connected ? 1 : 0, {{"peer", std::to_string(id.value())}});
   }
   struct PeerCounter {
     const char* name;
@@ -113,10 +138,15 @@ void HttpApi::handle_metrics(HttpRequest&& request, Respond respond) {
   };
   static constexpr PeerCounter peer_counters[] = {
       {"rpool_peer_sent_bytes_total", "Bytes sent to the peer.", &net::PeerStats::bytes_sent},
-      {"rpool_peer_received_bytes_total", "Bytes received from the peer.", &net::PeerStats::bytes_received},
-      {"rpool_peer_dropped_frames_total", "Messages to the peer dropped (not connected, queue full).", &net::PeerStats::frames_dropped},
-      {"rpool_peer_malformed_frames_total", "Malformed frames received from the peer.", &net::PeerStats::frames_malformed},
-      {"rpool_peer_connects_total", "Connections established to the peer.", &net::PeerStats::connects},
+      {"rpool_peer_received_bytes_total", "Bytes received from the peer.",
+       &net::PeerStats::bytes_received},
+      {"rpool_peer_dropped_frames_total",
+       "Messages to the peer dropped (not connected, queue full).",
+       &net::PeerStats::frames_dropped},
+      {"rpool_peer_malformed_frames_total", "Malformed frames received from the peer.",
+       &net::PeerStats::frames_malformed},
+      {"rpool_peer_connects_total", "Connections established to the peer.",
+       &net::PeerStats::connects},
   };
   for (const PeerCounter& c : peer_counters) {
     for (const auto& [id, s] : stats) {
@@ -127,16 +157,21 @@ void HttpApi::handle_metrics(HttpRequest&& request, Respond respond) {
     for (const auto& [id, s] : stats) {
       const raft::Progress* pr = core.progress(id);
       if (pr == nullptr) continue;
-      out.gauge("rpool_follower_lag_entries", "Leader only: entries the follower lacks (last index - its match index).",
-                as_double(log.last_index().value() - pr->match_index.value()), {{"peer", std::to_string(id.value())}});
+      out.gauge("rpool_follower_lag_entries",
+                "Leader only: entries the follower lacks (last index - its match index).",
+                as_double(log.last_index().value() - pr->match_index.value()),
+                {{"peer", std::to_string(id.value())}});
     }
   }
   for (std::size_t i = 0; i < raft::reject_reason_count; ++i) {
-    out.counter("rpool_peer_rejected_messages_total", "Peer messages refused before they reached Raft, by reason.",
-                as_double(counters.peer_rejected[i]), {{"reason", raft::to_string(static_cast<raft::RejectReason>(i))}});
+    out.counter("rpool_peer_rejected_messages_total",
+                "Peer messages refused before they reached Raft, by reason.",
+                as_double(counters.peer_rejected[i]),
+                {{"reason", raft::to_string(static_cast<raft::RejectReason>(i))}});
   }
   if (transport_) {
-    out.counter("rpool_peer_handshakes_rejected_total", "Peer connections refused at the handshake (wrong cluster, id or version).",
+    out.counter("rpool_peer_handshakes_rejected_total",
+                "Peer connections refused at the handshake (wrong cluster, id or version).",
                 as_double(transport_->handshakes_rejected_total()));
   }
 

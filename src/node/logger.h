@@ -2,7 +2,8 @@
 //
 //   logger.info("leader elected", {{"term", 7}, {"leader", 2}});
 //   text: 2026-11-29T02:31:07.123Z INFO leader elected term=7 leader=2
-//   json: {"ts":"2026-11-29T02:31:07.123Z","level":"info","msg":"leader elected","term":7,"leader":2}
+//   json: {"ts":"2026-11-29T02:31:07.123Z","level":"info","msg":"leader
+//   elected","term":7,"leader":2}
 #pragma once
 
 #include <cstdint>
@@ -25,10 +26,18 @@ class Logger {
       : format_(format), node_id_(node_id) {}
 
   void log(Level level, std::string_view message, std::initializer_list<Field> fields = {}) const;
-  void debug(std::string_view m, std::initializer_list<Field> f = {}) const { log(Level::debug, m, f); }
-  void info(std::string_view m, std::initializer_list<Field> f = {}) const { log(Level::info, m, f); }
-  void warn(std::string_view m, std::initializer_list<Field> f = {}) const { log(Level::warn, m, f); }
-  void error(std::string_view m, std::initializer_list<Field> f = {}) const { log(Level::error, m, f); }
+  void debug(std::string_view m, std::initializer_list<Field> f = {}) const {
+    log(Level::debug, m, f);
+  }
+  void info(std::string_view m, std::initializer_list<Field> f = {}) const {
+    log(Level::info, m, f);
+  }
+  void warn(std::string_view m, std::initializer_list<Field> f = {}) const {
+    log(Level::warn, m, f);
+  }
+  void error(std::string_view m, std::initializer_list<Field> f = {}) const {
+    log(Level::error, m, f);
+  }
 
   void set_min_level(Level level) { min_level_ = level; }
 

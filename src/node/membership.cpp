@@ -65,7 +65,8 @@ void Replica::sync_peers() {
     if (auto parsed = parse_member_context(id, text)) {
       members_[id] = std::move(*parsed);
     } else {
-      logger_.warn("a member's recorded addresses do not parse", {{"node", id.value()}, {"context", text}});
+      logger_.warn("a member's recorded addresses do not parse",
+                   {{"node", id.value()}, {"context", text}});
     }
   }
   // Peers: every member, and the leader even when it is not one (a leader that removes itself
@@ -125,15 +126,17 @@ void Replica::add_member(Member member, Done done) {
           const Member* known = member_info(member.id);
           if (known == nullptr || !(*known == member)) {
             return answer({make_error_code(errc::bad_request),
-                         fmt::format("Node {} is already a member, with other addresses.", member.id.value())});
+                           fmt::format("Node {} is already a member, with other addresses.",
+                                       member.id.value())});
           }
           if (m.is_voter(member.id)) return answer({});
         } else {
           for (NodeId id : m.voters) {
             const Member* other = member_info(id);
             if (other != nullptr && (other->raft == member.raft || other->http == member.http)) {
-              return answer({make_error_code(errc::bad_request),
-                           fmt::format("Node {} already uses one of these addresses.", id.value())});
+              return answer(
+                  {make_error_code(errc::bad_request),
+                   fmt::format("Node {} already uses one of these addresses.", id.value())});
             }
           }
         }
@@ -147,19 +150,22 @@ void Replica::add_member(Member member, Done done) {
           drive_change();
           return;
         }
-        const std::error_code ec =
-            core_->change_membership({raft::ChangeType::add_learner, member.id, member_context_json(member)});
+        const std::error_code ec = core_->change_membership(
+            {raft::ChangeType::add_learner, member.id, member_context_json(member)});
         if (ec) return end_change({ec, {}});
         change_->entry = core_->log().last_index();
         change_->entry_term = core_->current_term();
-        logger_.info("adding a member", {{"node", member.id.value()}, {"raft", member.raft.to_string()},
-                                         {"http", member.http.to_string()}, {"index", change_->entry.value()}});
+        logger_.info("adding a member", {{"node", member.id.value()},
+                                         {"raft", member.raft.to_string()},
+                                         {"http", member.http.to_string()},
+                                         {"index", change_->entry.value()}});
       },
       abandon(shared));
 }
 
 void Replica::remove_member(NodeId id, Done done) {
-  if (id == NodeId()) return done({make_error_code(errc::not_found), "A member id is a positive integer."});
+  if (id == NodeId())
+    return done({make_error_code(errc::not_found), "A member id is a positive integer."});
   if (core_->role() != raft::Role::leader) return done(not_leader());
   auto shared = std::make_shared<Done>(std::move(done));
   with_core(
@@ -173,19 +179,22 @@ void Replica::remove_member(NodeId id, Done done) {
         }
         if (busy(answer)) return;
         if (!core_->membership().contains(id)) {
-          return answer({make_error_code(errc::not_found), fmt::format("Node {} is not a member.", id.value())});
+          return answer({make_error_code(errc::not_found),
+                         fmt::format("Node {} is not a member.", id.value())});
         }
         change_.emplace();
         change_->kind = MemberChange::Kind::remove;
         change_->member.id = id;
         change_->deadline = env_.now() + options_.change_timeout;
         change_->waiters.push_back(std::move(answer));
-        if (const std::error_code ec = core_->change_membership({raft::ChangeType::remove, id, {}})) {
+        if (const std::error_code ec =
+                core_->change_membership({raft::ChangeType::remove, id, {}})) {
           return end_change({ec, {}});
         }
         change_->entry = core_->log().last_index();
         change_->entry_term = core_->current_term();
-        logger_.info("removing a member", {{"node", id.value()}, {"index", change_->entry.value()}});
+        logger_.info("removing a member",
+                     {{"node", id.value()}, {"index", change_->entry.value()}});
       },
       abandon(shared));
 }
@@ -198,42 +207,52 @@ void Replica::drive_change() {
     c.entry = LogIndex();
     if (c.kind == MemberChange::Kind::add && !c.promoting) {
       c.promoting = true;
-      logger_.info("learner added; promoting it once it has caught up", {{"node", c.member.id.value()}});
+      logger_.info("learner added; promoting it once it has caught up",
+                   {{"node", c.member.id.value()}});
     } else {
-      logger_.info(c.kind == MemberChange::Kind::add ? "member added" : "member removed", {{"node", c.member.id.value()}});
+      logger_.info(c.kind == MemberChange::Kind::add ? "member added" : "member removed",
+                   {{"node", c.member.id.value()}});
       end_change({});
       return;
     }
   }
   if (c.lost) {
     end_change({make_error_code(errc::outcome_unknown),
-                "The membership change was lost in a leader change; repeat the request to see it through."});
+                "The membership change was lost in a leader change; repeat the request to see it "
+                "through."});
     return;
   }
   if (core_->role() != raft::Role::leader) {
     // A leader that removed itself steps down as the entry commits, before it is applied here.
-    if (c.entry != LogIndex() && core_->log().commit_index() >= c.entry && core_->log().term(c.entry) == c.entry_term) return;
-    end_change({make_error_code(errc::outcome_unknown),
-                "Leadership moved during the membership change; repeat the request to see it through."});
+    if (c.entry != LogIndex() && core_->log().commit_index() >= c.entry &&
+        core_->log().term(c.entry) == c.entry_term)
+      return;
+    end_change(
+        {make_error_code(errc::outcome_unknown),
+         "Leadership moved during the membership change; repeat the request to see it through."});
     return;
   }
   if (env_.now() >= c.deadline) {
     end_change({make_error_code(errc::outcome_unknown),
-                c.promoting ? fmt::format("Node {} is still catching up as a non-voting learner; repeat the request to keep waiting.",
+                c.promoting ? fmt::format("Node {} is still catching up as a non-voting learner; "
+                                          "repeat the request to keep waiting.",
                                           c.member.id.value())
                             : "The membership change did not commit in time; repeat the request."});
     return;
   }
   if (c.kind == MemberChange::Kind::add && c.promoting && c.entry == LogIndex()) {
-    const std::error_code ec = core_->change_membership({raft::ChangeType::promote, c.member.id, {}});
-    if (ec == raft::errc::not_caught_up || ec == raft::errc::change_in_progress) return;  // next time
+    const std::error_code ec =
+        core_->change_membership({raft::ChangeType::promote, c.member.id, {}});
+    if (ec == raft::errc::not_caught_up || ec == raft::errc::change_in_progress)
+      return;  // next time
     if (ec) {
       end_change({ec, {}});
       return;
     }
     c.entry = core_->log().last_index();
     c.entry_term = core_->current_term();
-    logger_.info("promoting a learner", {{"node", c.member.id.value()}, {"index", c.entry.value()}});
+    logger_.info("promoting a learner",
+                 {{"node", c.member.id.value()}, {"index", c.entry.value()}});
     schedule_ready();
   }
 }
@@ -246,13 +265,18 @@ void Replica::end_change(const Outcome& outcome) {
   // The core's refusals, as the replica's errors.
   if (out.ec == raft::errc::change_in_progress) {
     out = {make_error_code(errc::change_in_progress),
-           "A membership change is under way, or the leader has not yet committed an entry of its term; retry shortly."};
+           "A membership change is under way, or the leader has not yet committed an entry of its "
+           "term; retry shortly."};
   } else if (out.ec == raft::errc::transfer_in_progress) {
-    out = {make_error_code(errc::change_in_progress), "A leadership transfer is under way; retry when it is done."};
+    out = {make_error_code(errc::change_in_progress),
+           "A leadership transfer is under way; retry when it is done."};
   } else if (out.ec == raft::errc::not_leader || out.ec == raft::errc::not_caught_up) {
-    out = {make_error_code(errc::outcome_unknown), out.message.empty() ? "The membership change did not finish; repeat the request." : out.message};
+    out = {make_error_code(errc::outcome_unknown),
+           out.message.empty() ? "The membership change did not finish; repeat the request."
+                               : out.message};
   } else if (out.ec && out.ec.category() != node_category()) {
-    out = {make_error_code(errc::bad_request), fmt::format("The membership change is not possible: {}.", out.ec.message())};
+    out = {make_error_code(errc::bad_request),
+           fmt::format("The membership change is not possible: {}.", out.ec.message())};
   }
   for (Done& done : waiters) done(out);
 }
@@ -274,20 +298,27 @@ void Replica::transfer_leader(NodeId to, Done done) {
         if (busy(answer)) return;
         if (to == options_.id) return answer({});
         if (!core_->membership().is_voter(to)) {
-          return answer({make_error_code(errc::bad_request), fmt::format("Node {} is not a voting member.", to.value())});
+          return answer({make_error_code(errc::bad_request),
+                         fmt::format("Node {} is not a voting member.", to.value())});
         }
         if (const std::error_code ec = core_->transfer_leader(to)) {
           if (ec == raft::errc::transfer_in_progress) {
-            return answer({make_error_code(errc::change_in_progress), "A leadership transfer is already under way."});
+            return answer({make_error_code(errc::change_in_progress),
+                           "A leadership transfer is already under way."});
           }
-          if (ec == raft::errc::not_leader) return answer({make_error_code(errc::no_leader), "Leadership is moving; retry shortly."});
-          return answer({make_error_code(errc::bad_request), fmt::format("Cannot transfer to node {}: {}", to.value(), ec.message())});
+          if (ec == raft::errc::not_leader)
+            return answer(
+                {make_error_code(errc::no_leader), "Leadership is moving; retry shortly."});
+          return answer({make_error_code(errc::bad_request),
+                         fmt::format("Cannot transfer to node {}: {}", to.value(), ec.message())});
         }
         transfer_.emplace();
         transfer_->to = to;
-        transfer_->deadline = env_.now() + 2 * std::chrono::milliseconds(options_.config.raft.election_timeout_ms);
+        transfer_->deadline =
+            env_.now() + 2 * std::chrono::milliseconds(options_.config.raft.election_timeout_ms);
         transfer_->waiters.push_back(std::move(answer));
-        logger_.info("transferring leadership", {{"to", to.value()}, {"term", core_->current_term().value()}});
+        logger_.info("transferring leadership",
+                     {{"to", to.value()}, {"term", core_->current_term().value()}});
       },
       abandon(shared));
 }
@@ -297,7 +328,9 @@ void Replica::drive_transfer() {
   if (core_->role() != raft::Role::leader && core_->leader() == transfer_->to) {
     end_transfer(true, {});
   } else if (core_->role() == raft::Role::leader && core_->lead_transferee() == NodeId()) {
-    end_transfer(false, "The leadership transfer was abandoned (the target did not catch up in time); retry it.");
+    end_transfer(
+        false,
+        "The leadership transfer was abandoned (the target did not catch up in time); retry it.");
   } else if (env_.now() >= transfer_->deadline) {
     end_transfer(false, "The leadership transfer did not complete in time; retry it.");
   }
@@ -309,7 +342,8 @@ void Replica::end_transfer(bool done, std::string message) {
   transfer_.reset();
   logger_.info(done ? "leadership transferred" : "leadership transfer failed",
                {{"to", t.to.value()}, {"term", core_->current_term().value()}});
-  const Outcome outcome = done ? Outcome{} : Outcome{make_error_code(errc::outcome_unknown), std::move(message)};
+  const Outcome outcome =
+      done ? Outcome{} : Outcome{make_error_code(errc::outcome_unknown), std::move(message)};
   for (Done& waiter : t.waiters) waiter(outcome);
   if (stopping_) maybe_drained();
 }
@@ -323,7 +357,8 @@ void Replica::start_shutdown_transfer() {
     for (NodeId id : core_->membership().voters) {
       if (id == options_.id) continue;
       const raft::Progress* pr = core_->progress(id);
-      if (pr != nullptr && pr->recent_active && (best == NodeId() || pr->match_index > best_match)) {
+      if (pr != nullptr && pr->recent_active &&
+          (best == NodeId() || pr->match_index > best_match)) {
         best = id;
         best_match = pr->match_index;
       }
@@ -332,8 +367,10 @@ void Replica::start_shutdown_transfer() {
     transfer_.emplace();
     transfer_->to = best;
     transfer_->for_shutdown = true;
-    transfer_->deadline = env_.now() + 2 * std::chrono::milliseconds(options_.config.raft.election_timeout_ms);
-    logger_.info("shutting down: transferring leadership", {{"to", best.value()}, {"term", core_->current_term().value()}});
+    transfer_->deadline =
+        env_.now() + 2 * std::chrono::milliseconds(options_.config.raft.election_timeout_ms);
+    logger_.info("shutting down: transferring leadership",
+                 {{"to", best.value()}, {"term", core_->current_term().value()}});
   });
 }
 

@@ -27,7 +27,8 @@ std::uint64_t cluster_id_of(const Config& config) {
   std::string text;
   std::vector<const Member*> members;
   for (const Member& m : config.members) members.push_back(&m);
-  std::sort(members.begin(), members.end(), [](const Member* a, const Member* b) { return a->id < b->id; });
+  std::sort(members.begin(), members.end(),
+            [](const Member* a, const Member* b) { return a->id < b->id; });
   for (const Member* m : members) text += fmt::format("{}={};", m->id, m->raft.to_string());
   const pool::Sha256 h = api::request_hash(text);
   return load_u64le(h.data());
@@ -43,17 +44,17 @@ const char* role_name(raft::Role role) {
   return "follower";
 }
 
-Replica::Replica(Env& env, MessageTransport& transport, const Logger& logger, ReplicaOptions options)
+Replica::Replica(Env& env, MessageTransport& transport, const Logger& logger,
+                 ReplicaOptions options)
     : env_(env), transport_(transport), logger_(logger), options_(std::move(options)) {
   if (options_.data_dir.empty()) options_.data_dir = options_.config.data_dir_for(options_.id);
   next_read_context_ = env_.random_u64() >> 1;  // room for 2^63 reads before it could wrap
-
 }
 
 // --- recovery -----------------------------------------------------------------------------------
 
-bool Replica::recover(wal::Log& log, const wal::HardState& hard, std::optional<wal::SnapshotFile> snapshot_file,
-                      std::string& error) {
+bool Replica::recover(wal::Log& log, const wal::HardState& hard,
+                      std::optional<wal::SnapshotFile> snapshot_file, std::string& error) {
   const std::string& dir = options_.data_dir;
   const auto recover_started = env_.now();
   raft::BootState boot;
@@ -62,38 +63,45 @@ bool Replica::recover(wal::Log& log, const wal::HardState& hard, std::optional<w
   if (snapshot_file) {
     raft::Membership membership;
     if (!raft::decode_membership(snapshot_file->metadata, membership)) {
-      error = fmt::format("snapshot {} in {}: its membership does not decode", snapshot_file->index, dir);
+      error = fmt::format("snapshot {} in {}: its membership does not decode", snapshot_file->index,
+                          dir);
       return false;
     }
     auto data = std::make_shared<const Bytes>(std::move(snapshot_file->data));
     if (const auto ec = pool_.restore(*data)) {
-      error = fmt::format("snapshot {} in {}: its pool state does not decode: {}", snapshot_file->index, dir, ec.message());
+      error = fmt::format("snapshot {} in {}: its pool state does not decode: {}",
+                          snapshot_file->index, dir, ec.message());
       return false;
     }
     snapshot_index = snapshot_file->index;
     margin_snapshot_ = {snapshot_index, data};
-    boot.snapshot = raft::Snapshot{{snapshot_file->index, snapshot_file->term, std::move(membership)}, data};
+    boot.snapshot =
+        raft::Snapshot{{snapshot_file->index, snapshot_file->term, std::move(membership)}, data};
     // The log must continue right after the snapshot. A log that ends before it, or holds a
     // different entry at its index, is what a crash while installing a snapshot leaves: drop it.
     Term term_at;
-    const bool continues = log.first_index() <= snapshot_index.next() && log.last_index() >= snapshot_index &&
+    const bool continues = log.first_index() <= snapshot_index.next() &&
+                           log.last_index() >= snapshot_index &&
                            (log.first_index() > snapshot_index ||
                             (!log.term(snapshot_index, term_at) && term_at == snapshot_file->term));
     if (!continues) {
       if (const auto ec = log.reset(snapshot_index.next())) {
-        error = fmt::format("cannot reset the log in {} after snapshot {}: {}", dir, snapshot_index, ec.message());
+        error = fmt::format("cannot reset the log in {} after snapshot {}: {}", dir, snapshot_index,
+                            ec.message());
         return false;
       }
     }
     from = snapshot_index.next();
   } else if (log.first_index() != LogIndex(1)) {
-    error = fmt::format("the log in {} starts at index {} but there is no snapshot before it", dir, log.first_index());
+    error = fmt::format("the log in {} starts at index {} but there is no snapshot before it", dir,
+                        log.first_index());
     return false;
   }
   if (log.last_index() >= from) {
     std::vector<wal::Entry> entries;
     if (const auto ec = log.read(from, log.last_index().next(), entries)) {
-      error = fmt::format("cannot read the log in {}: {} {}", dir, ec.message(), log.error_detail());
+      error =
+          fmt::format("cannot read the log in {}: {} {}", dir, ec.message(), log.error_detail());
       return false;
     }
     boot.entries.reserve(entries.size());
@@ -102,7 +110,8 @@ bool Replica::recover(wal::Log& log, const wal::HardState& hard, std::optional<w
         error = fmt::format("log entry {} in {} has unknown kind {}", e.index, dir, e.kind);
         return false;
       }
-      boot.entries.push_back(raft::Entry{e.term, e.index, static_cast<raft::EntryType>(e.kind), std::move(e.payload)});
+      boot.entries.push_back(
+          raft::Entry{e.term, e.index, static_cast<raft::EntryType>(e.kind), std::move(e.payload)});
     }
   }
   const LogIndex last = boot.entries.empty() ? snapshot_index : boot.entries.back().index;
@@ -128,8 +137,10 @@ bool Replica::recover(wal::Log& log, const wal::HardState& hard, std::optional<w
     return false;
   } else if (!options_.join) {
     cluster_id_ = cluster_id_of(options_.config);
-    if (const auto save_ec = log.save_file(cluster_id_file, as_bytes(cluster_id_text(cluster_id_)))) {
-      error = fmt::format("cannot write {}/{}: {} {}", dir, cluster_id_file, save_ec.message(), log.error_detail());
+    if (const auto save_ec =
+            log.save_file(cluster_id_file, as_bytes(cluster_id_text(cluster_id_)))) {
+      error = fmt::format("cannot write {}/{}: {} {}", dir, cluster_id_file, save_ec.message(),
+                          log.error_detail());
       return false;
     }
   }
@@ -149,18 +160,22 @@ bool Replica::recover(wal::Log& log, const wal::HardState& hard, std::optional<w
                                                         options_.config.raft.heartbeat_ms));
   // An unanswered snapshot chunk is resent only after two election timeouts, and at least 2 s: a
   // 1 MiB chunk on a link of 0.5 MB/s or more is never sent twice.
-  const int ticks_in_2s = static_cast<int>((2000 + options_.config.raft.heartbeat_ms - 1) / options_.config.raft.heartbeat_ms);
+  const int ticks_in_2s = static_cast<int>((2000 + options_.config.raft.heartbeat_ms - 1) /
+                                           options_.config.raft.heartbeat_ms);
   rc.snapshot_resend_ticks = std::max(2 * rc.election_ticks, ticks_in_2s);
   rc.random_seed = env_.random_u64();
   rc.unsafe_commit_alone = planted("ack_before_quorum");
   core_ = std::make_unique<raft::Core>(rc, std::move(boot));
-  logger_.info("recovered", {{"data_dir", dir},
-                             {"snapshot_index", snapshot_index.value()},
-                             {"last_index", last.value()},
-                             {"term", hard.current_term.value()},
-                             {"last_request_id", pool_.last_request_id()},
-                             {"ms", static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                        env_.now() - recover_started).count())}});
+  logger_.info(
+      "recovered",
+      {{"data_dir", dir},
+       {"snapshot_index", snapshot_index.value()},
+       {"last_index", last.value()},
+       {"term", hard.current_term.value()},
+       {"last_request_id", pool_.last_request_id()},
+       {"ms", static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                             env_.now() - recover_started)
+                                             .count())}});
   return true;
 }
 
@@ -179,7 +194,9 @@ void Replica::adopt_cluster_id(std::uint64_t id) {
   const std::string text = cluster_id_text(id);
   storage_->save_file(std::string(cluster_id_file), Bytes(text.begin(), text.end()),
                       [this](std::error_code ec, const std::string& detail) {
-                        if (ec) logger_.error("cannot save the cluster id", {{"error", ec.message()}, {"detail", detail}});
+                        if (ec)
+                          logger_.error("cannot save the cluster id",
+                                        {{"error", ec.message()}, {"detail", detail}});
                       });
 }
 
@@ -198,7 +215,8 @@ void Replica::step(raft::Message&& message) {
       // but it still reaches the core without its commit index (the core commits nothing from it,
       // and its answer tells the leader to send entries). Dropping it would leave such a node
       // out of the cluster for good (found by the node simulation, seed 16).
-      const bool stale_heartbeat = *why == raft::RejectReason::commit_beyond_log && m->type == raft::MessageType::heartbeat;
+      const bool stale_heartbeat =
+          *why == raft::RejectReason::commit_beyond_log && m->type == raft::MessageType::heartbeat;
       const NodeId key = peers_.contains(m->from) ? m->from : NodeId();
       const auto [it, first] = rejected_logged_.try_emplace(key, env_.now());
       if (first || env_.now() - it->second >= std::chrono::minutes(1)) {
@@ -219,9 +237,12 @@ void Replica::write(pool::Command command, WriteDone done) {
   if (storage_failed_) return done(storage_outcome(), nullptr);
   if (stopping_ && core_->role() == raft::Role::leader) {
     // Leadership is being handed over; a follower that is shutting down still forwards.
-    return done({make_error_code(errc::shutting_down), "This node is shutting down; retry on another node."}, nullptr);
+    return done({make_error_code(errc::shutting_down),
+                 "This node is shutting down; retry on another node."},
+                nullptr);
   }
-  if (core_->role() != raft::Role::leader) return done({make_error_code(errc::not_leader), {}}, nullptr);
+  if (core_->role() != raft::Role::leader)
+    return done({make_error_code(errc::not_leader), {}}, nullptr);
   if (planted("skip_idempotency")) command.idempotency_key.clear();
   // The leader stamps every command: its wall clock (idempotency-key expiry) and, for a draw, a
   // seed nobody can predict before the entry commits (DESIGN.md, "Determinism of draws").
@@ -240,18 +261,23 @@ void Replica::write(pool::Command command, WriteDone done) {
         Replica& r = *p->replica;
         if (!p->done) return;  // abandoned
         WriteDone answer = std::move(p->done);
-        if (r.core_->role() != raft::Role::leader) return answer({make_error_code(errc::not_leader), {}}, nullptr);
+        if (r.core_->role() != raft::Role::leader)
+          return answer({make_error_code(errc::not_leader), {}}, nullptr);
         r.ensure_bootstrap();
         LogIndex index;
         ++r.counters_.proposals;
         const std::error_code ec = r.core_->propose(std::move(p->bytes), &index);
         if (ec) {
           ++r.counters_.proposals_failed;
-          if (ec == raft::errc::too_large) return answer({make_error_code(errc::too_large), {}}, nullptr);
+          if (ec == raft::errc::too_large)
+            return answer({make_error_code(errc::too_large), {}}, nullptr);
           if (ec == raft::errc::overloaded) {
-            return answer({make_error_code(errc::overloaded), "The leader holds too many uncommitted writes; retry shortly."}, nullptr);
+            return answer({make_error_code(errc::overloaded),
+                           "The leader holds too many uncommitted writes; retry shortly."},
+                          nullptr);
           }
-          return answer({make_error_code(errc::no_leader), "Leadership is moving; retry shortly."}, nullptr);
+          return answer({make_error_code(errc::no_leader), "Leadership is moving; retry shortly."},
+                        nullptr);
         }
         if (planted("answer_before_apply")) {
           pool::StateMachine guess = r.pool_;
@@ -267,11 +293,13 @@ void Replica::write(pool::Command command, WriteDone done) {
         // leader aborted on a duplicate index.)
         if (const auto old = r.writes_.find(index); old != r.writes_.end()) {
           RPOOL_ASSERT_OP(old->second.term, <, r.core_->current_term());
-          r.fail_write(old->second, errc::outcome_unknown, "The write was lost in a leader change; retry it with its Idempotency-Key.");
+          r.fail_write(old->second, errc::outcome_unknown,
+                       "The write was lost in a leader change; retry it with its Idempotency-Key.");
           r.writes_.erase(old);
         }
         const auto [it, inserted] = r.writes_.emplace(
-            index, PendingWrite{r.core_->current_term(), r.env_.now() + r.options_.write_timeout, std::move(answer)});
+            index, PendingWrite{r.core_->current_term(), r.env_.now() + r.options_.write_timeout,
+                                std::move(answer)});
         RPOOL_ASSERT(inserted);
       },
       [p](const Outcome& outcome) {
@@ -285,8 +313,10 @@ void Replica::read(Done done) {
   if (stopping_ || storage_failed_ || core_->leader() == NodeId()) {
     return done({make_error_code(errc::no_leader), "No leader is known right now; retry shortly."});
   }
-  const std::uint64_t context = planted("reuse_read_id") ? next_read_context_ : next_read_context_++;
-  reads_.insert_or_assign(context, PendingRead{env_.now() + options_.read_timeout, LogIndex(), false, std::move(done)});
+  const std::uint64_t context =
+      planted("reuse_read_id") ? next_read_context_ : next_read_context_++;
+  reads_.insert_or_assign(
+      context, PendingRead{env_.now() + options_.read_timeout, LogIndex(), false, std::move(done)});
   with_core([this, context] {
     if (core_->read_index(context)) {
       const auto it = reads_.find(context);
@@ -327,11 +357,16 @@ void Replica::after_event() {
 }
 
 Outcome Replica::storage_outcome() const {
-  if (fatal_) return {make_error_code(errc::stopped), "This node stopped: its storage failed. Retry on another node."};
+  if (fatal_)
+    return {make_error_code(errc::stopped),
+            "This node stopped: its storage failed. Retry on another node."};
   if (storage_error_ == wal::errc::descriptors_exhausted) {
-    return {make_error_code(errc::overloaded), "This node has no file descriptor to spare for its log; nothing was applied. Retry shortly."};
+    return {make_error_code(errc::overloaded),
+            "This node has no file descriptor to spare for its log; nothing was applied. Retry "
+            "shortly."};
   }
-  return {make_error_code(errc::storage_full), "This node cannot write its log; nothing was applied."};
+  return {make_error_code(errc::storage_full),
+          "This node cannot write its log; nothing was applied."};
 }
 
 void Replica::abandon_requests() {
@@ -343,7 +378,9 @@ void Replica::abandon_requests() {
   auto reads = std::move(reads_);
   reads_.clear();
   for (auto& [context, read] : reads) read.done(outcome);
-  if (change_) end_change({make_error_code(errc::outcome_unknown), "This node stopped: its storage failed. Repeat the request on another node."});
+  if (change_)
+    end_change({make_error_code(errc::outcome_unknown),
+                "This node stopped: its storage failed. Repeat the request on another node."});
   if (transfer_) end_transfer(false, "This node stopped: its storage failed.");
 }
 
@@ -414,7 +451,8 @@ std::shared_ptr<const raft::Ready> Replica::persist(raft::Ready ready) {
   return in_flight;
 }
 
-void Replica::write_ready(std::shared_ptr<const PersistJob> job, std::shared_ptr<raft::Ready> ready, bool reopen) {
+void Replica::write_ready(std::shared_ptr<const PersistJob> job, std::shared_ptr<raft::Ready> ready,
+                          bool reopen) {
   storage_->write(job, reopen, [this, job, ready](StorageResult result) {
     ++counters_.wal_syncs;
     if (result.fsync_seconds > 0) counters_.wal_fsync_seconds.observe(result.fsync_seconds);
@@ -436,7 +474,8 @@ void Replica::on_persisted(raft::Ready ready) {
   if (ready.snapshot) {
     const raft::Snapshot& s = *ready.snapshot;
     if (const auto restore_ec = pool_.restore(*s.data)) {
-      fatal_ = fmt::format("the snapshot at index {} from the leader does not decode: {}", s.meta.index, restore_ec.message());
+      fatal_ = fmt::format("the snapshot at index {} from the leader does not decode: {}",
+                           s.meta.index, restore_ec.message());
       logger_.error(*fatal_);
       storage_failed_ = true;  // the core is frozen with this Ready: nothing more may go in
       abandon_requests();
@@ -448,11 +487,13 @@ void Replica::on_persisted(raft::Ready ready) {
     margin_snapshot_ = {s.meta.index, s.data};
     // Writes waiting for entries the snapshot covers can no longer be matched to their result.
     for (auto it = writes_.begin(); it != writes_.end() && it->first <= s.meta.index;) {
-      fail_write(it->second, errc::outcome_unknown, "The write was overtaken by a snapshot; retry it with its Idempotency-Key.");
+      fail_write(it->second, errc::outcome_unknown,
+                 "The write was overtaken by a snapshot; retry it with its Idempotency-Key.");
       it = writes_.erase(it);
     }
     ++counters_.snapshots_installed;
-    logger_.info("installed snapshot", {{"index", s.meta.index.value()}, {"term", s.meta.term.value()}});
+    logger_.info("installed snapshot",
+                 {{"index", s.meta.index.value()}, {"term", s.meta.term.value()}});
   }
   for (const raft::Entry& e : ready.committed_entries) {
     if (e.index > applied_) apply(e);  // else applied early, by process_ready
@@ -485,16 +526,20 @@ void Replica::fail_write(PendingWrite& write, errc e, std::string message) {
 
 void Replica::apply(const raft::Entry& entry) {
   RPOOL_ASSERT_OP(entry.index, >, applied_);
-  if (!planted("apply_beyond_stable")) RPOOL_ASSERT_OP(entry.index, <=, core_->log().commit_index());
+  if (!planted("apply_beyond_stable"))
+    RPOOL_ASSERT_OP(entry.index, <=, core_->log().commit_index());
   applied_ = entry.index;
   const auto pending = writes_.find(entry.index);
   if (change_ && change_->entry == entry.index) {
-    (entry.type == raft::EntryType::config && entry.term == change_->entry_term ? change_->committed : change_->lost) = true;
+    (entry.type == raft::EntryType::config && entry.term == change_->entry_term ? change_->committed
+                                                                                : change_->lost) =
+        true;
   }
   if (entry.type != raft::EntryType::normal) {
     if (apply_observer_) apply_observer_(entry, nullptr);
     if (pending != writes_.end()) {
-      fail_write(pending->second, errc::outcome_unknown, "The write was lost in a leader change; retry it with its Idempotency-Key.");
+      fail_write(pending->second, errc::outcome_unknown,
+                 "The write was lost in a leader change; retry it with its Idempotency-Key.");
       writes_.erase(pending);
     }
     return;
@@ -517,14 +562,16 @@ void Replica::apply(const raft::Entry& entry) {
     counters_.draws += result.draws.size();
     for (const auto& d : result.draws) counters_.draws_pool_empty += d.item_id ? 0 : 1;
   }
-  if (result.bootstrapped) logger_.info("catalog seeded", {{"items", std::uint64_t{pool_.items().size()}}});
+  if (result.bootstrapped)
+    logger_.info("catalog seeded", {{"items", std::uint64_t{pool_.items().size()}}});
   if (pending == writes_.end()) return;
   if (pending->second.term == entry.term) {
     WriteDone done = std::move(pending->second.done);
     writes_.erase(pending);
     done({}, &result);
   } else {
-    fail_write(pending->second, errc::outcome_unknown, "The write was lost in a leader change; retry it with its Idempotency-Key.");
+    fail_write(pending->second, errc::outcome_unknown,
+               "The write was lost in a leader change; retry it with its Idempotency-Key.");
     writes_.erase(pending);
   }
 }
@@ -534,7 +581,8 @@ void Replica::observe_role() {
   const NodeId leader = core_->leader();
   if (leader != last_leader_) {
     ++counters_.leader_changes;
-    logger_.info("leader changed", {{"leader", leader.value()}, {"term", core_->current_term().value()},
+    logger_.info("leader changed", {{"leader", leader.value()},
+                                    {"term", core_->current_term().value()},
                                     {"role", std::string(role_name(role))}});
   }
   if (role == raft::Role::leader && last_role_ != raft::Role::leader) ensure_bootstrap();
@@ -574,7 +622,8 @@ void Replica::serve_reads() {
 
 void Replica::maybe_snapshot() {
   const LogIndex applied = core_->log().applied_index();
-  if (snapshot_in_progress_ || applied - snapshot_index_ < options_.config.raft.snapshot_entries) return;
+  if (snapshot_in_progress_ || applied - snapshot_index_ < options_.config.raft.snapshot_entries)
+    return;
   snapshot(false, {});
 }
 
@@ -621,28 +670,34 @@ void Replica::snapshot(bool compact_all, SnapshotDone done) {
   auto file = std::make_shared<wal::SnapshotFile>(
       wal::SnapshotFile{meta.index, meta.term, raft::encode_membership(meta.membership), *data});
   const LogIndex wal_compact_to = std::max(compact_to, core_->log().snapshot_index());
-  storage_->save_snapshot(file, wal_compact_to, [this, file, started, done = std::move(done)](SnapshotResult r) {
-    snapshot_in_progress_ = false;
-    if (r.ec) {
-      logger_.error("snapshot failed", {{"index", file->index.value()}, {"error", r.ec.message()}, {"detail", r.detail}});
-      if (!retryable(r.ec)) {
-        storage_failed(r.ec, r.detail);
-      } else if (r.reopen_ec) {
-        storage_failed(r.reopen_ec, r.reopen_detail);
-      }
-    } else {
-      snapshot_index_ = file->index;
-      ++counters_.snapshots;
-      counters_.snapshot_bytes_last = file->data.size();
-      counters_.snapshot_seconds.observe(std::chrono::duration<double>(env_.now() - started).count());
-      logger_.info("snapshot taken", {{"index", file->index.value()}, {"bytes", std::uint64_t{file->data.size()}}});
-    }
-    if (done) {
-      done(r.ec ? Outcome{make_error_code(errc::storage_full), fmt::format("The snapshot failed: {}", r.ec.message())}
-                : Outcome{},
-           snapshot_index_);
-    }
-  });
+  storage_->save_snapshot(
+      file, wal_compact_to, [this, file, started, done = std::move(done)](SnapshotResult r) {
+        snapshot_in_progress_ = false;
+        if (r.ec) {
+          logger_.error(
+              "snapshot failed",
+              {{"index", file->index.value()}, {"error", r.ec.message()}, {"detail", r.detail}});
+          if (!retryable(r.ec)) {
+            storage_failed(r.ec, r.detail);
+          } else if (r.reopen_ec) {
+            storage_failed(r.reopen_ec, r.reopen_detail);
+          }
+        } else {
+          snapshot_index_ = file->index;
+          ++counters_.snapshots;
+          counters_.snapshot_bytes_last = file->data.size();
+          counters_.snapshot_seconds.observe(
+              std::chrono::duration<double>(env_.now() - started).count());
+          logger_.info("snapshot taken", {{"index", file->index.value()},
+                                          {"bytes", std::uint64_t{file->data.size()}}});
+        }
+        if (done) {
+          done(r.ec ? Outcome{make_error_code(errc::storage_full),
+                              fmt::format("The snapshot failed: {}", r.ec.message())}
+                    : Outcome{},
+               snapshot_index_);
+        }
+      });
 }
 
 // --- time ---------------------------------------------------------------------------------------
@@ -662,7 +717,8 @@ void Replica::expire_requests() {
   const auto now = env_.now();
   for (auto it = writes_.begin(); it != writes_.end();) {
     if (it->second.deadline <= now) {
-      fail_write(it->second, errc::outcome_unknown, "The write was not confirmed in time; retry it with its Idempotency-Key.");
+      fail_write(it->second, errc::outcome_unknown,
+                 "The write was not confirmed in time; retry it with its Idempotency-Key.");
       it = writes_.erase(it);
     } else {
       ++it;
@@ -673,8 +729,10 @@ void Replica::expire_requests() {
       const bool leaderless = core_->leader() == NodeId();
       Done done = std::move(it->second.done);
       it = reads_.erase(it);
-      done(leaderless ? Outcome{make_error_code(errc::no_leader), "No leader is known right now; retry shortly."}
-                      : Outcome{make_error_code(errc::outcome_unknown), "The leader did not confirm the read in time; retry it."});
+      done(leaderless ? Outcome{make_error_code(errc::no_leader),
+                                "No leader is known right now; retry shortly."}
+                      : Outcome{make_error_code(errc::outcome_unknown),
+                                "The leader did not confirm the read in time; retry it."});
     } else {
       ++it;
     }
@@ -687,10 +745,11 @@ void Replica::expire_requests() {
 void Replica::storage_failed(std::error_code ec, const std::string& detail) {
   const bool recoverable = retryable(ec);
   if (!storage_failed_) {
-    logger_.error(disk_full(ec)     ? "the disk is full; this node stops writing and retries every second"
-                  : recoverable     ? "out of file descriptors; this node stops writing and retries every second"
-                                    : "storage failed; this node stops",
-                  {{"error", ec.message()}, {"detail", detail}});
+    logger_.error(
+        disk_full(ec) ? "the disk is full; this node stops writing and retries every second"
+        : recoverable ? "out of file descriptors; this node stops writing and retries every second"
+                      : "storage failed; this node stops",
+        {{"error", ec.message()}, {"detail", detail}});
   }
   storage_failed_ = true;
   storage_error_ = ec;
@@ -699,7 +758,8 @@ void Replica::storage_failed(std::error_code ec, const std::string& detail) {
   auto writes = std::move(writes_);
   writes_.clear();
   for (auto& [index, w] : writes) {
-    fail_write(w, errc::outcome_unknown, "The log could not be written here; retry the write with its Idempotency-Key.");
+    fail_write(w, errc::outcome_unknown,
+               "The log could not be written here; retry the write with its Idempotency-Key.");
   }
   if (!recoverable) {
     fatal_ = fmt::format("storage failed: {} {}", ec.message(), detail);
@@ -747,7 +807,8 @@ void Replica::shutdown(std::function<void()> drained) {
   drained_ = std::move(drained);
   logger_.info("shutting down");
   // A leader hands over first, so that its going away costs the cluster no election timeout.
-  if (core_->role() == raft::Role::leader && core_->membership().voters.size() > 1) start_shutdown_transfer();
+  if (core_->role() == raft::Role::leader && core_->membership().voters.size() > 1)
+    start_shutdown_transfer();
   maybe_drained();
 }
 

@@ -67,10 +67,12 @@ struct ReplicaOptions {
 
 // Counters for /metrics and tests.
 struct ReplicaCounters {
-  ReplicaCounters() : wal_fsync_seconds(metrics::latency_buckets()), snapshot_seconds(metrics::latency_buckets()) {}
+  ReplicaCounters()
+      : wal_fsync_seconds(metrics::latency_buckets()),
+        snapshot_seconds(metrics::latency_buckets()) {}
   std::uint64_t proposals = 0;
   std::uint64_t proposals_failed = 0;
-  std::uint64_t draws = 0;           // drawn units applied (request_ids handed out)
+  std::uint64_t draws = 0;  // drawn units applied (request_ids handed out)
   std::uint64_t draws_pool_empty = 0;
   std::uint64_t leader_changes = 0;
   std::uint64_t snapshots = 0;
@@ -108,7 +110,8 @@ class Replica {
   // Recovers the node's state from what wal::recover() found and checked (the log, the hard
   // state, the snapshot to start from) and the cluster id beside them, before the log is handed
   // to Storage. On failure returns false and sets `error` to one line.
-  bool recover(wal::Log& log, const wal::HardState& hard, std::optional<wal::SnapshotFile> snapshot, std::string& error);
+  bool recover(wal::Log& log, const wal::HardState& hard, std::optional<wal::SnapshotFile> snapshot,
+               std::string& error);
   // Starts ticking and the Ready loop on `storage`, which outlives the replica's use of it.
   void start(Storage& storage);
 
@@ -171,7 +174,7 @@ class Replica {
   };
   struct PendingRead {
     Clock::time_point deadline;
-    LogIndex index;        // 0 until the read index is known
+    LogIndex index;  // 0 until the read index is known
     bool indexed = false;
     Done done;
   };
@@ -192,7 +195,8 @@ class Replica {
   // Hands the Ready's writes to storage. Returns the Ready while its write is under way
   // (on_persisted() gets it back), or null when nothing needed writing and on_persisted() ran.
   std::shared_ptr<const raft::Ready> persist(raft::Ready ready);
-  void write_ready(std::shared_ptr<const PersistJob> job, std::shared_ptr<raft::Ready> ready, bool reopen);
+  void write_ready(std::shared_ptr<const PersistJob> job, std::shared_ptr<raft::Ready> ready,
+                   bool reopen);
   void retry_storage();
   void storage_recovered();
   void storage_failed(std::error_code ec, const std::string& detail);
@@ -229,10 +233,10 @@ class Replica {
   std::unique_ptr<raft::Core> core_;
   pool::StateMachine pool_;
 
-  bool ready_outstanding_ = false;     // a Ready is being persisted; inputs wait in deferred_
+  bool ready_outstanding_ = false;  // a Ready is being persisted; inputs wait in deferred_
   bool ready_scheduled_ = false;
   std::deque<Input> deferred_;
-  bool storage_failed_ = false;        // writes answer storage_full until a retry succeeds
+  bool storage_failed_ = false;          // writes answer storage_full until a retry succeeds
   std::function<void()> storage_retry_;  // writes the failed Ready again (set only after a failure)
   std::error_code storage_error_;        // the last storage failure
   bool stopping_ = false;
@@ -240,7 +244,7 @@ class Replica {
   std::optional<std::string> fatal_;
   std::function<void()> on_fatal_;
 
-  LogIndex applied_;                   // applied_ <= commit index; see applied()
+  LogIndex applied_;                            // applied_ <= commit index; see applied()
   std::map<LogIndex, PendingWrite> writes_;     // by the index their entry was proposed at
   std::map<std::uint64_t, PendingRead> reads_;  // by read context
   // Read contexts start at a random value in every process, so an answer to a read that a
@@ -249,12 +253,12 @@ class Replica {
 
   raft::Role last_role_ = raft::Role::follower;
   NodeId last_leader_;
-  LogIndex snapshot_index_;            // of the newest durable snapshot
+  LogIndex snapshot_index_;  // of the newest durable snapshot
   bool snapshot_in_progress_ = false;
   // The newest snapshot (index, image): the core is compacted to it only at the next snapshot.
   std::pair<LogIndex, std::shared_ptr<const Bytes>> margin_snapshot_;
-  Term bootstrap_term_;                // the term in which this node proposed the catalog
-  Term persisted_term_;                // the hard state last saved
+  Term bootstrap_term_;  // the term in which this node proposed the catalog
+  Term persisted_term_;  // the hard state last saved
   NodeId persisted_vote_;
   Clock::time_point last_commit_save_;
   std::function<void()> drained_;
@@ -263,8 +267,8 @@ class Replica {
 
   struct MemberChange {
     enum class Kind : std::uint8_t { add, remove } kind = Kind::add;
-    Member member;         // add: the new node; remove: its id
-    LogIndex entry;        // the config entry being committed; 0: none yet
+    Member member;   // add: the new node; remove: its id
+    LogIndex entry;  // the config entry being committed; 0: none yet
     Term entry_term;
     bool committed = false;  // the entry applied with entry_term
     bool lost = false;       // another entry applied at its index (a leader change)
@@ -283,14 +287,15 @@ class Replica {
   bool peers_synced_ = false;
   raft::Membership synced_membership_;  // the membership and leader sync_peers() last saw
   NodeId synced_leader_;
-  std::map<NodeId, Member> members_;    // addresses of every member (and config members)
-  std::map<NodeId, Endpoint> peers_;    // what the transport was told
+  std::map<NodeId, Member> members_;  // addresses of every member (and config members)
+  std::map<NodeId, Endpoint> peers_;  // what the transport was told
   // When a refused message was last logged, per peer (every stranger shares NodeId 0, so that
   // one cycling through ids cannot grow this map): at most one line a minute each.
   std::map<NodeId, Clock::time_point> rejected_logged_;
 };
 
-// A member's addresses as kept in raft::Membership::context: {"http":"host:port","raft":"host:port"}.
+// A member's addresses as kept in raft::Membership::context:
+// {"http":"host:port","raft":"host:port"}.
 std::string member_context_json(const Member& m);
 const char* role_name(raft::Role role);
 

@@ -94,7 +94,8 @@ Server::~Server() {
   storage_.reset();  // joins the storage thread before the replica goes
 }
 
-std::unique_ptr<Server> Server::open(asio::io_context& io, ServerOptions options, std::string& error) {
+std::unique_ptr<Server> Server::open(asio::io_context& io, ServerOptions options,
+                                     std::string& error) {
   ReplicaOptions& ro = options.replica;
   if (ro.data_dir.empty()) ro.data_dir = ro.config.data_dir_for(ro.id);
   std::unique_ptr<Server> server(new Server(io, std::move(options)));
@@ -106,7 +107,8 @@ std::unique_ptr<Server> Server::open(asio::io_context& io, ServerOptions options
     return nullptr;
   }
   server->wal_options_.segment_bytes = server->options_.replica.config.wal.segment_bytes;
-  server->wal_options_.known_kinds = wal::kinds({1, 2, 3});  // raft::EntryType: normal, noop, config
+  server->wal_options_.known_kinds =
+      wal::kinds({1, 2, 3});  // raft::EntryType: normal, noop, config
   Logger* logger = &server->logger_;
   server->wal_options_.warn = [logger](const std::string& line) { logger->warn(line); };
   // The log, the hard state and the snapshot, checked against each other (wal/recovery.h): a
@@ -120,7 +122,8 @@ std::unique_ptr<Server> Server::open(asio::io_context& io, ServerOptions options
     } else if (recovered.error == wal::errc::descriptors_exhausted) {
       error = fmt::format("out of file descriptors: {}", recovered.detail);
     } else {
-      error = fmt::format("cannot open the data directory {}: {} ({})", dir, recovered.detail, recovered.error.message());
+      error = fmt::format("cannot open the data directory {}: {} ({})", dir, recovered.detail,
+                          recovered.error.message());
     }
     return nullptr;
   }
@@ -129,12 +132,16 @@ std::unique_ptr<Server> Server::open(asio::io_context& io, ServerOptions options
     // A new log: create (and zero-fill) its first segment now rather than on the first append,
     // where it would hold up the first election by the time it takes to write a segment.
     if (const auto ec = log.reset(log.first_index())) {
-      error = fmt::format("cannot create the log in {}: {} {}", dir, ec.message(), log.error_detail());
+      error =
+          fmt::format("cannot create the log in {}: {} {}", dir, ec.message(), log.error_detail());
       return nullptr;
     }
   }
-  server->replica_ = std::make_unique<Replica>(server->env_, *server->transport_, server->logger_, server->options_.replica);
-  if (!server->replica_->recover(log, recovered.state.hard_state, std::move(recovered.state.snapshot), error)) return nullptr;
+  server->replica_ = std::make_unique<Replica>(server->env_, *server->transport_, server->logger_,
+                                               server->options_.replica);
+  if (!server->replica_->recover(log, recovered.state.hard_state,
+                                 std::move(recovered.state.snapshot), error))
+    return nullptr;
   server->recovered_log_ = std::move(recovered.state.log);
   return server;
 }
@@ -153,9 +160,8 @@ bool Server::start(std::string& error) {
   peer_options.listen_port = self->raft.port;
   peer_options.bind_host = self->raft.host;
   peer_options.log = [this](std::string_view line) { logger_.info(line); };
-  transport_->peers = std::make_unique<net::PeerTransport>(io_, peer_options, [this](raft::Message&& m) {
-    replica_->step(std::move(m));
-  });
+  transport_->peers = std::make_unique<net::PeerTransport>(
+      io_, peer_options, [this](raft::Message&& m) { replica_->step(std::move(m)); });
   if (const auto ec = transport_->peers->start()) {
     error = fmt::format("cannot listen for peers on {}: {}", self->raft.to_string(), ec.message());
     return false;
@@ -174,9 +180,10 @@ bool Server::start(std::string& error) {
   // connections is refused (503) rather than taking the descriptors the WAL and snapshots need.
   http_options.connections_max = net::connections_max_for_fd_limit(raise_fd_limit());
   http_options.log = [this](std::string_view line) { logger_.warn(line); };
-  http_ = std::make_unique<net::HttpServer>(io_, http_options, [this](HttpRequest&& request, Respond respond) {
-    api_->handle(std::move(request), std::move(respond));
-  });
+  http_ = std::make_unique<net::HttpServer>(io_, http_options,
+                                            [this](HttpRequest&& request, Respond respond) {
+                                              api_->handle(std::move(request), std::move(respond));
+                                            });
   if (const auto ec = http_->start()) {
     error = fmt::format("cannot listen for HTTP on {}: {}", self->http.to_string(), ec.message());
     return false;
@@ -190,7 +197,9 @@ bool Server::start(std::string& error) {
 }
 
 std::uint16_t Server::http_port() const { return http_ ? http_->port() : 0; }
-std::uint16_t Server::raft_port() const { return transport_->peers ? transport_->peers->listen_port() : 0; }
+std::uint16_t Server::raft_port() const {
+  return transport_->peers ? transport_->peers->listen_port() : 0;
+}
 
 void Server::shutdown(std::function<void()> done) {
   if (stopping_) return;

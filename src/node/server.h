@@ -44,7 +44,8 @@ class Server {
  public:
   // Opens the data directory and recovers the node's state from it (snapshot + log). On failure
   // returns null and sets `error` to one line (the caller exits 1).
-  static std::unique_ptr<Server> open(boost::asio::io_context& io, ServerOptions options, std::string& error);
+  static std::unique_ptr<Server> open(boost::asio::io_context& io, ServerOptions options,
+                                      std::string& error);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;

@@ -8,8 +8,12 @@
 
 namespace rpool::node {
 
-bool disk_full(std::error_code ec) { return ec == wal::errc::disk_full || ec == std::errc::no_space_on_device; }
-bool retryable(std::error_code ec) { return disk_full(ec) || ec == wal::errc::descriptors_exhausted; }
+bool disk_full(std::error_code ec) {
+  return ec == wal::errc::disk_full || ec == std::errc::no_space_on_device;
+}
+bool retryable(std::error_code ec) {
+  return disk_full(ec) || ec == wal::errc::descriptors_exhausted;
+}
 
 LogStore::LogStore(std::string dir, wal::Options options, std::unique_ptr<wal::Log> log)
     : dir_(std::move(dir)), options_(std::move(options)), log_(std::move(log)) {
@@ -51,12 +55,14 @@ class WalStore final : public raft::DurableStore {
   WalStore(wal::Log& log, const PersistJob& job) : log_(log), job_(job) {}
 
   std::error_code save_snapshot(const raft::Snapshot& s) override {
-    const wal::SnapshotFile file{s.meta.index, s.meta.term, raft::encode_membership(s.meta.membership), *s.data};
+    const wal::SnapshotFile file{s.meta.index, s.meta.term,
+                                 raft::encode_membership(s.meta.membership), *s.data};
     if (const auto ec = log_.save_snapshot(file)) return ec;
     unsynced_ = true;
     Term at;
-    const bool continues = log_.first_index() <= s.meta.index && s.meta.index <= log_.last_index() &&
-                           !log_.term(s.meta.index, at) && at == s.meta.term;
+    const bool continues = log_.first_index() <= s.meta.index &&
+                           s.meta.index <= log_.last_index() && !log_.term(s.meta.index, at) &&
+                           at == s.meta.term;
     return continues ? log_.compact(s.meta.index) : log_.reset(s.meta.index.next());
   }
 
@@ -68,7 +74,8 @@ class WalStore final : public raft::DurableStore {
     }
     std::vector<wal::Entry> records;
     records.reserve(entries.size());
-    for (const raft::Entry& e : entries) records.push_back(wal::Entry{e.term, e.index, static_cast<std::uint8_t>(e.type), e.data});
+    for (const raft::Entry& e : entries)
+      records.push_back(wal::Entry{e.term, e.index, static_cast<std::uint8_t>(e.type), e.data});
     unsynced_ = true;
     return log_.append(records);
   }
@@ -118,7 +125,8 @@ SnapshotResult LogStore::save_snapshot(const wal::SnapshotFile& file, LogIndex c
   return r;
 }
 
-std::error_code LogStore::save_file(const std::string& name, const Bytes& content, std::string& detail) {
+std::error_code LogStore::save_file(const std::string& name, const Bytes& content,
+                                    std::string& detail) {
   if (!log_) return make_error_code(wal::errc::poisoned);
   const std::error_code ec = log_->save_file(name, content);
   if (ec) detail = log_->error_detail();
@@ -131,8 +139,10 @@ void LogStore::sync() {
 
 // --- ThreadStorage ------------------------------------------------------------------------------
 
-ThreadStorage::ThreadStorage(Env& env, std::unique_ptr<LogStore> store) : env_(env), store_(std::move(store)) {
-  // The thread runs until close() or destruction; a work guard keeps its io_context alive while idle.
+ThreadStorage::ThreadStorage(Env& env, std::unique_ptr<LogStore> store)
+    : env_(env), store_(std::move(store)) {
+  // The thread runs until close() or destruction; a work guard keeps its io_context alive while
+  // idle.
   thread_ = std::thread([this] {
     auto guard = boost::asio::make_work_guard(io_);
     io_.run();
@@ -148,17 +158,22 @@ template <typename Result>
 void ThreadStorage::run(std::function<Result()> work, std::function<void(Result)> done) {
   boost::asio::post(io_, [this, work = std::move(work), done = std::move(done)]() mutable {
     Result result = work();
-    env_.post([done = std::move(done), result = std::move(result)]() mutable { done(std::move(result)); });
+    env_.post([done = std::move(done), result = std::move(result)]() mutable {
+      done(std::move(result));
+    });
   });
 }
 
-void ThreadStorage::write(std::shared_ptr<const PersistJob> job, bool reopen, std::function<void(StorageResult)> done) {
-  run<StorageResult>([this, job = std::move(job), reopen] { return store_->write(*job, reopen); }, std::move(done));
+void ThreadStorage::write(std::shared_ptr<const PersistJob> job, bool reopen,
+                          std::function<void(StorageResult)> done) {
+  run<StorageResult>([this, job = std::move(job), reopen] { return store_->write(*job, reopen); },
+                     std::move(done));
 }
 
-void ThreadStorage::save_snapshot(std::shared_ptr<const wal::SnapshotFile> file, LogIndex compact_to,
-                                  std::function<void(SnapshotResult)> done) {
-  run<SnapshotResult>([this, file = std::move(file), compact_to] { return store_->save_snapshot(*file, compact_to); },
+void ThreadStorage::save_snapshot(std::shared_ptr<const wal::SnapshotFile> file,
+                                  LogIndex compact_to, std::function<void(SnapshotResult)> done) {
+  run<SnapshotResult>([this, file = std::move(file),
+                       compact_to] { return store_->save_snapshot(*file, compact_to); },
                       std::move(done));
 }
 
@@ -166,7 +181,8 @@ void ThreadStorage::reopen(std::function<void(StorageResult)> done) {
   run<StorageResult>([this] { return store_->reopen(); }, std::move(done));
 }
 
-void ThreadStorage::save_file(std::string name, Bytes content, std::function<void(std::error_code, std::string)> done) {
+void ThreadStorage::save_file(std::string name, Bytes content,
+                              std::function<void(std::error_code, std::string)> done) {
   run<StorageResult>(
       [this, name = std::move(name), content = std::move(content)] {
         StorageResult r;

@@ -1,14 +1,14 @@
 // Storage: where a Replica keeps what must survive a crash (entries, hard state, snapshots), over
 // a wal::Log.
 //
-// LogStore does the work synchronously on one wal::Log: it applies a Ready with raft::persist(), the
-// one implementation of the Ready/storage contract (raft/storage.h), over WalStore, the WAL's
+// LogStore does the work synchronously on one wal::Log: it applies a Ready with raft::persist(),
+// the one implementation of the Ready/storage contract (raft/storage.h), over WalStore, the WAL's
 // DurableStore: a snapshot first (then the log continues after it or is reset to it), then the
 // entries (a conflicting suffix truncated first), then one fdatasync, then the hard state (term and
-// vote), whose file is replaced only once the entries it may point at are durable. ThreadStorage runs a LogStore on a thread
-// of its own so that rpoold's event loop never waits for the disk; tests/sim runs one in simulated
-// time over a simulated file system. Either way every `done` runs on the replica's thread, in the
-// order the calls were made.
+// vote), whose file is replaced only once the entries it may point at are durable. ThreadStorage
+// runs a LogStore on a thread of its own so that rpoold's event loop never waits for the disk;
+// tests/sim runs one in simulated time over a simulated file system. Either way every `done` runs
+// on the replica's thread, in the order the calls were made.
 #pragma once
 
 #include <functional>
@@ -39,12 +39,12 @@ struct PersistJob {
 
 struct StorageResult {
   std::error_code ec;
-  std::string detail;          // the log's error detail when ec is set
-  double fsync_seconds = 0;    // the fdatasync's duration (0 without one)
+  std::string detail;        // the log's error detail when ec is set
+  double fsync_seconds = 0;  // the fdatasync's duration (0 without one)
 };
 
 struct SnapshotResult {
-  std::error_code ec;          // saving the snapshot or compacting the log
+  std::error_code ec;  // saving the snapshot or compacting the log
   std::string detail;
   // After a full disk the log is reopened at once, so the failure does not poison the writes that
   // follow; this is how that went.
@@ -63,7 +63,8 @@ class Storage {
   // Writes one Ready's job; with `reopen`, closes and reopens the log first (after a failure,
   // which poisons a wal::Log). A retried job may find part of its entries written: they are
   // written again.
-  virtual void write(std::shared_ptr<const PersistJob> job, bool reopen, std::function<void(StorageResult)> done) = 0;
+  virtual void write(std::shared_ptr<const PersistJob> job, bool reopen,
+                     std::function<void(StorageResult)> done) = 0;
   // Saves a snapshot file, then compacts the log up to `compact_to` (nothing if it is below the
   // log's first index).
   virtual void save_snapshot(std::shared_ptr<const wal::SnapshotFile> file, LogIndex compact_to,
@@ -71,7 +72,8 @@ class Storage {
   // Closes and reopens the log (clears a failure).
   virtual void reopen(std::function<void(StorageResult)> done) = 0;
   // Saves a small named file beside the log (the cluster id); a failure is only logged.
-  virtual void save_file(std::string name, Bytes content, std::function<void(std::error_code, std::string)> done) = 0;
+  virtual void save_file(std::string name, Bytes content,
+                         std::function<void(std::error_code, std::string)> done) = 0;
   // Syncs what the log holds and stops; no calls after.
   virtual void close(std::function<void()> done) = 0;
 };
@@ -100,11 +102,13 @@ class ThreadStorage final : public Storage {
  public:
   ThreadStorage(Env& env, std::unique_ptr<LogStore> store);
   ~ThreadStorage() override;
-  void write(std::shared_ptr<const PersistJob> job, bool reopen, std::function<void(StorageResult)> done) override;
+  void write(std::shared_ptr<const PersistJob> job, bool reopen,
+             std::function<void(StorageResult)> done) override;
   void save_snapshot(std::shared_ptr<const wal::SnapshotFile> file, LogIndex compact_to,
                      std::function<void(SnapshotResult)> done) override;
   void reopen(std::function<void(StorageResult)> done) override;
-  void save_file(std::string name, Bytes content, std::function<void(std::error_code, std::string)> done) override;
+  void save_file(std::string name, Bytes content,
+                 std::function<void(std::error_code, std::string)> done) override;
   void close(std::function<void()> done) override;
 
  private:

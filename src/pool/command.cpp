@@ -70,7 +70,8 @@ void encode(const Command& command, Bytes& out) {
   out.reserve(out.size() + 64 + command.idempotency_key.size());  // a draw fits: one allocation
   RPOOL_ASSERT(!command.pool_id.empty());
   RPOOL_ASSERT_OP(command.pool_id.size(), <=, pool_id_bytes_max);
-  if (std::holds_alternative<Bootstrap>(command.op)) RPOOL_ASSERT(command.pool_id == default_pool_id);
+  if (std::holds_alternative<Bootstrap>(command.op))
+    RPOOL_ASSERT(command.pool_id == default_pool_id);
   const bool v1 = single_pool(command);
   ByteWriter w(out);
   w.u8(v1 ? command_version_single_pool : command_version);
@@ -148,9 +149,7 @@ std::error_code decode(ByteView bytes, Command& out) {
       c.op = draw;
       break;
     }
-    case Kind::upsert:
-      c.op = UpsertItem{get_item(r)};
-      break;
+    case Kind::upsert: c.op = UpsertItem{get_item(r)}; break;
     case Kind::remove: {
       DeleteItem del{r.str8()};
       if (del.item_id.size() > item_id_bytes_max) return errc::malformed;
@@ -188,11 +187,8 @@ std::error_code decode(ByteView bytes, Command& out) {
       c.op = std::move(create);
       break;
     }
-    case Kind::delete_pool:
-      c.op = DeletePool{};
-      break;
-    default:
-      return errc::malformed;
+    case Kind::delete_pool: c.op = DeletePool{}; break;
+    default: return errc::malformed;
   }
   if (!r.at_end()) return errc::malformed;
   out = std::move(c);

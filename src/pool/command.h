@@ -21,7 +21,8 @@
 //     delete:      u8 id length, id bytes
 //     bootstrap:   u32 n (<= items_max), n items                        (the pool "default")
 //                  version 2 only, then: u32 m (< pools_max) more pools in pool_id order, each
-//                  u8 pool id length, pool id, u32 n, n items           (all items <= items_total_max)
+//                  u8 pool id length, pool id, u32 n, n items           (all items <=
+//                  items_total_max)
 //     create pool: u32 n (<= items_max), n items
 //     delete pool: nothing
 //   item = u8 id length, id bytes, i64 quantity, u64 probability
@@ -68,8 +69,8 @@ static_assert(probability_max * items_max < (std::uint64_t{1} << 63));
 // Pools. A pool_id follows the item_id rules. The pool "default" always exists.
 inline constexpr std::string_view default_pool_id = "default";
 inline constexpr std::size_t pool_id_bytes_max = 64;
-inline constexpr std::size_t pools_max = 10'000;            // live pools, "default" included
-inline constexpr std::size_t items_total_max = 1'000'000;   // items over all live pools
+inline constexpr std::size_t pools_max = 10'000;           // live pools, "default" included
+inline constexpr std::size_t items_total_max = 1'000'000;  // items over all live pools
 // Deleted pool ids remembered so that their request_id sequence continues when created again.
 // Creating a never-seen pool id is refused once this many are remembered, so that at most
 // tombstones_max + pools_max are ever kept.

@@ -22,7 +22,8 @@ class PoolCategory final : public std::error_category {
       case errc::bad_pool_id: return "pool_id outside the allowed alphabet or length";
       case errc::too_many_pools: return "the cluster holds pools_max pools already";
       case errc::too_many_items_total: return "the pools hold items_total_max items already";
-      case errc::pool_ids_exhausted: return "too many deleted pool ids are remembered to add a new one";
+      case errc::pool_ids_exhausted:
+        return "too many deleted pool ids are remembered to add a new one";
     }
     return "unknown pool error";
   }

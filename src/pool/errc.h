@@ -16,11 +16,11 @@ enum class errc {
   not_found,               // delete of an absent item
   idempotency_key_reused,  // a known key arrived with a different body
   // Values are stored in snapshots (remembered results): append only.
-  pool_exists,         // create of a pool that exists
-  pool_not_found,      // draw or item change on a pool that does not exist
-  pool_undeletable,    // delete of the pool "default"
-  bad_pool_id,         // a pool_id outside the item_id rules
-  too_many_pools,      // a create would exceed pools_max live pools
+  pool_exists,           // create of a pool that exists
+  pool_not_found,        // draw or item change on a pool that does not exist
+  pool_undeletable,      // delete of the pool "default"
+  bad_pool_id,           // a pool_id outside the item_id rules
+  too_many_pools,        // a create would exceed pools_max live pools
   too_many_items_total,  // the items of all pools would exceed items_total_max
   pool_ids_exhausted,  // tombstones_max deleted pool ids are remembered; only those can be created
 };

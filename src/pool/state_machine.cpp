@@ -21,8 +21,9 @@ namespace {
 //   u32 pool count (1..pools_max), pools in pool_id order, "default" among them:
 //       u8 pool id length, pool id, u64 last_request_id,
 //       u32 item count, items in item_id order (u8 id length, id, i64 quantity, u64 probability)
-//   u32 tombstone count, tombstones in pool_id order: u8 pool id length, pool id, u64 last_request_id
-//   u32 key count, keys oldest first (u8 pool id length, pool id, u8 key length, key,
+//   u32 tombstone count, tombstones in pool_id order: u8 pool id length, pool id, u64
+//   last_request_id u32 key count, keys oldest first (u8 pool id length, pool id, u8 key length,
+//   key,
 //                                     32 body hash, u64 timestamp_ms, u32 result length, result)
 //   32  SHA-256 of every byte before it
 //
@@ -43,7 +44,8 @@ constexpr std::size_t pool_bytes_min = 1 + 1 + 8 + 4;
 constexpr std::size_t tombstone_bytes_min = 1 + 1 + 8;
 constexpr char key_scope_separator = '\0';  // never in a key: keys are printable ASCII
 constexpr std::uint8_t result_version = 1;
-// Bookkeeping charged per remembered key on top of its bytes, so that many tiny keys are bounded too.
+// Bookkeeping charged per remembered key on top of its bytes, so that many tiny keys are bounded
+// too.
 constexpr std::size_t key_overhead_bytes = 96;
 
 Sha256 sha256(ByteView bytes) {
@@ -62,8 +64,9 @@ bool item_less(const Item& a, const Item& b) { return a.item_id < b.item_id; }
 
 std::vector<Item>::const_iterator lower_bound_id(const std::vector<Item>& items,
                                                  std::string_view id) {
-  return std::lower_bound(items.begin(), items.end(), id,
-                          [](const Item& item, std::string_view key) { return item.item_id < key; });
+  return std::lower_bound(
+      items.begin(), items.end(), id,
+      [](const Item& item, std::string_view key) { return item.item_id < key; });
 }
 
 std::string scoped_key(std::string_view pool_id, std::string_view key) {
@@ -97,7 +100,8 @@ std::error_code prepare_items(std::vector<Item>& items) {
 // Reads a u32 count and that many items, each valid and after the one before in item_id order.
 bool read_items(ByteReader& r, std::vector<Item>& items) {
   const std::uint32_t item_count = r.u32();
-  if (!r.ok() || item_count > items_max || item_count > r.remaining() / item_bytes_min) return false;
+  if (!r.ok() || item_count > items_max || item_count > r.remaining() / item_bytes_min)
+    return false;
   items.reserve(item_count);
   for (std::uint32_t i = 0; i < item_count; ++i) {
     Item item;
@@ -293,7 +297,8 @@ std::vector<const StateMachine::PoolMap::value_type*> StateMachine::sorted_pools
   std::vector<const PoolMap::value_type*> sorted;
   sorted.reserve(pools_.size());
   for (const auto& entry : pools_) sorted.push_back(&entry);
-  std::sort(sorted.begin(), sorted.end(), [](const auto* a, const auto* b) { return a->first < b->first; });
+  std::sort(sorted.begin(), sorted.end(),
+            [](const auto* a, const auto* b) { return a->first < b->first; });
   return sorted;
 }
 
@@ -510,7 +515,8 @@ Bytes StateMachine::snapshot() const {
   // (-Wstringop-overflow).
   // Per key: two length bytes (pool id, key), the body hash, the timestamp, the result's length.
   static_assert(key_overhead_bytes >= 2 + sizeof(Sha256) + 8 + 4);
-  std::size_t bytes_max = sizeof snapshot_magic + 4 + 8 + 8 + 1 + 4 + 4 + 4 + key_bytes_ + sizeof(Sha256);
+  std::size_t bytes_max =
+      sizeof snapshot_magic + 4 + 8 + 8 + 1 + 4 + 4 + 4 + key_bytes_ + sizeof(Sha256);
   for (const auto& [pool_id, p] : pools_) {
     bytes_max += 1 + pool_id.size() + 8 + 4;
     for (const Item& item : p.items()) bytes_max += 1 + item.item_id.size() + 8 + 8;
@@ -629,7 +635,8 @@ std::error_code StateMachine::restore_pools(ByteReader& r, StateMachine& s) cons
   s.bootstrapped_ = bootstrapped == 1;
 
   const std::uint32_t pool_count = r.u32();
-  if (!r.ok() || pool_count == 0 || pool_count > pools_max || pool_count > r.remaining() / pool_bytes_min) {
+  if (!r.ok() || pool_count == 0 || pool_count > pools_max ||
+      pool_count > r.remaining() / pool_bytes_min) {
     return errc::malformed;
   }
   s.pools_.clear();
@@ -660,7 +667,8 @@ std::error_code StateMachine::restore_pools(ByteReader& r, StateMachine& s) cons
     const std::uint64_t last_request_id = r.u64();
     if (!r.ok() || !valid_pool_id(pool_id) || pool_id == default_pool_id) return errc::malformed;
     if (last_request_id == 0 || s.pools_.contains(pool_id)) return errc::malformed;
-    if (!s.tombstones_.empty() && !(s.tombstones_.rbegin()->first < pool_id)) return errc::malformed;
+    if (!s.tombstones_.empty() && !(s.tombstones_.rbegin()->first < pool_id))
+      return errc::malformed;
     s.tombstones_.emplace_hint(s.tombstones_.end(), std::move(pool_id), last_request_id);
   }
   return {};
@@ -679,7 +687,8 @@ void StateMachine::check_invariants() const {
   }
   RPOOL_ASSERT_OP(items, ==, item_count_total_);
   RPOOL_ASSERT_OP(item_count_total_, <=, items_total_max);
-  RPOOL_ASSERT_OP(tombstones_.size(), <=, std::max(tombstones_max, options_.tombstones_max) + pools_max);
+  RPOOL_ASSERT_OP(tombstones_.size(), <=,
+                  std::max(tombstones_max, options_.tombstones_max) + pools_max);
   for (const auto& [pool_id, last_request_id] : tombstones_) {
     RPOOL_ASSERT(valid_pool_id(pool_id));
     RPOOL_ASSERT(pool_id != default_pool_id);
@@ -705,8 +714,8 @@ void StateMachine::check_invariants() const {
 
 void encode_result(const Result& result, Bytes& out) {
   // u8 version, u8 error (pool errc), u8 flags (1: item present, 2: bootstrapped),
-  // u64 index, u32 draw count, [u64 first request_id, then per draw u8 id length (0: pool_empty) + id],
-  // [item].
+  // u64 index, u32 draw count, [u64 first request_id, then per draw u8 id length (0: pool_empty) +
+  // id], [item].
   ByteWriter w(out);
   w.u8(result_version);
   RPOOL_ASSERT(!result.error || result.error.category() == pool_category());

@@ -26,10 +26,10 @@
 // repeat with the same hash returns the stored result without applying anything; a different
 // hash returns errc::idempotency_key_reused. Failed answers are remembered like any other (a
 // keyed draw on an absent pool keeps answering pool_not_found), and a remembered key outlives the
-// deletion of its pool, so a late retry still gets its first answer. Keys are evicted oldest first over all pools,
-// only once they are older than `idempotency_retention_ms` (by the commands' own timestamps) AND
-// more than `idempotency_keys_min` newer keys exist, or when the stored results exceed
-// `idempotency_bytes_max`, the hard bound on memory.
+// deletion of its pool, so a late retry still gets its first answer. Keys are evicted oldest first
+// over all pools, only once they are older than `idempotency_retention_ms` (by the commands' own
+// timestamps) AND more than `idempotency_keys_min` newer keys exist, or when the stored results
+// exceed `idempotency_bytes_max`, the hard bound on memory.
 #pragma once
 
 #include <cstdint>
@@ -201,8 +201,8 @@ class StateMachine {
   std::error_code restore_pools(ByteReader& r, StateMachine& s) const;
 
   Options options_;
-  PoolMap pools_;                      // always holds default_pool_id; size() <= pools_max
-  std::size_t item_count_total_ = 0;   // sum of the pools' item counts, <= items_total_max
+  PoolMap pools_;                     // always holds default_pool_id; size() <= pools_max
+  std::size_t item_count_total_ = 0;  // sum of the pools' item counts, <= items_total_max
   // Deleted pool ids with a request_id issued, and the last one; disjoint from pools_.
   std::map<std::string, std::uint64_t, std::less<>> tombstones_;
   std::uint64_t applied_index_ = 0;

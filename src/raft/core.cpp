@@ -261,8 +261,7 @@ void Core::step(const Message& m) {
     } else if (m.type == MessageType::pre_vote_resp && !m.reject) {
       // A granted pre-vote carries the term we would campaign in; it is not a newer leader.
     } else {
-      const bool from_leader = m.type == MessageType::append ||
-                               m.type == MessageType::heartbeat ||
+      const bool from_leader = m.type == MessageType::append || m.type == MessageType::heartbeat ||
                                m.type == MessageType::snapshot;
       become_follower(m.term, from_leader ? m.from : NodeId(0));
     }
@@ -312,8 +311,7 @@ void Core::handle_vote(const Message& m) {
   const bool pre = m.type == MessageType::pre_vote;
   // Raft §5.2: at most one vote per term, first come first served. A pre-vote for a later term
   // promises nothing, so it may be granted regardless of our vote in this term.
-  const bool can_vote = voted_for_ == m.from ||
-                        (voted_for_ == NodeId(0) && leader_ == NodeId(0)) ||
+  const bool can_vote = voted_for_ == m.from || (voted_for_ == NodeId(0) && leader_ == NodeId(0)) ||
                         (pre && m.term > current_term_);
   // Raft §5.4.1: only a candidate whose log is at least as up-to-date as ours.
   const bool grant = can_vote && log_.is_up_to_date(m.index, m.log_term);
@@ -357,11 +355,8 @@ void Core::step_follower(const Message& m) {
       // Thesis §3.10: the leader asks us to start an election now, skipping pre-vote.
       if (promotable()) campaign(true);
       break;
-    case MessageType::read_index_resp:
-      read_states_.push_back({m.context, m.index});
-      break;
-    default:
-      break;  // stale responses and requests meant for a leader
+    case MessageType::read_index_resp: read_states_.push_back({m.context, m.index}); break;
+    default: break;  // stale responses and requests meant for a leader
   }
 }
 
@@ -395,8 +390,7 @@ void Core::step_candidate(const Message& m) {
       }
       break;
     }
-    default:
-      break;
+    default: break;
   }
 }
 
@@ -469,7 +463,8 @@ void Core::handle_heartbeat(const Message& m) {
   // while this heartbeat was in flight) and may hold other entries there now: commit only when
   // the entry matches, so by Log Matching everything up to it is the leader's. (Found by the
   // node simulation, seeds 5078 and 6168: a commit beyond the log, then a divergent commit.)
-  if (m.commit <= log_.last_index() && m.log_term != Term(0) && log_.match_term(m.commit, m.log_term)) {
+  if (m.commit <= log_.last_index() && m.log_term != Term(0) &&
+      log_.match_term(m.commit, m.log_term)) {
     log_.commit_to(m.commit);
   }
   Message r;
@@ -653,8 +648,7 @@ bool Core::send_append(NodeId to, Progress& pr, bool allow_empty) {
     case Progress::State::replicate:
       if (inflight_full(pr)) return false;
       break;
-    case Progress::State::snapshot:
-      return false;
+    case Progress::State::snapshot: return false;
   }
   const LogIndex prev = pr.next_index.prev();
   const std::optional<Term> prev_term = log_.term(prev);
@@ -668,8 +662,8 @@ bool Core::send_append(NodeId to, Progress& pr, bool allow_empty) {
     send_snapshot_chunk(to, pr);
     return false;
   }
-  const LogIndex hi = std::min(log_.last_index().next(),
-                               pr.next_index + config_.entries_per_append_max);
+  const LogIndex hi =
+      std::min(log_.last_index().next(), pr.next_index + config_.entries_per_append_max);
   Message m;
   m.type = MessageType::append;
   m.to = to;
@@ -909,8 +903,8 @@ void Core::release_reads() {
     }
   }
   const std::size_t quorum = membership_.quorum();
-  std::nth_element(acks.begin(), acks.begin() + static_cast<std::ptrdiff_t>(quorum - 1),
-                   acks.end(), std::greater<>());
+  std::nth_element(acks.begin(), acks.begin() + static_cast<std::ptrdiff_t>(quorum - 1), acks.end(),
+                   std::greater<>());
   const std::uint64_t confirmed = acks[quorum - 1];
   std::size_t k = 0;
   for (; k < reads_.size() && reads_[k].round <= confirmed; ++k) {
@@ -1020,7 +1014,9 @@ std::error_code Core::change_membership(MembershipChange change) {
   auto insert_sorted = [](std::vector<NodeId>& v, NodeId id) {
     v.insert(std::lower_bound(v.begin(), v.end(), id), id);
   };
-  auto erase = [](std::vector<NodeId>& v, NodeId id) { v.erase(std::find(v.begin(), v.end(), id)); };
+  auto erase = [](std::vector<NodeId>& v, NodeId id) {
+    v.erase(std::find(v.begin(), v.end(), id));
+  };
   switch (change.type) {
     case ChangeType::add_learner:
       if (membership_.contains(change.node)) return errc::already_member;
@@ -1142,11 +1138,10 @@ void Core::send(Message m) {
   // Thesis §10.2.1: what the leader sends depends on nothing unsynced (it counts itself toward
   // commit only once durable), so it may go out before the write. Everything else — votes,
   // acknowledgements — promises durable state and waits for it.
-  const bool immediate =
-      role_ == Role::leader &&
-      (m.type == MessageType::append || m.type == MessageType::heartbeat ||
-       m.type == MessageType::snapshot || m.type == MessageType::timeout_now ||
-       m.type == MessageType::read_index_resp);
+  const bool immediate = role_ == Role::leader &&
+                         (m.type == MessageType::append || m.type == MessageType::heartbeat ||
+                          m.type == MessageType::snapshot || m.type == MessageType::timeout_now ||
+                          m.type == MessageType::read_index_resp);
   (immediate ? messages_ : messages_after_persist_).push_back(std::move(m));
 }
 
@@ -1225,7 +1220,8 @@ void Core::check_invariants() const {
         std::size_t inflight_bytes = 0;
         for (const Progress::Inflight& f : pr.inflight) inflight_bytes += f.bytes;
         RPOOL_ASSERT_OP(inflight_bytes, ==, pr.inflight_bytes);
-        if (pr.inflight.size() > 1) RPOOL_ASSERT_OP(pr.inflight_bytes, <=, config_.inflight_bytes_max);
+        if (pr.inflight.size() > 1)
+          RPOOL_ASSERT_OP(pr.inflight_bytes, <=, config_.inflight_bytes_max);
         if (pr.state == Progress::State::snapshot) {
           RPOOL_ASSERT_OP(pr.snapshot_wait_ticks, <, config_.snapshot_resend_ticks);
         }

@@ -188,9 +188,9 @@ struct Progress {
     snapshot,   // sending InstallSnapshot chunks, one in flight at a time
   };
   State state = State::probe;
-  LogIndex match_index;       // highest index known replicated (durable) on the follower
-  LogIndex next_index;        // next index to send; match_index < next_index
-  bool probe_sent = false;    // probe: an append is outstanding
+  LogIndex match_index;     // highest index known replicated (durable) on the follower
+  LogIndex next_index;      // next index to send; match_index < next_index
+  bool probe_sent = false;  // probe: an append is outstanding
   struct Inflight {
     LogIndex last;      // the append's last entry
     std::size_t bytes;  // entry_bytes() of its entries
@@ -198,14 +198,14 @@ struct Progress {
   // replicate: the appends in flight, ascending; at most inflight_appends_max of them, and
   // inflight_bytes <= inflight_bytes_max unless a single append is larger by itself.
   std::vector<Inflight> inflight;
-  std::size_t inflight_bytes = 0;  // sum of inflight[k].bytes
-  bool recent_active = false;      // heard from since the last check-quorum round
-  LogIndex snapshot_index;         // snapshot: the snapshot being sent
+  std::size_t inflight_bytes = 0;     // sum of inflight[k].bytes
+  bool recent_active = false;         // heard from since the last check-quorum round
+  LogIndex snapshot_index;            // snapshot: the snapshot being sent
   std::uint64_t snapshot_offset = 0;  // snapshot: offset of the chunk in flight
   // snapshot: ticks since the chunk in flight was sent; at Config::snapshot_resend_ticks it is
   // sent again (it or its answer was lost).
   int snapshot_wait_ticks = 0;
-  std::uint64_t read_ack_round = 0;   // highest read round the follower acknowledged
+  std::uint64_t read_ack_round = 0;  // highest read round the follower acknowledged
 };
 
 class Core {
@@ -363,12 +363,12 @@ class Core {
   int heartbeat_elapsed_ = 0;
   int randomized_election_timeout_ = 0;  // in [election_ticks, 2 * election_ticks)
 
-  std::map<NodeId, bool> votes_;          // candidate / pre-candidate: responses received
-  std::map<NodeId, Progress> progress_;   // leader: every member except itself
-  NodeId lead_transferee_;                // leader: transfer target, 0 if none
+  std::map<NodeId, bool> votes_;         // candidate / pre-candidate: responses received
+  std::map<NodeId, Progress> progress_;  // leader: every member except itself
+  NodeId lead_transferee_;               // leader: transfer target, 0 if none
   // leader: payload bytes of the entries of current_term_ after the commit index (0 otherwise)
   std::size_t uncommitted_bytes_ = 0;
-  bool broadcast_pending_ = false;        // leader: new entries to send at the next flush()
+  bool broadcast_pending_ = false;  // leader: new entries to send at the next flush()
 
   struct PendingRead {
     std::uint64_t context = 0;

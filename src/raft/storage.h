@@ -95,8 +95,8 @@ class MemoryStorage final : public DurableStore {
   static void apply_entries(State& s, const std::vector<Entry>& entries);
   static void check_state(const State& s);
 
-  State durable_;  // what survives a crash
-  State written_;  // durable_ plus the writes since the last sync()
+  State durable_;                    // what survives a crash
+  State written_;                    // durable_ plus the writes since the last sync()
   std::size_t unsynced_writes_ = 0;  // 0 iff written_ equals durable_
 };
 

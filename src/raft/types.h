@@ -94,14 +94,15 @@ enum class MessageType : std::uint8_t {
   vote = 3,           // RequestVote (§5.2); context = 1: leadership transfer, skip the lease check
   vote_resp = 4,      //
   append = 5,         // AppendEntries (§5.3): index = prev_log_index, log_term = prev_log_term
-  append_resp = 6,    // index = match (success) or the rejected prev_log_index; reject_hint, log_term = hint
-  heartbeat = 7,      // empty AppendEntries without the consistency check; context = read round
-  heartbeat_resp = 8, // context echoes the read round
-  snapshot = 9,       // InstallSnapshot chunk (§7): snapshot meta, offset, data, done
-  snapshot_resp = 10, // offset = next byte wanted; reject = restart from 0; index = installed
-  timeout_now = 11,   // §3.10: start an election now
-  read_index = 12,    // follower -> leader: a ReadIndex request, context = caller's read id
-  read_index_resp = 13, // leader -> follower: index = read index, context = read id
+  append_resp =
+      6,  // index = match (success) or the rejected prev_log_index; reject_hint, log_term = hint
+  heartbeat = 7,         // empty AppendEntries without the consistency check; context = read round
+  heartbeat_resp = 8,    // context echoes the read round
+  snapshot = 9,          // InstallSnapshot chunk (§7): snapshot meta, offset, data, done
+  snapshot_resp = 10,    // offset = next byte wanted; reject = restart from 0; index = installed
+  timeout_now = 11,      // §3.10: start an election now
+  read_index = 12,       // follower -> leader: a ReadIndex request, context = caller's read id
+  read_index_resp = 13,  // leader -> follower: index = read index, context = read id
 };
 
 const char* to_string(MessageType t);
@@ -134,18 +135,18 @@ bool decode_message(ByteView in, Message& out);
 // Expected failures of the core's public calls.
 enum class errc {
   ok = 0,
-  not_leader = 1,             // the call needs the leader (the node forwards or answers 503)
-  no_leader = 2,              // a follower read with no leader known
-  transfer_in_progress = 3,   // proposals pause during leadership transfer (§3.10)
-  change_in_progress = 4,     // one membership change at a time (§4.1)
-  not_caught_up = 5,          // a learner may be promoted only once caught up
-  unknown_node = 6,           // change or transfer names a server outside the configuration
-  already_member = 7,         // add of a server that is already a member
-  invalid_change = 8,         // e.g. removing the last voter
-  too_large = 9,              // a proposal over entry_bytes_max
-  compacted = 10,             // compact() below the current snapshot
-  overloaded = 11,            // the leader's uncommitted entries reached uncommitted_bytes_max:
-                              // the proposal is refused (the node answers 503, retry later)
+  not_leader = 1,            // the call needs the leader (the node forwards or answers 503)
+  no_leader = 2,             // a follower read with no leader known
+  transfer_in_progress = 3,  // proposals pause during leadership transfer (§3.10)
+  change_in_progress = 4,    // one membership change at a time (§4.1)
+  not_caught_up = 5,         // a learner may be promoted only once caught up
+  unknown_node = 6,          // change or transfer names a server outside the configuration
+  already_member = 7,        // add of a server that is already a member
+  invalid_change = 8,        // e.g. removing the last voter
+  too_large = 9,             // a proposal over entry_bytes_max
+  compacted = 10,            // compact() below the current snapshot
+  overloaded = 11,           // the leader's uncommitted entries reached uncommitted_bytes_max:
+                             // the proposal is refused (the node answers 503, retry later)
 };
 
 const std::error_category& raft_category();

@@ -100,14 +100,12 @@ std::optional<RejectReason> validate(const Core& core, const Message& m) {
         m.commit > log.last_index()) {
       return RejectReason::commit_beyond_log;  // Log::commit_to asserts commit <= last index
     }
-    if (m.type == MessageType::snapshot && m.snapshot.index > log.commit_index() &&
-        m.offset != 0) {
+    if (m.type == MessageType::snapshot && m.snapshot.index > log.commit_index() && m.offset != 0) {
       // A continuation is appended to the transfer in progress, whose size came with its first
       // chunk: the chunk must agree with that size, not only with its own.
       const auto receiving = core.snapshot_receiving();
-      if (receiving && receiving->index == m.snapshot.index &&
-          receiving->term == m.snapshot.term && receiving->received == m.offset &&
-          receiving->total != m.snapshot_bytes) {
+      if (receiving && receiving->index == m.snapshot.index && receiving->term == m.snapshot.term &&
+          receiving->received == m.offset && receiving->total != m.snapshot_bytes) {
         return RejectReason::snapshot_bounds;
       }
     }
@@ -120,8 +118,7 @@ std::optional<RejectReason> validate(const Core& core, const Message& m) {
     if (m.type == MessageType::append_resp && m.index > log.last_index()) {
       return RejectReason::index_beyond_log;
     }
-    if (m.type == MessageType::snapshot_resp && m.done && !m.reject &&
-        m.index > log.last_index()) {
+    if (m.type == MessageType::snapshot_resp && m.done && !m.reject && m.index > log.last_index()) {
       return RejectReason::index_beyond_log;
     }
   }

@@ -24,7 +24,8 @@ struct Tables {
       t[0][b] = c;
     }
     for (std::size_t k = 1; k < 8; ++k) {
-      for (std::size_t b = 0; b < 256; ++b) t[k][b] = (t[k - 1][b] >> 8) ^ t[0][t[k - 1][b] & 0xFFu];
+      for (std::size_t b = 0; b < 256; ++b)
+        t[k][b] = (t[k - 1][b] >> 8) ^ t[0][t[k - 1][b] & 0xFFu];
     }
   }
 };

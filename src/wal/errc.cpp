@@ -22,7 +22,8 @@ class Category final : public std::error_category {
       case errc::unavailable: return "index beyond the end of the log";
       case errc::bad_argument: return "bad argument";
       case errc::read_only: return "log opened read-only";
-      case errc::descriptors_exhausted: return "no file descriptor left (EMFILE/ENFILE); retry later";
+      case errc::descriptors_exhausted:
+        return "no file descriptor left (EMFILE/ENFILE); retry later";
     }
     return "unknown wal error";
   }

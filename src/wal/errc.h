@@ -1,7 +1,8 @@
 // The expected failures of the storage layer, as std::error_code values of category "wal".
 //
 // Raw OS errors from the file layer are mapped into this category as well (ENOSPC -> disk_full,
-// EMFILE/ENFILE -> descriptors_exhausted, anything else -> io_error) so callers test one enum; the message keeps the OS text.
+// EMFILE/ENFILE -> descriptors_exhausted, anything else -> io_error) so callers test one enum; the
+// message keeps the OS text.
 #pragma once
 
 #include <system_error>
@@ -10,16 +11,16 @@ namespace rpool::wal {
 
 enum class errc {
   ok = 0,
-  disk_full,         // ENOSPC / EDQUOT on write, fsync or allocation
-  io_error,          // any other failed system call (EIO, ...)
-  corrupt,           // a bad checksum, a bad header, a gap in the indexes, a missing segment
-  locked,            // another process holds the data directory's LOCK
-  poisoned,          // an earlier write or fsync failed; reopen the log before writing again
-  not_found,         // the file or directory does not exist
-  compacted,         // the index was removed by compact() (below first_index())
-  unavailable,       // the index is beyond last_index()
-  bad_argument,      // a caller broke a documented precondition that is checked, not asserted
-  read_only,         // a write on a log opened with Options::read_only
+  disk_full,     // ENOSPC / EDQUOT on write, fsync or allocation
+  io_error,      // any other failed system call (EIO, ...)
+  corrupt,       // a bad checksum, a bad header, a gap in the indexes, a missing segment
+  locked,        // another process holds the data directory's LOCK
+  poisoned,      // an earlier write or fsync failed; reopen the log before writing again
+  not_found,     // the file or directory does not exist
+  compacted,     // the index was removed by compact() (below first_index())
+  unavailable,   // the index is beyond last_index()
+  bad_argument,  // a caller broke a documented precondition that is checked, not asserted
+  read_only,     // a write on a log opened with Options::read_only
   // EMFILE / ENFILE: the process or the system has no file descriptor left. Nothing on disk is
   // wrong and nothing was lost, so this is never io_error (which the node treats as a failed
   // disk): the caller may retry once descriptors are released. Does not poison the log.

@@ -37,10 +37,10 @@ class File {
 };
 
 enum class OpenMode {
-  read_only,       // must exist
-  read_write,      // must exist
-  create,          // read-write; created if missing, never truncated
-  create_new,      // read-write; fails if it exists
+  read_only,   // must exist
+  read_write,  // must exist
+  create,      // read-write; created if missing, never truncated
+  create_new,  // read-write; fails if it exists
 };
 
 // An advisory lock held for as long as the object lives.

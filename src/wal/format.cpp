@@ -58,9 +58,11 @@ std::error_code FileSource::view(std::uint64_t offset, std::size_t len, ByteView
   const std::uint64_t buffered_end = buffer_offset_ + buffer_.size();
   if (offset + len > buffered_end) {
     // Keep what is still wanted, then read a window's worth (or the whole request) behind it.
-    const std::size_t keep = offset < buffered_end ? static_cast<std::size_t>(buffered_end - offset) : 0;
+    const std::size_t keep =
+        offset < buffered_end ? static_cast<std::size_t>(buffered_end - offset) : 0;
     if (keep > 0) std::memmove(buffer_.data(), buffer_.data() + (offset - buffer_offset_), keep);
-    const std::uint64_t want = std::min<std::uint64_t>(std::max(len, window_bytes_), size_ - offset);
+    const std::uint64_t want =
+        std::min<std::uint64_t>(std::max(len, window_bytes_), size_ - offset);
     buffer_.resize(static_cast<std::size_t>(want));
     buffer_offset_ = offset;
     if (auto ec = file_.read_at(offset + keep, std::span(buffer_).subspan(keep))) return ec;
@@ -96,7 +98,8 @@ ParsedName parse_name(std::string_view name) {
     p.kind = FileKind::open_segment;
     p.seq = a;
   } else if (name.size() == 55 && name.starts_with("snapshot-") && name.ends_with(".snap") &&
-             name[29] == '-' && parse_u64(name.substr(9, 20), a) && parse_u64(name.substr(30, 20), b)) {
+             name[29] == '-' && parse_u64(name.substr(9, 20), a) &&
+             parse_u64(name.substr(30, 20), b)) {
     p.kind = FileKind::snapshot;
     p.first = LogIndex(a);
     p.term = Term(b);
@@ -150,7 +153,8 @@ SegmentScan scan_segment(ByteSource& file) {
   }
   if (header.size() < segment_header_bytes) {
     s.header_zero = all_zero(header);
-    s.fault = fmt::format("segment header cut short ({} of {} bytes)", header.size(), segment_header_bytes);
+    s.fault = fmt::format("segment header cut short ({} of {} bytes)", header.size(),
+                          segment_header_bytes);
     return finish(0);
   }
   ByteReader h(header);
@@ -203,11 +207,13 @@ SegmentScan scan_segment(ByteSource& file) {
     const Term term(load_u64le(rh.data() + 8));
     const LogIndex index(load_u64le(rh.data() + 16));
     if (length == 0 && stored_crc == 0 && all_zero(rh)) {
-      s.stop = ScanStop::zero_header;  // the zero-filled, preallocated tail (end, if only zeros follow)
+      s.stop =
+          ScanStop::zero_header;  // the zero-filled, preallocated tail (end, if only zeros follow)
       break;
     }
     if (length > entry_payload_bytes_max) {
-      s.fault = fmt::format("record length {} exceeds the maximum {}", length, entry_payload_bytes_max);
+      s.fault =
+          fmt::format("record length {} exceeds the maximum {}", length, entry_payload_bytes_max);
       s.stop = ScanStop::other;
       break;
     }
@@ -234,7 +240,8 @@ SegmentScan scan_segment(ByteSource& file) {
       break;
     }
     if (term < last_term) {
-      s.fault = fmt::format("record term {} is below the previous record's term {}", term, last_term);
+      s.fault =
+          fmt::format("record term {} is below the previous record's term {}", term, last_term);
       s.stop = ScanStop::other;
       break;
     }
@@ -253,28 +260,34 @@ SegmentScan scan_segment(ByteSource& file) {
 TailVerdict judge_tail(ByteSource& file, const SegmentScan& scan) {
   RPOOL_ASSERT(scan.header_ok);
   RPOOL_ASSERT(scan.garbage_bytes > 0);
-  const std::uint64_t from = scan.data_end;                      // D: the first bad byte
-  const std::uint64_t nonzero_end = from + scan.garbage_bytes;   // E: past the last non-zero byte
+  const std::uint64_t from = scan.data_end;                     // D: the first bad byte
+  const std::uint64_t nonzero_end = from + scan.garbage_bytes;  // E: past the last non-zero byte
   const std::uint64_t size = file.size();
-  const std::string what = scan.fault ? *scan.fault : std::string("an all-zero record header with non-zero bytes after it");
+  const std::string what =
+      scan.fault ? *scan.fault
+                 : std::string("an all-zero record header with non-zero bytes after it");
   TailVerdict v;
   if (scan.stop == ScanStop::other) {
-    v.reason = fmt::format("{}: no unfinished write leaves this (only zero sectors or a short file)", what);
+    v.reason = fmt::format(
+        "{}: no unfinished write leaves this (only zero sectors or a short file)", what);
     return v;
   }
   // The record that starts at D, as far as its header tells: its extent, and whether it is one
   // record longer than a write window (written alone, header synced first).
   ByteView header;
-  const std::size_t header_len = static_cast<std::size_t>(std::min<std::uint64_t>(record_header_bytes, size - from));
+  const std::size_t header_len =
+      static_cast<std::size_t>(std::min<std::uint64_t>(record_header_bytes, size - from));
   if (auto ec = file.view(from, header_len, header)) {
     v.reason = fmt::format("{}: cannot read it again: {}", what, ec.message());
     return v;
   }
   std::uint64_t length = 0;
-  for (std::size_t i = 0; i < 4 && i < header.size(); ++i) length |= std::uint64_t{header[i]} << (8 * i);
+  for (std::size_t i = 0; i < 4 && i < header.size(); ++i)
+    length |= std::uint64_t{header[i]} << (8 * i);
   const bool header_present = scan.stop != ScanStop::zero_header && header.size() >= 4;
   std::uint64_t extent_end = std::min(size, from + record_header_bytes);
-  if (header_present && length <= entry_payload_bytes_max) extent_end = std::min(size, from + record_bytes(length));
+  if (header_present && length <= entry_payload_bytes_max)
+    extent_end = std::min(size, from + record_bytes(length));
   // Shape: what an unfinished write leaves is a zero header, a file cut short, or at least one
   // sector of the record still zero. A record with every sector present and a bad checksum has
   // changed bytes: no crash does that.
@@ -290,8 +303,10 @@ TailVerdict judge_tail(ByteSource& file, const SegmentScan& scan) {
     at = sector_end;
   }
   if (!shaped) {
-    v.reason = fmt::format("{}, with every sector of the record written: a crash leaves whole sectors "
-                           "zero or the file short, never changed bytes", what);
+    v.reason = fmt::format(
+        "{}, with every sector of the record written: a crash leaves whole sectors "
+        "zero or the file short, never changed bytes",
+        what);
     return v;
   }
   // Reach: one write window from D, or the one long record that starts at D.
@@ -304,7 +319,8 @@ TailVerdict judge_tail(ByteSource& file, const SegmentScan& scan) {
     const std::uint64_t next_index = scan.first_index.value() + scan.records.size() + 1;
     std::uint64_t found = 0;
     constexpr std::uint64_t chunk = 1u << 20;
-    for (std::uint64_t at = from + 1; !found && at + record_header_bytes <= nonzero_end; at += chunk) {
+    for (std::uint64_t at = from + 1; !found && at + record_header_bytes <= nonzero_end;
+         at += chunk) {
       const std::uint64_t len = std::min(chunk + record_header_bytes, nonzero_end - at);
       ByteView window;
       if (file.view(at, static_cast<std::size_t>(len), window)) window = {};
@@ -327,15 +343,18 @@ TailVerdict judge_tail(ByteSource& file, const SegmentScan& scan) {
       }
     }
     if (found) {
-      v.reason = fmt::format("{}, and its length field claims {} bytes but a valid record of index {} starts at "
-                             "offset {} inside them: the header is damaged", what, record_bytes(length), next_index, found);
+      v.reason = fmt::format(
+          "{}, and its length field claims {} bytes but a valid record of index {} starts at "
+          "offset {} inside them: the header is damaged",
+          what, record_bytes(length), next_index, found);
       return v;
     }
   }
   if (nonzero_end > reach_end) {
-    v.reason = fmt::format("{}, with non-zero bytes up to offset {} ({} bytes after it): beyond the {} bytes "
-                           "one unfinished write can reach, so records synced after it would be lost",
-                           what, nonzero_end, nonzero_end - from, reach_end - from);
+    v.reason = fmt::format(
+        "{}, with non-zero bytes up to offset {} ({} bytes after it): beyond the {} bytes "
+        "one unfinished write can reach, so records synced after it would be lost",
+        what, nonzero_end, nonzero_end - from, reach_end - from);
     return v;
   }
   v.torn = true;
@@ -349,9 +368,11 @@ KindSet kinds(std::initializer_list<std::uint8_t> list) {
   return set;
 }
 
-std::optional<RecordFault> check_records(const SegmentScan& scan, std::optional<Term> previous_last_term,
+std::optional<RecordFault> check_records(const SegmentScan& scan,
+                                         std::optional<Term> previous_last_term,
                                          const std::optional<KindSet>& known) {
-  if (previous_last_term && !scan.records.empty() && scan.records.front().term < *previous_last_term) {
+  if (previous_last_term && !scan.records.empty() &&
+      scan.records.front().term < *previous_last_term) {
     return RecordFault{scan.records.front().offset,
                        fmt::format("record term {} is below the previous segment's last term {}",
                                    scan.records.front().term, *previous_last_term)};
@@ -359,7 +380,9 @@ std::optional<RecordFault> check_records(const SegmentScan& scan, std::optional<
   if (known) {
     for (const RecordMeta& r : scan.records) {
       if (!known->test(r.kind)) {
-        return RecordFault{r.offset, fmt::format("entry {} has kind {}, which is not a kind this log holds", r.index, r.kind)};
+        return RecordFault{r.offset,
+                           fmt::format("entry {} has kind {}, which is not a kind this log holds",
+                                       r.index, r.kind)};
       }
     }
   }
@@ -443,7 +466,8 @@ Bytes encode_snapshot(const SnapshotFile& snapshot) {
 
 std::optional<SnapshotFile> decode_snapshot(ByteView bytes, std::string& why) {
   if (bytes.size() < snapshot_header_bytes + snapshot_trailer_bytes) {
-    why = fmt::format("snapshot file of {} bytes is shorter than its header and trailer", bytes.size());
+    why = fmt::format("snapshot file of {} bytes is shorter than its header and trailer",
+                      bytes.size());
     return std::nullopt;
   }
   ByteReader r(bytes);

@@ -3,8 +3,8 @@
 // The layouts themselves are documented, byte by byte, in the class comment of wal::Log.
 #pragma once
 
-#include <cstdint>
 #include <bitset>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -29,8 +29,8 @@ struct Entry {
 // Raft's persistent state besides the log (§5, Figure 2), plus the commit index as a hint.
 struct HardState {
   Term current_term;
-  NodeId voted_for;         // 0: no vote in current_term
-  LogIndex commit_index;    // advisory; raft may recompute it
+  NodeId voted_for;       // 0: no vote in current_term
+  LogIndex commit_index;  // advisory; raft may recompute it
   friend bool operator==(const HardState&, const HardState&) = default;
 };
 
@@ -69,7 +69,8 @@ static_assert(write_window_bytes % sector_bytes == 0);
 inline constexpr std::string_view segment_magic = "RPOOLWAL";
 inline constexpr std::string_view hard_state_magic = "RPOOLHST";
 inline constexpr std::string_view snapshot_magic = "RPOOLSNP";
-static_assert(segment_magic.size() == 8 && hard_state_magic.size() == 8 && snapshot_magic.size() == 8);
+static_assert(segment_magic.size() == 8 && hard_state_magic.size() == 8 &&
+              snapshot_magic.size() == 8);
 // The layouts in log.h, field by field.
 static_assert(segment_header_bytes == 8 + 4 + 4 + 8 + 4 + 4);
 static_assert(record_header_bytes == 4 + 4 + 8 + 8 + 1);
@@ -82,16 +83,16 @@ inline constexpr std::string_view lock_file_name = "LOCK";
 inline constexpr std::string_view hard_state_file_name = "hardstate";
 inline constexpr std::string_view spare_file_name = "next.spare";
 std::string closed_segment_name(LogIndex first, LogIndex last);  // 0000..0001-0000..0100.wal
-std::string open_segment_name(std::uint64_t seq);                 // open-0000..0007.wal
-std::string snapshot_name(LogIndex index, Term term);             // snapshot-<index>-<term>.snap
+std::string open_segment_name(std::uint64_t seq);                // open-0000..0007.wal
+std::string snapshot_name(LogIndex index, Term term);            // snapshot-<index>-<term>.snap
 
 enum class FileKind { closed_segment, open_segment, hard_state, snapshot, temporary, lock, other };
 struct ParsedName {
   FileKind kind = FileKind::other;
-  LogIndex first;        // closed_segment; snapshot: its index
-  LogIndex last;         // closed_segment
-  Term term;             // snapshot
-  std::uint64_t seq = 0; // open_segment
+  LogIndex first;         // closed_segment; snapshot: its index
+  LogIndex last;          // closed_segment
+  Term term;              // snapshot
+  std::uint64_t seq = 0;  // open_segment
 };
 ParsedName parse_name(std::string_view name);
 
@@ -164,17 +165,17 @@ enum class ScanStop {
 // What scan_segment() found in the bytes of one segment file.
 struct SegmentScan {
   bool header_ok = false;
-  bool header_zero = false;        // the header is all zero bytes (crash while creating)
-  LogIndex first_index;            // from the header
-  std::vector<RecordMeta> records; // every whole, valid record, in order
-  std::uint64_t data_end = 0;      // offset just past the last valid record (or the header)
+  bool header_zero = false;         // the header is all zero bytes (crash while creating)
+  LogIndex first_index;             // from the header
+  std::vector<RecordMeta> records;  // every whole, valid record, in order
+  std::uint64_t data_end = 0;       // offset just past the last valid record (or the header)
   std::uint64_t file_bytes = 0;
   // Bytes from data_end up to the last non-zero byte of the file: 0 for a clean (zero-filled or
   // exact) tail. When fault is set they start with the bad record.
   std::uint64_t garbage_bytes = 0;
   std::optional<std::string> fault;  // why the record at data_end is not valid
   ScanStop stop = ScanStop::end;
-  std::error_code read_error;        // the source failed; nothing else is meaningful then
+  std::error_code read_error;  // the source failed; nothing else is meaningful then
 };
 
 // Checks the header, then each record in turn: length within the file, CRC32C, index one more
@@ -209,7 +210,8 @@ struct RecordFault {
   std::uint64_t offset = 0;
   std::string reason;
 };
-std::optional<RecordFault> check_records(const SegmentScan& scan, std::optional<Term> previous_last_term,
+std::optional<RecordFault> check_records(const SegmentScan& scan,
+                                         std::optional<Term> previous_last_term,
                                          const std::optional<KindSet>& known);
 
 // Decodes the record at `meta.offset` of `file` again (checking its CRC), into `out`.

@@ -15,7 +15,8 @@ namespace rpool::wal {
 namespace {
 
 constexpr std::size_t zero_chunk_bytes = 1u << 20;
-constexpr int read_only_retries_max = 4;  // further recoveries of a read-only open (rpool-wal beside a node)
+constexpr int read_only_retries_max =
+    4;  // further recoveries of a read-only open (rpool-wal beside a node)
 constexpr std::size_t zero_flush_bytes = 4u << 20;
 static_assert(zero_flush_bytes % zero_chunk_bytes == 0);
 
@@ -42,13 +43,15 @@ OpenResult Log::open(const std::string& dir, Options options) {
   OpenResult result;
   if (!log->options_.read_only) {
     if (auto ec = log->fs_.make_dirs(dir)) {
-      return {nullptr, ec, fmt::format("{}: cannot create the data directory: {}", dir, ec.message())};
+      return {nullptr, ec,
+              fmt::format("{}: cannot create the data directory: {}", dir, ec.message())};
     }
     if (auto ec = log->fs_.lock(log->path(std::string(lock_file_name)), log->lock_)) {
-      return {nullptr, ec,
-              ec == errc::locked
-                  ? fmt::format("{}: data directory is locked by another process (LOCK is held)", dir)
-                  : fmt::format("{}: cannot lock LOCK: {}", dir, ec.message())};
+      return {
+          nullptr, ec,
+          ec == errc::locked
+              ? fmt::format("{}: data directory is locked by another process (LOCK is held)", dir)
+              : fmt::format("{}: cannot lock LOCK: {}", dir, ec.message())};
     }
   }
   std::error_code ec = log->recover();
@@ -94,7 +97,8 @@ std::error_code Log::fail(std::error_code ec, std::string detail) {
   return ec;
 }
 
-std::error_code Log::corrupt(const std::string& file, std::uint64_t offset, const std::string& why) {
+std::error_code Log::corrupt(const std::string& file, std::uint64_t offset,
+                             const std::string& why) {
   error_detail_ = fmt::format("{}: offset {}: {}", path(file), offset, why);
   return errc::corrupt;
 }
@@ -113,8 +117,14 @@ std::error_code Log::recover() {
     error_detail_ = fmt::format("{}: cannot list the data directory: {}", dir_, ec.message());
     return ec;
   }
-  struct Closed { LogIndex first, last; std::string name; };
-  struct Open { std::uint64_t seq; std::string name; };
+  struct Closed {
+    LogIndex first, last;
+    std::string name;
+  };
+  struct Open {
+    std::uint64_t seq;
+    std::string name;
+  };
   std::vector<Closed> closed;
   std::vector<Open> opens;
   for (const auto& name : names) {
@@ -125,13 +135,15 @@ std::error_code Log::recover() {
       case FileKind::temporary:
         if (!options_.read_only) {
           // Work files of an interrupted write: never part of the durable state.
-          if (auto ec = fs_.remove(path(name))) return fail(ec, fmt::format("{}: cannot remove: {}", path(name), ec.message()));
+          if (auto ec = fs_.remove(path(name)))
+            return fail(ec, fmt::format("{}: cannot remove: {}", path(name), ec.message()));
         }
         break;
       default: break;
     }
   }
-  std::sort(closed.begin(), closed.end(), [](const Closed& a, const Closed& b) { return a.first < b.first; });
+  std::sort(closed.begin(), closed.end(),
+            [](const Closed& a, const Closed& b) { return a.first < b.first; });
   std::sort(opens.begin(), opens.end(), [](const Open& a, const Open& b) { return a.seq < b.seq; });
 
   std::optional<LogIndex> expected;
@@ -149,14 +161,16 @@ std::error_code Log::recover() {
   for (std::size_t i = 0; i < opens.size(); ++i) {
     const bool last_open = i + 1 == opens.size();
     const std::size_t before = segments_.size();
-    if (auto ec = recover_segment(opens[i].name, true, opens[i].seq, last_open, expected)) return ec;
+    if (auto ec = recover_segment(opens[i].name, true, opens[i].seq, last_open, expected))
+      return ec;
     next_seq_ = std::max(next_seq_, opens[i].seq + 1);
     if (segments_.size() == before) continue;  // discarded (torn header of a segment being created)
     if (!last_open) {
       // Only a crash between closing a segment and renaming it leaves an open segment that is
       // not the last; finish the close.
       if (segments_.back().offsets.empty()) {
-        return corrupt(opens[i].name, segment_header_bytes, "an open segment that is not the last one holds no records");
+        return corrupt(opens[i].name, segment_header_bytes,
+                       "an open segment that is not the last one holds no records");
       }
       if (!options_.read_only) {
         if (auto ec = close_open_segment()) return ec;
@@ -173,53 +187,63 @@ std::error_code Log::recover() {
     // relies on it: the open segment's data, and every name in the directory.
     if (!segments_.empty() && segments_.back().open) {
       if (auto ec = segments_.back().file->sync_data()) {
-        return fail(ec, fmt::format("{}: fdatasync failed: {}", path(segments_.back().name), ec.message()));
+        return fail(
+            ec, fmt::format("{}: fdatasync failed: {}", path(segments_.back().name), ec.message()));
       }
     }
-    if (auto ec = fs_.sync_dir(dir_)) return fail(ec, fmt::format("{}: fsync failed: {}", dir_, ec.message()));
+    if (auto ec = fs_.sync_dir(dir_))
+      return fail(ec, fmt::format("{}: fsync failed: {}", dir_, ec.message()));
     kick_spare();
   }
   return {};
 }
 
 std::error_code Log::recover_segment(const std::string& name, bool open, std::uint64_t seq,
-                                     bool last_open, const std::optional<LogIndex>& expected_first) {
+                                     bool last_open,
+                                     const std::optional<LogIndex>& expected_first) {
   const bool write = open && !options_.read_only;
   std::unique_ptr<File> file;
   if (auto ec = fs_.open(path(name), write ? OpenMode::read_write : OpenMode::read_only, file)) {
     return fail(ec, fmt::format("{}: cannot open: {}", path(name), ec.message()));
   }
   std::uint64_t size = 0;
-  if (auto ec = file->size(size)) return fail(ec, fmt::format("{}: stat failed: {}", path(name), ec.message()));
+  if (auto ec = file->size(size))
+    return fail(ec, fmt::format("{}: stat failed: {}", path(name), ec.message()));
   FileSource source(*file, size);
   const SegmentScan scan = scan_segment(source);
   if (scan.read_error) {
-    return fail(scan.read_error, fmt::format("{}: read failed: {}", path(name), scan.read_error.message()));
+    return fail(scan.read_error,
+                fmt::format("{}: read failed: {}", path(name), scan.read_error.message()));
   }
 
   if (!scan.header_ok) {
     // A crash while a new segment was being started can leave its header zero or torn, with
     // nothing after it; such a segment never held a record.
     if (last_open && scan.garbage_bytes <= segment_header_bytes) {
-      warn(fmt::format("{}: discarded a segment whose header was never completed ({}); it held no records",
-                       path(name), *scan.fault));
+      warn(fmt::format(
+          "{}: discarded a segment whose header was never completed ({}); it held no records",
+          path(name), *scan.fault));
       if (!options_.read_only) {
         file.reset();
-        if (auto ec = fs_.remove(path(name))) return fail(ec, fmt::format("{}: cannot remove: {}", path(name), ec.message()));
-        if (auto ec = fs_.sync_dir(dir_)) return fail(ec, fmt::format("{}: fsync failed: {}", dir_, ec.message()));
+        if (auto ec = fs_.remove(path(name)))
+          return fail(ec, fmt::format("{}: cannot remove: {}", path(name), ec.message()));
+        if (auto ec = fs_.sync_dir(dir_))
+          return fail(ec, fmt::format("{}: fsync failed: {}", dir_, ec.message()));
       }
       return {};
     }
     return corrupt(name, 0, *scan.fault);
   }
   if (expected_first && scan.first_index != *expected_first) {
-    return corrupt(name, 16, fmt::format("segment starts at index {}, but the previous segment ends at {} "
-                                         "(a missing segment or an index gap)",
-                                         scan.first_index, *expected_first - 1));
+    return corrupt(name, 16,
+                   fmt::format("segment starts at index {}, but the previous segment ends at {} "
+                               "(a missing segment or an index gap)",
+                               scan.first_index, *expected_first - 1));
   }
   std::uint64_t dirty_end = scan.data_end;
   if (scan.garbage_bytes > 0) {
-    const std::string why = scan.fault ? *scan.fault : std::string("non-zero bytes after the last record");
+    const std::string why =
+        scan.fault ? *scan.fault : std::string("non-zero bytes after the last record");
     if (!last_open) return corrupt(name, scan.data_end, why);
     FileSource again(*file, size);
     const TailVerdict verdict = judge_tail(again, scan);
@@ -229,9 +253,11 @@ std::error_code Log::recover_segment(const std::string& name, bool open, std::ui
                      scan.first_index + scan.records.size() - 1));
     dirty_end = scan.data_end + scan.garbage_bytes;
   }
-  if (!open && scan.records.empty()) return corrupt(name, segment_header_bytes, "closed segment holds no records");
+  if (!open && scan.records.empty())
+    return corrupt(name, segment_header_bytes, "closed segment holds no records");
   std::optional<Term> previous_last_term;
-  if (!segments_.empty() && !segments_.back().terms.empty()) previous_last_term = segments_.back().terms.back();
+  if (!segments_.empty() && !segments_.back().terms.empty())
+    previous_last_term = segments_.back().terms.back();
   if (const auto bad = check_records(scan, previous_last_term, options_.known_kinds)) {
     return corrupt(name, bad->offset, bad->reason);
   }
@@ -292,7 +318,8 @@ void Log::kick_spare() {
   RPOOL_ASSERT(!options_.read_only);
   if (!options_.prepare_in_background || spare_.valid() || spare_ready_) return;
   const std::string spare_path = path(std::string(spare_file_name));
-  spare_ = std::async(std::launch::async, [this, spare_path] { return prepare_segment_file(spare_path); });
+  spare_ = std::async(std::launch::async,
+                      [this, spare_path] { return prepare_segment_file(spare_path); });
 }
 
 std::error_code Log::wait_for_next_segment() {
@@ -311,12 +338,15 @@ std::error_code Log::take_spare(const std::string& file_path) {
   const std::string spare_path = path(std::string(spare_file_name));
   if (spare_.valid()) {
     const std::error_code ec = spare_.get();
-    if (ec) return fail(ec, fmt::format("{}: preparing the next segment failed: {}", spare_path, ec.message()));
+    if (ec)
+      return fail(
+          ec, fmt::format("{}: preparing the next segment failed: {}", spare_path, ec.message()));
     spare_ready_ = true;
   }
   if (!spare_ready_) {
     if (auto ec = prepare_segment_file(spare_path)) {
-      return fail(ec, fmt::format("{}: preparing the next segment failed: {}", spare_path, ec.message()));
+      return fail(
+          ec, fmt::format("{}: preparing the next segment failed: {}", spare_path, ec.message()));
     }
   }
   spare_ready_ = false;
@@ -346,10 +376,14 @@ std::error_code Log::start_segment(LogIndex first_index) {
   encode_segment_header(first_index, scratch_);
   // The header is durable before any record is written behind it, so a bad header with records
   // after it is corruption, never a crash artefact.
-  if (auto ec = seg.file->write_at(0, scratch_)) return fail(ec, fmt::format("{}: write failed: {}", p, ec.message()));
-  if (auto ec = seg.file->sync_data()) return fail(ec, fmt::format("{}: fdatasync failed: {}", p, ec.message()));
-  if (auto ec = fs_.sync_dir(dir_)) return fail(ec, fmt::format("{}: fsync failed: {}", dir_, ec.message()));
-  if (auto ec = seg.file->size(seg.file_bytes)) return fail(ec, fmt::format("{}: stat failed: {}", p, ec.message()));
+  if (auto ec = seg.file->write_at(0, scratch_))
+    return fail(ec, fmt::format("{}: write failed: {}", p, ec.message()));
+  if (auto ec = seg.file->sync_data())
+    return fail(ec, fmt::format("{}: fdatasync failed: {}", p, ec.message()));
+  if (auto ec = fs_.sync_dir(dir_))
+    return fail(ec, fmt::format("{}: fsync failed: {}", dir_, ec.message()));
+  if (auto ec = seg.file->size(seg.file_bytes))
+    return fail(ec, fmt::format("{}: stat failed: {}", p, ec.message()));
   seg.data_end = segment_header_bytes;
   seg.dirty_end = segment_header_bytes;
   segments_.push_back(std::move(seg));
@@ -364,11 +398,15 @@ std::error_code Log::close_open_segment() {
   const std::string from = path(seg.name);
   // Cut the preallocated zeros so that a closed segment is exactly its records; then make data
   // and size durable before the name says "closed".
-  if (auto ec = seg.file->truncate(seg.data_end)) return fail(ec, fmt::format("{}: truncate failed: {}", from, ec.message()));
-  if (auto ec = seg.file->sync_data()) return fail(ec, fmt::format("{}: fdatasync failed: {}", from, ec.message()));
+  if (auto ec = seg.file->truncate(seg.data_end))
+    return fail(ec, fmt::format("{}: truncate failed: {}", from, ec.message()));
+  if (auto ec = seg.file->sync_data())
+    return fail(ec, fmt::format("{}: fdatasync failed: {}", from, ec.message()));
   const std::string name = closed_segment_name(seg.first_index, seg.last_index());
-  if (auto ec = fs_.rename(from, path(name))) return fail(ec, fmt::format("{}: rename failed: {}", from, ec.message()));
-  if (auto ec = fs_.sync_dir(dir_)) return fail(ec, fmt::format("{}: fsync failed: {}", dir_, ec.message()));
+  if (auto ec = fs_.rename(from, path(name)))
+    return fail(ec, fmt::format("{}: rename failed: {}", from, ec.message()));
+  if (auto ec = fs_.sync_dir(dir_))
+    return fail(ec, fmt::format("{}: fsync failed: {}", dir_, ec.message()));
   seg.name = name;
   seg.open = false;
   seg.seq = 0;
@@ -452,9 +490,11 @@ std::error_code Log::remove_last_segment() {
   }
   // The removal is durable before the next one, so a crash leaves a prefix of the log, never a
   // log with a hole in it.
-  if (auto ec = fs_.remove(p)) return fail(ec, fmt::format("{}: remove failed: {}", p, ec.message()));
+  if (auto ec = fs_.remove(p))
+    return fail(ec, fmt::format("{}: remove failed: {}", p, ec.message()));
   segments_.pop_back();
-  if (auto ec = fs_.sync_dir(dir_)) return fail(ec, fmt::format("{}: fsync failed: {}", dir_, ec.message()));
+  if (auto ec = fs_.sync_dir(dir_))
+    return fail(ec, fmt::format("{}: fsync failed: {}", dir_, ec.message()));
   return {};
 }
 
@@ -466,7 +506,8 @@ std::error_code Log::reopen_last_as_open() {
   if (auto ec = fs_.rename(path(seg.name), path(name))) {
     return fail(ec, fmt::format("{}: rename failed: {}", path(seg.name), ec.message()));
   }
-  if (auto ec = fs_.sync_dir(dir_)) return fail(ec, fmt::format("{}: fsync failed: {}", dir_, ec.message()));
+  if (auto ec = fs_.sync_dir(dir_))
+    return fail(ec, fmt::format("{}: fsync failed: {}", dir_, ec.message()));
   // Closed segments found at open are read-only handles; the open segment is written.
   if (auto ec = fs_.open(path(name), OpenMode::read_write, seg.file)) {
     return fail(ec, fmt::format("{}: cannot open: {}", path(name), ec.message()));
@@ -527,7 +568,9 @@ std::error_code Log::append(std::span<const Entry> entries) {
       if (long_record) {
         ec = seg.file->write_at(start, ByteView(scratch_).first(record_header_bytes));
         if (!ec) ec = sync_window(seg);
-        if (!ec) ec = seg.file->write_at(start + record_header_bytes, ByteView(scratch_).subspan(record_header_bytes));
+        if (!ec)
+          ec = seg.file->write_at(start + record_header_bytes,
+                                  ByteView(scratch_).subspan(record_header_bytes));
       } else {
         ec = seg.file->write_at(start, scratch_);
       }
@@ -536,7 +579,8 @@ std::error_code Log::append(std::span<const Entry> entries) {
         seg.payload_bytes.resize(count_before);
         seg.terms.resize(count_before);
         if (poisoned_) return ec;  // sync_window failed and said so
-        return fail(ec, fmt::format("{}: write at offset {} failed: {}", path(seg.name), start, ec.message()));
+        return fail(ec, fmt::format("{}: write at offset {} failed: {}", path(seg.name), start,
+                                    ec.message()));
       }
       seg.data_end = start + scratch_.size();
       seg.file_bytes = std::max(seg.file_bytes, seg.data_end);
@@ -599,10 +643,12 @@ std::error_code Log::compact(LogIndex up_to) {
     RPOOL_ASSERT(!seg.open);
     const std::string p = path(seg.name);
     seg.file.reset();
-    if (auto ec = fs_.remove(p)) return fail(ec, fmt::format("{}: remove failed: {}", p, ec.message()));
+    if (auto ec = fs_.remove(p))
+      return fail(ec, fmt::format("{}: remove failed: {}", p, ec.message()));
     segments_.erase(segments_.begin());
     // One at a time, oldest first: a crash leaves a suffix of the segments, never a hole.
-    if (auto ec = fs_.sync_dir(dir_)) return fail(ec, fmt::format("{}: fsync failed: {}", dir_, ec.message()));
+    if (auto ec = fs_.sync_dir(dir_))
+      return fail(ec, fmt::format("{}: fsync failed: {}", dir_, ec.message()));
   }
   return {};
 }
@@ -677,7 +723,8 @@ std::error_code Log::read(LogIndex lo, LogIndex hi, std::vector<Entry>& out,
         stop = true;
         break;
       }
-      if (k1 > k0 && chunk + record_bytes(b) > read_chunk_bytes) break;  // the rest in the next chunk
+      if (k1 > k0 && chunk + record_bytes(b) > read_chunk_bytes)
+        break;  // the rest in the next chunk
       bytes += b;
       chunk += record_bytes(b);
       first = false;
@@ -688,11 +735,13 @@ std::error_code Log::read(LogIndex lo, LogIndex hi, std::vector<Entry>& out,
       const std::uint64_t to = seg->offsets[k1 - 1] + record_bytes(seg->payload_bytes[k1 - 1]);
       buffer.resize(to - from);
       if (auto ec = seg->file->read_at(from, buffer)) {
-        error_detail_ = fmt::format("{}: read at offset {} failed: {}", path(seg->name), from, ec.message());
+        error_detail_ =
+            fmt::format("{}: read at offset {} failed: {}", path(seg->name), from, ec.message());
         return ec;
       }
       for (std::size_t k = k0; k < k1; ++k) {
-        RecordMeta meta{seg->offsets[k] - from, seg->terms[k], seg->first_index + k, 0, seg->payload_bytes[k]};
+        RecordMeta meta{seg->offsets[k] - from, seg->terms[k], seg->first_index + k, 0,
+                        seg->payload_bytes[k]};
         Entry e;
         if (!decode_record(buffer, meta, e)) {
           error_detail_ = fmt::format("{}: offset {}: record of index {} no longer checks out",
@@ -710,15 +759,22 @@ std::error_code Log::read(LogIndex lo, LogIndex hi, std::vector<Entry>& out,
 
 // ---- hard state and snapshots ----------------------------------------------------------------
 
-std::error_code Log::replace_file(const std::string& tmp, const std::string& final_path, ByteView bytes) {
-  if (auto ec = fs_.remove(tmp); ec && ec != errc::not_found) return fail(ec, fmt::format("{}: remove failed: {}", tmp, ec.message()));
+std::error_code Log::replace_file(const std::string& tmp, const std::string& final_path,
+                                  ByteView bytes) {
+  if (auto ec = fs_.remove(tmp); ec && ec != errc::not_found)
+    return fail(ec, fmt::format("{}: remove failed: {}", tmp, ec.message()));
   std::unique_ptr<File> file;
-  if (auto ec = fs_.open(tmp, OpenMode::create_new, file)) return fail(ec, fmt::format("{}: create failed: {}", tmp, ec.message()));
-  if (auto ec = file->write_at(0, bytes)) return fail(ec, fmt::format("{}: write failed: {}", tmp, ec.message()));
-  if (auto ec = file->sync_data()) return fail(ec, fmt::format("{}: fdatasync failed: {}", tmp, ec.message()));
+  if (auto ec = fs_.open(tmp, OpenMode::create_new, file))
+    return fail(ec, fmt::format("{}: create failed: {}", tmp, ec.message()));
+  if (auto ec = file->write_at(0, bytes))
+    return fail(ec, fmt::format("{}: write failed: {}", tmp, ec.message()));
+  if (auto ec = file->sync_data())
+    return fail(ec, fmt::format("{}: fdatasync failed: {}", tmp, ec.message()));
   file.reset();
-  if (auto ec = fs_.rename(tmp, final_path)) return fail(ec, fmt::format("{}: rename failed: {}", tmp, ec.message()));
-  if (auto ec = fs_.sync_dir(dir_)) return fail(ec, fmt::format("{}: fsync failed: {}", dir_, ec.message()));
+  if (auto ec = fs_.rename(tmp, final_path))
+    return fail(ec, fmt::format("{}: rename failed: {}", tmp, ec.message()));
+  if (auto ec = fs_.sync_dir(dir_))
+    return fail(ec, fmt::format("{}: fsync failed: {}", dir_, ec.message()));
   return {};
 }
 
@@ -786,23 +842,27 @@ std::error_code Log::save_snapshot(const SnapshotFile& snapshot) {
   if (auto ec = replace_file(tmp, final_path, bytes)) return ec;
 
   std::vector<std::string> names;
-  if (auto ec = fs_.list(dir_, names)) return fail(ec, fmt::format("{}: list failed: {}", dir_, ec.message()));
+  if (auto ec = fs_.list(dir_, names))
+    return fail(ec, fmt::format("{}: list failed: {}", dir_, ec.message()));
   std::vector<std::pair<LogIndex, std::string>> snapshots;
   for (const auto& name : names) {
     const ParsedName p = parse_name(name);
     if (p.kind == FileKind::snapshot) snapshots.emplace_back(p.first, name);
   }
-  std::sort(snapshots.begin(), snapshots.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::sort(snapshots.begin(), snapshots.end(),
+            [](const auto& a, const auto& b) { return a.first > b.first; });
   bool removed = false;
   for (std::size_t i = options_.snapshots_kept; i < snapshots.size(); ++i) {
     if (snapshots[i].second == snapshot_name(snapshot.index, snapshot.term)) continue;
     if (auto ec = fs_.remove(path(snapshots[i].second))) {
-      return fail(ec, fmt::format("{}: remove failed: {}", path(snapshots[i].second), ec.message()));
+      return fail(ec,
+                  fmt::format("{}: remove failed: {}", path(snapshots[i].second), ec.message()));
     }
     removed = true;
   }
   if (removed) {
-    if (auto ec = fs_.sync_dir(dir_)) return fail(ec, fmt::format("{}: fsync failed: {}", dir_, ec.message()));
+    if (auto ec = fs_.sync_dir(dir_))
+      return fail(ec, fmt::format("{}: fsync failed: {}", dir_, ec.message()));
   }
   return {};
 }

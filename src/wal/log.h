@@ -33,9 +33,9 @@ enum class Preallocation {
 };
 
 struct Options {
-  std::uint64_t segment_bytes = 64u << 20;   // a segment is rolled over when a record won't fit
+  std::uint64_t segment_bytes = 64u << 20;  // a segment is rolled over when a record won't fit
   Preallocation preallocation = Preallocation::zero_fill;
-  bool prepare_in_background = true;         // prepare the next segment on a helper thread
+  bool prepare_in_background = true;  // prepare the next segment on a helper thread
   // The config's wal.fsync. false: sync() skips its fdatasync, so an acknowledged write can be lost
   // to a power failure (not to a process crash). Segment, hard state and snapshot files are still
   // synced when created. For tests and benchmarks only.
@@ -45,11 +45,11 @@ struct Options {
   // gone or a record damaged is tried again a few times (a node may be renaming or writing it)
   // before open() reports it.
   bool read_only = false;
-  std::size_t snapshots_kept = 2;            // the newest N snapshot files survive save_snapshot
+  std::size_t snapshots_kept = 2;  // the newest N snapshot files survive save_snapshot
   // The entry kinds the application writes (raft: 1..3); a record of any other kind fails open()
   // with errc::corrupt. nullopt: kinds are not checked.
   std::optional<KindSet> known_kinds;
-  FileSystem* fs = nullptr;                  // nullptr: posix_file_system()
+  FileSystem* fs = nullptr;  // nullptr: posix_file_system()
   // Receives each recovery warning (one line). Default: "rpool-wal: warning: ..." on stderr.
   std::function<void(const std::string&)> warn;
 };
@@ -63,9 +63,9 @@ struct SegmentInfo {
   std::string name;
   bool open = false;
   LogIndex first_index;
-  LogIndex last_index;          // first_index - 1 when empty
-  std::uint64_t data_bytes = 0; // header + records
-  std::uint64_t file_bytes = 0; // on disk, preallocation included
+  LogIndex last_index;           // first_index - 1 when empty
+  std::uint64_t data_bytes = 0;  // header + records
+  std::uint64_t file_bytes = 0;  // on disk, preallocation included
 };
 
 struct OpenResult;
@@ -210,7 +210,8 @@ class Log {
 
   // A small file the application keeps beside the log (rpool: the node's cluster id), saved
   // atomically like the hard state. `name` is 1-32 of [a-z0-9-] and not a name the log uses;
-  // its content is the application's (no checksum is added). load gives errc::not_found when absent.
+  // its content is the application's (no checksum is added). load gives errc::not_found when
+  // absent.
   std::error_code save_file(std::string_view name, ByteView bytes);
   std::error_code load_file(std::string_view name, Bytes& out) const;
 
@@ -254,7 +255,8 @@ class Log {
   std::error_code writable();
   // Writes `bytes` to `tmp`, fdatasyncs it, renames it over `final_path` and fsyncs the
   // directory: the file is replaced whole or not at all.
-  std::error_code replace_file(const std::string& tmp, const std::string& final_path, ByteView bytes);
+  std::error_code replace_file(const std::string& tmp, const std::string& final_path,
+                               ByteView bytes);
   std::error_code fail(std::error_code ec, std::string detail);  // poisons on I/O errors
   std::error_code corrupt(const std::string& file, std::uint64_t offset, const std::string& why);
   std::error_code prepare_segment_file(const std::string& path) const;
@@ -278,10 +280,10 @@ class Log {
   Options options_;
   FileSystem& fs_;
   std::unique_ptr<DirLock> lock_;
-  std::vector<Segment> segments_;   // ascending and contiguous; only the last may be open
-  LogIndex empty_first_index_{1};   // first_index() while segments_ hold no entry
-  std::uint64_t next_seq_ = 1;      // for the next open segment
-  bool unsynced_ = false;           // appended since the last successful sync
+  std::vector<Segment> segments_;  // ascending and contiguous; only the last may be open
+  LogIndex empty_first_index_{1};  // first_index() while segments_ hold no entry
+  std::uint64_t next_seq_ = 1;     // for the next open segment
+  bool unsynced_ = false;          // appended since the last successful sync
   // Record bytes written to the open segment since its last sync; <= write_window_bytes, except
   // for one record longer than that, written alone (format.h, write_window_bytes).
   std::uint64_t unsynced_bytes_ = 0;
@@ -296,7 +298,7 @@ class Log {
 struct OpenResult {
   std::unique_ptr<Log> log;  // set exactly when !error
   std::error_code error;
-  std::string detail;        // one line: the file, offset and reason, when error
+  std::string detail;  // one line: the file, offset and reason, when error
 };
 
 }  // namespace rpool::wal

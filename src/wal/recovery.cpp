@@ -15,28 +15,33 @@ std::vector<Fault> check_state(const StateFacts& f) {
   const LogIndex snapshot_index = f.snapshot_index.value_or(LogIndex(0));
   const bool has_entries = f.last_index >= f.first_index;
   if (!f.oldest_segment.empty() && f.first_index > snapshot_index + 1) {
-    faults.push_back({join_path(f.dir, f.oldest_segment), 16,
-                      fmt::format("the log starts at index {}, but {} ends at index {}: entries {}..{} are "
-                                  "missing (a missing oldest segment)",
-                                  f.first_index, f.snapshot_index ? "the snapshot" : "with no snapshot the log",
-                                  snapshot_index, snapshot_index + 1, f.first_index - 1)});
+    faults.push_back(
+        {join_path(f.dir, f.oldest_segment), 16,
+         fmt::format("the log starts at index {}, but {} ends at index {}: entries {}..{} are "
+                     "missing (a missing oldest segment)",
+                     f.first_index, f.snapshot_index ? "the snapshot" : "with no snapshot the log",
+                     snapshot_index, snapshot_index + 1, f.first_index - 1)});
   }
   const std::string hard_state_path = join_path(f.dir, std::string(hard_state_file_name));
   if (!f.hard_state_present && (has_entries || f.snapshot_index)) {
-    faults.push_back({hard_state_path, 0,
-                      has_entries
-                          ? fmt::format("missing, beside a log holding entries {}..{}: the term and vote would be forgotten",
-                                        f.first_index, f.last_index)
-                          : fmt::format("missing, beside a snapshot at index {}: the term and vote would be forgotten",
-                                        snapshot_index)});
+    faults.push_back(
+        {hard_state_path, 0,
+         has_entries
+             ? fmt::format("missing, beside a log holding entries {}..{}: the term and vote would "
+                           "be forgotten",
+                           f.first_index, f.last_index)
+             : fmt::format(
+                   "missing, beside a snapshot at index {}: the term and vote would be forgotten",
+                   snapshot_index)});
   }
   const LogIndex durable = std::max(has_entries ? f.last_index : LogIndex(0), snapshot_index);
   if (f.hard_state_present && f.hard_state.commit_index > durable) {
     // Offset 32: the commit index field (log.h, hardstate layout).
-    faults.push_back({hard_state_path, 32,
-                      fmt::format("commit index {} is beyond the durable log, which ends at index {}: committed "
-                                  "entries {}..{} are missing",
-                                  f.hard_state.commit_index, durable, durable + 1, f.hard_state.commit_index)});
+    faults.push_back(
+        {hard_state_path, 32,
+         fmt::format("commit index {} is beyond the durable log, which ends at index {}: committed "
+                     "entries {}..{} are missing",
+                     f.hard_state.commit_index, durable, durable + 1, f.hard_state.commit_index)});
   }
   return faults;
 }
@@ -49,8 +54,8 @@ struct SnapshotName {
 };
 
 // Snapshot files by index, newest first.
-std::error_code list_snapshots(FileSystem& fs, const std::string& dir, std::vector<SnapshotName>& out,
-                               std::string& detail) {
+std::error_code list_snapshots(FileSystem& fs, const std::string& dir,
+                               std::vector<SnapshotName>& out, std::string& detail) {
   std::vector<std::string> names;
   if (auto ec = fs.list(dir, names)) {
     detail = fmt::format("{}: cannot list the data directory: {}", dir, ec.message());
@@ -65,8 +70,9 @@ std::error_code list_snapshots(FileSystem& fs, const std::string& dir, std::vect
 }
 
 // Reads and checks one snapshot file; `why` is set when it does not check out (a read error too).
-std::optional<SnapshotFile> read_snapshot(FileSystem& fs, const std::string& path, const ParsedName& p,
-                                          std::string& why, std::error_code& read_error) {
+std::optional<SnapshotFile> read_snapshot(FileSystem& fs, const std::string& path,
+                                          const ParsedName& p, std::string& why,
+                                          std::error_code& read_error) {
   Bytes bytes;
   if (auto ec = read_whole(fs, path, bytes)) {
     read_error = ec;
@@ -80,7 +86,8 @@ std::optional<SnapshotFile> read_snapshot(FileSystem& fs, const std::string& pat
     return std::nullopt;
   }
   if (s->index != p.first || s->term != p.term) {
-    why = fmt::format("{}: offset 16: holds index {} term {}, the name disagrees", path, s->index, s->term);
+    why = fmt::format("{}: offset 16: holds index {} term {}, the name disagrees", path, s->index,
+                      s->term);
     return std::nullopt;
   }
   return s;
@@ -124,7 +131,8 @@ RecoverResult recover(const std::string& dir, Options options) {
   {
     Bytes bytes;
     if (auto ec = read_whole(fs, hard_state_path, bytes)) {
-      if (ec != errc::not_found) return fail(ec, fmt::format("{}: read failed: {}", hard_state_path, ec.message()));
+      if (ec != errc::not_found)
+        return fail(ec, fmt::format("{}: read failed: {}", hard_state_path, ec.message()));
     } else {
       std::string why;
       const auto hs = decode_hard_state(bytes, why);
@@ -154,22 +162,24 @@ RecoverResult recover(const std::string& dir, Options options) {
       std::string previous_why = "there is no previous snapshot";
       if (snapshots.size() > 1) {
         std::error_code ignored;
-        previous = read_snapshot(fs, join_path(dir, snapshots[1].name), parse_name(snapshots[1].name),
-                                 previous_why, ignored);
+        previous = read_snapshot(fs, join_path(dir, snapshots[1].name),
+                                 parse_name(snapshots[1].name), previous_why, ignored);
       }
       const bool covered = previous && log.first_index() <= previous->index + 1 &&
                            log.last_index() >= snapshots[0].index;
       if (!covered) {
         if (previous) {
-          previous_why = fmt::format("the log (indexes {}..{}) does not hold entries {}..{} after the previous "
-                                     "snapshot", log.first_index(), log.last_index(), previous->index + 1,
-                                     snapshots[0].index);
+          previous_why = fmt::format(
+              "the log (indexes {}..{}) does not hold entries {}..{} after the previous "
+              "snapshot",
+              log.first_index(), log.last_index(), previous->index + 1, snapshots[0].index);
         }
         return fail(errc::corrupt, fmt::format("{} (and no fallback: {})", why, previous_why));
       }
-      warn(fmt::format("SNAPSHOT DAMAGED: {}; recovering from the previous snapshot {} and the log's entries "
-                       "{}..{} instead. Replace the damaged file (`rpool-wal verify` names it).",
-                       why, snapshots[1].name, previous->index + 1, log.last_index()));
+      warn(fmt::format(
+          "SNAPSHOT DAMAGED: {}; recovering from the previous snapshot {} and the log's entries "
+          "{}..{} instead. Replace the damaged file (`rpool-wal verify` names it).",
+          why, snapshots[1].name, previous->index + 1, log.last_index()));
       state.snapshot = std::move(previous);
     }
     facts.snapshot_index = state.snapshot->index;
@@ -182,7 +192,8 @@ RecoverResult recover(const std::string& dir, Options options) {
   const auto faults = check_state(facts);
   if (!faults.empty()) return fail(errc::corrupt, faults.front().line());
 
-  if (!read_only && !facts.hard_state_present && !facts.snapshot_index && facts.last_index < facts.first_index) {
+  if (!read_only && !facts.hard_state_present && !facts.snapshot_index &&
+      facts.last_index < facts.first_index) {
     if (auto ec = log.save_hard_state(HardState{})) return fail(ec, log.error_detail());
   }
   state.log = std::move(opened.log);

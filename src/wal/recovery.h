@@ -25,11 +25,11 @@ struct Fault {
 // What the cross-checks look at, as recovery (or verify) found it.
 struct StateFacts {
   std::string dir;
-  std::string oldest_segment;      // name of the oldest segment file; empty when there is none
-  LogIndex first_index{1};         // of the durable log (after a torn tail is cut)
-  LogIndex last_index{0};          // first_index - 1 when it holds no entry
+  std::string oldest_segment;  // name of the oldest segment file; empty when there is none
+  LogIndex first_index{1};     // of the durable log (after a torn tail is cut)
+  LogIndex last_index{0};      // first_index - 1 when it holds no entry
   bool hard_state_present = false;
-  HardState hard_state;            // when present (and valid)
+  HardState hard_state;                    // when present (and valid)
   std::optional<LogIndex> snapshot_index;  // of the snapshot recovery starts from
 };
 
@@ -51,9 +51,9 @@ struct Recovered {
 };
 
 struct RecoverResult {
-  Recovered state;       // meaningful only when !error
+  Recovered state;  // meaningful only when !error
   std::error_code error;
-  std::string detail;    // one line naming the file, offset and reason, when error
+  std::string detail;  // one line naming the file, offset and reason, when error
 };
 
 // Opens the log in `dir` (Log::open, torn-tail rule included; set options.known_kinds to the

@@ -42,7 +42,10 @@ class SimFile final : public File {
  public:
   SimFile(SimFileSystem& fs, std::shared_ptr<SimFileSystem::Inode> inode, std::string path,
           std::uint64_t generation, bool writable)
-      : fs_(fs), inode_(std::move(inode)), path_(std::move(path)), generation_(generation),
+      : fs_(fs),
+        inode_(std::move(inode)),
+        path_(std::move(path)),
+        generation_(generation),
         writable_(writable) {}
 
   std::error_code write_at(std::uint64_t offset, ByteView data) override {
@@ -73,7 +76,8 @@ class SimFile final : public File {
     if (offset > inode_->cache.size() || inode_->cache.size() - offset < out.size()) {
       return errc::corrupt;
     }
-    std::copy_n(inode_->cache.begin() + static_cast<std::ptrdiff_t>(offset), out.size(), out.begin());
+    std::copy_n(inode_->cache.begin() + static_cast<std::ptrdiff_t>(offset), out.size(),
+                out.begin());
     return {};
   }
 
@@ -181,7 +185,8 @@ std::error_code SimFileSystem::open(const std::string& path, OpenMode mode,
   } else if (auto ec = fault(Op::open, path)) {
     return ec;
   }
-  out = std::make_unique<SimFile>(*this, it->second, path, generation_, mode != OpenMode::read_only);
+  out =
+      std::make_unique<SimFile>(*this, it->second, path, generation_, mode != OpenMode::read_only);
   return {};
 }
 
@@ -275,11 +280,13 @@ void SimFileSystem::crash(CrashMode mode) {
     if (!seen.insert(&inode).second) return;
     if (mode == CrashMode::torn_prefix && !inode.pending.empty()) {
       const std::size_t keep = random(inode.pending.size());
-      for (std::size_t i = 0; i < keep; ++i) apply(inode.durable, inode.pending[i], inode.pending[i].data.size());
+      for (std::size_t i = 0; i < keep; ++i)
+        apply(inode.durable, inode.pending[i], inode.pending[i].data.size());
       if (keep < inode.pending.size() && random(1) == 1) {
         const auto& p = inode.pending[keep];
         if (!p.is_truncate) {
-          // Up to a sector boundary of the file, at least... nothing of the write if none is inside it.
+          // Up to a sector boundary of the file, at least... nothing of the write if none is inside
+          // it.
           const std::uint64_t end = p.offset + p.data.size();
           const std::uint64_t cut = p.offset + random(p.data.size());
           const std::uint64_t aligned = cut / sector_bytes * sector_bytes;

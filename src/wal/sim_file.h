@@ -18,8 +18,9 @@
 //
 // Faults: set_fault_hook() is asked before every mutating call and can make it fail (for example
 // ENOSPC on the 7th write). A failed write may still have written a random prefix of its data
-// to the page cache, ending at a sector boundary of the file (a short write stops at a block); a failed sync_data() makes nothing durable, and the pending data then may or
-// may not survive a crash, as on Linux.
+// to the page cache, ending at a sector boundary of the file (a short write stops at a block); a
+// failed sync_data() makes nothing durable, and the pending data then may or may not survive a
+// crash, as on Linux.
 #pragma once
 
 #include <functional>

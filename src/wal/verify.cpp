@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <chrono>
 #include <iterator>
-#include <thread>
 #include <optional>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -13,11 +13,10 @@
 #include "wal/format.h"
 
 namespace rpool::wal {
-namespace {
+namespace {}  // namespace
 
-}  // namespace
-
-VerifyReport verify_directory(const std::string& dir, FileSystem& fs, const std::optional<KindSet>& known_kinds) {
+VerifyReport verify_directory(const std::string& dir, FileSystem& fs,
+                              const std::optional<KindSet>& known_kinds) {
   VerifyReport report;
   auto fault = [&](const std::string& name, std::uint64_t offset, std::string reason) {
     report.faults.push_back({join_path(dir, name), offset, std::move(reason)});
@@ -39,8 +38,10 @@ VerifyReport verify_directory(const std::string& dir, FileSystem& fs, const std:
     if (p.kind == FileKind::snapshot) snapshots.push_back({name, p});
     if (p.kind == FileKind::hard_state) report.hard_state = true;
   }
-  std::sort(closed.begin(), closed.end(), [](const Seg& a, const Seg& b) { return a.parsed.first < b.parsed.first; });
-  std::sort(opens.begin(), opens.end(), [](const Seg& a, const Seg& b) { return a.parsed.seq < b.parsed.seq; });
+  std::sort(closed.begin(), closed.end(),
+            [](const Seg& a, const Seg& b) { return a.parsed.first < b.parsed.first; });
+  std::sort(opens.begin(), opens.end(),
+            [](const Seg& a, const Seg& b) { return a.parsed.seq < b.parsed.seq; });
   std::vector<Seg> segments = closed;
   segments.insert(segments.end(), opens.begin(), opens.end());
 
@@ -54,7 +55,8 @@ VerifyReport verify_directory(const std::string& dir, FileSystem& fs, const std:
     const std::string name(hard_state_file_name);
     facts.hard_state_present = true;  // a damaged one is reported as itself, below
     if (auto ec = read_whole(fs, join_path(dir, name), bytes); ec == errc::not_found) {
-      report.changed = true;  // replaced right now (a rename over it cannot make it vanish; a test's removal can)
+      report.changed = true;  // replaced right now (a rename over it cannot make it vanish; a
+                              // test's removal can)
       facts.hard_state_present = false;
     } else if (ec) {
       fault(name, 0, fmt::format("cannot read: {}", ec.message()));
@@ -100,9 +102,10 @@ VerifyReport verify_directory(const std::string& dir, FileSystem& fs, const std:
     report.record_bytes += size;
     if (!scan.header_ok) {
       if (last_open && scan.garbage_bytes <= segment_header_bytes) {
-        report.warnings.push_back(fmt::format("{}: a segment whose header was never completed ({}); "
-                                              "it holds no records and is discarded at the next open",
-                                              join_path(dir, seg.name), *scan.fault));
+        report.warnings.push_back(
+            fmt::format("{}: a segment whose header was never completed ({}); "
+                        "it holds no records and is discarded at the next open",
+                        join_path(dir, seg.name), *scan.fault));
       } else {
         fault(seg.name, 0, *scan.fault);
       }
@@ -114,22 +117,27 @@ VerifyReport verify_directory(const std::string& dir, FileSystem& fs, const std:
       first_segment_name = seg.name;
     }
     report.records += scan.records.size();
-    if (const auto bad = check_records(scan, prev_last_term, known_kinds)) fault(seg.name, bad->offset, bad->reason);
+    if (const auto bad = check_records(scan, prev_last_term, known_kinds))
+      fault(seg.name, bad->offset, bad->reason);
     if (!scan.records.empty()) prev_last_term = scan.records.back().term;
     const LogIndex last = scan.first_index + scan.records.size() - 1;
     if (prev_last && scan.first_index != *prev_last + 1) {
-      fault(seg.name, 16, fmt::format("segment starts at index {}, but the previous segment ends at {} "
-                                      "(a missing segment or an index gap)", scan.first_index, *prev_last));
+      fault(seg.name, 16,
+            fmt::format("segment starts at index {}, but the previous segment ends at {} "
+                        "(a missing segment or an index gap)",
+                        scan.first_index, *prev_last));
     }
     if (scan.garbage_bytes > 0) {
-      const std::string why = scan.fault ? *scan.fault : std::string("non-zero bytes after the last record");
+      const std::string why =
+          scan.fault ? *scan.fault : std::string("non-zero bytes after the last record");
       if (last_open) {
         // The same rule as Log::open, so that verify and the node never disagree.
         FileSource again(*file, size);
         const TailVerdict verdict = judge_tail(again, scan);
         if (verdict.torn) {
           report.warnings.push_back(fmt::format(
-              "{}: torn tail of {} bytes at offset {} ({}); the next open cuts it (or a node is writing it now)",
+              "{}: torn tail of {} bytes at offset {} ({}); the next open cuts it (or a node is "
+              "writing it now)",
               join_path(dir, seg.name), scan.garbage_bytes, scan.data_end, verdict.reason));
         } else {
           fault(seg.name, scan.data_end, verdict.reason);
@@ -143,13 +151,16 @@ VerifyReport verify_directory(const std::string& dir, FileSystem& fs, const std:
       if (scan.records.empty()) {
         fault(seg.name, segment_header_bytes, "closed segment holds no records");
       } else if (scan.first_index != seg.parsed.first || last != seg.parsed.last) {
-        fault(seg.name, scan.data_end, fmt::format("segment holds indexes {}-{} but its name says {}-{}",
-                                                   scan.first_index, last, seg.parsed.first, seg.parsed.last));
+        fault(seg.name, scan.data_end,
+              fmt::format("segment holds indexes {}-{} but its name says {}-{}", scan.first_index,
+                          last, seg.parsed.first, seg.parsed.last));
       }
     } else if (!last_open && scan.records.empty()) {
-      fault(seg.name, segment_header_bytes, "an open segment that is not the last one holds no records");
+      fault(seg.name, segment_header_bytes,
+            "an open segment that is not the last one holds no records");
     }
-    if (report.first_index.value() == 0 && !scan.records.empty()) report.first_index = scan.first_index;
+    if (report.first_index.value() == 0 && !scan.records.empty())
+      report.first_index = scan.first_index;
     if (!scan.records.empty()) report.last_index = last;
     prev_last = last;
   }
@@ -174,15 +185,17 @@ VerifyReport verify_directory(const std::string& dir, FileSystem& fs, const std:
       continue;
     }
     if (s->index != snap.parsed.first || s->term != snap.parsed.term) {
-      fault(snap.name, 16, fmt::format("snapshot holds index {} term {}, but its name says index {} term {}",
-                                       s->index, s->term, snap.parsed.first, snap.parsed.term));
+      fault(snap.name, 16,
+            fmt::format("snapshot holds index {} term {}, but its name says index {} term {}",
+                        s->index, s->term, snap.parsed.first, snap.parsed.term));
     }
   }
   // The cross-checks rpoold's recovery makes (recovery.h), on what this scan found.
   if (first_segment_index) {
     facts.oldest_segment = first_segment_name;
     facts.first_index = *first_segment_index;
-    facts.last_index = report.last_index.value() == 0 ? *first_segment_index - 1 : report.last_index;
+    facts.last_index =
+        report.last_index.value() == 0 ? *first_segment_index - 1 : report.last_index;
   }
   facts.snapshot_index = newest_snapshot;
   for (auto& f : check_state(facts)) report.faults.push_back(std::move(f));
@@ -193,8 +206,8 @@ VerifyReport verify_directory(const std::string& dir, FileSystem& fs, const std:
 
 namespace rpool::wal {
 
-VerifyReport verify_directory_settled(const std::string& dir, FileSystem& fs, const std::optional<KindSet>& known_kinds,
-                                      int attempts_max) {
+VerifyReport verify_directory_settled(const std::string& dir, FileSystem& fs,
+                                      const std::optional<KindSet>& known_kinds, int attempts_max) {
   RPOOL_ASSERT(attempts_max >= 1);
   auto lines = [](const VerifyReport& r) {
     std::vector<std::string> out;
@@ -212,7 +225,8 @@ VerifyReport verify_directory_settled(const std::string& dir, FileSystem& fs, co
     VerifyReport again = verify_directory(dir, fs, known_kinds);
     const std::vector<std::string> now = lines(again);
     std::vector<std::string> both;
-    std::set_intersection(seen_every_time.begin(), seen_every_time.end(), now.begin(), now.end(), std::back_inserter(both));
+    std::set_intersection(seen_every_time.begin(), seen_every_time.end(), now.begin(), now.end(),
+                          std::back_inserter(both));
     const bool settled = !again.changed && !report.changed && now == lines(report);
     seen_every_time = std::move(both);
     report = std::move(again);
@@ -223,8 +237,10 @@ VerifyReport verify_directory_settled(const std::string& dir, FileSystem& fs, co
   std::erase_if(report.faults, [&](const Fault& f) {
     return !std::binary_search(seen_every_time.begin(), seen_every_time.end(), f.line());
   });
-  report.warnings.push_back(fmt::format("{}: the directory changed during each of {} scans (a live node); only "
-                                        "faults seen in every scan are reported", dir, attempts_max));
+  report.warnings.push_back(
+      fmt::format("{}: the directory changed during each of {} scans (a live node); only "
+                  "faults seen in every scan are reported",
+                  dir, attempts_max));
   return report;
 }
 

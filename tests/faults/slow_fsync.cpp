@@ -1,8 +1,9 @@
 // A slow disk for tests (tests/chaos, "slow disk" nemesis): an LD_PRELOAD library that delays
 // every fdatasync(2) and fsync(2) of the process it is loaded into.
 //
-//   RPOOL_SLOW_FSYNC_FILE=/tmp/x/delay LD_PRELOAD=build/tests/faults/librpool-slow-fsync.so rpoold ...
-//   echo 40 > /tmp/x/delay     # from now on each sync takes 40 ms longer; "0" (or no file): none
+//   RPOOL_SLOW_FSYNC_FILE=/tmp/x/delay LD_PRELOAD=build/tests/faults/librpool-slow-fsync.so rpoold
+//   ... echo 40 > /tmp/x/delay     # from now on each sync takes 40 ms longer; "0" (or no file):
+//   none
 //
 // The file is read again at most every 100 ms, so a test turns the slowness on and off while
 // the process runs. Nothing else changes: the real call follows the delay, and its result and
@@ -40,8 +41,9 @@ void delay() {
   const auto now = Clock::now().time_since_epoch().count();
   if (now >= next_read.load(std::memory_order_relaxed)) {
     delay_ms.store(read_delay(), std::memory_order_relaxed);
-    next_read.store(now + std::chrono::duration_cast<Clock::duration>(std::chrono::milliseconds(100)).count(),
-                    std::memory_order_relaxed);
+    next_read.store(
+        now + std::chrono::duration_cast<Clock::duration>(std::chrono::milliseconds(100)).count(),
+        std::memory_order_relaxed);
   }
   const long ms = delay_ms.load(std::memory_order_relaxed);
   if (ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));

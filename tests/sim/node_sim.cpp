@@ -63,7 +63,9 @@ class Rng {
     return z ^ (z >> 31);
   }
   std::uint64_t below(std::uint64_t n) { return next() % n; }
-  Time between(Time lo, Time hi) { return lo + static_cast<Time>(below(static_cast<std::uint64_t>(hi - lo + 1))); }
+  Time between(Time lo, Time hi) {
+    return lo + static_cast<Time>(below(static_cast<std::uint64_t>(hi - lo + 1)));
+  }
   bool chance(double p) { return static_cast<double>(next() >> 11) * 0x1.0p-53 < p; }
 
  private:
@@ -82,7 +84,9 @@ class World {
   explicit World(std::uint64_t seed) : rng(seed) {}
   Time now = 0;
   Rng rng;
-  void at(Time t, std::function<void()> fn) { queue_.push(Event{std::max(t, now), seq_++, std::move(fn)}); }
+  void at(Time t, std::function<void()> fn) {
+    queue_.push(Event{std::max(t, now), seq_++, std::move(fn)});
+  }
   // Runs events until `until`; false when a check failed.
   void run_until(Time until, const std::function<bool()>& failed) {
     while (!queue_.empty() && queue_.top().at <= until && !failed()) {
@@ -111,8 +115,9 @@ struct Params {
   Time latency_min = 100, latency_max = 2 * ms;
   double bandwidth_bytes_per_us = 100;  // 100 MB/s
   Time disk_min = 50, disk_max = 1 * ms;
-  Time run = 4000 * ms;       // faults and clients
-  Time quiesce = 6000 * ms;   // healed, clients finish, removed nodes rejoin (a lost snapshot chunk is resent after 2 s)
+  Time run = 4000 * ms;      // faults and clients
+  Time quiesce = 6000 * ms;  // healed, clients finish, removed nodes rejoin (a lost snapshot chunk
+                             // is resent after 2 s)
   int clients = 4;
 };
 
@@ -169,18 +174,24 @@ class SimTransport final : public node::MessageTransport {
 
 class SimStorage final : public node::Storage {
  public:
-  SimStorage(Cluster& c, Node& n, SimEnv& env, std::unique_ptr<node::LogStore> store) : c_(c), n_(n), env_(env), store_(std::move(store)) {}
-  void write(std::shared_ptr<const node::PersistJob> job, bool reopen, std::function<void(node::StorageResult)> done) override {
-    run<node::StorageResult>([this, job, reopen] { return store_->write(*job, reopen); }, std::move(done));
+  SimStorage(Cluster& c, Node& n, SimEnv& env, std::unique_ptr<node::LogStore> store)
+      : c_(c), n_(n), env_(env), store_(std::move(store)) {}
+  void write(std::shared_ptr<const node::PersistJob> job, bool reopen,
+             std::function<void(node::StorageResult)> done) override {
+    run<node::StorageResult>([this, job, reopen] { return store_->write(*job, reopen); },
+                             std::move(done));
   }
   void save_snapshot(std::shared_ptr<const wal::SnapshotFile> file, LogIndex compact_to,
                      std::function<void(node::SnapshotResult)> done) override {
-    run<node::SnapshotResult>([this, file, compact_to] { return store_->save_snapshot(*file, compact_to); }, std::move(done));
+    run<node::SnapshotResult>(
+        [this, file, compact_to] { return store_->save_snapshot(*file, compact_to); },
+        std::move(done));
   }
   void reopen(std::function<void(node::StorageResult)> done) override {
     run<node::StorageResult>([this] { return store_->reopen(); }, std::move(done));
   }
-  void save_file(std::string name, Bytes content, std::function<void(std::error_code, std::string)> done) override {
+  void save_file(std::string name, Bytes content,
+                 std::function<void(std::error_code, std::string)> done) override {
     run<node::StorageResult>(
         [this, name, content] {
           node::StorageResult r;
@@ -190,7 +201,12 @@ class SimStorage final : public node::Storage {
         [done](node::StorageResult r) { done(r.ec, r.detail); });
   }
   void close(std::function<void()> done) override {
-    run<int>([this] { store_->sync(); return 0; }, [done](int) { done(); });
+    run<int>(
+        [this] {
+          store_->sync();
+          return 0;
+        },
+        [done](int) { done(); });
   }
 
  private:
@@ -212,10 +228,11 @@ struct Node {
   std::uint64_t epoch = 0;                 // bumped by a crash: older events are dropped
   bool up = false;
   bool disk_full = false;
-  bool io_error_next = false;  // the next write or sync fails with EIO (the node stops, as rpoold does)
-  bool joining = false;        // started empty with --join, to be added back as a member
-  Time skew = 0;       // clock offset
-  double rate = 1.0;   // clock rate (timers run this much slower or faster)
+  bool io_error_next =
+      false;             // the next write or sync fails with EIO (the node stops, as rpoold does)
+  bool joining = false;  // started empty with --join, to be added back as a member
+  Time skew = 0;         // clock offset
+  double rate = 1.0;     // clock rate (timers run this much slower or faster)
   std::unique_ptr<Rng> rng;
   node::Logger logger;
   std::unique_ptr<SimEnv> env;
@@ -229,7 +246,8 @@ class Cluster {
   Cluster(std::uint64_t seed, Params p, bool verbose) : world(seed), p_(p), verbose_(verbose) {
     for (int i = 1; i <= p_.nodes; ++i) {
       config_.members.push_back(node::Member{NodeId(static_cast<std::uint64_t>(i)),
-                                             {fmt::format("10.0.0.{}", i), 7000}, {fmt::format("10.0.0.{}", i), 8000}});
+                                             {fmt::format("10.0.0.{}", i), 7000},
+                                             {fmt::format("10.0.0.{}", i), 8000}});
     }
     config_.catalog = {{"gem", 40, 5}, {"gold", 200, 20}, {"mud", pool::quantity_unlimited, 75}};
     initial_ = config_.catalog;
@@ -237,8 +255,10 @@ class Cluster {
     config_.raft.election_timeout_ms = 100;
     config_.raft.snapshot_entries = 40 + world.rng.below(60);
     config_.wal.segment_bytes = 64 << 10;
-    blocked_.assign(static_cast<std::size_t>(p_.nodes + 1), std::vector<bool>(static_cast<std::size_t>(p_.nodes + 1), false));
-    link_free_.assign(static_cast<std::size_t>(p_.nodes + 1), std::vector<Time>(static_cast<std::size_t>(p_.nodes + 1), 0));
+    blocked_.assign(static_cast<std::size_t>(p_.nodes + 1),
+                    std::vector<bool>(static_cast<std::size_t>(p_.nodes + 1), false));
+    link_free_.assign(static_cast<std::size_t>(p_.nodes + 1),
+                      std::vector<Time>(static_cast<std::size_t>(p_.nodes + 1), 0));
     for (int i = 1; i <= p_.nodes; ++i) {
       auto n = std::make_unique<Node>();
       n->id = NodeId(static_cast<std::uint64_t>(i));
@@ -249,17 +269,20 @@ class Cluster {
       n->logger = node::Logger(node::Logger::Format::text, static_cast<std::uint64_t>(i));
       n->logger.set_min_level(node::Logger::Level::off);
       Node* raw = n.get();
-      n->fs->set_fault_hook([raw](wal::SimFileSystem::Op op, const std::string&) -> std::error_code {
-        if (raw->disk_full && (op == wal::SimFileSystem::Op::write || op == wal::SimFileSystem::Op::allocate ||
-                               op == wal::SimFileSystem::Op::create)) {
-          return std::make_error_code(std::errc::no_space_on_device);
-        }
-        if (raw->io_error_next && (op == wal::SimFileSystem::Op::write || op == wal::SimFileSystem::Op::sync_data)) {
-          raw->io_error_next = false;
-          return std::make_error_code(std::errc::io_error);
-        }
-        return {};
-      });
+      n->fs->set_fault_hook(
+          [raw](wal::SimFileSystem::Op op, const std::string&) -> std::error_code {
+            if (raw->disk_full &&
+                (op == wal::SimFileSystem::Op::write || op == wal::SimFileSystem::Op::allocate ||
+                 op == wal::SimFileSystem::Op::create)) {
+              return std::make_error_code(std::errc::no_space_on_device);
+            }
+            if (raw->io_error_next &&
+                (op == wal::SimFileSystem::Op::write || op == wal::SimFileSystem::Op::sync_data)) {
+              raw->io_error_next = false;
+              return std::make_error_code(std::errc::io_error);
+            }
+            return {};
+          });
       nodes_.push_back(std::move(n));
     }
   }
@@ -272,12 +295,15 @@ class Cluster {
     if (failure_.empty()) failure_ = fmt::format("t={}ms: {}", world.now / ms, why);
   }
   void log(std::string_view line) {
-    if (verbose_) std::printf("  %8.3f ms  %.*s\n", static_cast<double>(world.now) / ms, static_cast<int>(line.size()), line.data());
+    if (verbose_)
+      std::printf("  %8.3f ms  %.*s\n", static_cast<double>(world.now) / ms,
+                  static_cast<int>(line.size()), line.data());
   }
   Node& node(NodeId id) { return *nodes_[id.value() - 1]; }
   const Params& params() const { return p_; }
 
-  // --- nodes --------------------------------------------------------------------------------------
+  // --- nodes
+  // --------------------------------------------------------------------------------------
 
   void start(Node& n) {
     RPOOL_ASSERT(!n.up);
@@ -295,12 +321,15 @@ class Cluster {
     wo.fs = n.fs.get();
     wo.segment_bytes = config_.wal.segment_bytes;
     wo.prepare_in_background = false;  // one thread: determinism
-    wo.warn = [this, id = n.id](const std::string& line) { log(fmt::format("node {} wal: {}", id.value(), line)); };
+    wo.warn = [this, id = n.id](const std::string& line) {
+      log(fmt::format("node {} wal: {}", id.value(), line));
+    };
     wo.known_kinds = wal::kinds({1, 2, 3});
     wal::RecoverResult recovered = wal::recover(o.data_dir, wo);
     if (recovered.error) {
       if (n.disk_full) return;  // as rpoold would exit 1 at start; tried again at the next restart
-      return fail(fmt::format("node {} does not recover: {} {}", n.id.value(), recovered.error.message(), recovered.detail));
+      return fail(fmt::format("node {} does not recover: {} {}", n.id.value(),
+                              recovered.error.message(), recovered.detail));
     }
     wal::Log& wlog = *recovered.state.log;
     if (wlog.segments().empty()) {
@@ -313,13 +342,17 @@ class Cluster {
     n.replica->set_check_invariants(true);
     if (verbose_) n.logger.set_min_level(node::Logger::Level::info);
     std::string error;
-    if (!n.replica->recover(wlog, recovered.state.hard_state, std::move(recovered.state.snapshot), error)) {
+    if (!n.replica->recover(wlog, recovered.state.hard_state, std::move(recovered.state.snapshot),
+                            error)) {
       if (n.disk_full) return;  // e.g. the cluster id could not be written yet
       return fail(fmt::format("node {} does not recover: {}", n.id.value(), error));
     }
-    n.storage = std::make_unique<SimStorage>(*this, n, *n.env, std::make_unique<node::LogStore>(o.data_dir, wo, std::move(recovered.state.log)));
+    n.storage = std::make_unique<SimStorage>(
+        *this, n, *n.env,
+        std::make_unique<node::LogStore>(o.data_dir, wo, std::move(recovered.state.log)));
     Node* raw = &n;
-    n.replica->set_apply_observer([this, raw](const raft::Entry& e, const pool::Result* r) { on_applied(*raw, e, r); });
+    n.replica->set_apply_observer(
+        [this, raw](const raft::Entry& e, const pool::Result* r) { on_applied(*raw, e, r); });
     n.replica->on_fatal([this, raw] {
       log(fmt::format("node {} stops: {}", raw->id.value(), *raw->replica->fatal()));
       // As rpoold would: the process exits 1, and is restarted.
@@ -338,13 +371,14 @@ class Cluster {
     ++n.epoch;
     n.up = false;
     n.io_error_next = false;  // meant for the process that just died
-    const auto crash_mode = world.rng.chance(0.5) ? wal::SimFileSystem::CrashMode::drop_unsynced : wal::SimFileSystem::CrashMode::torn_prefix;
+    const auto crash_mode = world.rng.chance(0.5) ? wal::SimFileSystem::CrashMode::drop_unsynced
+                                                  : wal::SimFileSystem::CrashMode::torn_prefix;
     const std::string dir = fmt::format("/data/node-{}", n.id.value());
     std::vector<std::string> files;
     if (verbose_) {
       (void)n.fs->list(dir, files);
-      log(fmt::format("node {} crashes at last index {}; files {}", n.id.value(), n.replica->core().log().last_index().value(),
-                      fmt::join(files, ",")));
+      log(fmt::format("node {} crashes at last index {}; files {}", n.id.value(),
+                      n.replica->core().log().last_index().value(), fmt::join(files, ",")));
     }
     n.fs->crash(crash_mode);
     if (verbose_) {
@@ -354,27 +388,32 @@ class Cluster {
     }
     // Closures already queued hold this node's objects by pointer: keep them until they are
     // dropped (their epoch is stale), by parking them.
-    graveyard_.push_back({std::move(n.replica), std::move(n.storage), std::move(n.transport), std::move(n.env)});
+    graveyard_.push_back(
+        {std::move(n.replica), std::move(n.storage), std::move(n.transport), std::move(n.env)});
   }
 
-  // --- the network --------------------------------------------------------------------------------
+  // --- the network
+  // --------------------------------------------------------------------------------
 
   void send(NodeId from, raft::Message&& m) {
     const NodeId to = m.to;
     if (to.value() == 0 || to.value() > static_cast<std::uint64_t>(p_.nodes)) return;
-    if (verbose_ && (m.type == raft::MessageType::read_index || m.type == raft::MessageType::read_index_resp)) {
-      log(fmt::format("{} -> {}: {} context {} index {} term {}", from.value(), to.value(), raft::to_string(m.type), m.context,
-                      m.index.value(), m.term.value()));
+    if (verbose_ &&
+        (m.type == raft::MessageType::read_index || m.type == raft::MessageType::read_index_resp)) {
+      log(fmt::format("{} -> {}: {} context {} index {} term {}", from.value(), to.value(),
+                      raft::to_string(m.type), m.context, m.index.value(), m.term.value()));
     }
     if (blocked_[from.value()][to.value()] || world.rng.chance(p_.loss)) return;
     Bytes wire;
     raft::encode_message(m, wire);
     Time& free = link_free_[from.value()][to.value()];
     const Time start = std::max(world.now, free);
-    const Time transmit = static_cast<Time>(static_cast<double>(wire.size()) / p_.bandwidth_bytes_per_us);
+    const Time transmit =
+        static_cast<Time>(static_cast<double>(wire.size()) / p_.bandwidth_bytes_per_us);
     free = start + transmit;
     Time arrive = start + transmit + world.rng.between(p_.latency_min, p_.latency_max);
-    if (world.rng.chance(p_.straggle)) arrive += world.rng.between(20 * ms, 300 * ms);  // held up in some queue
+    if (world.rng.chance(p_.straggle))
+      arrive += world.rng.between(20 * ms, 300 * ms);  // held up in some queue
     auto message = std::make_shared<raft::Message>(std::move(m));
     const int copies = world.rng.chance(p_.duplicate) ? 2 : 1;
     for (int i = 0; i < copies; ++i) {
@@ -391,7 +430,8 @@ class Cluster {
     for (auto& row : blocked_) std::fill(row.begin(), row.end(), false);
   }
 
-  // --- faults -------------------------------------------------------------------------------------
+  // --- faults
+  // -------------------------------------------------------------------------------------
 
   void nemesis() {
     if (world.now >= p_.run) return;
@@ -400,7 +440,8 @@ class Cluster {
     switch (world.rng.below(10)) {
       case 0: {  // isolate one node, both ways
         heal();
-        for (int i = 1; i <= n; ++i) blocked_[victim.value()][i] = blocked_[i][victim.value()] = true;
+        for (int i = 1; i <= n; ++i)
+          blocked_[victim.value()][i] = blocked_[i][victim.value()] = true;
         log(fmt::format("partition: node {} isolated", victim.value()));
         break;
       }
@@ -420,7 +461,8 @@ class Cluster {
         if (!v.up) break;
         log(fmt::format("crash node {}", victim.value()));
         crash(v);
-        world.at(world.now + world.rng.between(1 * ms, 400 * ms), [this, victim] { restart(victim); });
+        world.at(world.now + world.rng.between(1 * ms, 400 * ms),
+                 [this, victim] { restart(victim); });
         break;
       }
       case 5: {  // the disk fills for a while
@@ -440,11 +482,8 @@ class Cluster {
         log(fmt::format("I/O error on node {}'s next write", victim.value()));
         break;
       }
-      case 7:
-        remove_and_add_back(victim);
-        break;
-      default:
-        break;  // quiet for a while
+      case 7: remove_and_add_back(victim); break;
+      default: break;  // quiet for a while
     }
     world.at(world.now + world.rng.between(50 * ms, 400 * ms), [this] { nemesis(); });
   }
@@ -455,7 +494,9 @@ class Cluster {
     Node* best = nullptr;
     for (auto& n : nodes_) {
       if (!n->up || n->replica->core().role() != raft::Role::leader) continue;
-      if (best == nullptr || n->replica->core().current_term() > best->replica->core().current_term()) best = n.get();
+      if (best == nullptr ||
+          n->replica->core().current_term() > best->replica->core().current_term())
+        best = n.get();
     }
     return best;
   }
@@ -494,7 +535,8 @@ class Cluster {
     v.fs = std::make_unique<wal::SimFileSystem>(world.rng.next());
     Node* raw = &v;
     v.fs->set_fault_hook([raw](wal::SimFileSystem::Op op, const std::string&) -> std::error_code {
-      if (raw->disk_full && op == wal::SimFileSystem::Op::write) return std::make_error_code(std::errc::no_space_on_device);
+      if (raw->disk_full && op == wal::SimFileSystem::Op::write)
+        return std::make_error_code(std::errc::no_space_on_device);
       return {};
     });
     v.joining = true;
@@ -563,7 +605,8 @@ class Cluster {
     if (!n.up && !failed()) world.at(world.now + 100 * ms, [this, id] { restart(id); });
   }
 
-  // --- the checks as things happen ----------------------------------------------------------------
+  // --- the checks as things happen
+  // ----------------------------------------------------------------
 
   void on_applied(Node& n, const raft::Entry& e, const pool::Result* result) {
     AppliedRecord rec{e.term, n.replica->pool().digest(), std::nullopt, std::nullopt, n.id};
@@ -574,8 +617,10 @@ class Cluster {
     }
     const auto [it, inserted] = applied_.emplace(e.index, rec);
     if (!inserted && (it->second.term != rec.term || it->second.digest != rec.digest)) {
-      fail(fmt::format("index {}: node {} applied term {} reaching another pool than node {} (term {})", e.index.value(),
-                       n.id.value(), rec.term.value(), it->second.node.value(), it->second.term.value()));
+      fail(fmt::format(
+          "index {}: node {} applied term {} reaching another pool than node {} (term {})",
+          e.index.value(), n.id.value(), rec.term.value(), it->second.node.value(),
+          it->second.term.value()));
     }
   }
 
@@ -583,7 +628,8 @@ class Cluster {
   std::vector<ReadRecord> reads;
   std::uint64_t writes_acked = 0, reads_done = 0, ops_failed = 0;
 
-  // --- the checks at the end ----------------------------------------------------------------------
+  // --- the checks at the end
+  // ----------------------------------------------------------------------
 
   void check_history() {
     if (failed()) return;
@@ -591,14 +637,17 @@ class Cluster {
     for (const Ack& a : acks) {
       const auto it = applied_.find(a.index);
       if (it == applied_.end() || !it->second.command || !it->second.result) {
-        return fail(fmt::format("acknowledged write {} at index {} was never applied", a.key, a.index.value()));
+        return fail(fmt::format("acknowledged write {} at index {} was never applied", a.key,
+                                a.index.value()));
       }
       if (it->second.command->idempotency_key != a.key) {
-        return fail(fmt::format("acknowledged write {} at index {}: the entry there is {}", a.key, a.index.value(),
-                                it->second.command->idempotency_key));
+        return fail(fmt::format("acknowledged write {} at index {}: the entry there is {}", a.key,
+                                a.index.value(), it->second.command->idempotency_key));
       }
       if (it->second.result->draws != a.draws) {
-        return fail(fmt::format("acknowledged write {} at index {}: its draws differ from the applied ones", a.key, a.index.value()));
+        return fail(
+            fmt::format("acknowledged write {} at index {}: its draws differ from the applied ones",
+                        a.key, a.index.value()));
       }
     }
     // request_ids 1..last, none twice; no key applied twice; no over-draw.
@@ -608,22 +657,30 @@ class Cluster {
     for (const pool::Item& i : initial_) quantity[i.item_id] = i.quantity;
     LogIndex previous;
     for (const auto& [index, rec] : applied_) {
-      if (previous != LogIndex() && index != previous.next()) return fail(fmt::format("no node applied index {}", previous.next().value()));
+      if (previous != LogIndex() && index != previous.next())
+        return fail(fmt::format("no node applied index {}", previous.next().value()));
       previous = index;
       if (!rec.command || !rec.result || rec.result->replayed) continue;
-      if (const auto* u = std::get_if<pool::UpsertItem>(&rec.command->op)) quantity[u->item.item_id] = u->item.quantity;
-      if (const auto* d = std::get_if<pool::DeleteItem>(&rec.command->op)) quantity.erase(d->item_id);
+      if (const auto* u = std::get_if<pool::UpsertItem>(&rec.command->op))
+        quantity[u->item.item_id] = u->item.quantity;
+      if (const auto* d = std::get_if<pool::DeleteItem>(&rec.command->op))
+        quantity.erase(d->item_id);
       if (!std::holds_alternative<pool::Draw>(rec.command->op)) continue;
-      if (!rec.command->idempotency_key.empty() && !keys.insert(rec.command->idempotency_key).second) {
-        return fail(fmt::format("key {} applied twice (again at index {})", rec.command->idempotency_key, index.value()));
+      if (!rec.command->idempotency_key.empty() &&
+          !keys.insert(rec.command->idempotency_key).second) {
+        return fail(fmt::format("key {} applied twice (again at index {})",
+                                rec.command->idempotency_key, index.value()));
       }
       for (const pool::DrawOutcome& d : rec.result->draws) {
-        if (d.request_id != last + 1) return fail(fmt::format("index {}: request_id {} after {}", index.value(), d.request_id, last));
+        if (d.request_id != last + 1)
+          return fail(
+              fmt::format("index {}: request_id {} after {}", index.value(), d.request_id, last));
         last = d.request_id;
         if (!d.item_id) continue;
         std::int64_t& q = quantity[*d.item_id];
         if (q == pool::quantity_unlimited) continue;
-        if (q <= 0) return fail(fmt::format("index {}: item {} drawn below zero", index.value(), *d.item_id));
+        if (q <= 0)
+          return fail(fmt::format("index {}: item {} drawn below zero", index.value(), *d.item_id));
         --q;
       }
     }
@@ -634,20 +691,25 @@ class Cluster {
     std::sort(acked.begin(), acked.end());
     std::vector<LogIndex> max_before(acked.size());
     LogIndex running;
-    for (std::size_t i = 0; i < acked.size(); ++i) max_before[i] = running = std::max(running, acked[i].second);
+    for (std::size_t i = 0; i < acked.size(); ++i)
+      max_before[i] = running = std::max(running, acked[i].second);
     for (const ReadRecord& r : reads) {
       const auto it = applied_.find(r.index);
       if (r.index != LogIndex() && (it == applied_.end() || it->second.digest != r.digest)) {
-        return fail(fmt::format("{} read on node {} at index {} shows a pool no node had there", r.stale ? "stale" : "linearizable",
-                                r.node.value(), r.index.value()));
+        return fail(fmt::format("{} read on node {} at index {} shows a pool no node had there",
+                                r.stale ? "stale" : "linearizable", r.node.value(),
+                                r.index.value()));
       }
       if (r.stale) continue;
-      const auto pos = std::lower_bound(acked.begin(), acked.end(), std::make_pair(r.invoked, LogIndex()));
+      const auto pos =
+          std::lower_bound(acked.begin(), acked.end(), std::make_pair(r.invoked, LogIndex()));
       if (pos == acked.begin()) continue;
       const LogIndex must = max_before[static_cast<std::size_t>(pos - acked.begin()) - 1];
       if (r.index < must) {
-        return fail(fmt::format("linearizable read on node {} at index {} began after a write at index {} was acknowledged",
-                                r.node.value(), r.index.value(), must.value()));
+        return fail(
+            fmt::format("linearizable read on node {} at index {} began after a write at index {} "
+                        "was acknowledged",
+                        r.node.value(), r.index.value(), must.value()));
       }
     }
   }
@@ -667,12 +729,14 @@ class Cluster {
         std::string progress;
         if (const Node* l = leader()) {
           if (const raft::Progress* pr = l->replica->core().progress(n->id)) {
-            progress = fmt::format(" (leader {} sees it in state {}, match {}, next {})", l->id.value(), static_cast<int>(pr->state),
+            progress = fmt::format(" (leader {} sees it in state {}, match {}, next {})",
+                                   l->id.value(), static_cast<int>(pr->state),
                                    pr->match_index.value(), pr->next_index.value());
           }
         }
-        return fail(fmt::format("after the heal node {} is at index {} and node {} at index {}{}", first->id.value(),
-                                a.applied().value(), n->id.value(), b.applied().value(), progress));
+        return fail(fmt::format("after the heal node {} is at index {} and node {} at index {}{}",
+                                first->id.value(), a.applied().value(), n->id.value(),
+                                b.applied().value(), progress));
       }
     }
     std::uint64_t acked_max = 0;
@@ -680,7 +744,8 @@ class Cluster {
       for (const auto& d : a.draws) acked_max = std::max(acked_max, d.request_id);
     }
     if (first->replica->pool().last_request_id() < acked_max) {
-      fail(fmt::format("request_id {} was acknowledged but the pool ends at {}", acked_max, first->replica->pool().last_request_id()));
+      fail(fmt::format("request_id {} was acknowledged but the pool ends at {}", acked_max,
+                       first->replica->pool().last_request_id()));
     }
   }
 
@@ -725,8 +790,14 @@ class Cluster {
 };
 
 SimEnv::SimEnv(Cluster& c, Node& n) : c_(c), n_(n), epoch_(n.epoch) {}
-node::Clock::time_point SimEnv::now() { return node::Clock::time_point(std::chrono::microseconds(c_.world.now + n_.skew + 10'000'000'000)); }
-std::uint64_t SimEnv::wall_clock_ms() { return 1'780'000'000'000ull + static_cast<std::uint64_t>((c_.world.now + n_.skew) / ms + 100'000'000); }
+node::Clock::time_point SimEnv::now() {
+  return node::Clock::time_point(
+      std::chrono::microseconds(c_.world.now + n_.skew + 10'000'000'000));
+}
+std::uint64_t SimEnv::wall_clock_ms() {
+  return 1'780'000'000'000ull +
+         static_cast<std::uint64_t>((c_.world.now + n_.skew) / ms + 100'000'000);
+}
 std::uint64_t SimEnv::random_u64() { return n_.rng->next(); }
 std::function<void()> SimEnv::guard(std::function<void()> fn) {
   return [this, fn = std::move(fn), node = &n_, epoch = epoch_] {
@@ -747,10 +818,12 @@ void SimStorage::run(std::function<R()> work, std::function<void(R)> done) {
   Time latency = c_.world.rng.between(p.disk_min, p.disk_max);
   if (c_.world.rng.chance(0.01)) latency += c_.world.rng.between(5 * ms, 60 * ms);  // a slow fsync
   busy_until_ = std::max(c_.world.now, busy_until_) + latency;
-  c_.world.at(busy_until_, env_.guard([work = std::move(work), done = std::move(done)] { done(work()); }));
+  c_.world.at(busy_until_,
+              env_.guard([work = std::move(work), done = std::move(done)] { done(work()); }));
 }
 
-// --- clients --------------------------------------------------------------------------------------
+// --- clients
+// --------------------------------------------------------------------------------------
 
 class Client {
  public:
@@ -759,7 +832,8 @@ class Client {
     if (c_.failed()) return;
     if (c_.world.now >= c_.params().run) return;  // no new operations once the run ends
     ++seq_;
-    tries_ = 0;  // attempt_ never restarts: a late answer to an earlier operation is never taken for this one's
+    tries_ = 0;  // attempt_ never restarts: a late answer to an earlier operation is never taken
+                 // for this one's
     invoked_ = c_.world.now;
     const auto pick = c_.world.rng.below(100);
     if (pick < 65) {
@@ -771,8 +845,9 @@ class Client {
       kind_ = Kind::stale_read;
     } else if (pick < 95) {
       kind_ = Kind::upsert;
-      item_ = pool::Item{c_.world.rng.chance(0.5) ? "gem" : "ruby", static_cast<std::int64_t>(c_.world.rng.below(30)),
-                         1 + c_.world.rng.below(10)};
+      item_ =
+          pool::Item{c_.world.rng.chance(0.5) ? "gem" : "ruby",
+                     static_cast<std::int64_t>(c_.world.rng.below(30)), 1 + c_.world.rng.below(10)};
     } else if (pick < 98) {
       kind_ = Kind::snapshot;
     } else {
@@ -787,7 +862,8 @@ class Client {
   NodeId choose() {
     const auto up = c_.up_nodes();
     if (up.empty()) return NodeId();
-    if (leader_guess_ != NodeId() && c_.node(leader_guess_).up && c_.world.rng.chance(0.8)) return leader_guess_;
+    if (leader_guess_ != NodeId() && c_.node(leader_guess_).up && c_.world.rng.chance(0.8))
+      return leader_guess_;
     return up[c_.world.rng.below(up.size())];
   }
 
@@ -805,7 +881,8 @@ class Client {
 
   void try_once() {
     if (c_.failed()) return;
-    if (++tries_ > 400 || c_.world.now > c_.params().run + c_.params().quiesce - 500 * ms) {  // give up
+    if (++tries_ > 400 ||
+        c_.world.now > c_.params().run + c_.params().quiesce - 500 * ms) {  // give up
       ++c_.ops_failed;
       ++attempt_;
       return;
@@ -836,16 +913,19 @@ class Client {
           command.body_hash = api::request_hash(api::upsert_operation(item_));
         }
         command.idempotency_key = key;
-        r.write(std::move(command), [this, attempt, key, on_error, target, &r](const Outcome& o, const pool::Result* result) {
+        r.write(std::move(command), [this, attempt, key, on_error, target,
+                                     &r](const Outcome& o, const pool::Result* result) {
           if (attempt != attempt_) return;
           if (o.ec || result == nullptr) return on_error(o);
           if (result->error) {  // e.g. too many items: an answer all the same
             finished();
             return;
           }
-          c_.acks.push_back(Ack{key, LogIndex(result->index), result->draws, invoked_, c_.world.now});
-          c_.log(fmt::format("ack {} at index {} by node {} (term {}){}", key, result->index, target.value(),
-                             r.core().current_term().value(), result->replayed ? " replayed" : ""));
+          c_.acks.push_back(
+              Ack{key, LogIndex(result->index), result->draws, invoked_, c_.world.now});
+          c_.log(fmt::format("ack {} at index {} by node {} (term {}){}", key, result->index,
+                             target.value(), r.core().current_term().value(),
+                             result->replayed ? " replayed" : ""));
           ++c_.writes_acked;
           finished();
         });
@@ -856,9 +936,11 @@ class Client {
           if (attempt != attempt_) return;
           if (o.ec) return on_error(o);
           const Replica& rr = r;  // the replica answering (the node may have been restarted since)
-          c_.reads.push_back(ReadRecord{invoked_, c_.world.now, rr.applied(), rr.pool().digest(), false, target});
-          c_.log(fmt::format("read on node {} ({}, term {}, leader {}) at index {}, invoked at {}", target.value(),
-                             node::role_name(rr.core().role()), rr.core().current_term().value(), rr.core().leader().value(),
+          c_.reads.push_back(
+              ReadRecord{invoked_, c_.world.now, rr.applied(), rr.pool().digest(), false, target});
+          c_.log(fmt::format("read on node {} ({}, term {}, leader {}) at index {}, invoked at {}",
+                             target.value(), node::role_name(rr.core().role()),
+                             rr.core().current_term().value(), rr.core().leader().value(),
                              rr.applied().value(), invoked_));
           ++c_.reads_done;
           finished();
@@ -866,7 +948,8 @@ class Client {
         break;
       }
       case Kind::stale_read:
-        c_.reads.push_back(ReadRecord{invoked_, c_.world.now, r.applied(), r.pool().digest(), true, target});
+        c_.reads.push_back(
+            ReadRecord{invoked_, c_.world.now, r.applied(), r.pool().digest(), true, target});
         ++c_.reads_done;
         finished();
         break;
@@ -932,7 +1015,8 @@ RunResult run_seed(std::uint64_t seed, bool verbose) {
 }
 
 int usage() {
-  std::fprintf(stderr, "usage: node-sim [--seeds N] [--start S] [--seed S] [-v] [--planted NAME]\n");
+  std::fprintf(stderr,
+               "usage: node-sim [--seeds N] [--start S] [--seed S] [-v] [--planted NAME]\n");
   return 2;
 }
 
@@ -970,7 +1054,8 @@ int main(int argc, char** argv) {
       return usage();
     }
   }
-  if (!planted.empty()) setenv("RPOOL_PLANTED_BUG", planted.c_str(), 1);  // before any replica exists
+  if (!planted.empty())
+    setenv("RPOOL_PLANTED_BUG", planted.c_str(), 1);  // before any replica exists
   const auto began = std::chrono::steady_clock::now();
   std::uint64_t passed = 0, failed = 0, events = 0, writes = 0, reads = 0;
   for (std::uint64_t s = start; s < start + seeds; ++s) {
@@ -986,7 +1071,9 @@ int main(int argc, char** argv) {
       const RunResult r = run_seed(s, verbose);
       const std::uint64_t counts[3] = {r.events, r.writes, r.reads};
       (void)!write(pipe_fds[1], counts, sizeof counts);
-      if (!r.ok) std::printf("seed %llu FAILED: %s\n", static_cast<unsigned long long>(s), r.failure.c_str());
+      if (!r.ok)
+        std::printf("seed %llu FAILED: %s\n", static_cast<unsigned long long>(s),
+                    r.failure.c_str());
       std::fflush(stdout);
       _exit(r.ok ? 0 : 1);
     }
@@ -1005,16 +1092,20 @@ int main(int argc, char** argv) {
     }
     ++failed;
     if (WIFSIGNALED(status)) {
-      std::printf("seed %llu FAILED: an assertion or signal %d ended it (rerun: node-sim --seed %llu)\n",
-                  static_cast<unsigned long long>(s), WTERMSIG(status), static_cast<unsigned long long>(s));
+      std::printf(
+          "seed %llu FAILED: an assertion or signal %d ended it (rerun: node-sim --seed %llu)\n",
+          static_cast<unsigned long long>(s), WTERMSIG(status), static_cast<unsigned long long>(s));
     }
     if (!planted.empty()) break;  // caught
   }
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
-  std::printf("node-sim: %llu seeds, %llu failed; %llu events, %llu writes and %llu reads acknowledged; %.1f s (%.0f ops/s)\n",
-              static_cast<unsigned long long>(passed + failed), static_cast<unsigned long long>(failed),
-              static_cast<unsigned long long>(events), static_cast<unsigned long long>(writes),
-              static_cast<unsigned long long>(reads), secs, static_cast<double>(writes + reads) / secs);
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
+  std::printf(
+      "node-sim: %llu seeds, %llu failed; %llu events, %llu writes and %llu reads acknowledged; "
+      "%.1f s (%.0f ops/s)\n",
+      static_cast<unsigned long long>(passed + failed), static_cast<unsigned long long>(failed),
+      static_cast<unsigned long long>(events), static_cast<unsigned long long>(writes),
+      static_cast<unsigned long long>(reads), secs, static_cast<double>(writes + reads) / secs);
   if (!planted.empty()) {
     std::printf("planted bug %s: %s\n", planted.c_str(), failed ? "caught" : "NOT caught");
     return failed ? 0 : 1;

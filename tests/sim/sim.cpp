@@ -29,9 +29,9 @@
 #include <queue>
 #include <string>
 #include <unordered_map>
-#include <unistd.h>
 #include <variant>
 #include <vector>
+#include <unistd.h>
 
 #include <fmt/format.h>
 
@@ -57,21 +57,30 @@ using raft::Role;
 constexpr std::uint64_t regression_seeds[] = {
     // Real bug: a leader in replicate state whose appends were all lost never resent them
     // (heartbeat responses sent nothing when the window was not full): liveness failure.
-    18, 118, 181,
+    18,
+    118,
+    181,
     // Real bug: snapshot_resp lost `done` and `offset` in the wire encoding, so a leader kept
     // resending a snapshot the follower had installed and never replicated to it again
     // (liveness failure once every message crossed the codec).
-    8, 9, 13,
+    8,
+    9,
+    13,
     // Planted: a vote granted without being persisted (two leaders in one term).
-    700002, 700006,
+    700002,
+    700006,
     // Planted: ReadIndex answered without the heartbeat round (stale read).
-    700054, 700147,
+    700054,
+    700147,
     // Planted: commit of an earlier-term entry by counting replicas, §5.4.2 (figure 8).
-    701521, 701587,
+    701521,
+    701587,
     // Planted: append acknowledged before the entries were durable (durability checker).
-    700000, 700003,
+    700000,
+    700003,
     // Planted: votes granted without the §5.4.1 up-to-date check (leader completeness).
-    700001, 700007,
+    700001,
+    700007,
 };
 
 volatile std::uint64_t g_current_seed = 0;
@@ -176,9 +185,9 @@ struct Params {
   std::uint64_t dup_per_mille = 0;
   std::uint64_t delay_max = 10;  // units; a tick is 10 units
   std::uint64_t disk_delay_max = 10;
-  std::uint64_t crash_per_mille = 0;     // per tick
-  std::uint64_t partition_per_mille = 0; // per tick
-  std::uint64_t propose_per_mille = 300; // per tick
+  std::uint64_t crash_per_mille = 0;      // per tick
+  std::uint64_t partition_per_mille = 0;  // per tick
+  std::uint64_t propose_per_mille = 300;  // per tick
   std::uint64_t read_per_mille = 100;
   std::uint64_t compact_per_mille = 20;
   std::uint64_t change_per_mille = 10;
@@ -188,14 +197,13 @@ struct Params {
   std::size_t snapshot_chunk_bytes = 64;
   std::size_t inflight_max = 4;
   std::size_t entries_per_append_max = 8;
-  std::uint64_t leader_crash_per_mille = 0;  // per tick: crash whoever leads
+  std::uint64_t leader_crash_per_mille = 0;        // per tick: crash whoever leads
   std::uint64_t isolate_new_leader_per_mille = 0;  // per election: cut the winner off soon
   int election_ticks = 10;
   int heartbeat_ticks = 2;
   bool pre_vote = true;
   bool check_quorum = true;
 };
-
 
 class Simulation {
  public:
@@ -261,10 +269,10 @@ class Simulation {
         "drop={} dup={} delay={} disk={} crash={} part={} propose={} read={} compact={} "
         "change={} transfer={}",
         params_.nodes, params_.election_ticks, params_.heartbeat_ticks, params_.pre_vote,
-        params_.check_quorum, params_.leader_crash_per_mille, params_.drop_per_mille, params_.dup_per_mille, params_.delay_max,
-        params_.disk_delay_max, params_.crash_per_mille, params_.partition_per_mille,
-        params_.propose_per_mille, params_.read_per_mille, params_.compact_per_mille,
-        params_.change_per_mille, params_.transfer_per_mille);
+        params_.check_quorum, params_.leader_crash_per_mille, params_.drop_per_mille,
+        params_.dup_per_mille, params_.delay_max, params_.disk_delay_max, params_.crash_per_mille,
+        params_.partition_per_mille, params_.propose_per_mille, params_.read_per_mille,
+        params_.compact_per_mille, params_.change_per_mille, params_.transfer_per_mille);
     for (std::size_t t = 0; t < params_.chaos_ticks && failure_.empty(); ++t) {
       chaos_tick();
       run_tick();
@@ -354,9 +362,7 @@ class Simulation {
     Message message;
     NodeId node;
     std::uint64_t generation = 0;
-    bool operator>(const Event& o) const {
-      return time != o.time ? time > o.time : seq > o.seq;
-    }
+    bool operator>(const Event& o) const { return time != o.time ? time > o.time : seq > o.seq; }
   };
 
   void schedule(Event e) {
@@ -408,7 +414,8 @@ class Simulation {
     const int copies = rand_.chance(params_.dup_per_mille) ? 2 : 1;
     for (int i = 0; i < copies; ++i) {
       Event e;
-      e.time = links_.departure(m.from, m.to, now_, wire.size()) + 1 + rand_.below(params_.delay_max);
+      e.time =
+          links_.departure(m.from, m.to, now_, wire.size()) + 1 + rand_.below(params_.delay_max);
       e.kind = Event::Kind::deliver;
       e.message = m;
       schedule(std::move(e));
@@ -431,15 +438,13 @@ class Simulation {
       case Input::Kind::message:
         if (verbose_) {
           log("{} -> {} {} term {} idx {} lt {} commit {} n={} rej {} ctx {}", in.message.from,
-              in.message.to, raft::to_string(in.message.type), in.message.term,
-              in.message.index, in.message.log_term, in.message.commit,
-              in.message.entries.size(), in.message.reject, in.message.context);
+              in.message.to, raft::to_string(in.message.type), in.message.term, in.message.index,
+              in.message.log_term, in.message.commit, in.message.entries.size(), in.message.reject,
+              in.message.context);
         }
         c.step(in.message);
         break;
-      case Input::Kind::tick:
-        c.tick();
-        break;
+      case Input::Kind::tick: c.tick(); break;
       case Input::Kind::propose: {
         LogIndex index;
         const auto ec = c.propose(std::move(in.payload), &index);
@@ -574,8 +579,8 @@ class Simulation {
     // Linearizability of ReadIndex: the read index covers every write committed (anywhere)
     // before the read began.
     if (rs.index < it->second) {
-      fail(fmt::format("node {}: read {} got index {} but {} was committed before it began",
-                       n.id, rs.context, rs.index, it->second));
+      fail(fmt::format("node {}: read {} got index {} but {} was committed before it began", n.id,
+                       rs.context, rs.index, it->second));
     }
     log("node {}: read {} at index {}", n.id, rs.context, rs.index);
     ++reads_answered_;
@@ -631,8 +636,8 @@ class Simulation {
       if (d.entries[index - d.entries.front().index].term == term) ++durable;
     }
     if (durable < c.membership().quorum()) {
-      fail(fmt::format("leader {} commits {} but only {} voters have it on disk", leader.id,
-                       index, durable));
+      fail(fmt::format("leader {} commits {} but only {} voters have it on disk", leader.id, index,
+                       durable));
     }
   }
 
@@ -663,13 +668,11 @@ class Simulation {
     if (c.role() == Role::leader) {
       auto [it, inserted] = leaders_.emplace(c.current_term().value(), n.id);
       if (!inserted && it->second != n.id) {
-        fail(fmt::format("two leaders in term {}: {} and {}", c.current_term(), it->second,
-                         n.id));
+        fail(fmt::format("two leaders in term {}: {} and {}", c.current_term(), it->second, n.id));
       }
       if (n.last_role != Role::leader || n.last_term != c.current_term()) {
         // Leader Completeness: a new leader holds every committed entry.
-        log("node {} becomes leader of term {} (last {})", n.id, c.current_term(),
-            lg.last_index());
+        log("node {} becomes leader of term {} (last {})", n.id, c.current_term(), lg.last_index());
         ++stats_.elections;
         if (!quiet_ && rand_.chance(params_.isolate_new_leader_per_mille) && rand_.chance(400)) {
           group_[n.id.value()] = 100 + static_cast<int>(n.id.value());
@@ -774,7 +777,8 @@ class Simulation {
       if (Node* l = some_leader()) crash(*l);
     }
     // A leader caught with a write in flight loses it: the case the §10.2.1 rule is about.
-    if (Node* l = some_leader(); l != nullptr && l->write_pending && r.chance(params_.leader_crash_per_mille * 5)) {
+    if (Node* l = some_leader();
+        l != nullptr && l->write_pending && r.chance(params_.leader_crash_per_mille * 5)) {
       crash(*l);
     }
     // Correlated failure: several nodes (say, a rack) lose power at once, each losing the
@@ -913,15 +917,16 @@ class Simulation {
       }
     }
     if (!failure_.empty()) return failure_;
-    return fmt::format("liveness: no proposal committed on every member within {} ticks after "
-                       "faults stopped",
-                       params_.liveness_ticks);
+    return fmt::format(
+        "liveness: no proposal committed on every member within {} ticks after "
+        "faults stopped",
+        params_.liveness_ticks);
   }
 
  public:
   struct Stats {
-    std::size_t elections = 0, crashes = 0, compactions = 0, snapshots_installed = 0,
-                transfers = 0, membership_changes = 0, overloaded = 0;
+    std::size_t elections = 0, crashes = 0, compactions = 0, snapshots_installed = 0, transfers = 0,
+                membership_changes = 0, overloaded = 0;
   };
   const Stats& stats() const { return stats_; }
   std::size_t reads_answered() const { return reads_answered_; }
@@ -974,7 +979,7 @@ class SnapshotTransfer {
     std::uint64_t bytes_acknowledged = 0;  // the follower's receive position at the end
   };
 
-  static constexpr std::uint64_t tick_ms = 50;       // the node's default heartbeat_ms
+  static constexpr std::uint64_t tick_ms = 50;        // the node's default heartbeat_ms
   static constexpr std::uint64_t propagation_ms = 1;  // one way, after serialisation
   static constexpr std::uint64_t disk_ms = 1;         // one Ready write
 
@@ -984,7 +989,8 @@ class SnapshotTransfer {
   // Gives up after `ratio_max` times the ideal time.
   Result run(double ratio_max) {
     Result r;
-    r.ideal_ms = static_cast<double>(snapshot_bytes_) / static_cast<double>(links_.bytes_per_unit());
+    r.ideal_ms =
+        static_cast<double>(snapshot_bytes_) / static_cast<double>(links_.bytes_per_unit());
     for (std::uint64_t id = 1; id <= 3; ++id) nodes_[id].id = NodeId(id);
     start(1);
     start(2);
@@ -1001,7 +1007,8 @@ class SnapshotTransfer {
       tick_all();
     }
     auto image = std::make_shared<Bytes>(snapshot_bytes_);
-    for (std::size_t i = 0; i < image->size(); ++i) (*image)[i] = static_cast<std::uint8_t>(i * 131);
+    for (std::size_t i = 0; i < image->size(); ++i)
+      (*image)[i] = static_cast<std::uint8_t>(i * 131);
     input(1, [&](Core& c) {
       const LogIndex at = c.log().applied_index();
       RPOOL_ASSERT(!c.compact(at, image));
@@ -1161,16 +1168,16 @@ int snapshot_transfer(std::uint64_t mib, std::uint64_t link_bytes_per_ms, double
   // Runs on past the limit (to give_up_ratio) so that a slow transfer shows how slow it is.
   const auto r = scenario.run(std::max(ratio_max, give_up_ratio));
   const double ratio = static_cast<double>(r.ms) / r.ideal_ms;
-  std::printf("snapshot transfer: %llu MiB over %llu bytes/ms: %s after %.2f s, ideal %.2f s "
-              "(%.2fx, limit %.2fx); %.1f MiB received; %llu chunks sent, %.1f MiB of chunk "
-              "data\n",
-              static_cast<unsigned long long>(mib),
-              static_cast<unsigned long long>(link_bytes_per_ms),
-              r.installed ? "installed" : "NOT installed", static_cast<double>(r.ms) / 1000.0,
-              r.ideal_ms / 1000.0, ratio, ratio_max,
-              static_cast<double>(r.bytes_acknowledged) / static_cast<double>(1 << 20),
-              static_cast<unsigned long long>(r.chunks_sent),
-              static_cast<double>(r.chunk_bytes_sent) / static_cast<double>(1 << 20));
+  std::printf(
+      "snapshot transfer: %llu MiB over %llu bytes/ms: %s after %.2f s, ideal %.2f s "
+      "(%.2fx, limit %.2fx); %.1f MiB received; %llu chunks sent, %.1f MiB of chunk "
+      "data\n",
+      static_cast<unsigned long long>(mib), static_cast<unsigned long long>(link_bytes_per_ms),
+      r.installed ? "installed" : "NOT installed", static_cast<double>(r.ms) / 1000.0,
+      r.ideal_ms / 1000.0, ratio, ratio_max,
+      static_cast<double>(r.bytes_acknowledged) / static_cast<double>(1 << 20),
+      static_cast<unsigned long long>(r.chunks_sent),
+      static_cast<double>(r.chunk_bytes_sent) / static_cast<double>(1 << 20));
   return r.installed && ratio <= ratio_max ? 0 : 1;
 }
 
@@ -1259,18 +1266,18 @@ int main(int argc, char** argv) {
     total.overloaded += sim.stats().overloaded;
     if (!failure.empty()) {
       ++failed;
-      std::printf("seed %llu FAILED: %s\n", static_cast<unsigned long long>(seed),
-                  failure.c_str());
+      std::printf("seed %llu FAILED: %s\n", static_cast<unsigned long long>(seed), failure.c_str());
       std::fflush(stdout);
     }
   }
-  std::printf("sim: %zu seeds, %zu failed; %llu entries committed, %zu reads checked, "
-              "liveness within %zu ticks\n",
-              seeds.size(), failed, static_cast<unsigned long long>(entries), reads,
-              liveness_max);
-  std::printf("sim: %zu leaders elected, %zu crashes, %zu compactions, %zu snapshots installed, "
-              "%zu leader transfers, %zu membership changes, %zu proposals refused (overloaded)\n",
-              total.elections, total.crashes, total.compactions, total.snapshots_installed,
-              total.transfers, total.membership_changes, total.overloaded);
+  std::printf(
+      "sim: %zu seeds, %zu failed; %llu entries committed, %zu reads checked, "
+      "liveness within %zu ticks\n",
+      seeds.size(), failed, static_cast<unsigned long long>(entries), reads, liveness_max);
+  std::printf(
+      "sim: %zu leaders elected, %zu crashes, %zu compactions, %zu snapshots installed, "
+      "%zu leader transfers, %zu membership changes, %zu proposals refused (overloaded)\n",
+      total.elections, total.crashes, total.compactions, total.snapshots_installed, total.transfers,
+      total.membership_changes, total.overloaded);
   return failed == 0 ? 0 : 1;
 }

@@ -15,7 +15,7 @@ std::size_t Histogram::bucket_of(std::uint64_t value) {
   if (value < sub_bucket_count) return static_cast<std::size_t>(value);
   const unsigned msb = 63u - static_cast<unsigned>(std::countl_zero(value));
   const unsigned shift = msb - (sub_bucket_bits - 1);  // >= 1: keeps the top 11 bits
-  const std::uint64_t top = value >> shift;             // in [1024, 2047]
+  const std::uint64_t top = value >> shift;            // in [1024, 2047]
   RPOOL_ASSERT(top >= sub_bucket_half);
   RPOOL_ASSERT(top < sub_bucket_count);
   const std::size_t bucket = static_cast<std::size_t>(

@@ -1,11 +1,11 @@
 // A log-bucketed latency histogram in the manner of HdrHistogram, written here: values (nanoseconds
-// in rpool-bench, but any unsigned integer) are counted in buckets whose width grows with the value,
-// so every recorded value is known to about 3 significant digits (relative error <= 1/1024) with a
-// fixed, small number of counters and no allocation per record.
+// in rpool-bench, but any unsigned integer) are counted in buckets whose width grows with the
+// value, so every recorded value is known to about 3 significant digits (relative error <= 1/1024)
+// with a fixed, small number of counters and no allocation per record.
 //
-// Layout. Values below 2^11 = 2048 get one bucket each (exact). Above, a value v with highest set bit
-// m (m >= 11) lies in "octave" s = m - 10 >= 1, whose 1024 buckets each span 2^s values: the bucket
-// is identified by the top 11 bits of v, (v >> s) in [1024, 2047]. Bucket index:
+// Layout. Values below 2^11 = 2048 get one bucket each (exact). Above, a value v with highest set
+// bit m (m >= 11) lies in "octave" s = m - 10 >= 1, whose 1024 buckets each span 2^s values: the
+// bucket is identified by the top 11 bits of v, (v >> s) in [1024, 2047]. Bucket index:
 //   v < 2048:   index = v
 //   otherwise:  index = 2048 + (s - 1) * 1024 + ((v >> s) - 1024)
 // Values above value_max are clamped to it (and counted in `clamped()`).
@@ -25,10 +25,10 @@ namespace rpool::bench {
 
 class Histogram {
  public:
-  static constexpr unsigned sub_bucket_bits = 11;                     // 2048 exact values
+  static constexpr unsigned sub_bucket_bits = 11;  // 2048 exact values
   static constexpr std::uint64_t sub_bucket_count = 1u << sub_bucket_bits;
   static constexpr std::uint64_t sub_bucket_half = sub_bucket_count / 2;
-  static constexpr unsigned value_bits_max = 40;                      // 2^40 ns = about 18 minutes
+  static constexpr unsigned value_bits_max = 40;  // 2^40 ns = about 18 minutes
   static constexpr std::uint64_t value_max = (std::uint64_t{1} << value_bits_max) - 1;
   static constexpr std::size_t bucket_count =
       sub_bucket_count + (value_bits_max - sub_bucket_bits) * sub_bucket_half;

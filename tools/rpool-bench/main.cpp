@@ -7,7 +7,8 @@
 // up to D requests in flight (pipelining) on one kept-alive socket. Two modes:
 //  - closed loop (default): a connection sends its next request as soon as an answer frees a slot;
 //    latency runs from the moment the request is handed to the socket.
-//  - open loop (--rate R): request k of a connection is *scheduled* at start + k * interval, whether
+//  - open loop (--rate R): request k of a connection is *scheduled* at start + k * interval,
+//  whether
 //    or not the server keeps up; it is sent when due and a slot is free, and its latency runs from
 //    the scheduled time. A stalled server therefore shows up in the percentiles instead of quietly
 //    slowing the load down ("coordinated omission").
@@ -98,8 +99,8 @@ struct ThreadStats {
   Histogram latency_ns;
   std::vector<std::uint64_t> status = std::vector<std::uint64_t>(status_codes_max, 0);
   std::uint64_t responses = 0;
-  std::uint64_t draws = 0;        // request_ids in 200 answers to draws
-  std::uint64_t draws_empty = 0;  // of which pool_empty
+  std::uint64_t draws = 0;           // request_ids in 200 answers to draws
+  std::uint64_t draws_empty = 0;     // of which pool_empty
   std::uint64_t lost_in_flight = 0;  // requests sent on a connection that then failed
   std::map<std::string, std::uint64_t> connection_errors;  // rare: allocation is fine here
   Clock::time_point last_done{};
@@ -204,7 +205,9 @@ class HandlerAllocator {
   T* allocate(std::size_t n) { return static_cast<T*>(memory_->allocate(sizeof(T) * n)); }
   void deallocate(T* p, std::size_t) { memory_->deallocate(p); }
   template <class U>
-  bool operator==(const HandlerAllocator<U>& other) const { return memory_ == other.memory_; }
+  bool operator==(const HandlerAllocator<U>& other) const {
+    return memory_ == other.memory_;
+  }
 
  private:
   template <class U>
@@ -270,7 +273,8 @@ class Connection {
 
 class Worker {
  public:
-  Worker(const Options& options, Shared& shared) : options_(options), shared_(shared), end_timer_(io_) {}
+  Worker(const Options& options, Shared& shared)
+      : options_(options), shared_(shared), end_timer_(io_) {}
 
   void add(const Target& target, std::size_t id) {
     connections_.push_back(std::make_unique<Connection>(*this, target, id, options_.connections));
@@ -333,19 +337,22 @@ Connection::Connection(Worker& worker, const Target& target, std::size_t id,
   switch (o.op) {
     case Op::draw:
       body = fmt::format("{{\"count\":{}}}", o.count);
-      head = fmt::format("POST /v1/draw HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/json\r\n"
-                         "Content-Length: {}\r\n", target.host, target.port, body.size());
+      head = fmt::format(
+          "POST /v1/draw HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/json\r\n"
+          "Content-Length: {}\r\n",
+          target.host, target.port, body.size());
       break;
     case Op::pool:
     case Op::stale:
       head = fmt::format("GET {} HTTP/1.1\r\nHost: {}:{}\r\n",
-                         o.op == Op::pool ? "/v1/pool" : "/v1/pool?consistency=stale",
-                         target.host, target.port);
+                         o.op == Op::pool ? "/v1/pool" : "/v1/pool?consistency=stale", target.host,
+                         target.port);
       break;
   }
   std::size_t key_at = std::string::npos;
   if (o.idempotency && o.op == Op::draw) {
-    const std::string prefix = fmt::format("Idempotency-Key: {}-{:06x}-", worker_.shared().run_id, id_);
+    const std::string prefix =
+        fmt::format("Idempotency-Key: {}-{:06x}-", worker_.shared().run_id, id_);
     key_at = head.size() + prefix.size();
     head += prefix + std::string(key_counter_digits, '0') + "\r\n";
   }
@@ -446,7 +453,8 @@ void Connection::do_write() {
   for (std::size_t i = 0; i < n && i < key_offsets_.size(); ++i) {
     std::uint64_t k = key_counter_++;
     char* digits = requests_.data() + key_offsets_[i];
-    for (std::size_t d = key_counter_digits; d-- > 0; k >>= 4) digits[d] = "0123456789abcdef"[k & 15];
+    for (std::size_t d = key_counter_digits; d-- > 0; k >>= 4)
+      digits[d] = "0123456789abcdef"[k & 15];
   }
   writing_ = true;
   const std::uint64_t generation = generation_;
@@ -480,7 +488,8 @@ void Connection::on_read(std::uint64_t generation, beast::error_code ec) {
   if (generation != generation_ || stopped_) return;
   if (ec) return fail(ec, "read");
   const Clock::time_point now = Clock::now();
-  if (in_flight_ == 0 || in_flight_ == unwritten_) return fail(http::error::unexpected_body, "answer without a request");
+  if (in_flight_ == 0 || in_flight_ == unwritten_)
+    return fail(http::error::unexpected_body, "answer without a request");
   const Clock::time_point stamp = stamps_[head_];
   head_ = (head_ + 1) % stamps_.size();
   --in_flight_;
@@ -489,8 +498,11 @@ void Connection::on_read(std::uint64_t generation, beast::error_code ec) {
   if (now >= shared.warm_end && now < shared.end) {
     const int status = parser_->status();
     ++stats.responses;
-    ++stats.status[status >= 0 && static_cast<std::size_t>(status) < status_codes_max ? static_cast<std::size_t>(status) : 0];
-    stats.latency_ns.record(static_cast<std::uint64_t>(std::max<std::int64_t>(0, (now - stamp).count())));
+    ++stats.status[status >= 0 && static_cast<std::size_t>(status) < status_codes_max
+                       ? static_cast<std::size_t>(status)
+                       : 0];
+    stats.latency_ns.record(
+        static_cast<std::uint64_t>(std::max<std::int64_t>(0, (now - stamp).count())));
     stats.last_done = now;
     if (status == 200 && worker_.options().op == Op::draw) {
       stats.draws += count_occurrences(body_, "\"request_id\"");
@@ -550,7 +562,8 @@ std::optional<Target> parse_target(std::string text, std::string& why) {
   try {
     std::size_t used = 0;
     port = std::stoul(text.substr(colon + 1), &used);
-    if (used != text.size() - colon - 1 || port == 0 || port > 65535) throw std::invalid_argument("port");
+    if (used != text.size() - colon - 1 || port == 0 || port > 65535)
+      throw std::invalid_argument("port");
   } catch (const std::exception&) {
     why = fmt::format("'{}' has a bad port", text);
     return std::nullopt;
@@ -588,29 +601,36 @@ const char* op_name(Op op) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"rpool-bench: HTTP/1.1 keep-alive load generator for rpool, with latency percentiles"};
+  CLI::App app{
+      "rpool-bench: HTTP/1.1 keep-alive load generator for rpool, with latency percentiles"};
   Options o;
   std::vector<std::string> urls;
   std::string nodes;
   std::string op = "draw";
-  app.add_option("--url", urls, "a node, http://host:port (repeatable; connections are spread over them)");
-  app.add_option("--nodes", nodes, "comma-separated nodes, host:port or http://host:port (adds to --url)");
+  app.add_option("--url", urls,
+                 "a node, http://host:port (repeatable; connections are spread over them)");
+  app.add_option("--nodes", nodes,
+                 "comma-separated nodes, host:port or http://host:port (adds to --url)");
   app.add_option("--connections,-c", o.connections, "connections in total (default 16)")
       ->check(CLI::Range(1, 65535));
   app.add_option("--threads,-t", o.threads, "threads, each with its own io_context (default 1)")
       ->check(CLI::Range(1, 256));
   app.add_option("--pipeline", o.pipeline, "requests in flight per connection (default 1)")
       ->check(CLI::Range(1, 1024));
-  auto* duration = app.add_option("--duration,-d", o.duration_s, "seconds to measure after the warm-up (default 10)")
-      ->check(CLI::PositiveNumber);
+  auto* duration = app.add_option("--duration,-d", o.duration_s,
+                                  "seconds to measure after the warm-up (default 10)")
+                       ->check(CLI::PositiveNumber);
   app.add_option("--requests,-n", o.requests, "measure this many requests instead of a duration")
-      ->check(CLI::PositiveNumber)->excludes(duration);
+      ->check(CLI::PositiveNumber)
+      ->excludes(duration);
   app.add_option("--warmup", o.warmup_s, "seconds of load before measuring (default 1)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--op", op, "draw (POST /v1/draw), pool (GET /v1/pool, linearizable) or stale")
       ->check(CLI::IsMember({"draw", "pool", "stale"}));
-  app.add_option("--count", o.count, "draws per request, 1..1000 (default 1)")->check(CLI::Range(1, 1000));
-  app.add_option("--rate", o.rate, "open loop: requests/s over all connections, latency from the scheduled time")
+  app.add_option("--count", o.count, "draws per request, 1..1000 (default 1)")
+      ->check(CLI::Range(1, 1000));
+  app.add_option("--rate", o.rate,
+                 "open loop: requests/s over all connections, latency from the scheduled time")
       ->check(CLI::PositiveNumber);
   app.add_flag("--idempotency", o.idempotency, "a unique Idempotency-Key header on every draw");
   app.add_flag("--json", o.json, "print the result as one JSON object");
@@ -651,11 +671,13 @@ int main(int argc, char** argv) {
   }
   shared.start = Clock::now();
   shared.warm_end = shared.start + Nanos(static_cast<std::int64_t>(o.warmup_s * 1e9));
-  shared.end = o.requests > 0 ? shared.warm_end + std::chrono::hours(24)
-                              : shared.warm_end + Nanos(static_cast<std::int64_t>(o.duration_s * 1e9));
+  shared.end = o.requests > 0
+                   ? shared.warm_end + std::chrono::hours(24)
+                   : shared.warm_end + Nanos(static_cast<std::int64_t>(o.duration_s * 1e9));
 
   std::vector<std::unique_ptr<Worker>> workers;
-  for (std::size_t t = 0; t < o.threads; ++t) workers.push_back(std::make_unique<Worker>(o, shared));
+  for (std::size_t t = 0; t < o.threads; ++t)
+    workers.push_back(std::make_unique<Worker>(o, shared));
   for (std::size_t c = 0; c < o.connections; ++c) {
     workers[c % o.threads]->add(o.targets[c % o.targets.size()], c);
   }
@@ -677,7 +699,8 @@ int main(int argc, char** argv) {
     all.last_done = std::max(all.last_done, s.last_done);
   }
   const Clock::time_point measured_end = o.requests > 0 ? all.last_done : shared.end;
-  const double seconds = std::max(1e-9, std::chrono::duration<double>(measured_end - shared.warm_end).count());
+  const double seconds =
+      std::max(1e-9, std::chrono::duration<double>(measured_end - shared.warm_end).count());
   const double rps = static_cast<double>(all.responses) / seconds;
   const std::uint64_t draws_ok = all.draws - all.draws_empty;
   const double dps = static_cast<double>(draws_ok) / seconds;
@@ -706,9 +729,9 @@ int main(int argc, char** argv) {
     j["draws"] = draws_ok;
     j["draws_pool_empty"] = all.draws_empty;
     j["draws_per_s"] = dps;
-    j["latency_us"] = {{"p50", us(h.percentile(50))},    {"p90", us(h.percentile(90))},
-                       {"p99", us(h.percentile(99))},    {"p99.9", us(h.percentile(99.9))},
-                       {"max", us(h.max())},             {"min", us(h.min())},
+    j["latency_us"] = {{"p50", us(h.percentile(50))}, {"p90", us(h.percentile(90))},
+                       {"p99", us(h.percentile(99))}, {"p99.9", us(h.percentile(99.9))},
+                       {"max", us(h.max())},          {"min", us(h.min())},
                        {"mean", h.mean() / 1000.0}};
     nlohmann::json status = nlohmann::json::object();
     for (std::size_t i = 0; i < status_codes_max; ++i) {
@@ -723,14 +746,16 @@ int main(int argc, char** argv) {
   }
   std::string where;
   for (const auto& t : o.targets) where += fmt::format(" {}:{}", t.host, t.port);
-  fmt::print("rpool-bench: {}{} on{}: {} connections, {} threads, pipeline {}, {}\n",
-             op_name(o.op), o.op == Op::draw ? fmt::format(" count={}", o.count) : "", where,
-             o.connections, o.threads, o.pipeline,
-             o.rate > 0 ? fmt::format("open loop at {:.0f} req/s", o.rate) : std::string("closed loop"));
+  fmt::print("rpool-bench: {}{} on{}: {} connections, {} threads, pipeline {}, {}\n", op_name(o.op),
+             o.op == Op::draw ? fmt::format(" count={}", o.count) : "", where, o.connections,
+             o.threads, o.pipeline,
+             o.rate > 0 ? fmt::format("open loop at {:.0f} req/s", o.rate)
+                        : std::string("closed loop"));
   fmt::print("  measured   {:.2f} s after {:.1f} s warm-up\n", seconds, o.warmup_s);
   fmt::print("  requests   {:>12}  {:>12.1f} /s\n", all.responses, rps);
   if (o.op == Op::draw) {
-    fmt::print("  draws      {:>12}  {:>12.1f} /s   (pool_empty: {})\n", draws_ok, dps, all.draws_empty);
+    fmt::print("  draws      {:>12}  {:>12.1f} /s   (pool_empty: {})\n", draws_ok, dps,
+               all.draws_empty);
   }
   fmt::print("  latency    p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  (mean {})\n",
              fmt_latency(h.percentile(50)), fmt_latency(h.percentile(90)),
@@ -738,11 +763,14 @@ int main(int argc, char** argv) {
              fmt_latency(static_cast<std::uint64_t>(h.mean())));
   std::string statuses;
   for (std::size_t i = 0; i < status_codes_max; ++i) {
-    if (all.status[i] > 0) statuses += fmt::format(" {}: {}", i == 0 ? std::string("other") : std::to_string(i), all.status[i]);
+    if (all.status[i] > 0)
+      statuses +=
+          fmt::format(" {}: {}", i == 0 ? std::string("other") : std::to_string(i), all.status[i]);
   }
   fmt::print("  status    {}\n", statuses.empty() ? " none" : statuses);
   if (errors_connection > 0 || all.lost_in_flight > 0) {
-    fmt::print("  connection errors: {} (requests lost in flight: {})\n", errors_connection, all.lost_in_flight);
+    fmt::print("  connection errors: {} (requests lost in flight: {})\n", errors_connection,
+               all.lost_in_flight);
     for (auto& [k, v] : all.connection_errors) fmt::print("    {:>8}  {}\n", v, k);
   }
   return 0;

@@ -45,7 +45,8 @@ std::string ids(const std::vector<NodeId>& v) {
 nlohmann::json command_json(const pool::Command& c) {
   nlohmann::json j;
   auto item_json = [](const pool::Item& item) {
-    return nlohmann::json{{"item_id", item.item_id}, {"quantity", item.quantity}, {"probability", item.probability}};
+    return nlohmann::json{
+        {"item_id", item.item_id}, {"quantity", item.quantity}, {"probability", item.probability}};
   };
   if (const auto* draw = std::get_if<pool::Draw>(&c.op)) {
     // The seed as a hex string: JSON numbers lose precision above 2^53.
@@ -86,7 +87,8 @@ void describe_payload(const wal::Entry& e, std::string& text, nlohmann::json& j)
       raft::Membership m;
       if (!raft::decode_membership(e.payload, m)) return opaque("not a membership");
       text = fmt::format("membership voters=[{}] learners=[{}]", ids(m.voters), ids(m.learners));
-      j["membership"] = {{"voters", nlohmann::json::array()}, {"learners", nlohmann::json::array()}};
+      j["membership"] = {{"voters", nlohmann::json::array()},
+                         {"learners", nlohmann::json::array()}};
       for (auto id : m.voters) j["membership"]["voters"].push_back(id.value());
       for (auto id : m.learners) j["membership"]["learners"].push_back(id.value());
       if (!m.context.empty()) {
@@ -104,7 +106,8 @@ void describe_payload(const wal::Entry& e, std::string& text, nlohmann::json& j)
 
 // The entry kinds raft writes: anything else in a log is corruption (verify, like rpoold).
 wal::KindSet raft_kinds() {
-  return wal::kinds({static_cast<std::uint8_t>(raft::EntryType::normal), static_cast<std::uint8_t>(raft::EntryType::noop),
+  return wal::kinds({static_cast<std::uint8_t>(raft::EntryType::normal),
+                     static_cast<std::uint8_t>(raft::EntryType::noop),
                      static_cast<std::uint8_t>(raft::EntryType::config)});
 }
 
@@ -118,7 +121,8 @@ wal::Options read_only_options(std::ostream& err) {
 std::unique_ptr<wal::Log> open_log(const std::string& dir, std::ostream& err) {
   wal::OpenResult r = wal::Log::open(dir, read_only_options(err));
   if (r.error) {
-    err << "rpool-wal: " << (r.detail.empty() ? dir : r.detail) << " (" << r.error.message() << ")\n";
+    err << "rpool-wal: " << (r.detail.empty() ? dir : r.detail) << " (" << r.error.message()
+        << ")\n";
     return nullptr;
   }
   return std::move(r.log);
@@ -143,9 +147,10 @@ int wal_stat(const std::string& dir, std::ostream& out, std::ostream& err) {
     const std::string range = s.last_index < s.first_index
                                   ? fmt::format("empty, next index {}", s.first_index)
                                   : fmt::format("{}..{}", s.first_index, s.last_index);
-    out << fmt::format("  {:<46} {:<6} {:<24} entries {:>8}  data {:>10} B  file {:>10} B\n", s.name,
-                       s.open ? "open" : "closed", range,
-                       s.last_index.value() + 1 - s.first_index.value(), s.data_bytes, s.file_bytes);
+    out << fmt::format("  {:<46} {:<6} {:<24} entries {:>8}  data {:>10} B  file {:>10} B\n",
+                       s.name, s.open ? "open" : "closed", range,
+                       s.last_index.value() + 1 - s.first_index.value(), s.data_bytes,
+                       s.file_bytes);
   }
   const std::uint64_t entries = log->last_index().value() + 1 - log->first_index().value();
   out << fmt::format("entries: {} (indexes {}..{}), last term {}\n", entries, log->first_index(),
@@ -157,7 +162,8 @@ int wal_stat(const std::string& dir, std::ostream& out, std::ostream& err) {
     rc = 1;
   } else {
     out << fmt::format("hard state: term {}, voted for {}, commit index {}\n", hs.current_term,
-                       hs.voted_for.value() == 0 ? std::string("nobody") : fmt::format("{}", hs.voted_for),
+                       hs.voted_for.value() == 0 ? std::string("nobody")
+                                                 : fmt::format("{}", hs.voted_for),
                        hs.commit_index);
   }
   std::optional<wal::SnapshotFile> snap;
@@ -174,7 +180,8 @@ int wal_stat(const std::string& dir, std::ostream& out, std::ostream& err) {
   return rc;
 }
 
-int wal_dump(const std::string& dir, const DumpOptions& options, std::ostream& out, std::ostream& err) {
+int wal_dump(const std::string& dir, const DumpOptions& options, std::ostream& out,
+             std::ostream& err) {
   auto log = open_log(dir, err);
   if (!log) return 1;
   const std::uint64_t first = log->first_index().value();
@@ -182,7 +189,8 @@ int wal_dump(const std::string& dir, const DumpOptions& options, std::ostream& o
   std::uint64_t lo = options.from.value_or(first);
   const std::uint64_t hi = std::min(options.to.value_or(last), last);  // inclusive
   if (lo < first) {
-    err << fmt::format("rpool-wal: entries before index {} were compacted into a snapshot\n", first);
+    err << fmt::format("rpool-wal: entries before index {} were compacted into a snapshot\n",
+                       first);
     lo = first;
   }
   std::vector<wal::Entry> batch;
@@ -194,8 +202,10 @@ int wal_dump(const std::string& dir, const DumpOptions& options, std::ostream& o
     }
     for (const auto& e : batch) {
       std::string text;
-      nlohmann::json j = {{"index", e.index.value()}, {"term", e.term.value()},
-                          {"kind", kind_name(e.kind)}, {"payload_bytes", e.payload.size()}};
+      nlohmann::json j = {{"index", e.index.value()},
+                          {"term", e.term.value()},
+                          {"kind", kind_name(e.kind)},
+                          {"payload_bytes", e.payload.size()}};
       describe_payload(e, text, j);
       if (options.json) {
         out << j.dump() << '\n';
@@ -209,15 +219,17 @@ int wal_dump(const std::string& dir, const DumpOptions& options, std::ostream& o
 }
 
 int wal_verify(const std::string& dir, std::ostream& out, std::ostream& err) {
-  const wal::VerifyReport report = wal::verify_directory_settled(dir, wal::posix_file_system(), raft_kinds());
+  const wal::VerifyReport report =
+      wal::verify_directory_settled(dir, wal::posix_file_system(), raft_kinds());
   for (const auto& w : report.warnings) err << "rpool-wal: warning: " << w << '\n';
   for (const auto& f : report.faults) {
     out << fmt::format("FAULT {}: offset {}: {}\n", f.file, f.offset, f.reason);
   }
-  out << fmt::format("{}: {} segments, {} records ({} bytes), indexes {}..{}, {} snapshots, hard state {}: {}\n",
-                     dir, report.segments, report.records, report.record_bytes, report.first_index,
-                     report.last_index, report.snapshots, report.hard_state ? "present" : "absent",
-                     report.faults.empty() ? "ok" : fmt::format("{} faults", report.faults.size()));
+  out << fmt::format(
+      "{}: {} segments, {} records ({} bytes), indexes {}..{}, {} snapshots, hard state {}: {}\n",
+      dir, report.segments, report.records, report.record_bytes, report.first_index,
+      report.last_index, report.snapshots, report.hard_state ? "present" : "absent",
+      report.faults.empty() ? "ok" : fmt::format("{} faults", report.faults.size()));
   return report.faults.empty() ? 0 : 1;
 }
 
@@ -232,7 +244,8 @@ int wal_repair(const std::string& dir, bool yes, std::ostream& out, std::ostream
     out << fmt::format("FAULT {} (repair does not cut this; it stays)\n", f.line());
   }
   if (!plan.fault) {
-    out << fmt::format("{}: nothing to cut in the log{}\n", dir, plan.other_faults.empty() ? "" : "; the faults above remain");
+    out << fmt::format("{}: nothing to cut in the log{}\n", dir,
+                       plan.other_faults.empty() ? "" : "; the faults above remain");
     return plan.other_faults.empty() ? 0 : 1;
   }
   out << fmt::format("first fault: {}\n", plan.fault->line());
@@ -249,8 +262,10 @@ int wal_repair(const std::string& dir, bool yes, std::ostream& out, std::ostream
   // What is left must verify; say so either way.
   const int rc = wal_verify(dir, out, err);
   if (rc != 0) {
-    out << "the faults above remain. If the hard state's commit index is beyond the log, committed entries were "
-           "cut: this node must not rejoin with this log (replace its data directory, e.g. remove and re-add "
+    out << "the faults above remain. If the hard state's commit index is beyond the log, committed "
+           "entries were "
+           "cut: this node must not rejoin with this log (replace its data directory, e.g. remove "
+           "and re-add "
            "the member so that it catches up from the leader)\n";
   }
   return rc;

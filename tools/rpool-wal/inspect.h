@@ -19,7 +19,8 @@ struct DumpOptions {
   std::optional<std::uint64_t> to;    // last index shown, inclusive (default: the log's last)
   bool json = false;                  // one JSON object per line instead of text
 };
-int wal_dump(const std::string& dir, const DumpOptions& options, std::ostream& out, std::ostream& err);
+int wal_dump(const std::string& dir, const DumpOptions& options, std::ostream& out,
+             std::ostream& err);
 
 int wal_verify(const std::string& dir, std::ostream& out, std::ostream& err);
 int wal_repair(const std::string& dir, bool yes, std::ostream& out, std::ostream& err);

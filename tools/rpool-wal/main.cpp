@@ -9,32 +9,40 @@
 #include "replay.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"rpool-wal: inspect a node's data directory (read-only and safe beside a running node, but for repair)"};
+  CLI::App app{
+      "rpool-wal: inspect a node's data directory (read-only and safe beside a running node, but "
+      "for repair)"};
   app.require_subcommand(1);
   std::string dir;
 
-  auto* stat = app.add_subcommand("stat", "segments with their index ranges and sizes, the snapshot, term and vote");
+  auto* stat = app.add_subcommand(
+      "stat", "segments with their index ranges and sizes, the snapshot, term and vote");
   stat->add_option("DATA_DIR", dir, "the node's data directory")->required();
 
   rpool::tools::DumpOptions dump_options;
   std::string format = "text";
   auto* dump = app.add_subcommand("dump", "one line per entry: index, term, kind, decoded payload");
   dump->add_option("DATA_DIR", dir, "the node's data directory")->required();
-  dump->add_option("--from", dump_options.from, "first index to show (default: the first in the log)");
+  dump->add_option("--from", dump_options.from,
+                   "first index to show (default: the first in the log)");
   dump->add_option("--to", dump_options.to, "last index to show, inclusive (default: the last)");
   dump->add_option("--format", format, "text or json (one object per line)")
       ->check(CLI::IsMember({"text", "json"}));
 
-  auto* verify = app.add_subcommand("verify", "check every record and snapshot; exit 1 naming each fault");
+  auto* verify =
+      app.add_subcommand("verify", "check every record and snapshot; exit 1 naming each fault");
   verify->add_option("DATA_DIR", dir, "the node's data directory")->required();
 
   bool yes = false;
-  auto* repair = app.add_subcommand("repair", "cut the log at its first fault, keeping the cut bytes in <file>.broken (writes!)");
-  repair->add_option("DATA_DIR", dir, "the node's data directory (the node must be stopped)")->required();
+  auto* repair = app.add_subcommand(
+      "repair", "cut the log at its first fault, keeping the cut bytes in <file>.broken (writes!)");
+  repair->add_option("DATA_DIR", dir, "the node's data directory (the node must be stopped)")
+      ->required();
   repair->add_flag("--yes", yes, "do it; without --yes only say what would be done");
 
   std::optional<std::uint64_t> at;
-  auto* replay = app.add_subcommand("replay", "the pool as of index I (default: last) as GET /v1/pool JSON, recomputed offline");
+  auto* replay = app.add_subcommand(
+      "replay", "the pool as of index I (default: last) as GET /v1/pool JSON, recomputed offline");
   replay->add_option("DATA_DIR", dir, "the node's data directory")->required();
   replay->add_option("--at", at, "the log index to replay up to (default: the last entry)");
 

@@ -9,7 +9,8 @@
 
 namespace rpool::tools {
 
-int wal_replay(const std::string& dir, std::optional<std::uint64_t> at, std::ostream& out, std::ostream& err) {
+int wal_replay(const std::string& dir, std::optional<std::uint64_t> at, std::ostream& out,
+               std::ostream& err) {
   wal::Options options;
   options.read_only = true;
   options.warn = [&err](const std::string& line) { err << "rpool-wal: warning: " << line << "\n"; };
@@ -22,7 +23,8 @@ int wal_replay(const std::string& dir, std::optional<std::uint64_t> at, std::ost
   const wal::Log& log = *opened.log;
   std::optional<wal::SnapshotFile> snapshot;
   if (const auto ec = log.load_latest_snapshot(snapshot)) {
-    err << fmt::format("rpool-wal: cannot read the snapshot in {}: {} {}\n", dir, ec.message(), log.error_detail());
+    err << fmt::format("rpool-wal: cannot read the snapshot in {}: {} {}\n", dir, ec.message(),
+                       log.error_detail());
     return 1;
   }
 
@@ -30,8 +32,8 @@ int wal_replay(const std::string& dir, std::optional<std::uint64_t> at, std::ost
   LogIndex from = LogIndex(1);
   if (snapshot) {
     if (const auto ec = pool.restore(snapshot->data)) {
-      err << fmt::format("rpool-wal: snapshot {} in {}: the pool state does not decode: {}\n", snapshot->index, dir,
-                         ec.message());
+      err << fmt::format("rpool-wal: snapshot {} in {}: the pool state does not decode: {}\n",
+                         snapshot->index, dir, ec.message());
       return 1;
     }
     from = snapshot->index.next();
@@ -39,17 +41,20 @@ int wal_replay(const std::string& dir, std::optional<std::uint64_t> at, std::ost
   const LogIndex last = std::max(log.last_index(), from.prev());
   const LogIndex target = at ? LogIndex(*at) : last;
   if (target < from.prev()) {
-    err << fmt::format("rpool-wal: index {} is below the snapshot at {}; the entries before it are compacted\n",
-                       target, from.prev());
+    err << fmt::format(
+        "rpool-wal: index {} is below the snapshot at {}; the entries before it are compacted\n",
+        target, from.prev());
     return 1;
   }
   if (target > last) {
-    err << fmt::format("rpool-wal: index {} is beyond the last entry in the log ({})\n", target, last);
+    err << fmt::format("rpool-wal: index {} is beyond the last entry in the log ({})\n", target,
+                       last);
     return 1;
   }
   if (from <= target && log.first_index() > from) {
-    err << fmt::format("rpool-wal: the log starts at {} but replay needs {} (no snapshot covers the gap)\n",
-                       log.first_index(), from);
+    err << fmt::format(
+        "rpool-wal: the log starts at {} but replay needs {} (no snapshot covers the gap)\n",
+        log.first_index(), from);
     return 1;
   }
   // Read and apply in bounded batches, so that a long log needs little memory.
@@ -59,7 +64,8 @@ int wal_replay(const std::string& dir, std::optional<std::uint64_t> at, std::ost
   while (next <= target) {
     entries.clear();
     if (const auto ec = log.read(next, target.next(), entries, batch_bytes)) {
-      err << fmt::format("rpool-wal: cannot read entry {} in {}: {} {}\n", next, dir, ec.message(), log.error_detail());
+      err << fmt::format("rpool-wal: cannot read entry {} in {}: {} {}\n", next, dir, ec.message(),
+                         log.error_detail());
       return 1;
     }
     for (const wal::Entry& e : entries) {
@@ -67,8 +73,9 @@ int wal_replay(const std::string& dir, std::optional<std::uint64_t> at, std::ost
       pool::Command command;
       if (const auto ec = pool::decode(e.payload, command)) {
         // The nodes skip such an entry too (and log it), so skipping keeps the replay exact.
-        err << fmt::format("rpool-wal: warning: entry {} does not decode as a pool command ({}); skipped\n",
-                           e.index, ec.message());
+        err << fmt::format(
+            "rpool-wal: warning: entry {} does not decode as a pool command ({}); skipped\n",
+            e.index, ec.message());
         continue;
       }
       (void)pool.apply(e.index.value(), command);

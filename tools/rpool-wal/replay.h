@@ -12,6 +12,7 @@ namespace rpool::tools {
 // `GET /v1/pool`, recomputed from the newest snapshot at or below it plus the log entries after
 // it. Every draw is recomputed from its recorded seed, exactly as the nodes applied it. Exit 0,
 // or 1 with a line on `err` when the directory cannot be read or `at` is not covered.
-int wal_replay(const std::string& dir, std::optional<std::uint64_t> at, std::ostream& out, std::ostream& err);
+int wal_replay(const std::string& dir, std::optional<std::uint64_t> at, std::ostream& out,
+               std::ostream& err);
 
 }  // namespace rpool::tools

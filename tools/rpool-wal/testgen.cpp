@@ -1,7 +1,7 @@
-// rpool-wal-testgen [--long | --unknown-kind] DIR: writes a small data directory for the CLI tests: a few dozen 4 KiB
-// segments holding every kind of entry (membership, no-op, each pool command, opaque payloads),
-// a hard state, and a snapshot with the log compacted behind it. --unknown-kind: the same, ending
-// in an entry of kind 9, which raft never writes.
+// rpool-wal-testgen [--long | --unknown-kind] DIR: writes a small data directory for the CLI tests:
+// a few dozen 4 KiB segments holding every kind of entry (membership, no-op, each pool command,
+// opaque payloads), a hard state, and a snapshot with the log compacted behind it. --unknown-kind:
+// the same, ending in an entry of kind 9, which raft never writes.
 #include <cstdio>
 #include <string_view>
 
@@ -36,7 +36,8 @@ int write_long(const char* dir) {
   for (std::uint64_t i = 1; ok && i <= 3000; i += 100) {
     std::vector<wal::Entry> batch;
     for (std::uint64_t k = i; k < i + 100; ++k) {
-      batch.push_back(make(k, 1, raft::EntryType::normal, Bytes(200, static_cast<std::uint8_t>(k))));
+      batch.push_back(
+          make(k, 1, raft::EntryType::normal, Bytes(200, static_cast<std::uint8_t>(k))));
     }
     ok = !log.append(batch) && !log.sync();
   }
@@ -90,17 +91,22 @@ int main(int argc, char** argv) {
     } else if (i % 41 == 0) {
       c.op = pool::DeleteItem{"silver"};
     } else {
-      c.op = pool::Draw{static_cast<std::uint32_t>(1 + i % 3), 0x1234567890abcdefull + static_cast<std::uint64_t>(i)};
+      c.op = pool::Draw{static_cast<std::uint32_t>(1 + i % 3),
+                        0x1234567890abcdefull + static_cast<std::uint64_t>(i)};
       if (i % 5 == 0) c.idempotency_key = "key-" + std::to_string(i);
     }
     entries.push_back(make(index++, term, raft::EntryType::normal, pool::encode(c)));
   }
-  entries.push_back(make(index++, 6, raft::EntryType::normal, Bytes{0xde, 0xad, 0xbe, 0xef}));  // opaque
-  if (unknown_kind) entries.push_back(make(index++, 6, static_cast<raft::EntryType>(9), Bytes{1, 2, 3}));
+  entries.push_back(
+      make(index++, 6, raft::EntryType::normal, Bytes{0xde, 0xad, 0xbe, 0xef}));  // opaque
+  if (unknown_kind)
+    entries.push_back(make(index++, 6, static_cast<raft::EntryType>(9), Bytes{1, 2, 3}));
   bool ok = !log.append(entries) && !log.sync();
   ok = ok && !log.save_hard_state({Term(6), NodeId(2), LogIndex(index - 3)});
-  ok = ok && !log.save_snapshot({LogIndex(150), Term(2), raft::encode_membership({{NodeId(1), NodeId(2), NodeId(3)}, {}, {}}),
-                                  Bytes(300, 7)});
+  ok = ok &&
+       !log.save_snapshot({LogIndex(150), Term(2),
+                           raft::encode_membership({{NodeId(1), NodeId(2), NodeId(3)}, {}, {}}),
+                           Bytes(300, 7)});
   ok = ok && !log.compact(LogIndex(150));
   if (!ok) {
     std::fprintf(stderr, "rpool-wal-testgen: %s\n", log.error_detail().c_str());

@@ -118,8 +118,9 @@ void HttpClient::State::start(const std::shared_ptr<Exchange>& exchange) {
   active.emplace(exchange.get(), exchange);
   ++stats.requests;
   if (destroyed) return fail(exchange, std::make_error_code(std::errc::operation_canceled));
-  exchange->timer.async_wait(
-      [self = shared_from_this(), exchange](beast::error_code ec) { self->on_timeout(exchange, ec); });
+  exchange->timer.async_wait([self = shared_from_this(), exchange](beast::error_code ec) {
+    self->on_timeout(exchange, ec);
+  });
   acquire(exchange);
 }
 
@@ -250,8 +251,9 @@ void HttpClient::State::finish(const std::shared_ptr<Exchange>& exchange, std::e
   exchange->finished = true;
   exchange->timer.cancel();
   active.erase(exchange.get());
-  asio::post(io, [done = std::move(exchange->done), ec,
-                  response = std::move(response)]() mutable { done(ec, std::move(response)); });
+  asio::post(io, [done = std::move(exchange->done), ec, response = std::move(response)]() mutable {
+    done(ec, std::move(response));
+  });
 }
 
 // Ends an exchange with an error: its connection (if any) is closed, a waiting slot is given up.
@@ -334,8 +336,7 @@ class HttpCategory final : public std::error_category {
   const char* name() const noexcept override { return "rpool.http"; }
   std::string message(int value) const override {
     switch (static_cast<HttpErrc>(value)) {
-      case HttpErrc::queue_full:
-        return "too many requests wait for a connection to the host";
+      case HttpErrc::queue_full: return "too many requests wait for a connection to the host";
     }
     return "unknown HTTP client error";
   }

@@ -58,8 +58,8 @@ static_assert(accept_backoff_min.count() > 0);  // a zero pause is the busy loop
 static_assert(accept_backoff_min <= accept_backoff_max);
 
 struct HttpServerOptions {
-  std::string host;            // an IP literal or a name resolved once at start()
-  std::uint16_t port = 0;      // 0: any free port, see HttpServer::port()
+  std::string host;                        // an IP literal or a name resolved once at start()
+  std::uint16_t port = 0;                  // 0: any free port, see HttpServer::port()
   std::size_t body_bytes_max = 64 * 1024;  // a larger body is answered 413 payload_too_large
   // The request line and header fields together; a larger header section is answered 431
   // headers_too_large and the connection is closed.
@@ -75,7 +75,7 @@ struct HttpServerOptions {
   // a handler is working on a request of the connection the clock is stopped. Also bounds each
   // write of a response (a client that does not read its answers).
   std::chrono::milliseconds read_timeout{30'000};
-  std::size_t pipeline_depth_max = 64;   // requests read ahead per connection, answered or not
+  std::size_t pipeline_depth_max = 64;  // requests read ahead per connection, answered or not
   // Open connections. One beyond it is accepted, answered `503 overloaded` with `Retry-After`
   // and `Connection: close` in a single non-blocking write, and closed in the same step, so it
   // never holds a descriptor (a client that sent its request before the answer arrived may see
@@ -95,8 +95,8 @@ struct HttpServerStats {
   // accept_backoff_min up to accept_backoff_max while they go on; pending connections wait in
   // the kernel's backlog meanwhile.
   std::uint64_t accept_errors = 0;
-  std::uint64_t requests = 0;              // complete requests handed to the handler
-  std::uint64_t bad_requests = 0;          // answered 400, 413 or 431 by the server itself
+  std::uint64_t requests = 0;      // complete requests handed to the handler
+  std::uint64_t bad_requests = 0;  // answered 400, 413 or 431 by the server itself
 };
 
 class HttpServer {
@@ -145,7 +145,7 @@ struct HttpClientOptions {
   // Kept-alive connections kept per host:port. As many as may be open: fewer would close
   // connections after a burst only to open them again for the next one.
   std::size_t idle_connections_max = 64;
-  std::string bind_host;                      // optional source address of outgoing connections
+  std::string bind_host;  // optional source address of outgoing connections
   // An idle connection older than this is closed instead of reused (below the server's 30 s read
   // deadline, so a connection the server is about to close is not picked).
   std::chrono::milliseconds idle_timeout{15'000};

@@ -75,9 +75,9 @@ bool final_coding_is_not_chunked(const HttpRequest& request) {
 
 // The answer to a connection over connections_max, written in one non-blocking send.
 std::string overloaded_answer(const std::string& server_name) {
-  HttpResponse response = make_json_error(
-      11, false, http::status::service_unavailable, "overloaded",
-      "The node holds as many connections as it may; retry shortly.");
+  HttpResponse response =
+      make_json_error(11, false, http::status::service_unavailable, "overloaded",
+                      "The node holds as many connections as it may; retry shortly.");
   response.set(http::field::server, server_name);
   response.set(http::field::retry_after, "1");
   std::string out = "HTTP/1.1 503 Service Unavailable\r\n";
@@ -222,8 +222,8 @@ class Session : public std::enable_shared_from_this<Session> {
       if (auto session = session_.lock()) {
         session->log("a handler dropped a request without answering it; answered 500");
         session->complete(sequence_,
-                          make_json_error(11, true, http::status::internal_server_error,
-                                          "internal", "The request was dropped without an answer."));
+                          make_json_error(11, true, http::status::internal_server_error, "internal",
+                                          "The request was dropped without an answer."));
       }
     }
 
@@ -245,8 +245,8 @@ class Session : public std::enable_shared_from_this<Session> {
       state_ = State::answered_by_server;
       if (auto session = session_.lock()) {
         session->complete(sequence_,
-                          make_json_error(11, true, http::status::internal_server_error,
-                                          "internal", "The server failed to handle the request."));
+                          make_json_error(11, true, http::status::internal_server_error, "internal",
+                                          "The server failed to handle the request."));
       }
     }
 
@@ -340,15 +340,14 @@ class Session : public std::enable_shared_from_this<Session> {
 
   HttpResponse rejection(const beast::error_code& ec, unsigned version) const {
     if (ec == http::error::body_limit) {
-      return make_json_error(version, false, http::status::payload_too_large, "payload_too_large",
-                             fmt::format("The request body exceeds {} bytes.",
-                                         options().body_bytes_max));
+      return make_json_error(
+          version, false, http::status::payload_too_large, "payload_too_large",
+          fmt::format("The request body exceeds {} bytes.", options().body_bytes_max));
     }
     if (ec == http::error::header_limit) {
-      return make_json_error(version, false, http::status::request_header_fields_too_large,
-                             "headers_too_large",
-                             fmt::format("The request header section exceeds {} bytes.",
-                                         options().header_bytes_max));
+      return make_json_error(
+          version, false, http::status::request_header_fields_too_large, "headers_too_large",
+          fmt::format("The request header section exceeds {} bytes.", options().header_bytes_max));
     }
     if (ec == http::error::buffer_overflow) {
       // The header section fits (it is refused by header_limit first), so this is a chunk-size
@@ -378,7 +377,8 @@ class Session : public std::enable_shared_from_this<Session> {
       HttpResponse& response = *slot.response;
       // The connection ends after this answer if the request or the handler says so, or if no
       // further request will be read and none is waiting after it.
-      const bool handler_closes = http::token_list{response[http::field::connection]}.exists("close");
+      const bool handler_closes =
+          http::token_list{response[http::field::connection]}.exists("close");
       last = !slot.keep_alive || handler_closes || (read_closed_ && count + 1 == slots_.size());
       response.version(slot.version);
       response.keep_alive(!last);
@@ -393,8 +393,9 @@ class Session : public std::enable_shared_from_this<Session> {
     write_deadline_.async_wait([self = shared_from_this()](beast::error_code ec) {
       if (ec != asio::error::operation_aborted && self->writing_) self->cancel_io();
     });
-    asio::async_write(socket_, asio::buffer(write_buffer_),
-                      beast::bind_front_handler(&Session::on_write, shared_from_this(), count, last));
+    asio::async_write(
+        socket_, asio::buffer(write_buffer_),
+        beast::bind_front_handler(&Session::on_write, shared_from_this(), count, last));
   }
 
   static void serialize(const HttpResponse& response, bool head, std::string& out) {
@@ -481,25 +482,24 @@ class Session : public std::enable_shared_from_this<Session> {
   void do_linger_read() {
     if (closed_) return;
     reading_ = true;
-    socket_.async_read_some(
-        asio::buffer(linger_buffer_),
-        [self = shared_from_this()](beast::error_code ec, std::size_t bytes) {
-          self->reading_ = false;
-          self->linger_bytes_ += bytes;
-          if (ec || self->linger_bytes_ > linger_bytes_max) {
-            self->close();
-          } else {
-            self->do_linger_read();
-          }
-        });
+    socket_.async_read_some(asio::buffer(linger_buffer_),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t bytes) {
+                              self->reading_ = false;
+                              self->linger_bytes_ += bytes;
+                              if (ec || self->linger_bytes_ > linger_bytes_max) {
+                                self->close();
+                              } else {
+                                self->do_linger_read();
+                              }
+                            });
   }
 
   // The one place a connection dies of an error. Routine ends (reset, timeout, abort) are not
   // logged: they are how clients go away.
   void fail(const beast::error_code& ec, std::string_view what) {
     if (ec != asio::error::operation_aborted && ec != asio::error::connection_reset &&
-        ec != asio::error::eof && ec != beast::error::timeout &&
-        ec != asio::error::broken_pipe && ec != http::error::partial_message) {
+        ec != asio::error::eof && ec != beast::error::timeout && ec != asio::error::broken_pipe &&
+        ec != http::error::partial_message) {
       log(fmt::format("connection {}: {}", what, ec.message()));
     }
     close();
@@ -666,8 +666,7 @@ void HttpServer::shutdown(std::function<void()> done) {
 HttpServerStats HttpServer::stats() const { return state_->stats; }
 
 std::size_t connections_max_for_fd_limit(std::uint64_t fd_limit) {
-  const std::uint64_t reserve =
-      std::min<std::uint64_t>(fds_reserved_for_node, fd_limit / 2);
+  const std::uint64_t reserve = std::min<std::uint64_t>(fds_reserved_for_node, fd_limit / 2);
   const std::uint64_t usable = fd_limit - reserve;
   const auto connections =
       static_cast<std::size_t>(std::clamp<std::uint64_t>(usable, 1, connections_max_default));

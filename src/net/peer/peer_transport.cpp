@@ -89,12 +89,12 @@ struct Peer {
   Bytes pending;
   std::size_t pending_frames = 0;
   Link link = Link::connecting;
-  bool writer_idle = false;     // the writer is waiting on `wake`
-  bool removed = false;         // remove_peer() or stop(): the coroutine ends at its next step
-  std::uint64_t attempt = 0;    // connection attempts so far; stale completions compare it
+  bool writer_idle = false;   // the writer is waiting on `wake`
+  bool removed = false;       // remove_peer() or stop(): the coroutine ends at its next step
+  std::uint64_t attempt = 0;  // connection attempts so far; stale completions compare it
   std::uint64_t address_generation = 0;  // bumped when set_peer changes host or port
-  std::string close_reason;     // why the current connection ended, for the log
-  PeerStats stats;              // sending-side counters (receiving side lives in State)
+  std::string close_reason;              // why the current connection ended, for the log
+  PeerStats stats;                       // sending-side counters (receiving side lives in State)
 };
 
 // One accepted, receive-only connection.
@@ -104,18 +104,22 @@ struct Inbound {
 
   tcp::socket socket;
   asio::steady_timer handshake_timer;
-  std::uint64_t accepted;    // order of acceptance: the oldest waiting one is evicted first
+  std::uint64_t accepted;  // order of acceptance: the oldest waiting one is evicted first
   tcp::endpoint remote;
-  NodeId sender;             // valid once handshaken
+  NodeId sender;  // valid once handshaken
   bool handshaken = false;
-  bool timed_out = false;    // the handshake did not arrive within handshake_timeout
-  bool closed = false;       // closed by us (stop, a newer connection from the same sender)
+  bool timed_out = false;  // the handshake did not arrive within handshake_timeout
+  bool closed = false;     // closed by us (stop, a newer connection from the same sender)
 };
 
 struct PeerTransport::State {
   State(asio::io_context& io_, Options options_, OnMessage on_message_)
-      : io(io_), options(std::move(options_)), on_message(std::move(on_message_)), acceptor(io_),
-        cluster_id(options.cluster_id), rng(std::random_device{}()) {}
+      : io(io_),
+        options(std::move(options_)),
+        on_message(std::move(on_message_)),
+        acceptor(io_),
+        cluster_id(options.cluster_id),
+        rng(std::random_device{}()) {}
 
   asio::io_context& io;
   const Options options;
@@ -137,7 +141,7 @@ struct PeerTransport::State {
   PeerStats strangers;
   std::uint64_t malformed_total = 0;
   std::uint64_t handshakes_rejected = 0;
-  Bytes scratch;  // send() encodes here first, to know the frame's size before queueing it
+  Bytes scratch;        // send() encodes here first, to know the frame's size before queueing it
   std::mt19937_64 rng;  // reconnect jitter only
 
   void log(std::string_view line) const {
@@ -160,13 +164,12 @@ struct PeerTransport::State {
     return std::chrono::milliseconds(jitter(rng));
   }
 
-  PeerStats& counters_of(NodeId id) {
-    return peers.count(id) != 0 ? by_id[id] : strangers;
-  }
+  PeerStats& counters_of(NodeId id) { return peers.count(id) != 0 ? by_id[id] : strangers; }
 
   std::size_t count_inbound(bool handshaken) const {
-    return static_cast<std::size_t>(std::count_if(
-        inbound.begin(), inbound.end(), [&](const auto& in) { return in->handshaken == handshaken; }));
+    return static_cast<std::size_t>(
+        std::count_if(inbound.begin(), inbound.end(),
+                      [&](const auto& in) { return in->handshaken == handshaken; }));
   }
 
   void close_inbound(Inbound& in) {
@@ -468,8 +471,9 @@ asio::awaitable<void> run_inbound(std::shared_ptr<State> st, std::shared_ptr<Inb
           co_return;
         }
         if (st->count_inbound(true) >= st->options.incoming_connections_max) {
-          count_rejected(*st, *in, fmt::format("{} peer connections already open",
-                                               st->options.incoming_connections_max));
+          count_rejected(*st, *in,
+                         fmt::format("{} peer connections already open",
+                                     st->options.incoming_connections_max));
           st->close_inbound(*in);
           st->inbound.erase(in);
           co_return;
@@ -565,8 +569,9 @@ asio::awaitable<void> run_inbound(std::shared_ptr<State> st, std::shared_ptr<Inb
                        in->timed_out ? std::string("no handshake within handshake_timeout")
                                      : fmt::format("{} before the handshake", describe(ec)));
       } else if (ec == asio::error::eof && begin != end) {
-        count_malformed(*st, *in, fmt::format("connection ended inside a frame ({} of {} bytes)",
-                                              end - begin, need));
+        count_malformed(
+            *st, *in,
+            fmt::format("connection ended inside a frame ({} of {} bytes)", end - begin, need));
       } else {
         st->log(fmt::format("connection from node {} at {} ended: {}", in->sender,
                             in->remote.address().to_string(), describe(ec)));
@@ -743,8 +748,8 @@ void PeerTransport::send(raft::Message m) {
   frame[4] = peer_frame_raft_message;
   // Grow geometrically but never past the bound, so a full queue costs at most queue_bytes_max.
   if (p.pending.capacity() < needed) {
-    p.pending.reserve(std::min(std::max(needed, 2 * p.pending.capacity()),
-                               st.options.queue_bytes_max));
+    p.pending.reserve(
+        std::min(std::max(needed, 2 * p.pending.capacity()), st.options.queue_bytes_max));
   }
   p.pending.insert(p.pending.end(), frame.begin(), frame.end());
   ++p.pending_frames;
@@ -808,9 +813,11 @@ void PeerTransport::check_invariants() const {
     RPOOL_ASSERT_OP(id, ==, p->id);
     RPOOL_ASSERT(!p->removed);
     RPOOL_ASSERT_OP(p->pending.size(), <=, st.options.queue_bytes_max);
-    RPOOL_ASSERT(p->pending.capacity() <= std::max(st.options.queue_bytes_max, buffer_keep_bytes_max));
+    RPOOL_ASSERT(p->pending.capacity() <=
+                 std::max(st.options.queue_bytes_max, buffer_keep_bytes_max));
     if (p->pending_frames == 0) RPOOL_ASSERT(p->pending.empty());
-    if (!p->pending.empty()) RPOOL_ASSERT(p->pending.size() >= p->pending_frames * peer_frame_header_bytes);
+    if (!p->pending.empty())
+      RPOOL_ASSERT(p->pending.size() >= p->pending_frames * peer_frame_header_bytes);
     if (p->link == Peer::Link::waiting) RPOOL_ASSERT(p->pending.empty());
     if (p->link == Peer::Link::connected) RPOOL_ASSERT(p->socket.is_open());
     if (p->writer_idle) RPOOL_ASSERT(p->link == Peer::Link::connected);

@@ -131,8 +131,8 @@ class PeerTransport {
     bool adopt_cluster_id = false;
     std::function<void(std::uint64_t)> on_cluster_id;
     std::string listen_host;
-    std::uint16_t listen_port = 0;  // 0: any free port (read it back with listen_port())
-    std::string bind_host;          // source address of outgoing connections; empty: any
+    std::uint16_t listen_port = 0;           // 0: any free port (read it back with listen_port())
+    std::string bind_host;                   // source address of outgoing connections; empty: any
     std::size_t queue_bytes_max = 64 << 20;  // per peer
     // Payload bytes, both directions. A larger frame closes the connection before any of it
     // is buffered; raise it together with the raft message and chunk sizes.
@@ -173,8 +173,9 @@ class PeerTransport {
   // it returns. The transport cannot be started again.
   void stop();
 
-  // Adds a peer (id != 0 and != self, else an assertion fails), or updates its address (a changed address drops the current connection and
-  // connects to the new one at once). Connecting starts immediately, whether or not start() ran.
+  // Adds a peer (id != 0 and != self, else an assertion fails), or updates its address (a changed
+  // address drops the current connection and connects to the new one at once). Connecting starts
+  // immediately, whether or not start() ran.
   void set_peer(NodeId id, std::string host, std::uint16_t port);
   // Forgets a peer: closes its outgoing connection, drops its queue and its counters.
   void remove_peer(NodeId id);

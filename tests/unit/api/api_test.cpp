@@ -60,8 +60,9 @@ TEST_CASE("the item and member routes carry their path parameter") {
   CHECK(parse_target("/v1/cluster/members/3").member == 3);
   CHECK(parse_target("/v1/cluster/members/1000000").member == 1000000);
   // Not a number: member 0 ("none"), still the member route.
-  for (const char* bad : {"/v1/cluster/members/x", "/v1/cluster/members/3x", "/v1/cluster/members/-1",
-                          "/v1/cluster/members/18446744073709551616", "/v1/cluster/members/ 3"}) {
+  for (const char* bad :
+       {"/v1/cluster/members/x", "/v1/cluster/members/3x", "/v1/cluster/members/-1",
+        "/v1/cluster/members/18446744073709551616", "/v1/cluster/members/ 3"}) {
     CAPTURE(std::string(bad));
     const Target t = parse_target(bad);
     CHECK(t.route == Route::member);
@@ -127,11 +128,12 @@ TEST_CASE("a draw body is empty or {\"count\": n} with 1 <= n <= 1000") {
 }
 
 TEST_CASE("a draw count out of 1..1000 or not an integer is a 400 with a sentence") {
-  for (const char* body : {R"({"count": 0})", R"({"count": 1001})", R"({"count": -1})", R"({"count": 1.5})",
-                           R"({"count": 1.0})", R"({"count": 1e2})", R"({"count": "3"})", R"({"count": null})",
-                           R"({"count": true})", R"({"count": [3]})", R"({"count": 4294967297})",
-                           R"({"count": 9223372036854775808})", R"({"count": 18446744073709551615})",
-                           R"({"count": -9223372036854775808})"}) {
+  for (const char* body :
+       {R"({"count": 0})", R"({"count": 1001})", R"({"count": -1})", R"({"count": 1.5})",
+        R"({"count": 1.0})", R"({"count": 1e2})", R"({"count": "3"})", R"({"count": null})",
+        R"({"count": true})", R"({"count": [3]})", R"({"count": 4294967297})",
+        R"({"count": 9223372036854775808})", R"({"count": 18446744073709551615})",
+        R"({"count": -9223372036854775808})"}) {
     CAPTURE(std::string(body));
     std::string message;
     CHECK_FALSE(parse_draw(body, message).has_value());
@@ -139,11 +141,14 @@ TEST_CASE("a draw count out of 1..1000 or not an integer is a 400 with a sentenc
   }
 }
 
-TEST_CASE("the plain-body fast path of parse_draw agrees with a full JSON parse on 200,000 near-miss bodies") {
+TEST_CASE(
+    "the plain-body fast path of parse_draw agrees with a full JSON parse on 200,000 near-miss "
+    "bodies") {
   // Bodies built from the tokens of {"count": N} and its near misses; the reference is the
   // contract's rule applied to a full nlohmann parse.
-  const std::vector<std::string> tokens = {"{", "}", "\"count\"", "\"Count\"", ":", ",", " ", "\t", "\n", "1", "0", "7",
-                                           "1000", "1001", "01", "-", ".", "e2", "\"", "null", "\"seed\"", "[", "]"};
+  const std::vector<std::string> tokens = {
+      "{",    "}",    "\"count\"", "\"Count\"", ":", ",",  " ",  "\t",   "\n",       "1", "0", "7",
+      "1000", "1001", "01",        "-",         ".", "e2", "\"", "null", "\"seed\"", "[", "]"};
   std::mt19937_64 rng(20261129);
   auto reference = [](const std::string& body) -> std::optional<std::uint32_t> {
     if (body.find_first_not_of(" \t\r\n") == std::string::npos) return 1;
@@ -259,7 +264,8 @@ TEST_CASE("a draw answer is the JSON of docs/api.md, with pool_empty draws, for 
       if (d.item_id) {
         want["draws"].push_back({{"request_id", d.request_id}, {"item_id", *d.item_id}});
       } else {
-        want["draws"].push_back({{"request_id", d.request_id}, {"item_id", nullptr}, {"error", "pool_empty"}});
+        want["draws"].push_back(
+            {{"request_id", d.request_id}, {"item_id", nullptr}, {"error", "pool_empty"}});
       }
     }
     REQUIRE(parsed == want);

@@ -15,8 +15,8 @@
 
 #include <fmt/format.h>
 
-#include "api/metrics.h"
 #include "../aborts.h"
+#include "api/metrics.h"
 
 namespace rpool::metrics {
 namespace {
@@ -41,25 +41,20 @@ std::size_t occurrences(const std::string& text, const std::string& needle) {
 
 // --- Histogram ----------------------------------------------------------------------------
 
-TEST_CASE("a value equal to a bound goes into that bound's bucket, the next double above into the next") {
+TEST_CASE(
+    "a value equal to a bound goes into that bound's bucket, the next double above into the next") {
   const std::vector<double> bounds{0.5, 1, 2.5};
   struct Case {
     double value;
     std::size_t bucket;
   };
   const Case cases[] = {
-      {-inf, 0},
-      {-1, 0},
-      {0, 0},
-      {std::nextafter(0.5, 0.0), 0},
-      {0.5, 0},
-      {std::nextafter(0.5, 1.0), 1},
-      {1, 1},
-      {std::nextafter(1.0, 2.0), 2},
-      {2.5, 2},
-      {std::nextafter(2.5, 3.0), 3},
-      {1e300, 3},
-      {inf, 3},
+      {-inf, 0},  {-1, 0},
+      {0, 0},     {std::nextafter(0.5, 0.0), 0},
+      {0.5, 0},   {std::nextafter(0.5, 1.0), 1},
+      {1, 1},     {std::nextafter(1.0, 2.0), 2},
+      {2.5, 2},   {std::nextafter(2.5, 3.0), 3},
+      {1e300, 3}, {inf, 3},
   };
   for (const Case& c : cases) {
     CAPTURE(c.value);
@@ -162,10 +157,10 @@ TEST_CASE("numbers print as Prometheus parses them: integers plainly, other doub
       {-7, "-7"},
       {1e6, "1000000"},
       {1e16, "10000000000000000"},
-      {9007199254740993.0, "9007199254740992"},  // the double nearest 2^53 + 1
-      {-9223372036854774784.0, "-9223372036854774784"},  // the double just above -2^63
+      {9007199254740993.0, "9007199254740992"},            // the double nearest 2^53 + 1
+      {-9223372036854774784.0, "-9223372036854774784"},    // the double just above -2^63
       {-9223372036854775808.0, "-9.223372036854776e+18"},  // -2^63 itself is out of range
-      {9223372036854775808.0, "9.223372036854776e+18"},  // 2^63: no longer an int64
+      {9223372036854775808.0, "9.223372036854776e+18"},    // 2^63: no longer an int64
       {1e300, "1e+300"},
       {0.25, "0.25"},
       {0.1, "0.1"},
@@ -198,7 +193,8 @@ TEST_CASE("every printed number reads back to the same double") {
     CHECK(std::strtod(text.c_str(), nullptr) == v);
     ++checked;
   }
-  for (const double v : latency_buckets()) CHECK(std::strtod(format_number(v).c_str(), nullptr) == v);
+  for (const double v : latency_buckets())
+    CHECK(std::strtod(format_number(v).c_str(), nullptr) == v);
 }
 
 TEST_CASE("metric names may hold colons, label names may not") {
@@ -233,7 +229,8 @@ TEST_CASE("a small exposition reads exactly as the text format 0.0.4 says") {
   Histogram bytes({1024, 4096});
   bytes.observe(100);
   bytes.observe(5000);
-  out.histogram("rpool_http_body_bytes", "Request body sizes.", bytes, {{"route", "draw"}, {"method", "POST"}});
+  out.histogram("rpool_http_body_bytes", "Request body sizes.", bytes,
+                {{"route", "draw"}, {"method", "POST"}});
   out.check_invariants();
   const std::string text = out.take();
   CHECK(text ==
@@ -274,7 +271,8 @@ TEST_CASE("histogram buckets are cumulative in ascending le and end with +Inf eq
 
   std::vector<std::string> les;
   std::vector<double> values;
-  for (std::size_t at = 0; (at = text.find("rpool_request_seconds_bucket{", at)) != std::string::npos; ++at) {
+  for (std::size_t at = 0;
+       (at = text.find("rpool_request_seconds_bucket{", at)) != std::string::npos; ++at) {
     const auto le = text.find("le=\"", at) + 4;
     const auto le_end = text.find('"', le);
     les.push_back(text.substr(le, le_end - le));
@@ -294,9 +292,10 @@ TEST_CASE("histogram buckets are cumulative in ascending le and end with +Inf eq
         std::string::npos);
   // Cumulative: the count in le="0.01" is every observation at or below 10 ms.
   std::uint64_t at_most_10ms = 0;
-  for (std::size_t i = 0; i < h.bounds().size() && h.bounds()[i] <= 0.01; ++i) at_most_10ms += h.counts()[i];
-  CHECK(text.find(fmt::format("rpool_request_seconds_bucket{{route=\"draw\",le=\"0.01\"}} {}\n", at_most_10ms)) !=
-        std::string::npos);
+  for (std::size_t i = 0; i < h.bounds().size() && h.bounds()[i] <= 0.01; ++i)
+    at_most_10ms += h.counts()[i];
+  CHECK(text.find(fmt::format("rpool_request_seconds_bucket{{route=\"draw\",le=\"0.01\"}} {}\n",
+                              at_most_10ms)) != std::string::npos);
 }
 
 TEST_CASE("HELP and TYPE appear once per family however many label sets it has") {
@@ -376,12 +375,30 @@ TEST_CASE("breaking a rule of the format is a caller bug that asserts") {
     gauge(out, "a", {{"k", "1"}});
   }));
   // Names.
-  CHECK(aborts([&] { Exposition out; gauge(out, "9a"); }));
-  CHECK(aborts([&] { Exposition out; gauge(out, "a", {{"a:b", "1"}}); }));
-  CHECK(aborts([&] { Exposition out; gauge(out, "a", {{"__name", "1"}}); }));
-  CHECK(aborts([&] { Exposition out; gauge(out, "a", {{"k", "1"}, {"k", "2"}}); }));
-  CHECK(aborts([] { Exposition out; out.counter("rpool_draws", "h", 1); }));
-  CHECK(aborts([] { Exposition out; out.counter("rpool_draws_total", "h", -1); }));
+  CHECK(aborts([&] {
+    Exposition out;
+    gauge(out, "9a");
+  }));
+  CHECK(aborts([&] {
+    Exposition out;
+    gauge(out, "a", {{"a:b", "1"}});
+  }));
+  CHECK(aborts([&] {
+    Exposition out;
+    gauge(out, "a", {{"__name", "1"}});
+  }));
+  CHECK(aborts([&] {
+    Exposition out;
+    gauge(out, "a", {{"k", "1"}, {"k", "2"}});
+  }));
+  CHECK(aborts([] {
+    Exposition out;
+    out.counter("rpool_draws", "h", 1);
+  }));
+  CHECK(aborts([] {
+    Exposition out;
+    out.counter("rpool_draws_total", "h", -1);
+  }));
   CHECK(aborts([] {
     Exposition out;
     out.histogram("a", "h", Histogram({1}), {{"le", "1"}});

@@ -15,7 +15,8 @@ namespace {
 
 // The oracle: nearest-rank percentile of the sorted values (the k-th smallest, k = ceil(p/100*n)).
 std::uint64_t naive_percentile(const std::vector<std::uint64_t>& sorted, double p) {
-  const long double exact = static_cast<long double>(p) / 100.0L * static_cast<long double>(sorted.size());
+  const long double exact =
+      static_cast<long double>(p) / 100.0L * static_cast<long double>(sorted.size());
   std::uint64_t rank = static_cast<std::uint64_t>(std::ceil(exact - 1e-9L));
   rank = std::clamp<std::uint64_t>(rank, 1, sorted.size());
   return sorted[rank - 1];
@@ -81,7 +82,8 @@ TEST_CASE("percentiles match a sorted-vector oracle on random latency-like data,
     std::mt19937_64 rng(seed);
     const std::size_t n = 1 + rng() % 20000;
     // A log-normal body (tens of us to ms in ns) with a heavy tail, as request latencies look.
-    std::lognormal_distribution<double> body(std::log(200000.0), 0.8 + static_cast<double>(seed % 5) * 0.3);
+    std::lognormal_distribution<double> body(std::log(200000.0),
+                                             0.8 + static_cast<double>(seed % 5) * 0.3);
     std::vector<std::uint64_t> values;
     values.reserve(n);
     Histogram h;

@@ -167,7 +167,8 @@ TEST_CASE("sequential requests reuse one kept-alive connection") {
   HttpClient client(io, {});
 
   for (int i = 0; i < 20; ++i) {
-    auto result = send(client, server.port(), make_request(http::verb::get, "/n" + std::to_string(i)));
+    auto result =
+        send(client, server.port(), make_request(http::verb::get, "/n" + std::to_string(i)));
     REQUIRE(run_until(io, [&] { return result->done; }));
     REQUIRE_FALSE(result->ec);
     CHECK(result->response.body() == "GET /n" + std::to_string(i) + " 0");
@@ -219,9 +220,8 @@ TEST_CASE("a connection reads at most pipeline_depth_max requests ahead") {
   HttpServerOptions options = local_options();
   options.pipeline_depth_max = 2;
   std::vector<Respond> pending;
-  HttpServer server(io, options, [&](HttpRequest&&, Respond respond) {
-    pending.push_back(std::move(respond));
-  });
+  HttpServer server(io, options,
+                    [&](HttpRequest&&, Respond respond) { pending.push_back(std::move(respond)); });
   REQUIRE_FALSE(server.start());
 
   RawClient raw(io, server.port());
@@ -231,7 +231,8 @@ TEST_CASE("a connection reads at most pipeline_depth_max requests ahead") {
       "GET /3 HTTP/1.1\r\nHost: a\r\n\r\n");
   REQUIRE(run_until(io, [&] { return pending.size() == 2; }));
   // The third request waits in the buffer while two are unanswered.
-  CHECK_FALSE(run_until(io, [&] { return pending.size() == 3; }, 200ms));
+  CHECK_FALSE(run_until(
+      io, [&] { return pending.size() == 3; }, 200ms));
   pending[0](HttpResponse{http::status::ok, 11});
   REQUIRE(run_until(io, [&] { return pending.size() == 3; }));
   pending[1](HttpResponse{http::status::ok, 11});
@@ -243,15 +244,16 @@ TEST_CASE("a connection reads at most pipeline_depth_max requests ahead") {
 TEST_CASE("a Connection: close request answered later still gets its answer") {
   asio::io_context io;
   std::optional<Respond> held;
-  HttpServer server(io, local_options(), [&](HttpRequest&&, Respond respond) {
-    held = std::move(respond);
-  });
+  HttpServer server(io, local_options(),
+                    [&](HttpRequest&&, Respond respond) { held = std::move(respond); });
   REQUIRE_FALSE(server.start());
 
   RawClient raw(io, server.port());
-  raw.write("POST /v1/draw HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}");
+  raw.write(
+      "POST /v1/draw HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}");
   REQUIRE(run_until(io, [&] { return held.has_value(); }));
-  CHECK_FALSE(run_until(io, [&] { return raw.closed(); }, 100ms));
+  CHECK_FALSE(run_until(
+      io, [&] { return raw.closed(); }, 100ms));
   HttpResponse response{http::status::ok, 11};
   response.body() = "later";
   (*held)(std::move(response));
@@ -320,8 +322,10 @@ TEST_CASE("a trailer section that never ends is refused 400 once it fills the re
   REQUIRE_FALSE(server.start());
 
   RawClient raw(io, server.port());
-  raw.write("POST /v1/draw HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
-            "1\r\nx\r\n0\r\nX-Trailer: " + std::string(200 * 1024, 'a'));
+  raw.write(
+      "POST /v1/draw HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "1\r\nx\r\n0\r\nX-Trailer: " +
+      std::string(200 * 1024, 'a'));
   REQUIRE(run_until(io, [&] { return raw.closed(); }));
   CHECK(raw.received().rfind("HTTP/1.1 400 Bad Request\r\n", 0) == 0);
   CHECK(body_of(raw.received()).at("error") == "bad_request");
@@ -335,8 +339,9 @@ TEST_CASE("a chunked body in many chunks with extensions is read whole") {
 
   // 64 chunks of 1 KiB, each with a 1 KiB extension: 128 KiB on the wire, far over the read
   // buffer in all, each line well within it.
-  std::string request = "POST /v1/draw HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
-                        "Connection: close\r\n\r\n";
+  std::string request =
+      "POST /v1/draw HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+      "Connection: close\r\n\r\n";
   for (int i = 0; i < 64; ++i) {
     request += "400;ext=" + std::string(1024, 'e') + "\r\n" + std::string(1024, 'x') + "\r\n";
   }
@@ -359,8 +364,7 @@ TEST_CASE("a header section over header_bytes_max is 431 headers_too_large; one 
   CHECK(within.received().find("GET /ok 0") != std::string::npos);
 
   RawClient over(io, server.port());
-  over.write("GET /big HTTP/1.1\r\nHost: a\r\nX-Big: " + std::string(9 * 1024, 'b') +
-             "\r\n\r\n");
+  over.write("GET /big HTTP/1.1\r\nHost: a\r\nX-Big: " + std::string(9 * 1024, 'b') + "\r\n\r\n");
   REQUIRE(run_until(io, [&] { return over.closed(); }));
   const std::string& text = over.received();
   CHECK(text.rfind("HTTP/1.1 431 Request Header Fields Too Large\r\n", 0) == 0);
@@ -381,7 +385,8 @@ TEST_CASE("a header section that never ends is refused 431, not buffered") {
   CHECK(body_of(raw.received()).at("error") == "headers_too_large");
 }
 
-TEST_CASE("a Transfer-Encoding whose final coding is not chunked is 400 and closes the connection") {
+TEST_CASE(
+    "a Transfer-Encoding whose final coding is not chunked is 400 and closes the connection") {
   // RFC 9112 §6.3: its length cannot be known. Its body is never read as a next request.
   for (const std::string codings : {"gzip", "chunked, gzip", "identity", ""}) {
     CAPTURE(codings);
@@ -407,8 +412,9 @@ TEST_CASE("a Transfer-Encoding ending in chunked is read as chunked") {
   HttpServer server(io, local_options(), echo);
   REQUIRE_FALSE(server.start());
   RawClient raw(io, server.port());
-  raw.write("POST /v1/draw HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
-            "Connection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+  raw.write(
+      "POST /v1/draw HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+      "Connection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
   REQUIRE(run_until(io, [&] { return raw.closed(); }));
   CHECK(raw.received().find("POST /v1/draw 3") != std::string::npos);
 }
@@ -484,12 +490,14 @@ TEST_CASE("an idle keep-alive connection is closed after the read deadline, not 
   REQUIRE(run_until(io, [&] { return held.has_value(); }));
   // Three read deadlines pass while the handler works: the connection stays.
   const auto busy_until = std::chrono::steady_clock::now() + 600ms;
-  CHECK_FALSE(run_until(io, [&] { return raw.closed(); }, 600ms));
+  CHECK_FALSE(run_until(
+      io, [&] { return raw.closed(); }, 600ms));
   CHECK(std::chrono::steady_clock::now() >= busy_until);
   (*held)(HttpResponse{http::status::ok, 11});
   REQUIRE(run_until(io, [&] { return count(raw.received(), "HTTP/1.1 200 OK") == 1; }));
   // Now idle: closed after one deadline.
-  REQUIRE(run_until(io, [&] { return raw.closed(); }, 3s));
+  REQUIRE(run_until(
+      io, [&] { return raw.closed(); }, 3s));
 }
 
 TEST_CASE("a handler that throws gets a 500 internal and the server keeps serving") {
@@ -641,7 +649,8 @@ TEST_CASE("out of descriptors, accepting pauses with a backoff and resumes when 
   // Over 400 ms the pauses (50, 100, 200 ms, ...) allow at most 4 attempts; a retry without a
   // pause would fail thousands of times.
   const auto until = std::chrono::steady_clock::now() + 400ms;
-  run_until(io, [&] { return std::chrono::steady_clock::now() >= until; }, 1s);
+  run_until(
+      io, [&] { return std::chrono::steady_clock::now() >= until; }, 1s);
   const auto errors = server.stats().accept_errors;
   for (const int fd : taken) ::close(fd);
   REQUIRE(::setrlimit(RLIMIT_NOFILE, &before) == 0);
@@ -652,7 +661,8 @@ TEST_CASE("out of descriptors, accepting pauses with a backoff and resumes when 
   CHECK(logged.front().find("accept") != std::string::npos);
 
   raw.write("GET /back HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
-  REQUIRE(run_until(io, [&] { return raw.closed(); }, 3s));
+  REQUIRE(run_until(
+      io, [&] { return raw.closed(); }, 3s));
   CHECK(raw.received().find("GET /back 0") != std::string::npos);
 }
 
@@ -681,8 +691,8 @@ TEST_CASE("the client times out on a server that never answers") {
   tcp::acceptor silent(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
   HttpClient client(io, {});
   const auto started = std::chrono::steady_clock::now();
-  auto result = send(client, silent.local_endpoint().port(), make_request(http::verb::get, "/"),
-                     200ms);
+  auto result =
+      send(client, silent.local_endpoint().port(), make_request(http::verb::get, "/"), 200ms);
   REQUIRE(run_until(io, [&] { return result->done; }));
   const auto elapsed = std::chrono::steady_clock::now() - started;
   CHECK(result->ec == std::errc::timed_out);
@@ -693,9 +703,8 @@ TEST_CASE("the client times out on a server that never answers") {
 TEST_CASE("a request over waiting_per_host_max fails at once with queue_full, unsent") {
   asio::io_context io;
   std::vector<Respond> pending;
-  HttpServer server(io, local_options(), [&](HttpRequest&&, Respond respond) {
-    pending.push_back(std::move(respond));
-  });
+  HttpServer server(io, local_options(),
+                    [&](HttpRequest&&, Respond respond) { pending.push_back(std::move(respond)); });
   REQUIRE_FALSE(server.start());
   HttpClientOptions options;
   options.connections_per_host_max = 1;
@@ -734,9 +743,8 @@ TEST_CASE("a request over waiting_per_host_max fails at once with queue_full, un
 TEST_CASE("the client bounds connections per host and queues the rest") {
   asio::io_context io;
   std::vector<Respond> pending;
-  HttpServer server(io, local_options(), [&](HttpRequest&&, Respond respond) {
-    pending.push_back(std::move(respond));
-  });
+  HttpServer server(io, local_options(),
+                    [&](HttpRequest&&, Respond respond) { pending.push_back(std::move(respond)); });
   REQUIRE_FALSE(server.start());
   HttpClientOptions options;
   options.connections_per_host_max = 2;
@@ -767,9 +775,8 @@ TEST_CASE("bursts of as many requests as connections reuse the same connections"
   // and the next burst takes them again, instead of connecting (and binding) anew.
   asio::io_context io;
   std::vector<Respond> pending;
-  HttpServer server(io, local_options(), [&](HttpRequest&&, Respond respond) {
-    pending.push_back(std::move(respond));
-  });
+  HttpServer server(io, local_options(),
+                    [&](HttpRequest&&, Respond respond) { pending.push_back(std::move(respond)); });
   REQUIRE_FALSE(server.start());
   HttpClient client(io, {});  // the node's settings: 64 connections per host
   const std::size_t burst = 64;
@@ -891,8 +898,8 @@ TEST_CASE("a HEAD answer carries the length of the body it does not send") {
 }
 
 TEST_CASE("json_error writes the JSON body and follows the request's version and keep-alive") {
-  const auto none = rpool::net::json_error(nullptr, http::status::not_found, "not_found",
-                                           "No such path.");
+  const auto none =
+      rpool::net::json_error(nullptr, http::status::not_found, "not_found", "No such path.");
   CHECK(none.result() == http::status::not_found);
   CHECK(none.version() == 11);
   CHECK_FALSE(none.keep_alive());

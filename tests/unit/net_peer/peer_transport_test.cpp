@@ -111,8 +111,9 @@ Message sample(MessageType type, std::uint64_t from, std::uint64_t to, std::uint
   if (type == MessageType::append) {
     m.entries.push_back({Term(5), LogIndex(1001), EntryType::normal, pattern(300, 1)});
     m.entries.push_back({Term(5), LogIndex(1002), EntryType::noop, {}});
-    m.entries.push_back({Term(6), LogIndex(1003), EntryType::config,
-                         rpool::raft::encode_membership({{NodeId(1), NodeId(2)}, {NodeId(3)}, {}})});
+    m.entries.push_back(
+        {Term(6), LogIndex(1003), EntryType::config,
+         rpool::raft::encode_membership({{NodeId(1), NodeId(2)}, {NodeId(3)}, {}})});
   }
   if (type == MessageType::snapshot) {
     m.snapshot.index = LogIndex(5000);
@@ -330,15 +331,18 @@ TEST_CASE("a peer waiting out a backoff is dialed at once when that peer connect
   Node a(io, 1, "127.0.0.1", 0, long_backoff);
   const std::uint16_t port = free_port(io, "127.0.0.2");
   a->set_peer(NodeId(2), "127.0.0.2", port);
-  REQUIRE(run_until(io, [&] { return a.logged("cannot connect to peer 2"); }));  // now 60 s of backoff
+  REQUIRE(
+      run_until(io, [&] { return a.logged("cannot connect to peer 2"); }));  // now 60 s of backoff
 
   Node b(io, 2, "127.0.0.2", port, long_backoff);
   b->set_peer(NodeId(1), "127.0.0.1", a.port());
   b->send(heartbeat(2, 1, 1));  // b connects to a; a learns that b is up
   REQUIRE(run_until(io, [&] { return a.received.size() == 1; }));
-  REQUIRE(run_until(io, [&] { return a->stats(NodeId(2)).connected; }, 5s));
+  REQUIRE(run_until(
+      io, [&] { return a->stats(NodeId(2)).connected; }, 5s));
   a->send(heartbeat(1, 2, 2));
-  REQUIRE(run_until(io, [&] { return b.received.size() == 1; }, 5s));
+  REQUIRE(run_until(
+      io, [&] { return b.received.size() == 1; }, 5s));
   CHECK(b.received[0].context == 2);
 }
 
@@ -382,7 +386,9 @@ TEST_CASE("a handshake for another cluster is rejected and nothing is delivered"
   CHECK(a->malformed_frames_total() == 0);
 }
 
-TEST_CASE("a joining node adopts the cluster id of the first peer that connects, then talks back and refuses others") {
+TEST_CASE(
+    "a joining node adopts the cluster id of the first peer that connects, then talks back and "
+    "refuses others") {
   asio::io_context io;
   Node leader(io, 1, "127.0.0.1");
   std::uint64_t adopted = 0;
@@ -408,7 +414,8 @@ TEST_CASE("a joining node adopts the cluster id of the first peer that connects,
   CHECK(leader.received.front().from == NodeId(4));
   CHECK(leader->handshakes_rejected_total() == 0);  // no handshake ever went out with id 0
   // Now it belongs to a cluster: another one is refused.
-  Node stranger(io, 2, "127.0.0.2", 0, [](PeerTransport::Options& o) { o.cluster_id = test_cluster_id + 1; });
+  Node stranger(io, 2, "127.0.0.2", 0,
+                [](PeerTransport::Options& o) { o.cluster_id = test_cluster_id + 1; });
   stranger->set_peer(NodeId(4), "127.0.0.4", joiner.port());
   stranger->send(heartbeat(2, 4, 3));
   REQUIRE(run_until(io, [&] { return joiner->handshakes_rejected_total() >= 1; }));
@@ -443,7 +450,8 @@ TEST_CASE("malformed input closes that connection, is counted, and good peers ca
     bool handshake_rejected;  // counted as a rejected handshake rather than a malformed frame
     std::size_t delivered;    // good frames before the bad input
   };
-  const Bytes half = Bytes(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(good.size() / 2));
+  const Bytes half =
+      Bytes(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(good.size() / 2));
   const std::vector<Case> cases = {
       {"garbage instead of a handshake", pattern(64, 3), false, true, 0},
       {"wrong protocol version", handshake(test_cluster_id, 9, 1, 2), false, true, 0},
@@ -451,23 +459,26 @@ TEST_CASE("malformed input closes that connection, is counted, and good peers ca
       {"handshake cut short by EOF", Bytes(hello.begin(), hello.begin() + 10), true, true, 0},
       {"no handshake before the deadline", {}, false, true, 0},
       {"garbage after the handshake", concat({hello, Bytes(16, 0xff)}), false, false, 0},
-      {"length over frame_bytes_max", concat({hello, frame((1 << 20) + 1, 1, {})}), false, false, 0},
+      {"length over frame_bytes_max", concat({hello, frame((1 << 20) + 1, 1, {})}), false, false,
+       0},
       {"unknown frame type", concat({hello, frame(3, 2, {1, 2, 3})}), false, false, 0},
-      {"payload that does not decode", concat({hello, frame(10, 1, Bytes(10, 0xab))}), false,
-       false, 0},
+      {"payload that does not decode", concat({hello, frame(10, 1, Bytes(10, 0xab))}), false, false,
+       0},
       {"empty payload", concat({hello, frame(0, 1, {})}), false, false, 0},
       {"truncated message inside a whole frame",
        concat({hello, frame(static_cast<std::uint32_t>(half.size()), 1, half)}), false, false, 0},
       {"frame cut short by EOF", concat({hello, frame(100, 1, Bytes(10, 0))}), true, false, 0},
       {"header cut short by EOF", concat({hello, Bytes{5, 0}}), true, false, 0},
       {"message addressed to another node",
-       concat({hello, [] {
+       concat({hello,
+               [] {
                  const Bytes p = encoded(heartbeat(9, 4, 1));
                  return frame(static_cast<std::uint32_t>(p.size()), 1, p);
                }()}),
        false, false, 0},
       {"message whose sender is not the handshake's",
-       concat({hello, [] {
+       concat({hello,
+               [] {
                  const Bytes p = encoded(heartbeat(8, 1, 1));
                  return frame(static_cast<std::uint32_t>(p.size()), 1, p);
                }()}),
@@ -586,7 +597,8 @@ TEST_CASE("set_peer with a new address moves the connection; remove_peer forgets
   REQUIRE(run_until(io, [&] { return b.received.size() == 1; }));
 
   a->set_peer(NodeId(2), "127.0.0.3", c.port());
-  REQUIRE(run_until(io, [&] { return a->stats(NodeId(2)).connects == 2 && a->stats(NodeId(2)).connected; }));
+  REQUIRE(run_until(
+      io, [&] { return a->stats(NodeId(2)).connects == 2 && a->stats(NodeId(2)).connected; }));
   a->send(heartbeat(1, 2, 2));
   REQUIRE(run_until(io, [&] { return c.received.size() == 1; }));
   CHECK(b.received.size() == 1);
@@ -640,7 +652,8 @@ TEST_CASE("start reports a port that is taken, and a listen host that is not an 
   CHECK(bad.start() == std::errc::invalid_argument);
 }
 
-TEST_CASE("strangers waiting to handshake hold only their own small pool: a peer still gets through") {
+TEST_CASE(
+    "strangers waiting to handshake hold only their own small pool: a peer still gets through") {
   asio::io_context io;
   constexpr std::size_t pending_max = 4;
   Node a(io, 1, "127.0.0.1", 0, [](PeerTransport::Options& o) {
@@ -676,7 +689,8 @@ TEST_CASE("a connection that does not handshake is closed within the default tim
   CHECK(PeerTransport::Options{}.handshake_timeout == rpool::net::peer_handshake_timeout_default);
   const auto started = std::chrono::steady_clock::now();
   RawClient silent(io, a.port());
-  REQUIRE(run_until(io, [&] { return silent.closed; }, 4s));
+  REQUIRE(run_until(
+      io, [&] { return silent.closed; }, 4s));
   const auto waited = std::chrono::steady_clock::now() - started;
   CHECK(waited >= rpool::net::peer_handshake_timeout_default);
   CHECK(waited < rpool::net::peer_handshake_timeout_default + 1s);
@@ -684,7 +698,9 @@ TEST_CASE("a connection that does not handshake is closed within the default tim
   CHECK(a.logged("no handshake within handshake_timeout"));
 }
 
-TEST_CASE("the largest messages raft sends fit the default frame bound, and a frame one byte over it is refused") {
+TEST_CASE(
+    "the largest messages raft sends fit the default frame bound, and a frame one byte over it is "
+    "refused") {
   using rpool::net::peer_frame_bytes_max_default;
   asio::io_context io;
   Node a(io, 1, "127.0.0.1");
@@ -706,8 +722,8 @@ TEST_CASE("the largest messages raft sends fit the default frame bound, and a fr
   // An append with one entry as large as a proposal may be.
   Message big_entry = heartbeat(2, 1, 1);
   big_entry.type = MessageType::append;
-  big_entry.entries.push_back({Term(1), LogIndex(1), EntryType::normal,
-                               pattern(rpool::raft::entry_bytes_max_default, 3)});
+  big_entry.entries.push_back(
+      {Term(1), LogIndex(1), EntryType::normal, pattern(rpool::raft::entry_bytes_max_default, 3)});
   // A full snapshot chunk whose metadata holds the allowance of members with full contexts.
   Message chunk = sample(MessageType::snapshot, 2, 1, 2);
   chunk.data = pattern(rpool::raft::snapshot_chunk_bytes_default, 9);
@@ -736,7 +752,9 @@ TEST_CASE("the largest messages raft sends fit the default frame bound, and a fr
   CHECK(a.logged("over frame_bytes_max"));
 }
 
-TEST_CASE("counters are kept per peer only: a stranger naming itself after ever new ids adds no entries") {
+TEST_CASE(
+    "counters are kept per peer only: a stranger naming itself after ever new ids adds no "
+    "entries") {
   asio::io_context io;
   Node a(io, 1, "127.0.0.1");
   Node b(io, 2, "127.0.0.2");
@@ -749,7 +767,8 @@ TEST_CASE("counters are kept per peer only: a stranger naming itself after ever 
   for (std::uint64_t id = 1000; id < 1000 + strangers; ++id) {
     RawClient raw(io, a.port());
     const Bytes p = encoded(heartbeat(id, 1, id));
-    raw.write(concat({handshake(test_cluster_id, id, 1), frame(static_cast<std::uint32_t>(p.size()), 1, p)}));
+    raw.write(concat(
+        {handshake(test_cluster_id, id, 1), frame(static_cast<std::uint32_t>(p.size()), 1, p)}));
     REQUIRE(run_until(io, [&] { return a.received.size() == 1 + (id - 1000 + 1); }));
     a->send(heartbeat(1, id, 0));  // the node answers it (raft replies to whoever asked)
   }

@@ -24,7 +24,8 @@ constexpr std::string_view full_config = R"({
   "wal": {"segment_bytes": 65536, "fsync": false}
 })";
 
-constexpr std::string_view minimal_members = R"("members": [{"id": 1, "raft": "127.0.0.1:7001", "http": "127.0.0.1:8001"}])";
+constexpr std::string_view minimal_members =
+    R"("members": [{"id": 1, "raft": "127.0.0.1:7001", "http": "127.0.0.1:8001"}])";
 
 // A config with one member and `extra` (",\"field\": ..." or "") after it.
 std::string minimal(std::string_view extra = "") {
@@ -46,8 +47,10 @@ TEST_CASE("a config with every field set parses into exactly those values") {
   REQUIRE_MESSAGE(config.has_value(), error);
   CHECK(error.empty());
   REQUIRE(config->members.size() == 3);
-  CHECK(config->members[0] == Member{NodeId(1), Endpoint{"127.0.0.1", 7001}, Endpoint{"127.0.0.1", 8001}});
-  CHECK(config->members[1] == Member{NodeId(2), Endpoint{"127.0.0.2", 7002}, Endpoint{"127.0.0.2", 8002}});
+  CHECK(config->members[0] ==
+        Member{NodeId(1), Endpoint{"127.0.0.1", 7001}, Endpoint{"127.0.0.1", 8001}});
+  CHECK(config->members[1] ==
+        Member{NodeId(2), Endpoint{"127.0.0.2", 7002}, Endpoint{"127.0.0.2", 8002}});
   CHECK(config->members[2] == Member{NodeId(7), Endpoint{"::1", 7007}, Endpoint{"::1", 8007}});
   CHECK(config->members[2].raft.to_string() == "[::1]:7007");
   CHECK(config->members[0].http.to_string() == "127.0.0.1:8001");
@@ -111,7 +114,8 @@ TEST_CASE("the sample config in the repository parses") {
   CHECK(config->catalog.size() == 3);
 }
 
-TEST_CASE("the production example contrib/cluster.example.json parses, for the systemd unit's paths") {
+TEST_CASE(
+    "the production example contrib/cluster.example.json parses, for the systemd unit's paths") {
   std::string error;
   const auto config = load_config(RPOOL_SOURCE_ROOT "/contrib/cluster.example.json", error);
   REQUIRE_MESSAGE(config.has_value(), error);
@@ -126,7 +130,8 @@ TEST_CASE("an unknown top-level field is an error naming it") {
   const std::string error = rejected(minimal(R"(, "data_dirs": "x")"));
   CHECK(error == "config: data_dirs: unknown field");
   // Unknown fields inside raft and wal too.
-  CHECK(rejected(minimal(R"(, "raft": {"heartbeat": 10})")) == "config: raft.heartbeat: unknown field");
+  CHECK(rejected(minimal(R"(, "raft": {"heartbeat": 10})")) ==
+        "config: raft.heartbeat: unknown field");
   CHECK(rejected(minimal(R"(, "wal": {"sync": true})")) == "config: wal.sync: unknown field");
 }
 
@@ -139,11 +144,14 @@ TEST_CASE("an unknown member field is an error naming the member and the field")
 
 TEST_CASE("a bad endpoint is an error naming the field and quoting the value") {
   const auto member_with_raft = [](std::string_view raft) {
-    return R"({"members": [{"id": 1, "raft": ")" + std::string(raft) + R"(", "http": "127.0.0.1:8001"}]})";
+    return R"({"members": [{"id": 1, "raft": ")" + std::string(raft) +
+           R"(", "http": "127.0.0.1:8001"}]})";
   };
-  CHECK(rejected(member_with_raft("localhost")) == "config: members[0].raft: expected host:port, got \"localhost\"");
-  for (const char* bad : {"", ":7001", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:70x",
-                          "127.0.0.1:-1", "::1:7001", "[::1]7001", "[::1]:", "[]:7001", "[::1"}) {
+  CHECK(rejected(member_with_raft("localhost")) ==
+        "config: members[0].raft: expected host:port, got \"localhost\"");
+  for (const char* bad :
+       {"", ":7001", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:70x",
+        "127.0.0.1:-1", "::1:7001", "[::1]7001", "[::1]:", "[]:7001", "[::1"}) {
     CAPTURE(std::string(bad));
     const std::string error = rejected(member_with_raft(bad));
     CHECK(error.starts_with("config: members[0].raft: expected host:port"));
@@ -181,47 +189,63 @@ TEST_CASE("wal.segment_bytes outside 64 KiB to 1 GiB is an error; the bounds the
   for (const char* bad : {"-1", "0", "1e6", "\"64k\""}) {
     CAPTURE(std::string(bad));
     CHECK(rejected(minimal(std::string(R"(, "wal": {"segment_bytes": )") + bad + "}"))
-              .starts_with("config: wal.segment_bytes: expected an integer from 65536 to 1073741824"));
+              .starts_with(
+                  "config: wal.segment_bytes: expected an integer from 65536 to 1073741824"));
   }
   std::string error;
   for (const std::uint64_t ok : {segment_bytes_min, segment_bytes_max}) {
-    const auto config = parse_config(minimal(R"(, "wal": {"segment_bytes": )" + std::to_string(ok) + "}"), error);
+    const auto config =
+        parse_config(minimal(R"(, "wal": {"segment_bytes": )" + std::to_string(ok) + "}"), error);
     REQUIRE_MESSAGE(config.has_value(), error);
     CHECK(config->wal.segment_bytes == ok);
   }
 }
 
 TEST_CASE("a bad catalog item is an error naming the item and its field") {
-  const auto catalog = [](std::string_view items) { return minimal(R"(, "catalog": [)" + std::string(items) + "]"); };
+  const auto catalog = [](std::string_view items) {
+    return minimal(R"(, "catalog": [)" + std::string(items) + "]");
+  };
   struct Case {
     const char* items;
     const char* error;
   };
   const Case cases[] = {
-      {R"({"item_id": "gold", "quantity": 1, "probability": 1, "weight": 2})", "config: catalog[0].weight: unknown field"},
+      {R"({"item_id": "gold", "quantity": 1, "probability": 1, "weight": 2})",
+       "config: catalog[0].weight: unknown field"},
       {R"({"quantity": 1, "probability": 1})", "config: catalog[0].item_id: expected a string"},
-      {R"({"item_id": "", "quantity": 1, "probability": 1})", "config: catalog[0].item_id: expected 1-64 of A-Z a-z 0-9 _ . -"},
-      {R"({"item_id": "a/b", "quantity": 1, "probability": 1})", "config: catalog[0].item_id: expected 1-64 of A-Z a-z 0-9 _ . -"},
-      {R"({"item_id": "gold", "quantity": -2, "probability": 1})", "config: catalog[0].quantity: expected -1 or 0 to 9007199254740991"},
-      {R"({"item_id": "gold", "quantity": 9007199254740992, "probability": 1})", "config: catalog[0].quantity: expected -1 or 0 to 9007199254740991"},
-      {R"({"item_id": "gold", "quantity": 1.5, "probability": 1})", "config: catalog[0].quantity: expected an integer >= 0, or -1 for unlimited"},
-      {R"({"item_id": "gold", "probability": 1})", "config: catalog[0].quantity: expected an integer >= 0, or -1 for unlimited"},
+      {R"({"item_id": "", "quantity": 1, "probability": 1})",
+       "config: catalog[0].item_id: expected 1-64 of A-Z a-z 0-9 _ . -"},
+      {R"({"item_id": "a/b", "quantity": 1, "probability": 1})",
+       "config: catalog[0].item_id: expected 1-64 of A-Z a-z 0-9 _ . -"},
+      {R"({"item_id": "gold", "quantity": -2, "probability": 1})",
+       "config: catalog[0].quantity: expected -1 or 0 to 9007199254740991"},
+      {R"({"item_id": "gold", "quantity": 9007199254740992, "probability": 1})",
+       "config: catalog[0].quantity: expected -1 or 0 to 9007199254740991"},
+      {R"({"item_id": "gold", "quantity": 1.5, "probability": 1})",
+       "config: catalog[0].quantity: expected an integer >= 0, or -1 for unlimited"},
+      {R"({"item_id": "gold", "probability": 1})",
+       "config: catalog[0].quantity: expected an integer >= 0, or -1 for unlimited"},
       {R"({"item_id": "gold", "quantity": 1})", "config: catalog[0].probability: missing"},
-      {R"({"item_id": "gold", "quantity": 1, "probability": -1})", "config: catalog[0].probability: expected an integer from 0 to 1000000000000"},
-      {R"({"item_id": "gold", "quantity": 1, "probability": 1000000000001})", "config: catalog[0].probability: expected an integer from 0 to 1000000000000, got 1000000000001"},
-      {R"({"item_id": "gold", "quantity": 1, "probability": 1}, {"item_id": "gold", "quantity": 2, "probability": 2})", "config: catalog[1].item_id: duplicate item_id \"gold\""},
+      {R"({"item_id": "gold", "quantity": 1, "probability": -1})",
+       "config: catalog[0].probability: expected an integer from 0 to 1000000000000"},
+      {R"({"item_id": "gold", "quantity": 1, "probability": 1000000000001})",
+       "config: catalog[0].probability: expected an integer from 0 to 1000000000000, got "
+       "1000000000001"},
+      {R"({"item_id": "gold", "quantity": 1, "probability": 1}, {"item_id": "gold", "quantity": 2, "probability": 2})",
+       "config: catalog[1].item_id: duplicate item_id \"gold\""},
       {R"("gold")", "config: catalog[0]: expected an object"},
   };
   for (const Case& c : cases) {
     CAPTURE(std::string(c.items));
     CHECK(rejected(catalog(c.items)) == c.error);
   }
-  CHECK(rejected(minimal(R"(, "catalog": {"gold": 1})")) == "config: catalog: expected an array of items");
+  CHECK(rejected(minimal(R"(, "catalog": {"gold": 1})")) ==
+        "config: catalog: expected an array of items");
   // A catalog that does not fit in one log entry (it seeds the pool as one) is refused up front.
   std::string big;
   for (int i = 0; i < 20000; ++i) {
-    big += (i ? "," : "") + std::string(R"({"item_id":"item-)") + std::to_string(i) + std::string(48, 'x') +
-           R"(","quantity":-1,"probability":1})";
+    big += (i ? "," : "") + std::string(R"({"item_id":"item-)") + std::to_string(i) +
+           std::string(48, 'x') + R"(","quantity":-1,"probability":1})";
   }
   const std::string error = rejected(catalog(big));
   CHECK(error.find("config: catalog: 20000 items take") == 0);
@@ -234,12 +258,16 @@ TEST_CASE("other malformed configs are errors that name what is wrong") {
   CHECK(rejected(minimal() + " trailing").starts_with("config: not valid JSON"));
   CHECK(rejected("{}") == "config: members: expected a non-empty array");
   CHECK(rejected(R"({"members": []})") == "config: members: expected a non-empty array");
-  CHECK(rejected(R"({"members": [{"id": 1, "raft": "127.0.0.1:7001"}]})") == "config: members[0].http: missing");
+  CHECK(rejected(R"({"members": [{"id": 1, "raft": "127.0.0.1:7001"}]})") ==
+        "config: members[0].http: missing");
   CHECK(rejected(R"({"members": [{"id": 0, "raft": "127.0.0.1:7001", "http": "127.0.0.1:8001"}]})")
             .starts_with("config: members[0].id: expected an integer from 1 to 1000000"));
-  CHECK(rejected(minimal(R"(, "data_dir": "")")) == "config: data_dir: expected a non-empty string");
-  CHECK(rejected(minimal(R"(, "admin_token": "")")) == "config: admin_token: expected a non-empty string");
-  CHECK(rejected(minimal(R"(, "wal": {"fsync": 1})")) == "config: wal.fsync: expected true or false");
+  CHECK(rejected(minimal(R"(, "data_dir": "")")) ==
+        "config: data_dir: expected a non-empty string");
+  CHECK(rejected(minimal(R"(, "admin_token": "")")) ==
+        "config: admin_token: expected a non-empty string");
+  CHECK(rejected(minimal(R"(, "wal": {"fsync": 1})")) ==
+        "config: wal.fsync: expected true or false");
   CHECK(rejected(minimal(R"(, "raft": {"heartbeat_ms": 300, "election_timeout_ms": 500})")) ==
         "config: raft.election_timeout_ms: must be at least twice raft.heartbeat_ms (300)");
   CHECK(rejected(minimal(R"(, "raft": [])")) == "config: raft: expected an object");
@@ -257,8 +285,8 @@ TEST_CASE("a config that is not a JSON object is an error") {
 // (the listener's make_address/resolve, or a peer that never connects), not as the exit-2 line
 // naming the field that the README asks of a bad config.
 TEST_CASE("an endpoint whose host is neither an IP literal nor a name is rejected") {
-  for (const char* bad : {"a b:7001", "127.0.0.1 :7001", "a]:7001", "[not v6]:7001", "host/x:7001", "\t:7001",
-                          "-a:1", "a..b:1", ".a:1", "[]:1", "[1]:1"}) {
+  for (const char* bad : {"a b:7001", "127.0.0.1 :7001", "a]:7001", "[not v6]:7001", "host/x:7001",
+                          "\t:7001", "-a:1", "a..b:1", ".a:1", "[]:1", "[1]:1"}) {
     CAPTURE(std::string(bad));
     CHECK_FALSE(parse_endpoint(bad).has_value());
   }

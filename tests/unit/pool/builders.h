@@ -17,7 +17,9 @@ inline Item item(std::string id, std::int64_t quantity, std::uint64_t probabilit
 inline Command draw(std::uint32_t count, std::uint64_t seed, std::uint64_t ts = 0) {
   return Command{Draw{count, seed}, ts, {}, {}};
 }
-inline Command upsert(Item i, std::uint64_t ts = 0) { return Command{UpsertItem{std::move(i)}, ts, {}, {}}; }
+inline Command upsert(Item i, std::uint64_t ts = 0) {
+  return Command{UpsertItem{std::move(i)}, ts, {}, {}};
+}
 inline Command remove_item(std::string id, std::uint64_t ts = 0) {
   return Command{DeleteItem{std::move(id)}, ts, {}, {}};
 }

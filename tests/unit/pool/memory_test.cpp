@@ -41,8 +41,12 @@ void counted_free(void* p) noexcept {
 
 void* operator new(std::size_t size) { return counted_alloc(size, alignof(std::max_align_t)); }
 void* operator new[](std::size_t size) { return counted_alloc(size, alignof(std::max_align_t)); }
-void* operator new(std::size_t size, std::align_val_t a) { return counted_alloc(size, static_cast<std::size_t>(a)); }
-void* operator new[](std::size_t size, std::align_val_t a) { return counted_alloc(size, static_cast<std::size_t>(a)); }
+void* operator new(std::size_t size, std::align_val_t a) {
+  return counted_alloc(size, static_cast<std::size_t>(a));
+}
+void* operator new[](std::size_t size, std::align_val_t a) {
+  return counted_alloc(size, static_cast<std::size_t>(a));
+}
 void operator delete(void* p) noexcept { counted_free(p); }
 void operator delete[](void* p) noexcept { counted_free(p); }
 void operator delete(void* p, std::size_t) noexcept { counted_free(p); }
@@ -60,12 +64,15 @@ double bytes_per_pool(std::size_t pools, std::size_t items) {
   StateMachine sm;
   std::uint64_t index = 0;
   std::vector<Item> catalog;
-  for (std::size_t i = 0; i < items; ++i) catalog.push_back(item("item-" + std::to_string(1000 + i), 1000, 1));
+  for (std::size_t i = 0; i < items; ++i)
+    catalog.push_back(item("item-" + std::to_string(1000 + i), 1000, 1));
   const std::int64_t before = live_bytes.load();
   for (std::size_t p = 0; p < pools; ++p) {
-    REQUIRE_FALSE(sm.apply(++index, create_pool("pool-" + std::to_string(10000 + p), catalog)).error);
+    REQUIRE_FALSE(
+        sm.apply(++index, create_pool("pool-" + std::to_string(10000 + p), catalog)).error);
   }
-  for (const PoolSummary& s : sm.pools()) CHECK(s.item_count == (s.pool_id == "default" ? 0 : items));
+  for (const PoolSummary& s : sm.pools())
+    CHECK(s.item_count == (s.pool_id == "default" ? 0 : items));
   const std::int64_t after = live_bytes.load();
   return static_cast<double>(after - before) / static_cast<double>(pools);
 }
@@ -80,11 +87,13 @@ TEST_CASE("the allocation counter sees a known allocation") {
   CHECK(live_bytes.load() == before);
 }
 
-TEST_CASE("an empty pool costs a few hundred bytes, and a pool of 100 items little more than its items") {
+TEST_CASE(
+    "an empty pool costs a few hundred bytes, and a pool of 100 items little more than its items") {
   const double empty = bytes_per_pool(1000, 0);
   const double hundred = bytes_per_pool(1000, 100);
   MESSAGE("heap bytes per empty pool: ", empty);
-  MESSAGE("heap bytes per pool of 100 items: ", hundred, " (", (hundred - empty) / 100, " per item)");
+  MESSAGE("heap bytes per pool of 100 items: ", hundred, " (", (hundred - empty) / 100,
+          " per item)");
   // Bounds with room above today's figures: a regression of a few times over fails.
   CHECK(empty < 512);
   CHECK(hundred - empty < 100 * 96);

@@ -56,7 +56,7 @@ TEST_CASE("each pool numbers its draws from 1, whatever the other pools do") {
     CHECK(d.sm.pool(id)->last_request_id() == next[id] - 1);
   }
   CHECK(d.sm.last_request_id() == next["default"] - 1);  // the single-pool interface is "default"
-  CHECK(d.sm.pool("b")->find("y")->quantity == 0);        // b ran out: pool_empty, still numbered
+  CHECK(d.sm.pool("b")->find("y")->quantity == 0);       // b ran out: pool_empty, still numbered
 }
 
 TEST_CASE("pool commands fail with their own errors and change nothing") {
@@ -133,7 +133,8 @@ TEST_CASE("the same idempotency key in two pools makes two independent draws") {
   const Result again = d.apply(in_pool("b", keyed(draw(2, 99), "order-1", 7)));
   CHECK(again.replayed);
   CHECK(again.draws == in_b.draws);
-  CHECK(d.apply(in_pool("a", keyed(draw(1, 1), "order-1", 8))).error == errc::idempotency_key_reused);
+  CHECK(d.apply(in_pool("a", keyed(draw(1, 1), "order-1", 8))).error ==
+        errc::idempotency_key_reused);
   CHECK(d.sm.pool("b")->find("y")->quantity == 8);
 
   // A key outlives its pool: a late retry after the pool is gone still gets the first answer.
@@ -232,15 +233,19 @@ TEST_CASE("limits: pools_max pools and items_total_max items over all pools") {
     items.reserve(per_pool);
     for (std::size_t i = 0; i < per_pool; ++i) items.push_back(item("i" + std::to_string(i), 1, 1));
     REQUIRE_FALSE(sm.apply(++index, delete_pool("p" + std::to_string(p + 2))).error);
-    REQUIRE_FALSE(sm.apply(++index, create_pool("p" + std::to_string(p + 2), std::move(items))).error);
+    REQUIRE_FALSE(
+        sm.apply(++index, create_pool("p" + std::to_string(p + 2), std::move(items))).error);
   }
   CHECK(sm.item_count_total() == items_total_max);
   CHECK(sm.apply(++index, upsert(item("one-more", 1, 1))).error == errc::too_many_items_total);
-  CHECK(sm.apply(++index, in_pool("p2", upsert(item("one-more", 1, 1)))).error == errc::too_many_items_total);
+  CHECK(sm.apply(++index, in_pool("p2", upsert(item("one-more", 1, 1)))).error ==
+        errc::too_many_items_total);
   REQUIRE_FALSE(sm.apply(++index, delete_pool("p100")).error);  // room for one more pool
-  CHECK(sm.apply(++index, create_pool("p1", {item("x", 1, 1)})).error == errc::too_many_items_total);
+  CHECK(sm.apply(++index, create_pool("p1", {item("x", 1, 1)})).error ==
+        errc::too_many_items_total);
   CHECK_FALSE(sm.apply(++index, create_pool("p1", {})).error);
-  CHECK_FALSE(sm.apply(++index, in_pool("p2", upsert(item("i0", 5, 5)))).error);  // an update adds nothing
+  CHECK_FALSE(
+      sm.apply(++index, in_pool("p2", upsert(item("i0", 5, 5)))).error);  // an update adds nothing
   CHECK(sm.item_count_total() == items_total_max);
   REQUIRE_FALSE(sm.apply(++index, in_pool("p3", remove_item("i0"))).error);
   CHECK_FALSE(sm.apply(++index, upsert(item("one-more", 1, 1))).error);
@@ -258,9 +263,9 @@ TEST_CASE("limits: only remembered pool ids can be created once tombstones_max a
   d.apply(delete_pool("a"));
   d.apply(delete_pool("b"));
   CHECK(d.apply(create_pool("new", {})).error == errc::pool_ids_exhausted);
-  CHECK_FALSE(d.apply(create_pool("a", {})).error);  // a remembered id continues
+  CHECK_FALSE(d.apply(create_pool("a", {})).error);    // a remembered id continues
   CHECK_FALSE(d.apply(create_pool("new", {})).error);  // and frees a place
-  d.apply(delete_pool("c"));                            // deleting is never refused
+  d.apply(delete_pool("c"));                           // deleting is never refused
   CHECK(d.sm.tombstone_count() == 2);
 }
 
@@ -273,8 +278,10 @@ Driver many_pools(std::size_t pool_count) {
   SplitMix64 rng(11);
   for (std::size_t p = 0; p < pool_count; ++p) {
     const std::string id = "pool-" + std::to_string(p);
-    d.sm.apply(++d.index, create_pool(id, {item("a", 5, 1 + bounded(rng, 9)), item("b", -1, 1)}, 20));
-    Command c = in_pool(id, draw(static_cast<std::uint32_t>(1 + bounded(rng, 3)), rng.next(), 30 + p));
+    d.sm.apply(++d.index,
+               create_pool(id, {item("a", 5, 1 + bounded(rng, 9)), item("b", -1, 1)}, 20));
+    Command c =
+        in_pool(id, draw(static_cast<std::uint32_t>(1 + bounded(rng, 3)), rng.next(), 30 + p));
     if (p % 7 == 0) c = keyed(c, "key-" + std::to_string(p % 21), static_cast<std::uint8_t>(p));
     d.sm.apply(++d.index, c);
     if (p % 10 == 3) d.sm.apply(++d.index, delete_pool(id, 40 + p));
@@ -310,8 +317,10 @@ TEST_CASE("a snapshot with many pools restores every pool, tombstone and key") {
   SplitMix64 rng(12);
   for (int i = 0; i < 300; ++i) {
     const std::string id = "pool-" + std::to_string(bounded(rng, 1000));
-    Command c = in_pool(id, draw(static_cast<std::uint32_t>(1 + bounded(rng, 3)), rng.next(), 6000 + i));
-    if (i % 5 == 0) c = keyed(c, "key-" + std::to_string(bounded(rng, 21)), static_cast<std::uint8_t>(i));
+    Command c =
+        in_pool(id, draw(static_cast<std::uint32_t>(1 + bounded(rng, 3)), rng.next(), 6000 + i));
+    if (i % 5 == 0)
+      c = keyed(c, "key-" + std::to_string(bounded(rng, 21)), static_cast<std::uint8_t>(i));
     if (i % 50 == 0) c = create_pool(id, {item("c", 1, 1)}, 6000 + i);
     REQUIRE(original.apply(c) == copy.apply(c));
   }
@@ -329,11 +338,11 @@ TEST_CASE("a single-pool snapshot of before pools existed restores as the pool d
   Bytes old;
   ByteWriter w(old);
   w.raw(as_bytes("RPOOLSNP"));
-  w.u32(1);                                // version
-  w.u64(expected.index);                   // applied_index
-  w.u64(expected.sm.last_request_id());    // last_request_id
-  w.u64(300);                              // clock_ms
-  w.u8(1);                                 // bootstrapped
+  w.u32(1);                              // version
+  w.u64(expected.index);                 // applied_index
+  w.u64(expected.sm.last_request_id());  // last_request_id
+  w.u64(300);                            // clock_ms
+  w.u8(1);                               // bootstrapped
   w.u32(static_cast<std::uint32_t>(expected.sm.items().size()));
   for (const Item& i : expected.sm.items()) {
     w.str8(i.item_id);

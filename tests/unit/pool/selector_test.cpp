@@ -44,7 +44,8 @@ TEST_CASE("Fenwick selector agrees with a linear scan on 50,000 seeded random ca
       for (auto w : weights) total += w;
       REQUIRE(selector.total() == total);
       if (total == 0) continue;
-      for (const std::uint64_t r : {std::uint64_t{0}, total - 1, bounded(rng, total), bounded(rng, total)}) {
+      for (const std::uint64_t r :
+           {std::uint64_t{0}, total - 1, bounded(rng, total), bounded(rng, total)}) {
         REQUIRE(selector.find(r) == naive_find(weights, r));
         ++cases;
       }

@@ -39,7 +39,8 @@ TEST_CASE("restore(snapshot(s)) has the same digest and then behaves exactly lik
   SplitMix64 rng(77);
   for (int i = 0; i < 100; ++i) {
     Command c = draw(static_cast<std::uint32_t>(1 + bounded(rng, 10)), rng.next(), 5000 + i);
-    if (i % 4 == 0) c = keyed(c, "key-" + std::to_string(3 * bounded(rng, 20)), static_cast<std::uint8_t>(i));
+    if (i % 4 == 0)
+      c = keyed(c, "key-" + std::to_string(3 * bounded(rng, 20)), static_cast<std::uint8_t>(i));
     const Result a = original.apply(c);
     const Result b = copy.apply(c);
     REQUIRE(a == b);

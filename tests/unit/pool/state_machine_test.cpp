@@ -136,9 +136,9 @@ TEST_CASE("bad items are refused and change nothing") {
   Driver d;
   d.apply(bootstrap({item("a", 1, 1)}));
   const Sha256 before = d.sm.digest();
-  for (const Item& bad : {item("", 1, 1), item(std::string(65, 'x'), 1, 1), item("sp ace", 1, 1),
-                          item("a", -2, 1), item("a", quantity_max + 1, 1),
-                          item("a", 1, probability_max + 1)}) {
+  for (const Item& bad :
+       {item("", 1, 1), item(std::string(65, 'x'), 1, 1), item("sp ace", 1, 1), item("a", -2, 1),
+        item("a", quantity_max + 1, 1), item("a", 1, probability_max + 1)}) {
     CHECK(d.apply(upsert(bad)).error == errc::bad_item);
   }
   CHECK(d.sm.digest() == before);
@@ -171,7 +171,8 @@ TEST_CASE("fairness: 1,000,000 unlimited draws fit the weights (chi-square p > 0
   SplitMix64 seeds(7);
   const int commands = 1000;
   for (int c = 0; c < commands; ++c) {
-    for (const auto& o : d.sm.apply(++d.index, draw(1000, seeds.next())).draws) ++counts[*o.item_id];
+    for (const auto& o : d.sm.apply(++d.index, draw(1000, seeds.next())).draws)
+      ++counts[*o.item_id];
   }
   const double n = 1000.0 * commands;
   double chi2 = 0;
@@ -213,7 +214,8 @@ TEST_CASE("determinism: two state machines fed the same random commands agree at
     if (kind < 6) {
       c = draw(static_cast<std::uint32_t>(1 + bounded(rng, 20)), rng.next());
     } else if (kind < 9) {
-      const std::int64_t q = bounded(rng, 4) == 0 ? -1 : static_cast<std::int64_t>(bounded(rng, 30));
+      const std::int64_t q =
+          bounded(rng, 4) == 0 ? -1 : static_cast<std::int64_t>(bounded(rng, 30));
       c = upsert(item(id, q, bounded(rng, 100)));
     } else {
       c = remove_item(id);
@@ -277,7 +279,8 @@ TEST_CASE("draws agree with a naive one-at-a-time model across exhaustion, on 2,
     for (std::size_t i = 0; i < n; ++i) {
       // Small stocks so that items run out in the middle of multi-draw commands.
       const std::int64_t q = bounded(rng, 5) == 0 ? -1 : static_cast<std::int64_t>(bounded(rng, 6));
-      const Item it = item('i' + std::to_string(bounded(rng, 20)), q, bounded(rng, 4) == 0 ? 0 : 1 + bounded(rng, 50));
+      const Item it = item('i' + std::to_string(bounded(rng, 20)), q,
+                           bounded(rng, 4) == 0 ? 0 : 1 + bounded(rng, 50));
       d.apply(upsert(it));
       naive.upsert(it);
     }

@@ -28,7 +28,8 @@ inline std::vector<Entry> log_with_terms(std::initializer_list<std::uint64_t> te
   std::uint64_t i = 0;
   for (std::uint64_t t : terms) {
     ++i;
-    out.push_back(Entry{Term(t), LogIndex(i), EntryType::normal, bytes_of('e' + std::to_string(i))});
+    out.push_back(
+        Entry{Term(t), LogIndex(i), EntryType::normal, bytes_of('e' + std::to_string(i))});
   }
   return out;
 }

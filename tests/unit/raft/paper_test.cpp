@@ -19,7 +19,8 @@ void make_leader(Core& c) {
   if (c.role() == Role::pre_candidate) {
     for (std::uint64_t from : {2u, 3u}) {
       if (NodeId(from) == c.id()) continue;
-      Message r = msg(MessageType::pre_vote_resp, from, c.id().value(), c.current_term().value() + 1);
+      Message r =
+          msg(MessageType::pre_vote_resp, from, c.id().value(), c.current_term().value() + 1);
       c.step(r);
       if (c.role() == Role::candidate) break;
     }
@@ -225,7 +226,8 @@ TEST_CASE("§5.3: a follower deletes a conflicting suffix and appends the leader
   };
   auto entries = [](std::uint64_t from, std::initializer_list<std::uint64_t> terms) {
     std::vector<Entry> out;
-    for (std::uint64_t t : terms) out.push_back(Entry{Term(t), LogIndex(from++), EntryType::normal, {}});
+    for (std::uint64_t t : terms)
+      out.push_back(Entry{Term(t), LogIndex(from++), EntryType::normal, {}});
     return out;
   };
   const std::vector<Row> rows = {
@@ -636,7 +638,7 @@ TEST_CASE("flow control: replicate state pipelines up to the in-flight window, w
   for (auto& m : of_type(out, MessageType::append)) {
     if (m.to == NodeId(2)) to2.push_back(m);
   }
-  REQUIRE(to2.size() == 3);  // the window
+  REQUIRE(to2.size() == 3);                                // the window
   for (const auto& m : to2) CHECK(m.entries.size() == 2);  // entries_per_append_max
   CHECK(l->progress(NodeId(2))->next_index == LogIndex(8));
 }

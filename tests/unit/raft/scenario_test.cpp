@@ -113,15 +113,16 @@ TEST_CASE("divergent logs are repaired by a new leader (figure 7)") {
   // The leader of term 8 and the six followers of the paper's figure 7.
   const auto leader_log = log_with_terms({1, 1, 1, 4, 4, 5, 5, 6, 6, 6});
   const std::vector<std::vector<Entry>> followers = {
-      log_with_terms({1, 1, 1, 4, 4, 5, 5, 6, 6}),                 // (a) missing one
-      log_with_terms({1, 1, 1, 4}),                                // (b) missing many
-      log_with_terms({1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 6}),           // (c) one extra
-      log_with_terms({1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 7, 7}),        // (d) extra, later term
-      log_with_terms({1, 1, 1, 4, 4, 4, 4}),                       // (e) conflicting suffix
-      log_with_terms({1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3}),           // (f) long conflict
+      log_with_terms({1, 1, 1, 4, 4, 5, 5, 6, 6}),           // (a) missing one
+      log_with_terms({1, 1, 1, 4}),                          // (b) missing many
+      log_with_terms({1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 6}),     // (c) one extra
+      log_with_terms({1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 7, 7}),  // (d) extra, later term
+      log_with_terms({1, 1, 1, 4, 4, 4, 4}),                 // (e) conflicting suffix
+      log_with_terms({1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3}),     // (f) long conflict
   };
   for (const auto& flog : followers) {
-    auto l = make_core(1, {1, 2, 3}, leader_log, Term(7), [](Config& cfg) { cfg.pre_vote = false; });
+    auto l =
+        make_core(1, {1, 2, 3}, leader_log, Term(7), [](Config& cfg) { cfg.pre_vote = false; });
     tick_until_campaign(*l);
     drain(*l);
     l->step(msg(MessageType::vote_resp, 3, 1, 8));
@@ -268,7 +269,8 @@ TEST_CASE("adding and removing members under load keeps every replica identical"
   CHECK(applied_data(c.node(3)).size() == static_cast<std::size_t>(n));
 }
 
-TEST_CASE("a leader that removes itself hands over to the most up-to-date voter before stepping down") {
+TEST_CASE(
+    "a leader that removes itself hands over to the most up-to-date voter before stepping down") {
   // Regression: the removed leader just stepped down, and the cluster had no leader until a
   // follower's election timeout fired (1-2 timeouts without writes).
   Cluster c(5);
@@ -318,7 +320,8 @@ TEST_CASE("a removed leader hands over to the voter with the most of its log, no
   CHECK(c.core(3).role() == Role::leader);
 }
 
-TEST_CASE("a removed leader whose remaining voters lack its last entry catches one up, then hands over") {
+TEST_CASE(
+    "a removed leader whose remaining voters lack its last entry catches one up, then hands over") {
   Cluster c(3);
   c.elect(1);
   REQUIRE_FALSE(c.core(1).change_membership({ChangeType::remove, NodeId(1), {}}));
@@ -349,11 +352,14 @@ TEST_CASE("a removed leader whose remaining voters lack its last entry catches o
   CHECK(c.core(2).log().at(config.next()).data == bytes_of("b"));  // it has the whole log
 }
 
-TEST_CASE("a member's context is recorded when it is added, kept by promotion, dropped by removal, and carried by snapshots") {
+TEST_CASE(
+    "a member's context is recorded when it is added, kept by promotion, dropped by removal, and "
+    "carried by snapshots") {
   Cluster c(3);
   c.elect(1);
   c.add_node(4);
-  REQUIRE_FALSE(c.core(1).change_membership({ChangeType::add_learner, NodeId(4), "addresses of 4"}));
+  REQUIRE_FALSE(
+      c.core(1).change_membership({ChangeType::add_learner, NodeId(4), "addresses of 4"}));
   c.settle();
   for (std::uint64_t id : {1, 2, 3, 4}) {
     CHECK(c.core(id).membership().context.at(NodeId(4)) == "addresses of 4");
@@ -378,11 +384,14 @@ TEST_CASE("a member's context is recorded when it is added, kept by promotion, d
   REQUIRE_FALSE(c.core(1).change_membership({ChangeType::remove, NodeId(4), {}}));
   c.settle();
   CHECK_FALSE(c.core(2).membership().context.contains(NodeId(4)));
-  CHECK(c.core(1).change_membership({ChangeType::add_learner, NodeId(5), std::string(member_context_bytes_max + 1, 'x')}) ==
+  CHECK(c.core(1).change_membership(
+            {ChangeType::add_learner, NodeId(5), std::string(member_context_bytes_max + 1, 'x')}) ==
         errc::invalid_change);
 }
 
-TEST_CASE("a membership encodes with its contexts, version 1 still decodes, and malformed ones are refused") {
+TEST_CASE(
+    "a membership encodes with its contexts, version 1 still decodes, and malformed ones are "
+    "refused") {
   Membership m;
   m.voters = {NodeId(1), NodeId(3)};
   m.learners = {NodeId(7)};
@@ -438,11 +447,11 @@ TEST_CASE("a heartbeat commits only where the follower's entry matches the leade
   hb.log_term = Term(2);
   c->step(hb);
   CHECK(c->log().commit_index() == LogIndex(0));  // does not match: nothing committed
-  hb.commit = LogIndex(9);                          // beyond the log (it was wiped)
+  hb.commit = LogIndex(9);                        // beyond the log (it was wiped)
   c->step(hb);
   CHECK(c->log().commit_index() == LogIndex(0));
   hb.commit = LogIndex(2);
-  hb.log_term = Term(1);                            // matches: by Log Matching, so does 1..2
+  hb.log_term = Term(1);  // matches: by Log Matching, so does 1..2
   c->step(hb);
   CHECK(c->log().commit_index() == LogIndex(2));
 }
@@ -465,8 +474,10 @@ TEST_CASE("a leader in probe state ignores an acknowledgement below its probe") 
   drain(*c);
   while (c->role() != Role::leader) {
     for (std::uint64_t from : {2u, 3u}) {
-      const MessageType t = c->role() == Role::pre_candidate ? MessageType::pre_vote_resp : MessageType::vote_resp;
-      const Term term = c->role() == Role::pre_candidate ? c->current_term() + 1 : c->current_term();
+      const MessageType t =
+          c->role() == Role::pre_candidate ? MessageType::pre_vote_resp : MessageType::vote_resp;
+      const Term term =
+          c->role() == Role::pre_candidate ? c->current_term() + 1 : c->current_term();
       c->step(msg(t, from, 1, term.value()));
       if (c->role() == Role::leader) break;
     }

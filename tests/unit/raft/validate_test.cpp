@@ -163,7 +163,9 @@ TEST_CASE("a heartbeat whose commit index is beyond the follower's log is refuse
   CHECK_FALSE(validate(core, m));
 }
 
-TEST_CASE("§5.2 Election Safety: an append, heartbeat or snapshot to the leader at its own term is refused") {
+TEST_CASE(
+    "§5.2 Election Safety: an append, heartbeat or snapshot to the leader at its own term is "
+    "refused") {
   const Core leader = copy_of("leader");
   for (auto type : {MessageType::append, MessageType::heartbeat, MessageType::snapshot}) {
     CAPTURE(to_string(type));
@@ -242,7 +244,8 @@ TEST_CASE("§5.3: append entries that do not follow prev_log_index one by one ar
   Message m = to(core, MessageType::append, 1, t);
   m.index = last;
   m.log_term = core.log().last_term();
-  m.entries = {Entry{t, last + 1, EntryType::normal, {}}, Entry{t, last + 2, EntryType::normal, {}}};
+  m.entries = {Entry{t, last + 1, EntryType::normal, {}},
+               Entry{t, last + 2, EntryType::normal, {}}};
   CHECK_FALSE(validate(core, m));
   m.entries[1].index = last + 3;  // a gap
   CHECK(validate(core, m) == RejectReason::noncontiguous_entries);
@@ -266,7 +269,8 @@ TEST_CASE("append entries whose terms go backwards or beyond the leader's term a
   m.entries[0].term = t + 1;  // from the future
   CHECK(validate(core, m) == RejectReason::bad_entry_term);
   m.term = t + 1;  // a newer leader whose second entry goes back a term
-  m.entries = {Entry{t + 1, last + 1, EntryType::normal, {}}, Entry{t, last + 2, EntryType::normal, {}}};
+  m.entries = {Entry{t + 1, last + 1, EntryType::normal, {}},
+               Entry{t, last + 2, EntryType::normal, {}}};
   CHECK(validate(core, m) == RejectReason::bad_entry_term);
   m.entries[1].term = t + 1;
   CHECK_FALSE(validate(core, m));
@@ -282,7 +286,8 @@ TEST_CASE("§4.1: a config entry that is not a membership is refused") {
   Message m = to(core, MessageType::append, 1, core.current_term());
   m.index = last;
   m.log_term = core.log().last_term();
-  m.entries = {Entry{core.current_term(), last + 1, EntryType::config, bytes_of("not a membership")}};
+  m.entries = {
+      Entry{core.current_term(), last + 1, EntryType::config, bytes_of("not a membership")}};
   CHECK(validate(core, m) == RejectReason::bad_config_entry);
   m.entries[0].data = encode_membership(voters({1, 2, 3}));
   CHECK_FALSE(validate(core, m));
@@ -299,7 +304,8 @@ TEST_CASE("an acknowledgement to the leader of an index beyond its log is refuse
       m.reject = reject;
       m.done = true;
       const bool refused = type == MessageType::append_resp || !reject;
-      CHECK(validate(leader, m) == (refused ? std::optional(RejectReason::index_beyond_log) : std::nullopt));
+      CHECK(validate(leader, m) ==
+            (refused ? std::optional(RejectReason::index_beyond_log) : std::nullopt));
       m.index = leader.log().last_index();
       CHECK_FALSE(validate(leader, m));
     }
@@ -369,7 +375,9 @@ class Fuzzer {
         case 6: m.done = !m.done; break;
         case 7: m.context = near(m.context); break;
         case 8:
-          if (!m.entries.empty()) m.entries.erase(m.entries.begin() + static_cast<std::ptrdiff_t>(below(m.entries.size())));
+          if (!m.entries.empty())
+            m.entries.erase(m.entries.begin() +
+                            static_cast<std::ptrdiff_t>(below(m.entries.size())));
           break;
         case 9:
           if (!m.entries.empty()) {
@@ -437,7 +445,8 @@ TEST_CASE("fuzz: bytes -> decode -> validate -> step never trips an assertion, i
   const std::uint64_t seed = seed_env ? std::strtoull(seed_env, nullptr, 0) : 0x7ee1'5eed'0000'0001;
   constexpr int cases = 40000;
   constexpr int messages_per_case_max = 6;
-  std::printf("validate fuzz: seed %#llx, %d cases\n", static_cast<unsigned long long>(seed), cases);
+  std::printf("validate fuzz: seed %#llx, %d cases\n", static_cast<unsigned long long>(seed),
+              cases);
   Fuzzer fz(seed);
 
   std::vector<std::vector<std::size_t>> by_type;  // corpus positions per message type present
@@ -492,7 +501,8 @@ TEST_CASE("fuzz: bytes -> decode -> validate -> step never trips an assertion, i
   }
 
   MESSAGE("undecodable " << undecodable);
-  for (const auto& [reason, count] : refused_by_reason) MESSAGE("refused " << reason << ": " << count);
+  for (const auto& [reason, count] : refused_by_reason)
+    MESSAGE("refused " << reason << ": " << count);
   // The fuzz reaches step() in every role with every kind of message, and the validator's
   // main reasons all fire: otherwise it would prove little.
   for (const auto& [role, core] : f.cores) {

@@ -27,7 +27,9 @@ TEST_CASE("EMFILE and ENFILE map to descriptors_exhausted, not io_error") {
   }
 }
 
-TEST_CASE("a segment that cannot be opened for lack of descriptors fails the append as such; a reopen recovers") {
+TEST_CASE(
+    "a segment that cannot be opened for lack of descriptors fails the append as such; a reopen "
+    "recovers") {
   SimFileSystem fs(11);
   const Options o = small(&fs);
   bool exhausted = false;

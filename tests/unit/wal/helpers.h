@@ -38,7 +38,8 @@ class TempDir {
 
 // The entry (index, term) with `bytes` payload bytes derived from both, so that a record read
 // back from the wrong place never compares equal.
-inline Entry entry(std::uint64_t index, std::uint64_t term, std::size_t bytes = 16, std::uint8_t kind = 1) {
+inline Entry entry(std::uint64_t index, std::uint64_t term, std::size_t bytes = 16,
+                   std::uint8_t kind = 1) {
   Entry e{Term(term), LogIndex(index), kind, Bytes(bytes)};
   std::uint64_t x = index * 0x9E3779B97F4A7C15ull ^ term;
   for (auto& b : e.payload) {

@@ -13,7 +13,9 @@
 namespace rpool::wal {
 namespace {
 
-TEST_CASE("verify and read-only opens beside a writer that rolls, compacts and truncates never report a false fault") {
+TEST_CASE(
+    "verify and read-only opens beside a writer that rolls, compacts and truncates never report a "
+    "false fault") {
   test::TempDir tmp;
   const KindSet known = kinds({1});
   std::atomic<bool> stop{false};
@@ -70,8 +72,8 @@ TEST_CASE("verify and read-only opens beside a writer that rolls, compacts and t
   }
   stop = true;
   writer.join();
-  MESSAGE(scans, " scans beside ", rolls.load(), " segment rolls, ", compactions.load(), " compactions and ",
-          truncations.load(), " truncations");
+  MESSAGE(scans, " scans beside ", rolls.load(), " segment rolls, ", compactions.load(),
+          " compactions and ", truncations.load(), " truncations");
   CHECK(rolls.load() >= 20);
   CHECK(compactions.load() >= 5);
   CHECK(truncations.load() >= 5);

@@ -12,8 +12,8 @@
 #include <csignal>
 #include <cstdio>
 
-#include "helpers.h"
 #include "../aborts.h"
+#include "helpers.h"
 
 namespace rpool::wal {
 namespace {
@@ -125,7 +125,8 @@ TEST_CASE("a truncated tail never comes back behind new entries of the same size
     REQUIRE_FALSE(log->sync());
     REQUIRE_FALSE(log->truncate_suffix(LogIndex(5)));
     log->check_invariants();
-    std::vector<Entry> fresh = {entry(5, 2), entry(6, 2)};  // the new leader's, from an earlier term
+    std::vector<Entry> fresh = {entry(5, 2),
+                                entry(6, 2)};  // the new leader's, from an earlier term
     REQUIRE_FALSE(log->append(fresh));
     REQUIRE_FALSE(log->sync());
   }
@@ -186,7 +187,9 @@ TEST_CASE("compact deletes only segments wholly covered, and the log reopens") {
   auto log = open_ok(dir.path(), small());
   CHECK(log->first_index() == first_kept);
   CHECK(log->last_index() == LogIndex(400));
-  CHECK(read_all(*log) == std::vector<Entry>(all.begin() + static_cast<std::ptrdiff_t>(first_kept.value() - 1), all.end()));
+  CHECK(read_all(*log) ==
+        std::vector<Entry>(all.begin() + static_cast<std::ptrdiff_t>(first_kept.value() - 1),
+                           all.end()));
 }
 
 TEST_CASE("read honours bytes_max but returns at least one entry") {
@@ -206,7 +209,8 @@ TEST_CASE("read honours bytes_max but returns at least one entry") {
   CHECK(log->read(LogIndex(40), LogIndex(52), out) == errc::unavailable);
 }
 
-TEST_CASE("a read longer than one read chunk (4 MiB) returns every entry of the segment, in order") {
+TEST_CASE(
+    "a read longer than one read chunk (4 MiB) returns every entry of the segment, in order") {
   TempDir dir;
   const std::vector<Entry> expect = entries(1, 2500, 3, 4000);  // ~10 MiB in one segment
   {
@@ -292,7 +296,9 @@ TEST_CASE("hard state round trip, and a damaged hard state file is reported") {
   CHECK(log->error_detail().find("checksum") != std::string::npos);
 }
 
-TEST_CASE("an application file beside the log is saved atomically, replaced, read back, and ignored by the log") {
+TEST_CASE(
+    "an application file beside the log is saved atomically, replaced, read back, and ignored by "
+    "the log") {
   TempDir dir;
   {
     auto log = open_ok(dir.path(), small());
@@ -319,7 +325,8 @@ TEST_CASE("snapshots: the newest two are kept, the newest is loaded and checked"
   REQUIRE_FALSE(log->load_latest_snapshot(s));
   CHECK_FALSE(s.has_value());
   for (std::uint64_t i = 1; i <= 4; ++i) {
-    SnapshotFile snap{LogIndex(100 * i), Term(i), Bytes{1, 2, 3}, Bytes(1000 * i, static_cast<std::uint8_t>(i))};
+    SnapshotFile snap{LogIndex(100 * i), Term(i), Bytes{1, 2, 3},
+                      Bytes(1000 * i, static_cast<std::uint8_t>(i))};
     REQUIRE_FALSE(log->save_snapshot(snap));
     REQUIRE_FALSE(log->load_latest_snapshot(s));
     REQUIRE(s.has_value());
@@ -329,7 +336,8 @@ TEST_CASE("snapshots: the newest two are kept, the newest is loaded and checked"
   CHECK(std::filesystem::exists(dir / snapshot_name(LogIndex(300), Term(3))));
   CHECK(std::filesystem::exists(dir / snapshot_name(LogIndex(400), Term(4))));
   {
-    std::fstream f(dir / snapshot_name(LogIndex(400), Term(4)), std::ios::in | std::ios::out | std::ios::binary);
+    std::fstream f(dir / snapshot_name(LogIndex(400), Term(4)),
+                   std::ios::in | std::ios::out | std::ios::binary);
     f.seekp(3000);
     f.put('\x01');
   }

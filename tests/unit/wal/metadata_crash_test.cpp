@@ -114,16 +114,19 @@ TEST_CASE("crash at every call of a hard state replace: the old or the new state
     if (acked == 1) {
       CHECK(r.hard_state == after);
     } else {
-      CHECK((r.hard_state == before || r.hard_state == after));  // never a mix: no new term without its vote
+      CHECK((r.hard_state == before ||
+             r.hard_state == after));  // never a mix: no new term without its vote
     }
     CHECK(r.log->last_index() == LogIndex(50));
     CHECK(test::read_all(*r.log) == entries(1, 50, 3, 40));
   };
   const Counts c = crash_at_every_call(s);
-  MESSAGE("hard state replace: ", c.points, " crash points x ", seeds_per_point, " seeds = ", c.runs, " recoveries");
+  MESSAGE("hard state replace: ", c.points, " crash points x ", seeds_per_point,
+          " seeds = ", c.runs, " recoveries");
 }
 
-TEST_CASE("crash at every call of a snapshot save and the compaction behind it: nothing committed lost") {
+TEST_CASE(
+    "crash at every call of a snapshot save and the compaction behind it: nothing committed lost") {
   Scenario s;
   s.setup = [&](Log& log) {
     REQUIRE_FALSE(log.append(entries(1, 300, 2, 40)));
@@ -133,11 +136,14 @@ TEST_CASE("crash at every call of a snapshot save and the compaction behind it: 
     REQUIRE_FALSE(log.compact(LogIndex(100)));
   };
   s.operation = [&](Log& log) {
-    return steps({[&] { return log.save_snapshot({LogIndex(200), Term(2), Bytes{2}, Bytes(64, 2)}); },
+    return steps({[&] {
+                    return log.save_snapshot({LogIndex(200), Term(2), Bytes{2}, Bytes(64, 2)});
+                  },
                   [&] { return log.compact(LogIndex(200)); },
-                  [&] { return log.append(entries(301, 20, 2, 40)); },
-                  [&] { return log.sync(); },
-                  [&] { return log.save_hard_state({Term(2), NodeId(1), LogIndex(320)}); }});
+                  [&] { return log.append(entries(301, 20, 2, 40)); }, [&] { return log.sync(); },
+                  [&] {
+                    return log.save_hard_state({Term(2), NodeId(1), LogIndex(320)});
+                  }});
   };
   s.check = [&](Recovered& r, int acked) {
     REQUIRE(r.snapshot);
@@ -157,10 +163,13 @@ TEST_CASE("crash at every call of a snapshot save and the compaction behind it: 
     CHECK(r.hard_state.commit_index >= LogIndex(acked >= 5 ? 320 : 300));
   };
   const Counts c = crash_at_every_call(s);
-  MESSAGE("snapshot save + compaction: ", c.points, " crash points x ", seeds_per_point, " seeds = ", c.runs, " recoveries");
+  MESSAGE("snapshot save + compaction: ", c.points, " crash points x ", seeds_per_point,
+          " seeds = ", c.runs, " recoveries");
 }
 
-TEST_CASE("crash at every call of a snapshot install and log reset: the node's continuity rule recovers") {
+TEST_CASE(
+    "crash at every call of a snapshot install and log reset: the node's continuity rule "
+    "recovers") {
   Scenario s;
   s.setup = [&](Log& log) {
     REQUIRE_FALSE(log.append(entries(1, 50, 2, 40)));
@@ -169,12 +178,17 @@ TEST_CASE("crash at every call of a snapshot install and log reset: the node's c
   };
   // As the node does: term first (a new leader's message), then snapshot, reset, entries.
   s.operation = [&](Log& log) {
-    return steps({[&] { return log.save_hard_state({Term(3), NodeId(0), LogIndex(40)}); },
-                  [&] { return log.save_snapshot({LogIndex(500), Term(3), Bytes{3}, Bytes(64, 3)}); },
+    return steps({[&] {
+                    return log.save_hard_state({Term(3), NodeId(0), LogIndex(40)});
+                  },
+                  [&] {
+                    return log.save_snapshot({LogIndex(500), Term(3), Bytes{3}, Bytes(64, 3)});
+                  },
                   [&] { return log.reset(LogIndex(501)); },
-                  [&] { return log.append(entries(501, 10, 3, 40)); },
-                  [&] { return log.sync(); },
-                  [&] { return log.save_hard_state({Term(3), NodeId(0), LogIndex(510)}); }});
+                  [&] { return log.append(entries(501, 10, 3, 40)); }, [&] { return log.sync(); },
+                  [&] {
+                    return log.save_hard_state({Term(3), NodeId(0), LogIndex(510)});
+                  }});
   };
   s.check = [&](Recovered& r, int acked) {
     // No term regression, and no vote change within a term.
@@ -187,7 +201,8 @@ TEST_CASE("crash at every call of a snapshot install and log reset: the node's c
       // The node's rule (a log that does not continue the snapshot is reset) must find either a
       // log that continues it or one it may reset; what it holds comes from the writes made.
       Log& log = *r.log;
-      const bool continues = log.first_index() <= LogIndex(501) && log.last_index() >= LogIndex(500);
+      const bool continues =
+          log.first_index() <= LogIndex(501) && log.last_index() >= LogIndex(500);
       if (!continues) {
         CHECK(log.last_index() < LogIndex(500));
         REQUIRE_FALSE(log.reset(LogIndex(501)));
@@ -201,7 +216,8 @@ TEST_CASE("crash at every call of a snapshot install and log reset: the node's c
     }
   };
   const Counts c = crash_at_every_call(s);
-  MESSAGE("snapshot install + log reset: ", c.points, " crash points x ", seeds_per_point, " seeds = ", c.runs, " recoveries");
+  MESSAGE("snapshot install + log reset: ", c.points, " crash points x ", seeds_per_point,
+          " seeds = ", c.runs, " recoveries");
 }
 
 }  // namespace

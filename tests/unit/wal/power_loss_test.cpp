@@ -42,7 +42,9 @@ struct Sequence {
   explicit Sequence(std::uint64_t s) : seed(s), rng(s), fs(s) {
     options = small(&fs, rng() % 2 == 0 ? 4096 : 16384);
     const int p = static_cast<int>(rng() % 3);
-    options.preallocation = p == 0 ? Preallocation::zero_fill : p == 1 ? Preallocation::fallocate : Preallocation::none;
+    options.preallocation = p == 0   ? Preallocation::zero_fill
+                            : p == 1 ? Preallocation::fallocate
+                                     : Preallocation::none;
     fault_every = rng() % 2 == 0 ? 0 : 40 + static_cast<int>(rng() % 60);
     fs.set_fault_hook([this](SimFileSystem::Op, const std::string&) -> std::error_code {
       if (fault_every == 0 || faulted || rng() % static_cast<unsigned>(fault_every) != 0) return {};
@@ -56,8 +58,9 @@ struct Sequence {
     if (crash) {
       ++crashes;
       const auto r = rng() % 3;
-      fs.crash(r == 0 ? SimFileSystem::CrashMode::drop_unsynced
-                      : r == 1 ? SimFileSystem::CrashMode::torn_prefix : SimFileSystem::CrashMode::sector_subsets);
+      fs.crash(r == 0   ? SimFileSystem::CrashMode::drop_unsynced
+               : r == 1 ? SimFileSystem::CrashMode::torn_prefix
+                        : SimFileSystem::CrashMode::sector_subsets);
     }
     const int saved = fault_every;
     fault_every = 0;  // recovery itself runs fault-free here; faults during recovery are below
@@ -106,7 +109,8 @@ struct Sequence {
       if (!ec) model.durable_last = last;
     } else if (roll < 90) {
       if (last >= log->first_index().value()) {
-        const std::uint64_t from = log->first_index().value() + rng() % (last - log->first_index().value() + 1);
+        const std::uint64_t from =
+            log->first_index().value() + rng() % (last - log->first_index().value() + 1);
         ec = log->truncate_suffix(LogIndex(from));
         if (!ec) {
           // Completed: the tail is gone for good, and what stays is durable.
@@ -131,14 +135,16 @@ struct Sequence {
     if (ec) {
       ++faults;
       // By value: reopen() below replaces the log that error_detail() refers to.
-      const std::string why = fmt::format("seed {}: {}: {}", seed, ec.message(), log->error_detail());
+      const std::string why =
+          fmt::format("seed {}: {}: {}", seed, ec.message(), log->error_detail());
       INFO(why);
       REQUIRE(faulted);  // only an injected fault may fail an operation
       REQUIRE((ec == errc::disk_full || ec == errc::io_error));
       // A failed write or fsync poisons the log until it is reopened.
       CHECK(log->poisoned());
       CHECK(log->sync() == errc::poisoned);
-      CHECK(log->append(std::vector<Entry>{entry(log->last_index().value() + 1, term)}) == errc::poisoned);
+      CHECK(log->append(std::vector<Entry>{entry(log->last_index().value() + 1, term)}) ==
+            errc::poisoned);
       reopen(rng() % 2 == 0);
       return;
     }
@@ -158,7 +164,8 @@ TEST_CASE("power loss: every durable record survives 1,000 seeded crash sequence
     faults += s.faults;
     entries_checked += s.model.appended.size();
   }
-  MESSAGE(fmt::format("{} crashes, {} injected faults, {} entries at the end", crashes, faults, entries_checked));
+  MESSAGE(fmt::format("{} crashes, {} injected faults, {} entries at the end", crashes, faults,
+                      entries_checked));
   CHECK(crashes > 2000);
   CHECK(faults > 200);
 }
@@ -187,8 +194,9 @@ TEST_CASE("ENOSPC while preparing the next segment fails the append cleanly") {
   REQUIRE_FALSE(log->append(test::entries(1, 10, 1, 100)));
   REQUIRE_FALSE(log->sync());
   fs.set_fault_hook([](SimFileSystem::Op op, const std::string& path) -> std::error_code {
-    return op == SimFileSystem::Op::write && path.ends_with(".spare") ? std::error_code(errc::disk_full)
-                                                                      : std::error_code();
+    return op == SimFileSystem::Op::write && path.ends_with(".spare")
+               ? std::error_code(errc::disk_full)
+               : std::error_code();
   });
   CHECK(log->append(test::entries(11, 100, 1, 100)) == errc::disk_full);
   CHECK(log->error_detail().find("next.spare") != std::string::npos);

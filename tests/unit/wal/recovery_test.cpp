@@ -26,7 +26,8 @@ Options checked(SimFileSystem& fs) {
 
 // recover() fails with errc::corrupt and `line` ("<file>: offset <n>: <reason>" containing
 // `reason`), and verify_directory() reports the very same line among its faults.
-void expect_corrupt(SimFileSystem& fs, const std::string& file, std::uint64_t offset, const std::string& reason) {
+void expect_corrupt(SimFileSystem& fs, const std::string& file, std::uint64_t offset,
+                    const std::string& reason) {
   RecoverResult r = recover(dir, checked(fs));
   INFO(r.detail);
   CHECK(r.error == errc::corrupt);
@@ -50,7 +51,8 @@ void write_log(SimFileSystem& fs, std::uint64_t commit = 300) {
   REQUIRE_FALSE(log.save_hard_state({Term(1), NodeId(2), LogIndex(commit)}));
 }
 
-TEST_CASE("recover on a new directory writes a hard state first, so a missing one later means a loss") {
+TEST_CASE(
+    "recover on a new directory writes a hard state first, so a missing one later means a loss") {
   SimFileSystem fs(31);
   RecoverResult r = recover(dir, checked(fs));
   REQUIRE_FALSE(r.error);
@@ -81,21 +83,26 @@ TEST_CASE("a missing oldest segment is corruption naming the segment that is now
   }
   REQUIRE(segments.size() >= 3);
   REQUIRE_FALSE(fs.remove(join_path(dir, segments[0].name)));
-  expect_corrupt(fs, segments[1].name, 16,
-                 fmt::format("the log starts at index {}, but with no snapshot the log ends at index 0", segments[1].first_index));
+  expect_corrupt(
+      fs, segments[1].name, 16,
+      fmt::format("the log starts at index {}, but with no snapshot the log ends at index 0",
+                  segments[1].first_index));
 }
 
 TEST_CASE("a missing hard state beside a log holding entries is corruption") {
   SimFileSystem fs(34);
   write_log(fs);
   REQUIRE_FALSE(fs.remove(join_path(dir, "hardstate")));
-  expect_corrupt(fs, "hardstate", 0, "missing, beside a log holding entries 1..300: the term and vote would be forgotten");
+  expect_corrupt(
+      fs, "hardstate", 0,
+      "missing, beside a log holding entries 1..300: the term and vote would be forgotten");
 }
 
 TEST_CASE("a commit index beyond the durable log is corruption, not clamped") {
   SimFileSystem fs(35);
   write_log(fs, 305);
-  expect_corrupt(fs, "hardstate", 32, "commit index 305 is beyond the durable log, which ends at index 300");
+  expect_corrupt(fs, "hardstate", 32,
+                 "commit index 305 is beyond the durable log, which ends at index 300");
 }
 
 TEST_CASE("a torn tail cut below the commit index is reported, not forgotten") {
@@ -116,10 +123,12 @@ TEST_CASE("a torn tail cut below the commit index is reported, not forgotten") {
   fs.set_contents(path, image);
   RecoverResult r = recover(dir, checked(fs));
   CHECK(r.error == errc::corrupt);
-  CHECK(r.detail.find("commit index 20 is beyond the durable log, which ends at index 19") != std::string::npos);
+  CHECK(r.detail.find("commit index 20 is beyond the durable log, which ends at index 19") !=
+        std::string::npos);
 }
 
-void write_segment(SimFileSystem& fs, const std::string& name, LogIndex first, const std::vector<Entry>& list) {
+void write_segment(SimFileSystem& fs, const std::string& name, LogIndex first,
+                   const std::vector<Entry>& list) {
   Bytes seg;
   encode_segment_header(first, seg);
   for (const auto& e : list) encode_record(e, seg);
@@ -137,8 +146,10 @@ TEST_CASE("a term going down across segments is corruption, for open and verify 
     REQUIRE_FALSE(r.error);
     REQUIRE_FALSE(r.state.log->save_hard_state({Term(5), NodeId(0), LogIndex(0)}));
   }
-  write_segment(fs, closed_segment_name(LogIndex(1), LogIndex(2)), LogIndex(1), {entry(1, 5), entry(2, 5)});
-  write_segment(fs, closed_segment_name(LogIndex(3), LogIndex(4)), LogIndex(3), {entry(3, 4), entry(4, 4)});
+  write_segment(fs, closed_segment_name(LogIndex(1), LogIndex(2)), LogIndex(1),
+                {entry(1, 5), entry(2, 5)});
+  write_segment(fs, closed_segment_name(LogIndex(3), LogIndex(4)), LogIndex(3),
+                {entry(3, 4), entry(4, 4)});
   expect_corrupt(fs, closed_segment_name(LogIndex(3), LogIndex(4)), segment_header_bytes,
                  "record term 4 is below the previous segment's last term 5");
 }
@@ -155,7 +166,8 @@ TEST_CASE("an entry of a kind the application never writes is corruption when ki
     REQUIRE_FALSE(r.state.log->save_hard_state({Term(1), NodeId(0), LogIndex(6)}));
     name = r.state.log->segments().back().name;
   }
-  expect_corrupt(fs, name, segment_header_bytes + 5 * record_bytes(40), "entry 6 has kind 7, which is not a kind this log holds");
+  expect_corrupt(fs, name, segment_header_bytes + 5 * record_bytes(40),
+                 "entry 6 has kind 7, which is not a kind this log holds");
   // Opaque to the log without a set of kinds.
   CHECK_FALSE(recover(dir, small(&fs)).error);
 }
@@ -191,7 +203,8 @@ TEST_CASE("a damaged newest snapshot falls back to the previous one and the log,
   CHECK(r.state.snapshot->index == LogIndex(100));
   CHECK(r.state.snapshot->data == Bytes(50, 1));
   REQUIRE(r.state.warnings.size() == 1);
-  CHECK(r.state.warnings[0].find("SNAPSHOT DAMAGED: " + join_path(dir, newest) + ": offset 0: snapshot checksum mismatch") == 0);
+  CHECK(r.state.warnings[0].find("SNAPSHOT DAMAGED: " + join_path(dir, newest) +
+                                 ": offset 0: snapshot checksum mismatch") == 0);
   CHECK(r.state.log->first_index() <= LogIndex(101));
   // verify still names the damaged file.
   r.state.log.reset();
@@ -202,12 +215,14 @@ TEST_CASE("a damaged newest snapshot falls back to the previous one and the log,
 
 TEST_CASE("a damaged newest snapshot without the log behind the previous one fails naming it") {
   SimFileSystem fs(40);
-  write_snapshotted(fs, 200);  // compacted past 101: the previous snapshot plus the log do not cover
+  write_snapshotted(fs,
+                    200);  // compacted past 101: the previous snapshot plus the log do not cover
   const std::string newest = snapshot_name(LogIndex(200), Term(1));
   damage(fs, newest);
   RecoverResult r = recover(dir, checked(fs));
   CHECK(r.error == errc::corrupt);
-  CHECK(r.detail.starts_with(join_path(dir, newest) + ": offset 0: snapshot checksum mismatch (and no fallback: the log"));
+  CHECK(r.detail.starts_with(join_path(dir, newest) +
+                             ": offset 0: snapshot checksum mismatch (and no fallback: the log"));
 }
 
 TEST_CASE("check_state: each cross-check alone, on facts") {

@@ -13,7 +13,9 @@ namespace {
 
 const std::string dir = "/r";
 
-TEST_CASE("repair cuts a closed segment at a flipped byte, moves the later segments aside, and keeps every byte") {
+TEST_CASE(
+    "repair cuts a closed segment at a flipped byte, moves the later segments aside, and keeps "
+    "every byte") {
   SimFileSystem fs(51);
   std::vector<SegmentInfo> segments;
   {
@@ -31,7 +33,8 @@ TEST_CASE("repair cuts a closed segment at a flipped byte, moves the later segme
   bytes[bad + 30] ^= 4;
   fs.set_contents(victim, bytes);
   std::vector<Bytes> later;
-  for (std::size_t i = 2; i < segments.size(); ++i) later.push_back(fs.contents(join_path(dir, segments[i].name)));
+  for (std::size_t i = 2; i < segments.size(); ++i)
+    later.push_back(fs.contents(join_path(dir, segments[i].name)));
 
   RepairPlan plan;
   std::string detail;
@@ -40,13 +43,16 @@ TEST_CASE("repair cuts a closed segment at a flipped byte, moves the later segme
   CHECK(plan.fault->line() == fmt::format("{}: offset {}: record checksum mismatch", victim, bad));
   CHECK(plan.cut_at == bad);
   CHECK(plan.later.size() == segments.size() - 2);
-  CHECK(plan.renamed_to == closed_segment_name(segments[1].first_index, segments[1].first_index + 2));
+  CHECK(plan.renamed_to ==
+        closed_segment_name(segments[1].first_index, segments[1].first_index + 2));
   // Planning changed nothing.
   CHECK(fs.contents(victim) == bytes);
 
   REQUIRE_FALSE(apply_repair(dir, fs, plan, detail));
-  CHECK(fs.contents(join_path(dir, plan.broken)) == Bytes(bytes.begin() + static_cast<std::ptrdiff_t>(bad), bytes.end()));
-  CHECK(fs.contents(join_path(dir, plan.renamed_to)) == Bytes(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(bad)));
+  CHECK(fs.contents(join_path(dir, plan.broken)) ==
+        Bytes(bytes.begin() + static_cast<std::ptrdiff_t>(bad), bytes.end()));
+  CHECK(fs.contents(join_path(dir, plan.renamed_to)) ==
+        Bytes(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(bad)));
   for (std::size_t i = 2; i < segments.size(); ++i) {
     CHECK(fs.contents(join_path(dir, segments[i].name + ".broken")) == later[i - 2]);
     CHECK_FALSE(fs.exists(join_path(dir, segments[i].name)));
@@ -58,7 +64,8 @@ TEST_CASE("repair cuts a closed segment at a flipped byte, moves the later segme
   REQUIRE_FALSE(r.error);
   CHECK(r.state.log->last_index() == segments[1].first_index + 2);
   CHECK(test::read_all(*r.state.log) == test::entries(1, r.state.log->last_index().value(), 1, 40));
-  REQUIRE_FALSE(r.state.log->append(test::entries(r.state.log->last_index().value() + 1, 5, 2, 40)));
+  REQUIRE_FALSE(
+      r.state.log->append(test::entries(r.state.log->last_index().value() + 1, 5, 2, 40)));
   REQUIRE_FALSE(r.state.log->sync());
 }
 

@@ -16,7 +16,9 @@ using test::small;
 
 const std::string dir = "/data";
 
-TEST_CASE("cutting the last record at every byte offset: a short file or a zero sector reopens to the earlier records") {
+TEST_CASE(
+    "cutting the last record at every byte offset: a short file or a zero sector reopens to the "
+    "earlier records") {
   for (bool shorten : {false, true}) {
     // shorten: the file ends at the cut (no preallocation); otherwise the bytes from the cut on
     // are zero, as in a preallocated segment.
@@ -43,16 +45,20 @@ TEST_CASE("cutting the last record at every byte offset: a short file or a zero 
       if (shorten) {
         image.resize(cut);
       } else {
-        std::fill(image.begin() + static_cast<std::ptrdiff_t>(cut), image.begin() + static_cast<std::ptrdiff_t>(end), 0);
+        std::fill(image.begin() + static_cast<std::ptrdiff_t>(cut),
+                  image.begin() + static_cast<std::ptrdiff_t>(end), 0);
       }
       fs.set_contents(path, image);
       // Zeros from a byte inside the record's last sector on, with the sector's first bytes of the
       // record still there, is no crash artefact (a sector is written whole): corruption.
-      const std::uint64_t last_sector = std::max(last_start, (end - 1) / sector_bytes * sector_bytes);
+      const std::uint64_t last_sector =
+          std::max(last_start, (end - 1) / sector_bytes * sector_bytes);
       if (!shorten && cut > last_sector && cut < end) {
         OpenResult r = Log::open(dir, o);
         CHECK(r.error == errc::corrupt);
-        CHECK(r.detail.find(fmt::format("{}: offset {}: record checksum mismatch, with every sector", path, last_start)) != std::string::npos);
+        CHECK(
+            r.detail.find(fmt::format("{}: offset {}: record checksum mismatch, with every sector",
+                                      path, last_start)) != std::string::npos);
         CHECK(fs.contents(path) == image);
         fs.set_contents(path, original);
         continue;
@@ -61,13 +67,16 @@ TEST_CASE("cutting the last record at every byte offset: a short file or a zero 
         auto log = open_ok(dir, o);
         const std::size_t kept = cut == end ? 20 : 19;
         CHECK(log->last_index() == LogIndex(kept));
-        CHECK(read_all(*log) == std::vector<Entry>(written.begin(), written.begin() + static_cast<std::ptrdiff_t>(kept)));
+        CHECK(read_all(*log) ==
+              std::vector<Entry>(written.begin(),
+                                 written.begin() + static_cast<std::ptrdiff_t>(kept)));
         if (cut == last_start || cut == end) {
           CHECK(log->warnings().empty());
         } else {
           REQUIRE(log->warnings().size() == 1);
           CHECK(log->warnings()[0].find("torn tail of") != std::string::npos);
-          CHECK(log->warnings()[0].find(fmt::format("at offset {}", last_start)) != std::string::npos);
+          CHECK(log->warnings()[0].find(fmt::format("at offset {}", last_start)) !=
+                std::string::npos);
         }
         // The log goes on from there, and the repaired file reopens without a warning.
         REQUIRE_FALSE(log->append(std::vector<Entry>{entry(kept + 1, 2, 40)}));
@@ -201,7 +210,8 @@ TEST_CASE("a well-formed record with the wrong index in a closed segment is corr
   OpenResult r = Log::open(dir, small(&fs));
   CHECK(r.error == errc::corrupt);
   CHECK(r.detail.find(fmt::format("offset {}: record holds index 4, expected 3",
-                                  segment_header_bytes + 2 * record_bytes(16))) != std::string::npos);
+                                  segment_header_bytes + 2 * record_bytes(16))) !=
+        std::string::npos);
 }
 
 TEST_CASE("a record whose term goes down is corruption") {
@@ -233,13 +243,15 @@ struct OpenSegment {
   explicit OpenSegment(std::size_t count, std::size_t bytes = 200) {
     auto log = test::open_ok(dir, options);
     for (std::size_t i = 0; i < count; i += 100) {
-      REQUIRE_FALSE(log->append(test::entries(i + 1, std::min<std::size_t>(100, count - i), 1, bytes)));
+      REQUIRE_FALSE(
+          log->append(test::entries(i + 1, std::min<std::size_t>(100, count - i), 1, bytes)));
       REQUIRE_FALSE(log->sync());
     }
     REQUIRE(log->segments().size() == 1);
     path = join_path(dir, log->segments().back().name);
     end = log->segments().back().data_bytes;
-    for (std::size_t i = 0; i < count; ++i) offsets.push_back(segment_header_bytes + i * record_bytes(bytes));
+    for (std::size_t i = 0; i < count; ++i)
+      offsets.push_back(segment_header_bytes + i * record_bytes(bytes));
   }
   // Opening fails with errc::corrupt naming the file, the offset and `why`, and changes nothing.
   void expect_corrupt(const Bytes& image, std::uint64_t offset, const std::string& why) {
@@ -259,7 +271,8 @@ TEST_CASE("a flipped byte in the middle of the open segment is corruption, not a
   Bytes image = seg.fs.contents(seg.path);
   const std::uint64_t at = seg.offsets[1000];
   image[at + 40] ^= 0x01;
-  seg.expect_corrupt(image, at, "record checksum mismatch, with every sector of the record written");
+  seg.expect_corrupt(image, at,
+                     "record checksum mismatch, with every sector of the record written");
 }
 
 TEST_CASE("a flipped byte in the last record of the open segment is corruption too") {
@@ -304,7 +317,8 @@ TEST_CASE("appending more than a write window syncs so that the unsynced bytes s
   REQUIRE_FALSE(log->append(test::entries(1, 1, 1, 1000)));  // the segment exists
   REQUIRE_FALSE(log->sync());
   const std::uint64_t before = fs.data_syncs();
-  // 2,000 records of 1,025 bytes, 255 to a window of 256 KiB: a sync after every 255, and no sync() call.
+  // 2,000 records of 1,025 bytes, 255 to a window of 256 KiB: a sync after every 255, and no sync()
+  // call.
   REQUIRE_FALSE(log->append(test::entries(2, 2000, 1, 1000)));
   const std::uint64_t window_syncs = fs.data_syncs() - before;
   CHECK(window_syncs == 2000 / (write_window_bytes / record_bytes(1000)));
@@ -313,7 +327,8 @@ TEST_CASE("appending more than a write window syncs so that the unsynced bytes s
   log.reset();
   fs.crash(SimFileSystem::CrashMode::sector_subsets);
   log = test::open_ok(dir, test::small(&fs, 4u << 20));
-  CHECK((log->last_index().value() - 1) * record_bytes(1000) >= 2000 * record_bytes(1000) - write_window_bytes);
+  CHECK((log->last_index().value() - 1) * record_bytes(1000) >=
+        2000 * record_bytes(1000) - write_window_bytes);
 }
 
 TEST_CASE("a record longer than a window torn after its synced header is a torn tail") {
@@ -344,12 +359,14 @@ TEST_CASE("a record longer than a window torn after its synced header is a torn 
   Bytes image = fs.contents(path);
   Bytes header;
   encode_record(test::entry(11, 1, 1u << 20), header);
-  std::copy_n(header.begin(), record_header_bytes, image.begin() + static_cast<std::ptrdiff_t>(long_at));
+  std::copy_n(header.begin(), record_header_bytes,
+              image.begin() + static_cast<std::ptrdiff_t>(long_at));
   image[long_at + record_bytes(1u << 20) + 600] = 1;
   fs.set_contents(path, image);
   OpenResult r = Log::open(dir, o);
   CHECK(r.error == errc::corrupt);
-  CHECK(r.detail.find(fmt::format("offset {}: record checksum mismatch", long_at)) != std::string::npos);
+  CHECK(r.detail.find(fmt::format("offset {}: record checksum mismatch", long_at)) !=
+        std::string::npos);
 }
 
 }  // namespace
@@ -362,7 +379,8 @@ TEST_CASE("a damaged length field claiming a long record over valid records is c
   OpenSegment seg(3000);
   Bytes image = seg.fs.contents(seg.path);
   const std::uint64_t at = seg.offsets[1000];
-  image[at + 2] = 0x40;  // length 200 -> 0x4000c8: about 4 MB, a long record running past the records
+  image[at + 2] =
+      0x40;  // length 200 -> 0x4000c8: about 4 MB, a long record running past the records
   seg.expect_corrupt(image, at, "a valid record of index 1002 starts at offset");
 }
 
