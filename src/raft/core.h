@@ -255,6 +255,9 @@ class Core {
   NodeId leader() const { return leader_; }
   const Log& log() const { return log_; }
   const Membership& membership() const { return membership_; }
+  // The log index of the config entry membership() came from (0: from the snapshot or the
+  // initial membership). The membership is committed once the commit index reaches it.
+  LogIndex config_index() const { return config_entry_.index; }
   const Progress* progress(NodeId id) const;
   NodeId lead_transferee() const { return lead_transferee_; }
   HardState hard_state() const { return {current_term_, voted_for_, log_.commit_index()}; }

@@ -552,7 +552,11 @@ class Cluster {
   void repair_membership() {
     if (failed()) return;
     Node* l = leader();
-    if (l != nullptr && !change_busy_) {
+    // Only from a committed membership: a voter removed by an entry not yet committed still
+    // counts in every quorum, and wiping it would lose what it acknowledged (seed 56481 did,
+    // and two nodes applied different entries at one index).
+    if (l != nullptr && !change_busy_ &&
+        l->replica->core().config_index() <= l->replica->core().log().commit_index()) {
       const raft::Membership& m = l->replica->core().membership();
       for (auto& n : nodes_) {
         if (m.is_voter(n->id)) continue;
