@@ -446,3 +446,21 @@ class Cluster:
         check(len(set(digests.values())) == 1,
               f"digests differ at index {next(iter(pools.values()))['index']}: {digests}")
         return pools
+
+
+class Context:
+    """What a test gets: the command-line arguments, and the clusters it started (closed after it)."""
+
+    def __init__(self, args):
+        self.args = args
+        self.clusters = []
+
+    def cluster(self, **kw):
+        c = Cluster(self.args.rpoold, **kw)
+        self.clusters.append(c)
+        return c
+
+    def close(self):
+        for c in self.clusters:
+            c.close()
+        self.clusters = []

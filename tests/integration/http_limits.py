@@ -27,7 +27,7 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster import Cluster, TestFailure, check, wait_until  # noqa: E402
+from cluster import Cluster, Context, TestFailure, check, wait_until  # noqa: E402
 import openapi_check  # noqa: E402
 
 TESTS = []
@@ -429,22 +429,6 @@ def http_edge_cases_get_the_contracts_json_errors_on_a_live_node(ctx):
 
 
 # --- runner -------------------------------------------------------------------------------------
-
-class Context:
-    def __init__(self, args):
-        self.args = args
-        self.clusters = []
-
-    def cluster(self, **kw):
-        c = Cluster(self.args.rpoold, **kw)
-        self.clusters.append(c)
-        return c
-
-    def close(self):
-        for c in self.clusters:
-            c.close()
-        self.clusters = []
-
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

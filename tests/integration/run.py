@@ -28,7 +28,7 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster import Cluster, TestFailure, check, wait_until  # noqa: E402
+from cluster import Cluster, Context, TestFailure, check, wait_until  # noqa: E402
 import openapi_check  # noqa: E402
 
 TESTS = []
@@ -43,22 +43,6 @@ def note(message):
     now = time.time()
     stamp = time.strftime("%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}"
     print(f"    note {stamp}: {message}", flush=True)
-
-
-class Context:
-    def __init__(self, args):
-        self.args = args
-        self.clusters = []
-
-    def cluster(self, **kw):
-        c = Cluster(self.args.rpoold, **kw)
-        self.clusters.append(c)
-        return c
-
-    def close(self):
-        for c in self.clusters:
-            c.close()
-        self.clusters = []
 
 
 # --- helpers ----------------------------------------------------------------------------------
