@@ -11,7 +11,10 @@ namespace {
 
 std::string joined(const std::vector<std::uint64_t>& v) {
   std::string out;
-  for (auto x : v) out += (out.empty() ? "" : " ") + std::to_string(x);
+  for (auto x : v) {
+    if (!out.empty()) out += ' ';
+    out += std::to_string(x);
+  }
   return out;
 }
 
@@ -26,7 +29,7 @@ TEST_CASE("a leader keeps one snapshot chunk in flight: heartbeat replies do not
   });
   c.elect(1);
   c.isolate(3);
-  for (int i = 0; i < 10; ++i) c.propose(1, "e" + std::to_string(i));
+  for (int i = 0; i < 10; ++i) c.propose(1, 'e' + std::to_string(i));
   const LogIndex applied = c.core(1).log().applied_index();
   auto image = std::make_shared<const Bytes>(Bytes(64, std::uint8_t{7}));  // 8 chunks
   REQUIRE_FALSE(c.core(1).compact(applied, image));

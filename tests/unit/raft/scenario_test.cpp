@@ -182,7 +182,7 @@ TEST_CASE("a follower caught up by a snapshot sent over the wire is replicated t
     c.elect(1);
     const Term term = c.core(1).current_term();
     c.isolate(3);
-    for (int i = 0; i < 10; ++i) c.propose(1, "e" + std::to_string(i));
+    for (int i = 0; i < 10; ++i) c.propose(1, 'e' + std::to_string(i));
     const LogIndex applied = c.core(1).log().applied_index();
     auto image = std::make_shared<const Bytes>(bytes_of("state-machine-image-at-11"));
     REQUIRE_FALSE(c.core(1).compact(applied, image));
