@@ -39,6 +39,7 @@
 
 #include "api/api.h"
 #include "base/assert.h"
+#include "base/splitmix64.h"
 #include "node/replica.h"
 #include "node/storage.h"
 #include "wal/errc.h"
@@ -53,15 +54,11 @@ using node::Replica;
 using Time = std::int64_t;  // microseconds of simulated time
 constexpr Time ms = 1000;
 
+// The project's SplitMix64 with the draws a simulation needs.
 class Rng {
  public:
-  explicit Rng(std::uint64_t seed) : state_(seed) {}
-  std::uint64_t next() {
-    std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
+  explicit Rng(std::uint64_t seed) : gen_(seed) {}
+  std::uint64_t next() { return gen_.next(); }
   std::uint64_t below(std::uint64_t n) { return next() % n; }
   Time between(Time lo, Time hi) {
     return lo + static_cast<Time>(below(static_cast<std::uint64_t>(hi - lo + 1)));
@@ -69,7 +66,7 @@ class Rng {
   bool chance(double p) { return static_cast<double>(next() >> 11) * 0x1.0p-53 < p; }
 
  private:
-  std::uint64_t state_;
+  SplitMix64 gen_;
 };
 
 struct Event {
