@@ -4,6 +4,7 @@ RPOOL_DEBS=(g++ meson ninja-build pkg-config python3
             libbenchmark-dev
             libgoogle-perftools-dev  # TCMalloc, rpoold's allocator
             fiu-utils   # fault injection (fiu-run) in rpool-wal's CLI tests
+            strace      # rpool-wal's CLI test traces the fsync of a new data directory's parents
             fio         # the disk's own limits, beside bench/wal
             curl        # scripts/cluster waits on /readyz with it
             nftables    # network partitions in tests/chaos
