@@ -366,7 +366,6 @@ void Replica::start_shutdown_transfer() {
     if (best == NodeId() || core_->transfer_leader(best)) return;
     transfer_.emplace();
     transfer_->to = best;
-    transfer_->for_shutdown = true;
     transfer_->deadline =
         env_.now() + 2 * std::chrono::milliseconds(options_.config.raft.election_timeout_ms);
     logger_.info("shutting down: transferring leadership",

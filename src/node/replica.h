@@ -281,7 +281,6 @@ class Replica {
     NodeId to;
     Clock::time_point deadline;
     std::vector<Done> waiters;
-    bool for_shutdown = false;
   };
   std::optional<Transfer> transfer_;
   bool peers_synced_ = false;
