@@ -111,11 +111,13 @@ HttpResponse HttpApi::error_response(const HttpRequest& request, api::Error e,
 
 HttpResponse HttpApi::outcome_response(const HttpRequest& request, const Outcome& outcome) {
   RPOOL_ASSERT(outcome.ec);
-  const std::string fallback = outcome.message.empty() ? outcome.ec.message() : std::string();
-  std::string message = outcome.message.empty() ? fallback : outcome.message;
+  std::string message = outcome.message;
+  if (message.empty()) {  // the code's own text, as a sentence
+    message = outcome.ec.message();
+    if (!message.empty())
+      message[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(message[0])));
+  }
   if (!message.empty() && message.back() != '.') message += '.';
-  if (outcome.message.empty() && !message.empty())
-    message[0] = static_cast<char>(std::toupper(message[0]));
   return error_response(request, error_of(outcome.ec), message);
 }
 
