@@ -224,7 +224,7 @@ bool valid_idempotency_key(std::string_view key) {
   return true;
 }
 
-std::string describe(const Command& command) {
+std::string describe(const Command& command, NamePool name_pool) {
   std::string text;
   if (const auto* draw = std::get_if<Draw>(&command.op)) {
     text = fmt::format("draw count={} seed={:#018x}", draw->count, draw->seed);
@@ -252,8 +252,8 @@ std::string describe(const Command& command) {
   } else {
     text = "delete pool";
   }
-  // The default pool goes unnamed, so that single-pool lines read as they always did.
-  if (command.pool_id != default_pool_id) text += fmt::format(" pool={}", command.pool_id);
+  if (name_pool == NamePool::always || command.pool_id != default_pool_id)
+    text += fmt::format(" pool={}", command.pool_id);
   text += fmt::format(" ts={}", command.timestamp_ms);
   if (!command.idempotency_key.empty()) text += quote_key(command.idempotency_key);
   return text;

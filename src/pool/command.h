@@ -145,7 +145,10 @@ std::error_code validate_item(const Item& item);
 // 1-128 printable ASCII characters.
 bool valid_idempotency_key(std::string_view key);
 
-// A one-line human description, for logs and `rpool-wal dump`.
-std::string describe(const Command& command);
+// A one-line human description, for logs and `rpool-wal dump`. The pool is named as
+// " pool=<id>" after the operation: by default only when it is not "default", so that
+// single-pool lines read as they always did; `rpool-wal dump` names it always.
+enum class NamePool { unless_default, always };
+std::string describe(const Command& command, NamePool name_pool = NamePool::unless_default);
 
 }  // namespace rpool::pool

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Runs rpool-wal on generated data directories, intact and damaged, and checks exit codes and
 messages. Usage: cli_test.py RPOOL_WAL RPOOL_WAL_TESTGEN"""
+import hashlib
 import json
 import os
 import shutil
@@ -61,6 +62,113 @@ def flip(path, offset):
         f.write(bytes([b[0] ^ 0xFF]))
 
 
+def pool_digest(items, last_request_id):
+    """The contract's digest, computed here from the JSON: u32 item count, then per item in
+    item_id order u8 id length, id, i64 quantity, u64 probability, then u64 last_request_id."""
+    b = struct.pack("<I", len(items))
+    for i in sorted(items, key=lambda i: i["item_id"].encode()):
+        b += struct.pack("<B", len(i["item_id"])) + i["item_id"].encode()
+        b += struct.pack("<qQ", i["quantity"], i["probability"])
+    b += struct.pack("<Q", last_request_id)
+    return hashlib.sha256(b).hexdigest()
+
+
+def check_pools(tmp):
+    d = os.path.join(tmp, "pools")
+    out = subprocess.run([GEN, "--pools", d], capture_output=True, text=True, check=True).stdout.splitlines()
+    first, last = map(int, out[0].split())
+    want = json.loads(out[1])
+    snap = want["snapshot_at"]
+    check(first == 1 and snap > 1, "the pools log keeps its entries behind its snapshot", out[0])
+
+    # dump: every command names its pool, in text and in JSON; every kind decodes.
+    rc, text, err = run("dump", d)
+    commands = [l for l in text.splitlines() if " normal " in l]
+    check(rc == 0 and err == "" and commands, "dump of a pools log exits 0", text[-300:] + err)
+    check(all(" pool=" in l for l in commands), "dump text names the pool of every command",
+          "\n".join(l for l in commands if " pool=" not in l)[:300])
+    check(any(" draw count=" in l and " pool=default " in l for l in commands), "dump text names the default pool", "")
+    check(f"{want['deleted_at']} 1 normal delete pool pool=event ts=" in text, "dump text shows a pool deletion", "")
+    check(f"{want['recreated_at']} 1 normal create pool items=1 gem:10:1 pool=event ts=" in text,
+          "dump text shows a pool creation with its items", "")
+    rc, out, err = run("dump", d, "--format", "json")
+    objs = [json.loads(l) for l in out.splitlines()]
+    cmds = {o["index"]: o["command"] for o in objs if "command" in o}
+    check(rc == 0 and len(cmds) == len(commands) and all("pool_id" in c for c in cmds.values()),
+          "dump json decodes every command with its pool_id", out[-300:] + err)
+    check(cmds.get(want["deleted_at"], {}) == {"op": "delete_pool", "pool_id": "event",
+                                              "timestamp_ms": 1700000000000 + want["deleted_at"]},
+          "dump json shows a pool deletion", str(cmds.get(want["deleted_at"])))
+    created = cmds.get(want["recreated_at"], {})
+    check(created.get("op") == "create_pool" and created.get("pool_id") == "event"
+          and created.get("items") == [{"item_id": "gem", "quantity": 10, "probability": 1}],
+          "dump json shows a pool creation with its items", str(created))
+    pools_seen = {c["pool_id"] for c in cmds.values() if c["op"] == "draw"}
+    check(pools_seen == {"default", "spring", "event", "ghost"}, "dump json names each draw's pool", str(pools_seen))
+    keyed = {}
+    for c in cmds.values():
+        if "idempotency_key" in c:
+            keyed.setdefault(c["idempotency_key"], set()).add(c["pool_id"])
+    check(any(len(p) > 1 for p in keyed.values()), "dump json shows one key in two pools", str(keyed)[:300])
+
+    boot = cmds.get(3, {})
+    check(boot.get("op") == "bootstrap" and boot.get("pool_id") == "default"
+          and boot.get("pools") == {"spring": [{"item_id": "skin", "quantity": 50, "probability": 1}]},
+          "dump json shows the pools a bootstrap seeds", str(boot))
+
+    # replay --pool: each pool's last_request_id is the units drawn in it; the digest follows the
+    # contract's formula; an item-only pool ends where its draws leave it.
+    def replay(*args):
+        rc, out, err = run("replay", d, *args)
+        return rc, (json.loads(out) if rc == 0 else None), err
+
+    def well_formed(p, where):
+        check(p is not None and set(p) == {"items", "last_request_id", "index", "digest"},
+              f"replay {where}: the JSON of GET /v1/pool", str(p))
+        if p is not None:
+            check(p["digest"] == pool_digest(p["items"], p["last_request_id"]),
+                  f"replay {where}: the digest is the contract's formula over that pool", str(p))
+
+    rc, default, err = replay()
+    rc2, default2, err2 = replay("--pool", "default")
+    check(rc == 0 and rc2 == 0 and default == default2, "replay without --pool is the default pool", err + err2)
+    well_formed(default, "default")
+    check(default and default["last_request_id"] == want["units_default"] and default["index"] == last,
+          "replay: the default pool's last_request_id counts its units", str(default))
+    rc, spring, err = replay("--pool", "spring")
+    well_formed(spring, "--pool spring")
+    check(spring and spring["last_request_id"] == want["units_spring"]
+          and spring["items"] == [{"item_id": "skin", "quantity": max(0, 50 - want["units_spring"]), "probability": 1}],
+          "replay --pool spring: a pool seeded by the bootstrap, drawn dry", str(spring))
+    rc, event, err = replay("--pool", "event")
+    well_formed(event, "--pool event")
+    check(event and event["last_request_id"] == want["units_event_before"] + want["units_event_after"],
+          "replay --pool event: a pool created again continues its numbering", str(event))
+    check(event and event["items"] == [{"item_id": "gem", "quantity": max(0, 10 - want["units_event_after"]), "probability": 1}],
+          "replay --pool event: the items of the pool created again", str(event))
+    check(len({default["digest"], spring["digest"], event["digest"]}) == 3 if default and spring and event else False,
+          "the pools have their own digests", "")
+
+    rc, before, err = replay("--pool", "event", "--at", str(want["deleted_at"] - 1))
+    well_formed(before, "--pool event --at before its deletion")
+    check(before and before["last_request_id"] == want["units_event_before"] and before["index"] == want["deleted_at"] - 1,
+          "replay --at: the pool as it was before its deletion", str(before))
+    rc, gone, err = replay("--pool", "event", "--at", str(want["deleted_at"]))
+    check(rc == 1 and f"there is no pool event at index {want['deleted_at']} (it was deleted after request_id "
+          f"{want['units_event_before']})" in err, "replay of a deleted pool exits 1 saying so", err)
+    rc, ghost, err = replay("--pool", "ghost")
+    check(rc == 1 and f"there is no pool ghost at index {last}\n" == err.removeprefix("rpool-wal: "),
+          "replay of a pool that never existed exits 1 naming it", err)
+    rc, out, err = run("replay", d, "--pool", "bad/id")
+    check(rc == 2 and "pool_id" in err, "replay --pool with a malformed id is a usage error (exit 2)", f"rc={rc} {err}")
+    rc, at_snap, err = replay("--pool", "spring", "--at", str(snap))
+    well_formed(at_snap, "--pool spring --at the snapshot")
+    check(at_snap and at_snap["index"] == snap and 0 < at_snap["last_request_id"] < want["units_spring"],
+          "replay --at the snapshot's index shows the snapshot's pool", str(at_snap))
+    rc, out, err = run("replay", d, "--pool", "spring", "--at", str(snap - 1))
+    check(rc == 1 and "below the snapshot" in err, "replay --at below the snapshot exits 1", err)
+
+
 with tempfile.TemporaryDirectory(prefix="rpool-wal-cli-") as tmp:
     # An intact directory.
     d, first, last = fresh(tmp, "good")
@@ -103,6 +211,9 @@ with tempfile.TemporaryDirectory(prefix="rpool-wal-cli-") as tmp:
           "json shows memberships", "")
     rc, out, err = run("verify", d)
     check(rc == 0 and out.strip().endswith(": ok") and err == "", "verify on an intact directory exits 0", out + err)
+
+    # Several pools: dump names the pool of every command, replay --pool shows any pool.
+    check_pools(tmp)
 
     # An entry of a kind raft never writes: dump shows it, verify calls it a fault.
     d = os.path.join(tmp, "kind")

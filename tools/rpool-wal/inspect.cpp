@@ -42,24 +42,46 @@ std::string ids(const std::vector<NodeId>& v) {
   return s;
 }
 
+nlohmann::json item_json(const pool::Item& item) {
+  return {{"item_id", item.item_id}, {"quantity", item.quantity}, {"probability", item.probability}};
+}
+
+nlohmann::json items_json(const std::vector<pool::Item>& items) {
+  nlohmann::json j = nlohmann::json::array();
+  for (const auto& item : items) j.push_back(item_json(item));
+  return j;
+}
+
+// Every command kind, with the pool it acts on. The visitor has one overload per alternative of
+// Command::op, so a kind added there without a line here does not compile.
 nlohmann::json command_json(const pool::Command& c) {
-  nlohmann::json j;
-  auto item_json = [](const pool::Item& item) {
-    return nlohmann::json{
-        {"item_id", item.item_id}, {"quantity", item.quantity}, {"probability", item.probability}};
+  struct Visitor {
+    nlohmann::json operator()(const pool::Draw& draw) const {
+      // The seed as a hex string: JSON numbers lose precision above 2^53.
+      return {{"op", "draw"}, {"count", draw.count}, {"seed", fmt::format("{:#018x}", draw.seed)}};
+    }
+    nlohmann::json operator()(const pool::UpsertItem& up) const {
+      return {{"op", "upsert"}, {"item", item_json(up.item)}};
+    }
+    nlohmann::json operator()(const pool::DeleteItem& del) const {
+      return {{"op", "delete"}, {"item_id", del.item_id}};
+    }
+    nlohmann::json operator()(const pool::Bootstrap& boot) const {
+      nlohmann::json j = {{"op", "bootstrap"}, {"items", items_json(boot.items)}};
+      // The more pools the config's "pools" seeds, by pool_id (the default pool's are "items").
+      if (!boot.pools.empty()) {
+        j["pools"] = nlohmann::json::object();
+        for (const auto& [pool_id, items] : boot.pools) j["pools"][pool_id] = items_json(items);
+      }
+      return j;
+    }
+    nlohmann::json operator()(const pool::CreatePool& create) const {
+      return {{"op", "create_pool"}, {"items", items_json(create.items)}};
+    }
+    nlohmann::json operator()(const pool::DeletePool&) const { return {{"op", "delete_pool"}}; }
   };
-  if (const auto* draw = std::get_if<pool::Draw>(&c.op)) {
-    // The seed as a hex string: JSON numbers lose precision above 2^53.
-    j = {{"op", "draw"}, {"count", draw->count}, {"seed", fmt::format("{:#018x}", draw->seed)}};
-  } else if (const auto* up = std::get_if<pool::UpsertItem>(&c.op)) {
-    j = {{"op", "upsert"}, {"item", item_json(up->item)}};
-  } else if (const auto* del = std::get_if<pool::DeleteItem>(&c.op)) {
-    j = {{"op", "delete"}, {"item_id", del->item_id}};
-  } else {
-    nlohmann::json items = nlohmann::json::array();
-    for (const auto& item : std::get<pool::Bootstrap>(c.op).items) items.push_back(item_json(item));
-    j = {{"op", "bootstrap"}, {"items", items}};
-  }
+  nlohmann::json j = std::visit(Visitor{}, c.op);
+  j["pool_id"] = c.pool_id;
   j["timestamp_ms"] = c.timestamp_ms;
   if (!c.idempotency_key.empty()) j["idempotency_key"] = c.idempotency_key;
   return j;
@@ -75,7 +97,7 @@ void describe_payload(const wal::Entry& e, std::string& text, nlohmann::json& j)
     case raft::EntryType::normal: {
       pool::Command c;
       if (pool::decode(e.payload, c)) return opaque("not a pool command");
-      text = pool::describe(c);
+      text = pool::describe(c, pool::NamePool::always);
       j["command"] = command_json(c);
       return;
     }

@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include "inspect.h"
+#include "pool/command.h"
 #include "replay.h"
 
 int main(int argc, char** argv) {
@@ -40,11 +41,23 @@ int main(int argc, char** argv) {
       ->required();
   repair->add_flag("--yes", yes, "do it; without --yes only say what would be done");
 
-  std::optional<std::uint64_t> at;
+  rpool::tools::ReplayOptions replay_options;
   auto* replay = app.add_subcommand(
-      "replay", "the pool as of index I (default: last) as GET /v1/pool JSON, recomputed offline");
+      "replay",
+      "pool P as of index I (default: last) as GET /v1/pools/P JSON, recomputed offline");
   replay->add_option("DATA_DIR", dir, "the node's data directory")->required();
-  replay->add_option("--at", at, "the log index to replay up to (default: the last entry)");
+  replay->add_option("--at", replay_options.at,
+                     "the log index to replay up to (default: the last entry)");
+  replay
+      ->add_option("--pool", replay_options.pool_id,
+                   "the pool to show (default: default)")
+      ->check(CLI::Validator(
+          [](std::string& id) {
+            return rpool::pool::valid_pool_id(id)
+                       ? std::string()
+                       : std::string("a pool_id is 1-64 of A-Z a-z 0-9 _ . -");
+          },
+          "POOL_ID"));
 
   try {
     app.parse(argc, argv);
@@ -62,6 +75,6 @@ int main(int argc, char** argv) {
   }
   if (verify->parsed()) return rpool::tools::wal_verify(dir, std::cout, std::cerr);
   if (repair->parsed()) return rpool::tools::wal_repair(dir, yes, std::cout, std::cerr);
-  if (replay->parsed()) return rpool::tools::wal_replay(dir, at, std::cout, std::cerr);
+  if (replay->parsed()) return rpool::tools::wal_replay(dir, replay_options, std::cout, std::cerr);
   return 2;
 }

@@ -8,9 +8,30 @@
 #include "wal/log.h"
 
 namespace rpool::tools {
+namespace {
 
-int wal_replay(const std::string& dir, std::optional<std::uint64_t> at, std::ostream& out,
+// The JSON of GET /v1/pools/{pool_id} (the same as GET /v1/pool's for "default"), byte for byte:
+// the integration tests compare the two.
+std::string pool_json(const pool::Pool& pool, LogIndex index) {
+  fmt::memory_buffer out;
+  fmt::format_to(std::back_inserter(out), "{{\"items\":[");
+  bool first = true;
+  for (const auto& item : pool.items()) {
+    if (!first) out.push_back(',');
+    first = false;
+    fmt::format_to(std::back_inserter(out), "{}", api::item_json(item));
+  }
+  fmt::format_to(std::back_inserter(out),
+                 "],\"last_request_id\":{},\"index\":{},\"digest\":\"{}\"}}",
+                 pool.last_request_id(), index.value(), pool.digest_hex());
+  return fmt::to_string(out);
+}
+
+}  // namespace
+
+int wal_replay(const std::string& dir, const ReplayOptions& replay_options, std::ostream& out,
                std::ostream& err) {
+  const std::optional<std::uint64_t>& at = replay_options.at;
   wal::Options options;
   options.read_only = true;
   options.warn = [&err](const std::string& line) { err << "rpool-wal: warning: " << line << "\n"; };
@@ -82,7 +103,16 @@ int wal_replay(const std::string& dir, std::optional<std::uint64_t> at, std::ost
     }
     next = entries.back().index.next();
   }
-  out << api::pool_json(pool, target) << "\n";
+  const pool::Pool* chosen = pool.pool(replay_options.pool_id);
+  if (chosen == nullptr) {
+    const std::optional<std::uint64_t> tombstone = pool.tombstone(replay_options.pool_id);
+    err << fmt::format("rpool-wal: there is no pool {} at index {}{}\n", replay_options.pool_id,
+                       target,
+                       tombstone ? fmt::format(" (it was deleted after request_id {})", *tombstone)
+                                 : std::string());
+    return 1;
+  }
+  out << pool_json(*chosen, target) << "\n";
   return 0;
 }
 

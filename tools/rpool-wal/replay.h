@@ -8,11 +8,17 @@
 
 namespace rpool::tools {
 
-// Prints the pool as of log index `at` (default: the last entry in the log) as the same JSON as
-// `GET /v1/pool`, recomputed from the newest snapshot at or below it plus the log entries after
-// it. Every draw is recomputed from its recorded seed, exactly as the nodes applied it. Exit 0,
-// or 1 with a line on `err` when the directory cannot be read or `at` is not covered.
-int wal_replay(const std::string& dir, std::optional<std::uint64_t> at, std::ostream& out,
+struct ReplayOptions {
+  std::optional<std::uint64_t> at;  // the log index to replay up to (default: the last entry)
+  std::string pool_id = "default";  // the pool to print
+};
+
+// Prints pool `pool_id` as of log index `at` (default: the last entry in the log) as the same
+// JSON as `GET /v1/pools/{pool_id}` (for "default", `GET /v1/pool`), recomputed from the newest
+// snapshot at or below it plus the log entries after it. Every draw is recomputed from its
+// recorded seed, exactly as the nodes applied it. Exit 0, or 1 with a line on `err` when the
+// directory cannot be read, `at` is not covered, or the pool does not exist at `at`.
+int wal_replay(const std::string& dir, const ReplayOptions& options, std::ostream& out,
                std::ostream& err);
 
 }  // namespace rpool::tools

@@ -450,6 +450,7 @@ TEST_CASE("pool commands round-trip through the codec and every truncation is re
   }
   CHECK(describe(samples[0]).find(" pool=event") != std::string::npos);
   CHECK(describe(draw(1, 1)).find("pool=") == std::string::npos);
+  CHECK(describe(draw(1, 1), NamePool::always).find(" pool=default ") != std::string::npos);
 
   // An empty pool id, and a bootstrap naming another pool than default, are not our encoding.
   Bytes bytes = encode(in_pool("e", draw(1, 1)));
