@@ -5,17 +5,20 @@
 //   - a simulated disk per node: wal::Log over wal::SimFileSystem, with crashes that lose unsynced
 //     writes (or tear them), a full disk (ENOSPC) for a while, and slow writes;
 //   - a simulated clock per node, offset and running at its own rate.
-// Simulated clients draw (with Idempotency-Keys, retried on any node until answered), read
-// (linearizable and stale), update items, take snapshots and transfer leadership. Every
-// replica's invariants are checked after every event. After each run the history is checked:
-//   - every entry applied on any node left the same pool digest at its index (State Machine
-//     Safety at the pool), and every acknowledged write is the entry at the index it was answered
-//     with, with the same draws: nothing acknowledged is lost;
-//   - request_ids are exactly 1..last, none twice, and no key is applied twice;
-//   - no limited item is drawn below zero;
-//   - every read shows exactly the state of its index, and a linearizable read is never older
-//     than a write acknowledged before it began;
-//   - once healed, every node converges on one applied index and digest.
+// Simulated clients work on a few pools (`pool_ids`): they create and delete pools, draw (with
+// Idempotency-Keys, retried on any node until answered), read (linearizable and stale) and update
+// items in them, take snapshots and transfer leadership. Every replica's invariants are checked
+// after every event. After each run the history is checked, pool by pool:
+//   - every entry applied on any node left the same digest of every pool at its index (State
+//     Machine Safety at the pools), and every acknowledged write is the entry at the index it was
+//     answered with, on the same pool, with the same draws: nothing acknowledged is lost;
+//   - each pool's request_ids are exactly 1..last, none twice (across its deletion and creation
+//     again), and no key is applied twice in a pool;
+//   - no limited item of a pool is drawn below zero;
+//   - every read of a pool shows exactly that pool's state at its index (or its absence), and a
+//     linearizable read is never older than a write acknowledged before it began;
+//   - once healed, every node converges on one applied index and the same digest of every pool,
+//     and no pool ends below a request_id acknowledged in it.
 // Every run replays from its seed: `node-sim --seed N -v` prints one line per fault.
 //
 // Planted bugs (node/planted_bugs.h): `--planted NAME` runs seeds until one fails a check, and
@@ -116,10 +119,30 @@ struct Params {
   Time quiesce = 6000 * ms;  // healed, clients finish, removed nodes rejoin (a lost snapshot chunk
                              // is resent after 2 s)
   int clients = 4;
+  // false (--single-pool): the clients' workload from before pools, drawing the same random
+  // numbers, so that a seed kept as a reproduction from then replays the same run.
+  bool pools = true;
 };
+
+// The pools the clients work on. "default" always exists; the others come and go.
+const std::vector<std::string> pool_ids = {"default", "event", "region-eu", "daily"};
+
+// The digest of every live pool, by pool_id.
+using PoolDigests = std::map<std::string, pool::Sha256, std::less<>>;
+PoolDigests pool_digests(const pool::StateMachine& state) {
+  PoolDigests digests;
+  for (const pool::PoolSummary& s : state.pools()) digests.emplace(s.pool_id, s.digest);
+  return digests;
+}
+// One pool's digest, or nullopt when the pool does not exist.
+std::optional<pool::Sha256> pool_digest(const pool::StateMachine& state, std::string_view id) {
+  if (const pool::Pool* p = state.pool(id)) return p->digest();
+  return std::nullopt;
+}
 
 struct Ack {
   std::string key;
+  std::string pool_id;
   LogIndex index;
   std::vector<pool::DrawOutcome> draws;
   Time invoked, completed;
@@ -127,13 +150,14 @@ struct Ack {
 struct ReadRecord {
   Time invoked, completed;
   LogIndex index;
-  pool::Sha256 digest;
+  std::string pool_id;
+  std::optional<pool::Sha256> digest;  // nullopt: the pool did not exist
   bool stale;
   NodeId node;
 };
 struct AppliedRecord {
   Term term;
-  pool::Sha256 digest;
+  PoolDigests digests;  // every live pool as the entry left it
   std::optional<pool::Command> command;
   std::optional<pool::Result> result;
   NodeId node;
@@ -610,16 +634,16 @@ class Cluster {
   // ----------------------------------------------------------------
 
   void on_applied(Node& n, const raft::Entry& e, const pool::Result* result) {
-    AppliedRecord rec{e.term, n.replica->pool().digest(), std::nullopt, std::nullopt, n.id};
+    AppliedRecord rec{e.term, pool_digests(n.replica->pool()), std::nullopt, std::nullopt, n.id};
     if (result != nullptr) {
       pool::Command command;
       if (!pool::decode(e.data, command)) rec.command = std::move(command);
       rec.result = *result;
     }
     const auto [it, inserted] = applied_.emplace(e.index, rec);
-    if (!inserted && (it->second.term != rec.term || it->second.digest != rec.digest)) {
+    if (!inserted && (it->second.term != rec.term || it->second.digests != rec.digests)) {
       fail(fmt::format(
-          "index {}: node {} applied term {} reaching another pool than node {} (term {})",
+          "index {}: node {} applied term {} reaching other pools than node {} (term {})",
           e.index.value(), n.id.value(), rec.term.value(), it->second.node.value(),
           it->second.term.value()));
     }
@@ -634,16 +658,19 @@ class Cluster {
 
   void check_history() {
     if (failed()) return;
-    // Every acknowledged write is the entry at its index, with the same draws.
+    // Every acknowledged write is the entry at its index, on its pool, with the same draws.
     for (const Ack& a : acks) {
       const auto it = applied_.find(a.index);
       if (it == applied_.end() || !it->second.command || !it->second.result) {
         return fail(fmt::format("acknowledged write {} at index {} was never applied", a.key,
                                 a.index.value()));
       }
-      if (it->second.command->idempotency_key != a.key) {
-        return fail(fmt::format("acknowledged write {} at index {}: the entry there is {}", a.key,
-                                a.index.value(), it->second.command->idempotency_key));
+      const pool::Command& command = *it->second.command;
+      if (command.idempotency_key != a.key || command.pool_id != a.pool_id) {
+        return fail(fmt::format("acknowledged write {} on pool {} at index {}: the entry there is "
+                                "{} on pool {}",
+                                a.key, a.pool_id, a.index.value(), command.idempotency_key,
+                                command.pool_id));
       }
       if (it->second.result->draws != a.draws) {
         return fail(
@@ -651,42 +678,67 @@ class Cluster {
                         a.key, a.index.value()));
       }
     }
-    // request_ids 1..last, none twice; no key applied twice; no over-draw.
-    std::uint64_t last = 0;
-    std::set<std::string> keys;
-    std::map<std::string, std::int64_t> quantity;
-    for (const pool::Item& i : initial_) quantity[i.item_id] = i.quantity;
+    // Per pool: request_ids 1..last, none twice, continuing across a deletion; no key applied
+    // twice; no over-draw.
+    struct PoolHistory {
+      std::uint64_t last = 0;
+      std::set<std::string> keys;
+      std::optional<std::map<std::string, std::int64_t>> quantity;  // nullopt: no such pool
+    };
+    std::map<std::string, PoolHistory> pools;
+    auto& initial = pools[std::string(pool::default_pool_id)].quantity.emplace();
+    for (const pool::Item& i : initial_) initial[i.item_id] = i.quantity;
     LogIndex previous;
     for (const auto& [index, rec] : applied_) {
       if (previous != LogIndex() && index != previous.next())
         return fail(fmt::format("no node applied index {}", previous.next().value()));
       previous = index;
-      if (!rec.command || !rec.result || rec.result->replayed) continue;
+      if (!rec.command || !rec.result || rec.result->replayed || rec.result->error) continue;
+      const std::string& pool_id = rec.command->pool_id;
+      PoolHistory& h = pools[pool_id];
+      if (const auto* c = std::get_if<pool::CreatePool>(&rec.command->op)) {
+        if (h.quantity)
+          return fail(fmt::format("index {}: pool {} created twice", index.value(), pool_id));
+        h.quantity.emplace();
+        for (const pool::Item& i : c->items) (*h.quantity)[i.item_id] = i.quantity;
+        continue;
+      }
+      if (std::holds_alternative<pool::DeletePool>(rec.command->op)) {
+        h.quantity.reset();
+        continue;
+      }
+      if (!h.quantity) {
+        return fail(fmt::format("index {}: a command applied to pool {}, which does not exist",
+                                index.value(), pool_id));
+      }
+      auto& quantity = *h.quantity;
       if (const auto* u = std::get_if<pool::UpsertItem>(&rec.command->op))
         quantity[u->item.item_id] = u->item.quantity;
       if (const auto* d = std::get_if<pool::DeleteItem>(&rec.command->op))
         quantity.erase(d->item_id);
       if (!std::holds_alternative<pool::Draw>(rec.command->op)) continue;
       if (!rec.command->idempotency_key.empty() &&
-          !keys.insert(rec.command->idempotency_key).second) {
-        return fail(fmt::format("key {} applied twice (again at index {})",
-                                rec.command->idempotency_key, index.value()));
+          !h.keys.insert(rec.command->idempotency_key).second) {
+        return fail(fmt::format("key {} applied twice in pool {} (again at index {})",
+                                rec.command->idempotency_key, pool_id, index.value()));
       }
       for (const pool::DrawOutcome& d : rec.result->draws) {
-        if (d.request_id != last + 1)
-          return fail(
-              fmt::format("index {}: request_id {} after {}", index.value(), d.request_id, last));
-        last = d.request_id;
+        if (d.request_id != h.last + 1)
+          return fail(fmt::format("index {}: pool {} request_id {} after {}", index.value(),
+                                  pool_id, d.request_id, h.last));
+        h.last = d.request_id;
         if (!d.item_id) continue;
         std::int64_t& q = quantity[*d.item_id];
         if (q == pool::quantity_unlimited) continue;
         if (q <= 0)
-          return fail(fmt::format("index {}: item {} drawn below zero", index.value(), *d.item_id));
+          return fail(fmt::format("index {}: pool {} item {} drawn below zero", index.value(),
+                                  pool_id, *d.item_id));
         --q;
       }
     }
-    // Reads show exactly the state of their index; linearizable ones are never older than a write
-    // acknowledged before they began.
+    // Reads show exactly their pool's state at their index; linearizable ones are never older
+    // than a write acknowledged before they began. The index orders every answer over all pools,
+    // so the bound is taken over every pool's writes: stronger than over the read pool's alone.
     std::vector<std::pair<Time, LogIndex>> acked;  // completion time, index
     for (const Ack& a : acks) acked.emplace_back(a.completed, a.index);
     std::sort(acked.begin(), acked.end());
@@ -695,11 +747,22 @@ class Cluster {
     for (std::size_t i = 0; i < acked.size(); ++i)
       max_before[i] = running = std::max(running, acked[i].second);
     for (const ReadRecord& r : reads) {
-      const auto it = applied_.find(r.index);
-      if (r.index != LogIndex() && (it == applied_.end() || it->second.digest != r.digest)) {
-        return fail(fmt::format("{} read on node {} at index {} shows a pool no node had there",
-                                r.stale ? "stale" : "linearizable", r.node.value(),
-                                r.index.value()));
+      if (r.index != LogIndex()) {
+        const auto it = applied_.find(r.index);
+        if (it == applied_.end()) {
+          return fail(fmt::format("{} read on node {} at index {}: no node applied that index",
+                                  r.stale ? "stale" : "linearizable", r.node.value(),
+                                  r.index.value()));
+        }
+        const auto d = it->second.digests.find(r.pool_id);
+        const std::optional<pool::Sha256> there =
+            d == it->second.digests.end() ? std::nullopt : std::optional(d->second);
+        if (there != r.digest) {
+          return fail(fmt::format("{} read on node {} at index {} shows pool {} {}",
+                                  r.stale ? "stale" : "linearizable", r.node.value(),
+                                  r.index.value(), r.pool_id,
+                                  r.digest ? "as no node had it there" : "absent, but it existed"));
+        }
       }
       if (r.stale) continue;
       const auto pos =
@@ -708,9 +771,9 @@ class Cluster {
       const LogIndex must = max_before[static_cast<std::size_t>(pos - acked.begin()) - 1];
       if (r.index < must) {
         return fail(
-            fmt::format("linearizable read on node {} at index {} began after a write at index {} "
-                        "was acknowledged",
-                        r.node.value(), r.index.value(), must.value()));
+            fmt::format("linearizable read of pool {} on node {} at index {} began after a write "
+                        "at index {} was acknowledged",
+                        r.pool_id, r.node.value(), r.index.value(), must.value()));
       }
     }
   }
@@ -726,7 +789,7 @@ class Cluster {
       }
       const Replica& a = *first->replica;
       const Replica& b = *n->replica;
-      if (a.applied() != b.applied() || a.pool().digest() != b.pool().digest()) {
+      if (a.applied() != b.applied() || pool_digests(a.pool()) != pool_digests(b.pool())) {
         std::string progress;
         if (const Node* l = leader()) {
           if (const raft::Progress* pr = l->replica->core().progress(n->id)) {
@@ -740,13 +803,23 @@ class Cluster {
                                 b.applied().value(), progress));
       }
     }
-    std::uint64_t acked_max = 0;
+    // Per pool: the pool (or, deleted, its tombstone) reaches every request_id acknowledged in it.
+    std::map<std::string, std::uint64_t> acked_max;
     for (const Ack& a : acks) {
-      for (const auto& d : a.draws) acked_max = std::max(acked_max, d.request_id);
+      for (const auto& d : a.draws) {
+        std::uint64_t& m = acked_max[a.pool_id];
+        m = std::max(m, d.request_id);
+      }
     }
-    if (first->replica->pool().last_request_id() < acked_max) {
-      fail(fmt::format("request_id {} was acknowledged but the pool ends at {}", acked_max,
-                       first->replica->pool().last_request_id()));
+    const pool::StateMachine& state = first->replica->pool();
+    for (const auto& [pool_id, max] : acked_max) {
+      const pool::Pool* p = state.pool(pool_id);
+      const std::uint64_t last =
+          p != nullptr ? p->last_request_id() : state.tombstone(pool_id).value_or(0);
+      if (last < max) {
+        return fail(fmt::format("pool {}: request_id {} was acknowledged but the pool ends at {}",
+                                pool_id, max, last));
+      }
     }
   }
 
@@ -836,6 +909,46 @@ class Client {
     tries_ = 0;  // attempt_ never restarts: a late answer to an earlier operation is never taken
                  // for this one's
     invoked_ = c_.world.now;
+    if (!c_.params().pools) return next_single_pool();
+    // Half the operations go to "default", the rest to any of the pools; pools are created and
+    // deleted often enough that draws meet absent pools and ids created again.
+    pool_id_ = c_.world.rng.chance(0.5) ? pool_ids[0]
+                                        : pool_ids[c_.world.rng.below(pool_ids.size())];
+    const auto pick = c_.world.rng.below(100);
+    if (pick < 60) {
+      kind_ = Kind::draw;
+      count_ = static_cast<std::uint32_t>(1 + c_.world.rng.below(3));
+    } else if (pick < 75) {
+      kind_ = Kind::read;
+    } else if (pick < 83) {
+      kind_ = Kind::stale_read;
+    } else if (pick < 90) {
+      kind_ = Kind::upsert;
+      item_ =
+          pool::Item{c_.world.rng.chance(0.5) ? "gem" : "ruby",
+                     static_cast<std::int64_t>(c_.world.rng.below(30)), 1 + c_.world.rng.below(10)};
+    } else if (pick < 95) {
+      kind_ = Kind::create_pool;
+      pool_id_ = pool_ids[1 + c_.world.rng.below(pool_ids.size() - 1)];
+      // A small limited item, so that pool_empty comes up, and now and then an unlimited one.
+      items_ = {pool::Item{"gem", static_cast<std::int64_t>(c_.world.rng.below(20)),
+                           1 + c_.world.rng.below(10)}};
+      if (c_.world.rng.chance(0.5)) items_.push_back(pool::Item{"mud", pool::quantity_unlimited, 50});
+    } else if (pick < 96) {
+      kind_ = Kind::delete_pool;  // now and then "default" too, which must be refused
+      if (pool_id_ == pool_ids[0] && c_.world.rng.chance(0.8))
+        pool_id_ = pool_ids[1 + c_.world.rng.below(pool_ids.size() - 1)];
+    } else if (pick < 98) {
+      kind_ = Kind::snapshot;
+    } else {
+      kind_ = Kind::transfer;
+    }
+    try_once();
+  }
+
+ private:
+  void next_single_pool() {
+    pool_id_ = pool_ids[0];
     const auto pick = c_.world.rng.below(100);
     if (pick < 65) {
       kind_ = Kind::draw;
@@ -857,8 +970,7 @@ class Client {
     try_once();
   }
 
- private:
-  enum class Kind { draw, read, stale_read, upsert, snapshot, transfer };
+  enum class Kind { draw, read, stale_read, upsert, create_pool, delete_pool, snapshot, transfer };
 
   NodeId choose() {
     const auto up = c_.up_nodes();
@@ -903,29 +1015,37 @@ class Client {
     };
     switch (kind_) {
       case Kind::draw:
-      case Kind::upsert: {
+      case Kind::upsert:
+      case Kind::create_pool:
+      case Kind::delete_pool: {
         pool::Command command;
         const std::string key = fmt::format("c{}-{}", id_, seq_);
         if (kind_ == Kind::draw) {
           command.op = pool::Draw{count_, 0};
           command.body_hash = api::request_hash(api::draw_operation(count_));
-        } else {
+        } else if (kind_ == Kind::upsert) {
           command.op = pool::UpsertItem{item_};
           command.body_hash = api::request_hash(api::upsert_operation(item_));
+        } else if (kind_ == Kind::create_pool) {
+          command.op = pool::CreatePool{items_};
+          // The hash only has to tell this request from another under the same key.
+          command.body_hash = api::request_hash(fmt::format("create {}", items_.size()));
+        } else {
+          command.op = pool::DeletePool{};
+          command.body_hash = api::request_hash("delete pool");
         }
+        command.pool_id = pool_id_;
         command.idempotency_key = key;
         r.write(std::move(command), [this, attempt, key, on_error, target,
                                      &r](const Outcome& o, const pool::Result* result) {
           if (attempt != attempt_) return;
           if (o.ec || result == nullptr) return on_error(o);
-          if (result->error) {  // e.g. too many items: an answer all the same
-            finished();
-            return;
-          }
+          // A pool error (pool_exists, pool_not_found, too_many_items, ...) is an answer all the
+          // same, remembered under its key at its index: it must not be lost either.
           c_.acks.push_back(
-              Ack{key, LogIndex(result->index), result->draws, invoked_, c_.world.now});
-          c_.log(fmt::format("ack {} at index {} by node {} (term {}){}", key, result->index,
-                             target.value(), r.core().current_term().value(),
+              Ack{key, pool_id_, LogIndex(result->index), result->draws, invoked_, c_.world.now});
+          c_.log(fmt::format("ack {} on pool {} at index {} by node {} (term {}){}", key, pool_id_,
+                             result->index, target.value(), r.core().current_term().value(),
                              result->replayed ? " replayed" : ""));
           ++c_.writes_acked;
           finished();
@@ -937,8 +1057,8 @@ class Client {
           if (attempt != attempt_) return;
           if (o.ec) return on_error(o);
           const Replica& rr = r;  // the replica answering (the node may have been restarted since)
-          c_.reads.push_back(
-              ReadRecord{invoked_, c_.world.now, rr.applied(), rr.pool().digest(), false, target});
+          c_.reads.push_back(ReadRecord{invoked_, c_.world.now, rr.applied(), pool_id_,
+                                        pool_digest(rr.pool(), pool_id_), false, target});
           c_.log(fmt::format("read on node {} ({}, term {}, leader {}) at index {}, invoked at {}",
                              target.value(), node::role_name(rr.core().role()),
                              rr.core().current_term().value(), rr.core().leader().value(),
@@ -949,8 +1069,8 @@ class Client {
         break;
       }
       case Kind::stale_read:
-        c_.reads.push_back(
-            ReadRecord{invoked_, c_.world.now, r.applied(), r.pool().digest(), true, target});
+        c_.reads.push_back(ReadRecord{invoked_, c_.world.now, r.applied(), pool_id_,
+                                      pool_digest(r.pool(), pool_id_), true, target});
         ++c_.reads_done;
         finished();
         break;
@@ -977,7 +1097,9 @@ class Client {
   Time invoked_ = 0;
   Kind kind_ = Kind::draw;
   std::uint32_t count_ = 1;
+  std::string pool_id_;
   pool::Item item_;
+  std::vector<pool::Item> items_;  // create_pool
   NodeId leader_guess_;
 };
 
@@ -987,7 +1109,7 @@ struct RunResult {
   std::uint64_t events, writes, reads, failed_ops;
 };
 
-RunResult run_seed(std::uint64_t seed, bool verbose) {
+RunResult run_seed(std::uint64_t seed, bool verbose, bool single_pool) {
   Rng pick(seed * 0x2545f4914f6cdd1dull + 1);
   Params p;
   p.nodes = pick.chance(0.3) ? 5 : 3;
@@ -995,6 +1117,7 @@ RunResult run_seed(std::uint64_t seed, bool verbose) {
   p.duplicate = pick.chance(0.5) ? 0.0 : 0.02;
   p.latency_max = static_cast<Time>(1 + pick.below(5)) * ms;
   p.bandwidth_bytes_per_us = pick.chance(0.3) ? 10 : 100;  // 10 or 100 MB/s
+  p.pools = !single_pool;
   Cluster c(seed, p, verbose);
   c.start_all();
   std::vector<std::unique_ptr<Client>> clients;
@@ -1017,7 +1140,8 @@ RunResult run_seed(std::uint64_t seed, bool verbose) {
 
 int usage() {
   std::fprintf(stderr,
-               "usage: node-sim [--seeds N] [--start S] [--seed S] [-v] [--planted NAME]\n");
+               "usage: node-sim [--seeds N] [--start S] [--seed S] [-v] [--planted NAME] "
+               "[--single-pool]\n");
   return 2;
 }
 
@@ -1028,6 +1152,7 @@ int main(int argc, char** argv) {
   using namespace rpool::sim;
   std::uint64_t seeds = 100, start = 1;
   bool verbose = false;
+  bool single_pool = false;
   std::string planted;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -1045,6 +1170,8 @@ int main(int argc, char** argv) {
       if (!v) return usage();
       start = std::strtoull(v, nullptr, 10);
       seeds = 1;
+    } else if (a == "--single-pool") {
+      single_pool = true;
     } else if (a == "-v") {
       verbose = true;
     } else if (a == "--planted") {
@@ -1069,7 +1196,7 @@ int main(int argc, char** argv) {
     RPOOL_ASSERT(child >= 0);
     if (child == 0) {
       close(pipe_fds[0]);
-      const RunResult r = run_seed(s, verbose);
+      const RunResult r = run_seed(s, verbose, single_pool);
       const std::uint64_t counts[3] = {r.events, r.writes, r.reads};
       (void)!write(pipe_fds[1], counts, sizeof counts);
       if (!r.ok)
