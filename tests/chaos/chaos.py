@@ -51,6 +51,24 @@ CHAOS_CATALOG = [
 ]
 PUT_ITEMS = ["diamond", "gold", "mud", "ruby"]
 
+# The multi-pool workload: "default" (the config's catalog) and seven pools the harness creates
+# through PUT /v1/pools/{pool_id} before any fault, each smaller than the chaos catalog, since each
+# sees about a tenth of the draws: they run out and are restocked within a run too.
+POOL_CATALOG = [
+    {"item_id": "diamond", "quantity": 3, "probability": 10},
+    {"item_id": "gold", "quantity": 10, "probability": 30},
+    {"item_id": "mud", "quantity": -1, "probability": 60},
+]
+CHAOS_POOLS = {f"event-{k}": POOL_CATALOG for k in range(1, 8)}
+
+
+def pool_paths(pool_id, legacy):
+    """(draw, item prefix, read) paths of `pool_id`; for "default" with `legacy`, the single-pool
+    endpoints, which are the same pool."""
+    if pool_id == "default" and legacy:
+        return "/v1/draw", "/v1/items/", "/v1/pool"
+    return f"/v1/pools/{pool_id}/draw", f"/v1/pools/{pool_id}/items/", f"/v1/pools/{pool_id}"
+
 
 def log(message):
     now = time.time()
@@ -92,12 +110,15 @@ class ChaosCluster(Cluster):
     """A Cluster (tests/integration/cluster.py) with an admin token, the chaos catalog, counters the
     nemeses bump, and the end-of-run collection of final states."""
 
-    def __init__(self, rpoold, rpool_wal, nodes=3, catalog=None, snapshot_entries=1_000_000_000, **kw):
+    def __init__(self, rpoold, rpool_wal, nodes=3, catalog=None, snapshot_entries=1_000_000_000, pools=None,
+                 **kw):
         # No snapshots unless a scenario asks for them: the checker places item updates (whose
         # answers carry no index) by their key in the log, so it wants the whole log.
         super().__init__(rpoold, nodes=nodes, catalog=catalog or CHAOS_CATALOG, admin_token=ADMIN_TOKEN,
                          snapshot_entries=snapshot_entries, **kw)
         self.rpool_wal = rpool_wal
+        # {pool_id: catalog}: pools create_pools() makes before the workload; None: one pool.
+        self.pools = dict(pools) if pools else None
         self.counters = collections.Counter()  # leader_kills, crashes, partitions, pauses, disk_fulls
         self.lock = threading.Lock()
 
@@ -148,11 +169,34 @@ class ChaosCluster(Cluster):
                 if not n.running:
                     n.start()
 
+    def create_pools(self, timeout=30.0):
+        """Creates self.pools through PUT /v1/pools/{pool_id} (with an Idempotency-Key, retried on
+        any node until answered 200)."""
+        for pool_id, items in sorted((self.pools or {}).items()):
+            headers = {"Idempotency-Key": f"create-{pool_id}", "Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+            def created(pool_id=pool_id, items=items, headers=headers):
+                for n in self.running():
+                    c = n.client(timeout=5.0)
+                    try:
+                        r = c.request("PUT", f"/v1/pools/{pool_id}", {"items": items}, headers=headers)
+                    except CONN_ERRORS:
+                        continue
+                    finally:
+                        c.close()
+                    if r.status == 200:
+                        return True
+                    check(r.status in RETRYABLE, f"PUT /v1/pools/{pool_id} on {n}: {r}")
+                return False
+            wait_until(created, timeout, f"pool {pool_id} created")
+
     def final_states(self, converge_timeout=60.0):
         """Heals nothing (the caller has stopped the nemeses): waits for one leader and for all nodes
         to reach one index, reads every node's pool there, stops every node with SIGTERM, then runs
         `rpool-wal verify`, `replay` and `dump` on each data directory. Returns the dict the checker
-        takes as `final`."""
+        takes as `final`. With several pools, see final_states_pools()."""
+        if self.pools:
+            return self.final_states_pools(converge_timeout)
         final = {"catalog": self.catalog, "pools": {}, "exit_codes": {}, "verify": {}, "replays": {},
                  "log_keys": {}, "errors": []}
         try:
@@ -211,9 +255,99 @@ class ChaosCluster(Cluster):
         return final
 
 
-def replay(rpool_wal, data_dir, at=None):
+    def converge_pool(self, pool_id, timeout):
+        """Like Cluster.converge, for one pool: {node_id: GET /v1/pools/{pool_id}?consistency=stale}
+        at one index, at or after the leader's linearizable read of it (returned too)."""
+        path = f"/v1/pools/{pool_id}"
+        linearizable = self.read_pool(self.leader(), path, timeout)
+
+        def same():
+            pools = {n.id: self.read_pool(n, path + "?consistency=stale", timeout) for n in self.nodes}
+            indexes = {p["index"] for p in pools.values()}
+            return pools if len(indexes) == 1 and indexes.pop() >= linearizable["index"] else None
+        return wait_until(same, timeout, f"pool {pool_id} on every node at one index", interval=0.1), linearizable
+
+    def read_pool(self, node, path, timeout):
+        """GET `path` on `node`, retried on 503/504 and connection errors for up to `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            c = node.client(timeout=10.0)
+            try:
+                r = c.get(path)
+            except CONN_ERRORS as e:
+                r = e
+            finally:
+                c.close()
+            if not isinstance(r, Exception) and r.status == 200:
+                return r.json
+            if time.monotonic() > deadline or (not isinstance(r, Exception) and r.status not in (503, 504)):
+                raise TestFailure(f"GET {path} on {node}: {r}")
+            time.sleep(0.1)  # pacing between retries while a leader is elected
+
+    def final_states_pools(self, converge_timeout):
+        """final_states() for a cluster of several pools: the `final` checker.check_pools takes.
+        Per pool: every node's stale read at one index, the leader's linearizable read, and
+        `rpool-wal replay --pool` (to the end, and at the linearizable read's index) of every data
+        directory; the keys of the log's entries on that pool. Once: every node's GET /v1/pools,
+        verify, the exit codes."""
+        all_pools = dict({"default": self.catalog}, **self.pools)
+        per_pool = {p: {"catalog": items, "pools": {}, "replays": {}, "replays_at": {}, "log_keys": {}}
+                    for p, items in all_pools.items()}
+        final = {"per_pool": per_pool, "pool_lists": {}, "exit_codes": {}, "verify": {}, "errors": []}
+        try:
+            self.wait_ready(self.nodes, timeout=converge_timeout)
+            for pool_id in sorted(all_pools):
+                reads, linearizable = self.converge_pool(pool_id, converge_timeout)
+                per_pool[pool_id]["pools"] = reads
+                per_pool[pool_id]["linearizable"] = linearizable
+            for n in self.nodes:
+                final["pool_lists"][n.id] = self.read_pool(n, "/v1/pools?consistency=stale", converge_timeout)
+        except TestFailure as e:
+            final["errors"].append(f"the cluster did not converge: {e}")
+        final["linearizable"] = per_pool["default"].get("linearizable")  # for the run's statistics
+        leader = self.leader_or_none(timeout=2.0)
+        for n in sorted(self.nodes, key=lambda n: n is leader):
+            if n.running:
+                try:
+                    final["exit_codes"][n.id] = n.terminate(timeout=20.0)
+                except TestFailure as e:
+                    final["exit_codes"][n.id] = f"{e}"
+        for n in self.nodes:
+            v = run_tool([self.rpool_wal, "verify", n.data_dir])
+            final["verify"][n.id] = (v.returncode, (v.stdout + v.stderr).strip()[-2000:])
+            for pool_id, f in per_pool.items():
+                f["replays"][n.id] = replay(self.rpool_wal, n.data_dir, pool=pool_id)
+                at = (f.get("linearizable") or {}).get("index")
+                if at is not None:
+                    f["replays_at"][n.id] = replay(self.rpool_wal, n.data_dir, at, pool=pool_id)
+
+        def replay_index(n):
+            rep = per_pool["default"]["replays"].get(n.id)
+            return rep.get("index", -1) if isinstance(rep, dict) else -1
+        source = max(self.nodes, key=replay_index)
+        d = run_tool([self.rpool_wal, "dump", source.data_dir, "--format", "json"], timeout=300)
+        if d.returncode != 0:
+            final["errors"].append(f"rpool-wal dump {source.data_dir}: exit {d.returncode}: {d.stderr[-300:]}")
+        first = None
+        for line in d.stdout.splitlines():
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(e.get("index"), int):
+                first = e["index"] if first is None else min(first, e["index"])
+            command = e.get("command") or {}
+            key = command.get("idempotency_key")
+            if key is not None and command.get("pool_id") in per_pool:
+                per_pool[command["pool_id"]]["log_keys"].setdefault(key, []).append(e["index"])
+        final["log_first_index"] = first
+        return final
+
+
+def replay(rpool_wal, data_dir, at=None, pool=None):
     """`rpool-wal replay` as a dict, or a string saying what went wrong."""
-    r = run_tool([rpool_wal, "replay", data_dir] + (["--at", str(at)] if at is not None else []))
+    r = run_tool([rpool_wal, "replay", data_dir] + (["--at", str(at)] if at is not None else [])
+                 + (["--pool", pool] if pool is not None else []))
     if r.returncode != 0:
         return f"exit {r.returncode}: {r.stderr.strip()[-500:]}"
     try:
@@ -238,10 +372,16 @@ class Workload:
     answer must equal the first).
 
     `read_after_write`: after each answered write, the thread reads through a different node than
-    the one that answered (a linearizable read must then show that write)."""
+    the one that answered (a linearizable read must then show that write).
+
+    `pools` (a list of pool ids, "default" among them): each operation goes to one of them, a
+    third of them to "default" (through the single-pool endpoints or /v1/pools/default, at
+    random), and is recorded with its `pool`. Without it, every operation is the default pool's
+    through the single-pool endpoints, as before pools existed, and drawing the same random
+    numbers."""
 
     def __init__(self, cluster, history, rng, threads=4, read_rate=0.3, put_rate=0.04, probe_rate=0.03,
-                 max_count=5, attempt_timeout=3.0, read_after_write=False, prefix=None):
+                 max_count=5, attempt_timeout=3.0, read_after_write=False, prefix=None, pools=None):
         self.cluster = cluster
         self.history = history
         self.nodes = list(cluster.nodes)
@@ -249,6 +389,7 @@ class Workload:
         self.max_count = max_count
         self.attempt_timeout = attempt_timeout
         self.read_after_write = read_after_write
+        self.pools = sorted(pools) if pools else None
         self.prefix = prefix or f"c{rng.randrange(1 << 30):x}"
         self.seeds = [rng.randrange(1 << 62) for _ in range(threads)]
         self.stop_event = threading.Event()
@@ -278,9 +419,14 @@ class Workload:
         seq = 0
         try:
             while not self.stop_event.is_set():
+                pool_id = None
+                draw_path, item_path, read_path = pool_paths("default", True)
+                if self.pools:
+                    pool_id = "default" if rng.random() < 1 / 3 else rng.choice(self.pools)
+                    draw_path, item_path, read_path = pool_paths(pool_id, rng.random() < 0.5)
                 r = rng.random()
                 if r < self.read_rate:
-                    self._read(t, rng, clients, rng.randrange(len(self.nodes)))
+                    self._read(t, rng, clients, rng.randrange(len(self.nodes)), path=read_path, pool=pool_id)
                     continue
                 seq += 1
                 key = f"{self.prefix}-t{t}-{seq}"
@@ -289,18 +435,18 @@ class Workload:
                     # Mostly restocks; now and then an item switched off (probability 0) or emptied.
                     quantity = 0 if rng.random() < 0.1 else rng.choice([-1, rng.randrange(1, 30)])
                     probability = 0 if rng.random() < 0.1 else rng.randrange(1, 60)
-                    op = self._write(t, rng, clients, "put", key, "PUT", f"/v1/items/{item}",
-                                     {"quantity": quantity, "probability": probability})
+                    op = self._write(t, rng, clients, "put", key, "PUT", item_path + item,
+                                     {"quantity": quantity, "probability": probability}, pool=pool_id)
                 else:
-                    op = self._write(t, rng, clients, "draw", key, "POST", "/v1/draw",
-                                     {"count": rng.randint(1, self.max_count)})
+                    op = self._write(t, rng, clients, "draw", key, "POST", draw_path,
+                                     {"count": rng.randint(1, self.max_count)}, pool=pool_id)
                 if op["status"] == 200 and rng.random() < self.probe_rate:
                     others = [i for i in range(len(self.nodes)) if self.nodes[i].id != op["node"]]
                     self._write(t, rng, clients, "probe", key, op["method"], op["path"], op["body"],
-                                start=rng.choice(others))
+                                start=rng.choice(others), pool=pool_id)
                 if op["status"] == 200 and self.read_after_write:
                     others = [i for i in range(len(self.nodes)) if self.nodes[i].id != op["node"]]
-                    self._read(t, rng, clients, rng.choice(others), give_up_after=0)
+                    self._read(t, rng, clients, rng.choice(others), give_up_after=0, path=read_path, pool=pool_id)
         except Exception as e:  # noqa: BLE001 - reported by the scenario
             self.errors.append(f"client thread {t}: {e!r}")
         finally:
@@ -329,7 +475,7 @@ class Workload:
             outcome += ":bad-body"
         return r.status, r.json, outcome
 
-    def _write(self, t, rng, clients, kind, key, method, path, body, start=None):
+    def _write(self, t, rng, clients, kind, key, method, path, body, start=None, pool=None):
         headers = {"Idempotency-Key": key}
         if method == "PUT":
             headers["Authorization"] = f"Bearer {ADMIN_TOKEN}"
@@ -355,11 +501,13 @@ class Workload:
         op = {"kind": kind, "thread": t, "key": key, "method": method, "path": path, "body": body,
               "node": node, "invoke": invoke, "complete": time.monotonic(), "status": status,
               "answer": answer, "attempts": attempts, "outcomes": dict(seen)}
+        if pool is not None:
+            op["pool"] = pool
         self.history.add(op)
         return op
 
-    def _read(self, t, rng, clients, start, give_up_after=5.0):
-        """A default read, retried (rotating) on 503/504/errors for up to `give_up_after` seconds;
+    def _read(self, t, rng, clients, start, give_up_after=5.0, path="/v1/pool", pool=None):
+        """A default read of `path`, retried (rotating) on 503/504/errors for up to `give_up_after` seconds;
         an unanswered read is recorded as such (it had no effect). Returns the record."""
         i = start
         first = time.monotonic()
@@ -368,7 +516,7 @@ class Workload:
             n = self.nodes[i % len(self.nodes)]
             attempts += 1
             invoke = time.monotonic()
-            status, answer, outcome = self._attempt(clients, n, "GET", "/v1/pool", None, {})
+            status, answer, outcome = self._attempt(clients, n, "GET", path, None, {})
             self.history.attempt(n.id, outcome)
             if status is not None and status not in RETRYABLE:
                 break
@@ -377,9 +525,11 @@ class Workload:
                 break
             i += 1
             time.sleep(0.02 if status is None else 0.05)
-        op = {"kind": "read", "thread": t, "key": None, "method": "GET", "path": "/v1/pool", "body": None,
+        op = {"kind": "read", "thread": t, "key": None, "method": "GET", "path": path, "body": None,
               "node": n.id if status is not None else None, "invoke": invoke, "complete": time.monotonic(),
               "status": status, "answer": answer, "attempts": attempts}
+        if pool is not None:
+            op["pool"] = pool
         self.history.add(op)
         return op
 

@@ -1,6 +1,7 @@
 """The chaos checker: a pure function of a recorded history and the final node states.
 
-    violations = check(ops, final)
+    violations = check(ops, final)          # one pool
+    violations = check_pools(ops, final)    # several pools: check() per pool (see check_pools)
 
 `ops` is a list of operation records (chaos.Workload writes them):
     {"id", "kind": "draw" | "put" | "read" | "probe", "key", "method", "path", "body",
@@ -332,6 +333,55 @@ def check(ops, final, max_per_kind=1000):
     for kind, n in counts.items():
         if n > max_per_kind:
             out.append(Violation(kind, f"... and {n - max_per_kind} more {kind} violations"))
+    return out
+
+
+def check_pools(ops, final, max_per_kind=1000):
+    """The checks of check(), pool by pool, on a history over several pools.
+
+    Each op names its pool in `pool` ("default" when absent: the single-pool endpoints). `final`:
+        {"per_pool": {pool_id: the single-pool `final` of check() for that pool (its catalog when
+                      the workload began, its stale reads per node, linearizable read, replays
+                      with --pool, log_keys of the entries on that pool)},
+         "pool_lists": {node_id: GET /v1/pools?consistency=stale at the common final index},
+         "verify", "exit_codes", "errors", "log_first_index": as for check()}
+    Every pool is checked on its own: its request_ids, its model, its reads and real-time order,
+    its final state, its replay. That is enough for the whole: linearizability is local (Herlihy
+    and Wing), so a history whose every pool is linearizable is linearizable. Violations carry
+    "pool P: " before their message. Then the node-wide checks (verify, exit codes, harness
+    errors) once, and the pool lists: every node lists exactly the pools checked, each with the
+    item count, last_request_id and digest that node shows for it (else divergence).
+    """
+    out = []
+    per_pool = final.get("per_pool") or {}
+    by_pool = collections.defaultdict(list)
+    for op in ops:
+        by_pool[op.get("pool", "default")].append(op)
+    for pool_id in sorted(set(by_pool) | set(per_pool)):
+        f = per_pool.get(pool_id)
+        if f is None:
+            out.append(Violation("final_state", f"pool {pool_id}: {len(by_pool[pool_id])} operations on it, "
+                                                f"but no final state of it was collected"))
+            continue
+        f = dict(f, log_first_index=final.get("log_first_index"))
+        out += [Violation(v.kind, f"pool {pool_id}: {v.message}") for v in check(by_pool[pool_id], f, max_per_kind)]
+    out += check([], {k: final[k] for k in ("verify", "exit_codes", "errors") if k in final}, max_per_kind)
+    for nid, listing in sorted((final.get("pool_lists") or {}).items()):
+        if not isinstance(listing, dict) or not isinstance(listing.get("pools"), list):
+            out.append(Violation("divergence", f"node {nid}: no pool list: {_short(listing)}"))
+            continue
+        got = {p.get("pool_id"): (p.get("item_count"), p.get("last_request_id"), p.get("digest"))
+               for p in listing["pools"]}
+        want = {}
+        for pool_id, f in per_pool.items():
+            p = (f.get("pools") or {}).get(nid) or f.get("linearizable")
+            if isinstance(p, dict):
+                want[pool_id] = (len(p["items"]), p["last_request_id"], p["digest"])
+        diff = {k: (got.get(k), want.get(k)) for k in set(got) | set(want) if got.get(k) != want.get(k)}
+        if diff:
+            out.append(Violation("divergence", f"node {nid}: GET /v1/pools differs from the pools' own reads "
+                                               f"(list, read) as (item_count, last_request_id, digest): "
+                                               f"{_short(diff, 600)}"))
     return out
 
 

@@ -20,17 +20,40 @@ CATALOG = [
 ]
 
 
-class H:
-    """A tiny history builder: a clock that moves forward, and a log that hands out indexes."""
+class Shared:
+    """What the pools of one cluster share: the clock, the log's indexes, the list of operations."""
 
-    def __init__(self, catalog=CATALOG):
+    def __init__(self):
         self.ops = []
         self.t = 0.0
         self.index = 1  # the bootstrap entry
+
+
+class H:
+    """A tiny history builder for one pool: a clock that moves forward, and a log that hands out
+    indexes. Several H on one Shared build a history over several pools (`pool`: its ops name it
+    and use the /v1/pools/{pool} paths; None: the single-pool endpoints, no `pool` field)."""
+
+    def __init__(self, catalog=CATALOG, pool=None, shared=None):
+        self.shared = shared or Shared()
+        self.ops = self.shared.ops
+        self.pool_id = pool
         self.rid = 0
         self.log_keys = {}
         self.items = {i["item_id"]: [i["quantity"], i["probability"]] for i in catalog}
         self.catalog = catalog
+
+    t = property(lambda self: self.shared.t, lambda self, v: setattr(self.shared, "t", v))
+    index = property(lambda self: self.shared.index, lambda self, v: setattr(self.shared, "index", v))
+
+    def _path(self, single, rest):
+        return single if self.pool_id is None else f"/v1/pools/{self.pool_id}{rest}"
+
+    def _tag(self, op):
+        if self.pool_id is not None:
+            op["pool"] = self.pool_id
+        self.ops.append(op)
+        return op
 
     def _times(self, overlap):
         invoke = self.t
@@ -53,11 +76,10 @@ class H:
         key = key or f"k{len(self.ops)}"
         self.log_keys[key] = [self.index]
         invoke, complete = self._times(overlap)
-        op = {"id": len(self.ops), "kind": "draw", "key": key, "method": "POST", "path": "/v1/draw",
+        op = {"id": len(self.ops), "kind": "draw", "key": key, "method": "POST", "path": self._path("/v1/draw", "/draw"),
               "body": {"count": len(items)}, "node": node, "invoke": invoke, "complete": complete, "status": 200,
               "answer": {"draws": draws, "index": self.index}}
-        self.ops.append(op)
-        return op
+        return self._tag(op)
 
     def put(self, item, quantity, probability):
         self.index += 1
@@ -65,24 +87,23 @@ class H:
         key = f"k{len(self.ops)}"
         self.log_keys[key] = [self.index]
         invoke, complete = self._times(False)
-        op = {"id": len(self.ops), "kind": "put", "key": key, "method": "PUT", "path": f"/v1/items/{item}",
+        op = {"id": len(self.ops), "kind": "put", "key": key, "method": "PUT",
+              "path": self._path(f"/v1/items/{item}", f"/items/{item}"),
               "body": {"quantity": quantity, "probability": probability}, "node": 2, "invoke": invoke,
               "complete": complete, "status": 200,
               "answer": {"item_id": item, "quantity": quantity, "probability": probability}}
-        self.ops.append(op)
-        return op
+        return self._tag(op)
 
     def pool(self):
         items = [{"item_id": k, "quantity": q, "probability": p} for k, (q, p) in sorted(self.items.items())]
-        digest = hashlib.sha256(repr((items, self.rid)).encode()).hexdigest()
+        digest = hashlib.sha256(repr((self.pool_id, items, self.rid)).encode()).hexdigest()
         return {"items": items, "last_request_id": self.rid, "index": self.index, "digest": digest}
 
     def read(self, node=3):
         invoke, complete = self._times(False)
-        op = {"id": len(self.ops), "kind": "read", "key": None, "method": "GET", "path": "/v1/pool", "body": None,
-              "node": node, "invoke": invoke, "complete": complete, "status": 200, "answer": self.pool()}
-        self.ops.append(op)
-        return op
+        op = {"id": len(self.ops), "kind": "read", "key": None, "method": "GET", "path": self._path("/v1/pool", ""),
+              "body": None, "node": node, "invoke": invoke, "complete": complete, "status": 200, "answer": self.pool()}
+        return self._tag(op)
 
     def final(self):
         p = self.pool()
@@ -307,6 +328,177 @@ class CheckerTest(unittest.TestCase):
                 continue
             ops = h.ops[:i] + h.ops[i + 1:]
             self.assertTrue(checker.check(ops, h.final()), f"dropping op {i} went unnoticed")
+
+
+# --- several pools -------------------------------------------------------------------------------
+
+EVENT_CATALOG = [
+    {"item_id": "skin", "quantity": 2, "probability": 1},
+    {"item_id": "mud", "quantity": -1, "probability": 1},
+]
+
+
+def multi_history():
+    """Three pools on one log: "default" through the single-pool endpoints, "event" and "daily"
+    through /v1/pools/{pool}; their operations interleave, each pool numbers its draws from 1, and
+    one Idempotency-Key is used in two pools (two independent draws)."""
+    shared = Shared()
+    hs = {"default": H(shared=shared), "event": H(EVENT_CATALOG, pool="event", shared=shared),
+          "daily": H(CATALOG, pool="daily", shared=shared)}
+    d, e, y = hs["default"], hs["event"], hs["daily"]
+    d.draw(["mud"], key="same-key")
+    e.draw(["skin"], key="same-key")
+    y.draw(["diamond", "mud"])
+    e.read()
+    d.draw(["diamond"], node=2)
+    e.draw(["skin", "mud"], overlap=True)
+    y.read()
+    e.put("mud", 0, 0)                     # event: nothing drawable now
+    e.draw([None])
+    d.read()
+    y.put("diamond", 1, 10)                # daily restocked
+    y.draw(["diamond"])
+    e.read()
+    probe = dict(hs["event"].ops[1], id=len(shared.ops), kind="probe", invoke=shared.t, complete=shared.t + 0.5)
+    shared.ops.append(probe)               # event's key sent again to event: the same answer
+    return hs
+
+
+def multi_final(hs):
+    per_pool = {}
+    for pool_id, h in hs.items():
+        f = h.final()
+        for shared_key in ("verify", "exit_codes", "errors"):
+            del f[shared_key]
+        per_pool[pool_id] = f
+    listing = [{"pool_id": pool_id, "item_count": len(h.pool()["items"]), "last_request_id": h.rid,
+                "digest": h.pool()["digest"]} for pool_id, h in sorted(hs.items())]
+    index = next(iter(hs.values())).index
+    return {"per_pool": per_pool,
+            "pool_lists": {nid: {"pools": copy.deepcopy(listing), "index": index} for nid in (1, 2, 3)},
+            "verify": {1: (0, ""), 2: (0, ""), 3: (0, "")}, "exit_codes": {1: 0, 2: 0, 3: 0}, "errors": []}
+
+
+def ops_of(hs):
+    return next(iter(hs.values())).ops
+
+
+class PoolsCheckerTest(unittest.TestCase):
+    def only(self, kind, ops, final, pool, also=()):
+        """`kind` is reported for `pool` (named in the message), and nothing but `kind` and `also`."""
+        violations = checker.check_pools(ops, final)
+        self.assertTrue(violations, f"no violation reported, expected {kind}")
+        self.assertEqual({v.kind for v in violations} - set(also), {kind}, f"expected {kind}, got {violations}")
+        self.assertTrue(all(v.message.startswith(f"pool {pool}: ") for v in violations if v.kind == kind),
+                        f"expected every {kind} to name pool {pool}: {violations}")
+        return violations
+
+    def test_a_valid_history_over_several_pools_has_no_violation(self):
+        hs = multi_history()
+        self.assertEqual(checker.check_pools(ops_of(hs), multi_final(hs)), [])
+
+    def test_each_pool_numbers_its_draws_from_one(self):
+        # The valid history has request_id 1 in every pool: one sequence over all pools would not.
+        hs = multi_history()
+        firsts = {op.get("pool", "default"): op["answer"]["draws"][0]["request_id"]
+                  for op in reversed(ops_of(hs)) if op["kind"] == "draw"}
+        self.assertEqual(firsts, {"default": 1, "event": 1, "daily": 1})
+
+    def test_one_key_in_two_pools_is_two_draws(self):
+        # The same key answered differently in two pools is fine per pool; as one pool it is not.
+        hs = multi_history()
+        self.assertEqual(checker.check_pools(ops_of(hs), multi_final(hs)), [])
+        flat = [dict(op, path="/v1/draw") for op in ops_of(hs) if op.get("key") == "same-key"]
+        self.assertIn("idempotency", {v.kind for v in checker.check(flat, {})})
+
+    def test_a_draw_numbered_in_another_pools_sequence_is_caught(self):
+        hs = multi_history()
+        ops = ops_of(hs)
+        e = [op for op in ops if op.get("pool") == "event" and op["kind"] == "draw"][1]
+        for k, d in enumerate(e["answer"]["draws"]):
+            d["request_id"] = 3 + k  # as if event continued default's and daily's numbering
+        v = checker.check_pools(ops, multi_final(hs))
+        self.assertTrue(v)
+        self.assertTrue(all(x.message.startswith("pool event: ") for x in v), v)
+
+    def test_a_lost_draw_in_one_pool_is_caught_and_named(self):
+        hs = multi_history()
+        f = multi_final(hs)
+        ev = f["per_pool"]["event"]
+        for p in list(ev["pools"].values()) + list(ev["replays"].values()) + list(ev["replays_at"].values()) \
+                + [ev["linearizable"]]:
+            p["last_request_id"] -= 1  # event forgot its last draw (a pool_empty)
+        for listing in f["pool_lists"].values():
+            for p in listing["pools"]:
+                if p["pool_id"] == "event":
+                    p["last_request_id"] -= 1
+        self.only("lost_write", ops_of(hs), f, "event", also=("final_state",))
+
+    def test_an_over_draw_in_one_pool_is_caught(self):
+        shared = Shared()
+        hs = {"default": H(shared=shared), "event": H(EVENT_CATALOG, pool="event", shared=shared)}
+        hs["default"].draw(["diamond"])
+        hs["event"].draw(["skin", "skin"])
+        hs["event"].draw(["skin"])  # event had two; default's diamond is no excuse
+        self.only("over_drawn", ops_of(hs), multi_final(hs), "event")
+
+    def test_a_read_showing_another_pools_state_is_caught(self):
+        hs = multi_history()
+        ops = ops_of(hs)
+        read = [op for op in ops if op.get("pool") == "daily" and op["kind"] == "read"][0]
+        read["answer"] = dict(read["answer"], items=copy.deepcopy(hs["event"].pool()["items"]))
+        self.only("model", ops, multi_final(hs), "daily")
+
+    def test_a_read_missing_an_earlier_write_of_its_pool_is_caught(self):
+        hs = multi_history()
+        ops = ops_of(hs)
+        read = [op for op in ops if op.get("pool") == "event" and op["kind"] == "read"][-1]
+        # It shows event before its last draw, yet began after that draw was answered.
+        read["answer"] = dict(read["answer"], index=read["answer"]["index"] - 3, last_request_id=3)
+        self.assertIn("real_time", {v.kind for v in checker.check_pools(ops, multi_final(hs))})
+
+    def test_a_node_listing_another_digest_for_a_pool_is_caught(self):
+        hs = multi_history()
+        f = multi_final(hs)
+        f["pool_lists"][2]["pools"][0]["digest"] = "0" * 64
+        v = checker.check_pools(ops_of(hs), f)
+        self.assertEqual([x.kind for x in v], ["divergence"])
+        self.assertTrue(v[0].message.startswith("node 2: GET /v1/pools differs") and "'daily'" in v[0].message, v)
+
+    def test_a_node_listing_a_pool_too_few_is_caught(self):
+        hs = multi_history()
+        f = multi_final(hs)
+        del f["pool_lists"][3]["pools"][1]
+        self.assertEqual({v.kind for v in checker.check_pools(ops_of(hs), f)}, {"divergence"})
+
+    def test_operations_on_a_pool_without_a_final_state_are_caught(self):
+        hs = multi_history()
+        f = multi_final(hs)
+        del f["per_pool"]["daily"]
+        for listing in f["pool_lists"].values():
+            listing["pools"] = [p for p in listing["pools"] if p["pool_id"] != "daily"]
+        self.only("final_state", ops_of(hs), f, "daily")
+
+    def test_a_replay_of_one_pool_that_differs_is_caught(self):
+        hs = multi_history()
+        f = multi_final(hs)
+        f["per_pool"]["daily"]["replays"][3]["digest"] = "0" * 64
+        self.only("replay", ops_of(hs), f, "daily")
+
+    def test_a_failed_verify_is_reported_once(self):
+        hs = multi_history()
+        f = multi_final(hs)
+        f["verify"][1] = (1, "crc mismatch")
+        v = checker.check_pools(ops_of(hs), f)
+        self.assertEqual([x.kind for x in v], ["verify"])
+
+    def test_dropping_one_answer_from_a_multi_pool_history_is_caught(self):
+        hs = multi_history()
+        ops = ops_of(hs)
+        for i, op in enumerate(ops):
+            if op["kind"] != "draw":
+                continue
+            self.assertTrue(checker.check_pools(ops[:i] + ops[i + 1:], multi_final(hs)), f"dropping op {i} went unnoticed")
 
 
 if __name__ == "__main__":

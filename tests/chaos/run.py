@@ -34,8 +34,9 @@ import traceback
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import checker  # noqa: E402
-from chaos import (ChaosCluster, CrashAll, DiskError, DiskFull, History, LeaderKill, Mixed,  # noqa: E402
-                   Partition, Pause, SlowDisk, TestFailure, Unavailable, Workload, nft_check, wait_until)
+from chaos import (CHAOS_POOLS, ChaosCluster, CrashAll, DiskError, DiskFull, History, LeaderKill,  # noqa: E402
+                   Mixed, Partition, Pause, SlowDisk, TestFailure, Unavailable, Workload, nft_check,
+                   wait_until)
 
 SOURCE_ROOT = os.path.dirname(os.path.dirname(HERE))
 
@@ -89,6 +90,13 @@ scenario("snapshots", [lambda cc, rng: CrashAll(cc, rng, every=(1.5, 3.0)), lamb
          doc="snapshots every 300 entries and small segments, with crashes and leader kills (no item updates)")
 scenario("mixed", [lambda cc, rng: Mixed(cc, rng)], needs=["nft"],
          doc="leader kills, crashes, pauses and partitions mixed at random")
+# Several pools: the cluster and workload arguments that make a scenario multi-pool (the soak too).
+POOLS_CLUSTER = {"pools": CHAOS_POOLS}
+POOLS_WORKLOAD = {"pools": ["default", *CHAOS_POOLS]}
+scenario("pools", [lambda cc, rng: LeaderKill(cc, rng), lambda cc, rng: CrashAll(cc, rng, every=(3.0, 6.0))],
+         cluster=POOLS_CLUSTER, workload=POOLS_WORKLOAD,
+         doc=f"{len(CHAOS_POOLS) + 1} pools drawn, read and restocked at once (each checked on its own), "
+             "with leader kills and crashes of every node")
 # Planted-bug scenarios (run only with --planted-bugs, or by name).
 PLANTED = collections.OrderedDict([
     ("ack_before_quorum", Scenario(
@@ -163,6 +171,8 @@ def run_scenario(args, sc, seed, seconds, env=None):
             if not available(slow.prepare, res):
                 return res
         cc.start_all()
+        if cc.pools:
+            cc.create_pools()
         load = Workload(cc, history, random.Random(rng.randrange(1 << 62)), threads=args.clients,
                         **sc.workload).start()
         wait_until(lambda: answered_writes(history) >= 5, 30, "5 answered writes before any fault")
@@ -197,7 +207,7 @@ def run_scenario(args, sc, seed, seconds, env=None):
         ops = history.snapshot()
         if args.sabotage:
             ops = sabotage(ops, args.sabotage, rng)
-        res.violations = checker.check(ops, final)
+        res.violations = checker.check_pools(ops, final) if cc.pools else checker.check(ops, final)
         res.stats = stats(ops, cc, final)
         res.stats["check_s"] = round(time.monotonic() - t0, 2)
         outcomes = collections.Counter()
@@ -312,6 +322,7 @@ def stats(ops, cc, final):
         "disk fills": cc.counters["disk_fulls"],
         "disk errors": cc.counters["disk_errors"],
         "slow disks": cc.counters["slow_disks"],
+        "pools": len({op.get("pool", "default") for op in ops}),
         "final index": (final.get("linearizable") or {}).get("index"),
         "log starts at": final.get("log_first_index"),
     }
@@ -457,7 +468,9 @@ def main():
                                                    disk_error=getattr(cc, "disk_error", None),
                                                    slow_disk=getattr(cc, "slow_disk", None))],
                       needs=(["fiu"] if disk_errors else []) + (["slow_fsync"] if slow_disks else []),
-                      doc=f"leader kills, crashes, pauses{', partitions' if partitions else ''}"
+                      cluster=POOLS_CLUSTER, workload=POOLS_WORKLOAD,
+                      doc=f"{len(CHAOS_POOLS) + 1} pools; leader kills, crashes, pauses"
+                          f"{', partitions' if partitions else ''}"
                           f"{', fdatasync failures' if disk_errors else ''}{', slow disks' if slow_disks else ''}"
                           f" mixed for {args.soak:g} minutes")
         plan = [(sc, args.soak * 60)]
