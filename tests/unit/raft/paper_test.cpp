@@ -622,6 +622,51 @@ TEST_CASE("an acknowledgement from a member's earlier incarnation does not move 
   CHECK(c.core(4).log().last_index() == c.core(1).log().last_index());
 }
 
+TEST_CASE("a node votes only as a voter of its own latest configuration") {
+  // Regression (node simulation, seed 101303): node 3 was removed, wiped and started empty to
+  // join again; a node with a stale configuration that still listed 3 as a voter won an
+  // election with the wiped node's vote and overwrote committed entries.
+  auto ask = [](Cluster& c, MessageType type) {
+    Message m = msg(type, 2, 4, c.core(4).current_term().value() + 1);
+    m.index = c.core(2).log().last_index();
+    m.log_term = c.core(2).log().last_term();
+    c.core(4).step(m);
+    const auto out = drain(c.core(4));
+    REQUIRE(out.size() == 1);
+    return !out[0].reject;
+  };
+  {
+    Cluster c(3);
+    c.elect(1);
+    c.add_node(4);  // empty, joining: it knows no configuration
+    CHECK_FALSE(ask(c, MessageType::pre_vote));
+    CHECK_FALSE(ask(c, MessageType::vote));
+  }
+  // A learner does not vote either. (A vote for a leadership transfer, so that the learner's
+  // lease on its leader does not make it ignore the request.)
+  Cluster c(3);
+  c.elect(1);
+  c.add_node(4);
+  REQUIRE_FALSE(c.core(1).change_membership({ChangeType::add_learner, NodeId(4), {}}));
+  c.settle();
+  REQUIRE(c.core(4).membership().is_learner(NodeId(4)));
+  Message m = msg(MessageType::vote, 2, 4, c.core(4).current_term().value() + 1);
+  m.index = c.core(2).log().last_index();
+  m.log_term = c.core(2).log().last_term();
+  m.context = vote_context_transfer;
+  c.core(4).step(m);
+  const auto out = of_type(drain(c.core(4)), MessageType::vote_resp);
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].reject);
+  // The same request to a voter is granted.
+  m.to = NodeId(3);
+  m.term = c.core(3).current_term() + 1;
+  c.core(3).step(m);
+  const auto granted = of_type(drain(c.core(3)), MessageType::vote_resp);
+  REQUIRE(granted.size() == 1);
+  CHECK_FALSE(granted[0].reject);
+}
+
 TEST_CASE("§4.2.1: a learner is promoted only once it has caught up") {
   Cluster c(3);
   c.elect(1);
