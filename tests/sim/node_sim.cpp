@@ -676,10 +676,9 @@ class Cluster {
       }
       const pool::Command& command = *it->second.command;
       if (command.idempotency_key != a.key || command.pool_id != a.pool_id) {
-        return fail(fmt::format("acknowledged write {} on pool {} at index {}: the entry there is "
-                                "{} on pool {}",
-                                a.key, a.pool_id, a.index.value(), command.idempotency_key,
-                                command.pool_id));
+        return fail(fmt::format(
+            "acknowledged write {} on pool {} at index {}: there is {} on pool {}", a.key,
+            a.pool_id, a.index.value(), command.idempotency_key, command.pool_id));
       }
       if (it->second.result->draws != a.draws) {
         return fail(
@@ -921,8 +920,8 @@ class Client {
     if (!c_.params().pools) return next_single_pool();
     // Half the operations go to "default", the rest to any of the pools; pools are created and
     // deleted often enough that draws meet absent pools and ids created again.
-    pool_id_ = c_.world.rng.chance(0.5) ? pool_ids[0]
-                                        : pool_ids[c_.world.rng.below(pool_ids.size())];
+    pool_id_ =
+        c_.world.rng.chance(0.5) ? pool_ids[0] : pool_ids[c_.world.rng.below(pool_ids.size())];
     const auto pick = c_.world.rng.below(100);
     if (pick < 60) {
       kind_ = Kind::draw;
@@ -942,7 +941,8 @@ class Client {
       // A small limited item, so that pool_empty comes up, and now and then an unlimited one.
       items_ = {pool::Item{"gem", static_cast<std::int64_t>(c_.world.rng.below(20)),
                            1 + c_.world.rng.below(10)}};
-      if (c_.world.rng.chance(0.5)) items_.push_back(pool::Item{"mud", pool::quantity_unlimited, 50});
+      if (c_.world.rng.chance(0.5))
+        items_.push_back(pool::Item{"mud", pool::quantity_unlimited, 50});
     } else if (pick < 96) {
       kind_ = Kind::delete_pool;  // now and then "default" too, which must be refused
       if (pool_id_ == pool_ids[0] && c_.world.rng.chance(0.8))

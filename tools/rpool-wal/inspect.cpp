@@ -43,7 +43,8 @@ std::string ids(const std::vector<NodeId>& v) {
 }
 
 nlohmann::json item_json(const pool::Item& item) {
-  return {{"item_id", item.item_id}, {"quantity", item.quantity}, {"probability", item.probability}};
+  return {
+      {"item_id", item.item_id}, {"quantity", item.quantity}, {"probability", item.probability}};
 }
 
 nlohmann::json items_json(const std::vector<pool::Item>& items) {

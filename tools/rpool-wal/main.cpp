@@ -43,14 +43,11 @@ int main(int argc, char** argv) {
 
   rpool::tools::ReplayOptions replay_options;
   auto* replay = app.add_subcommand(
-      "replay",
-      "pool P as of index I (default: last) as GET /v1/pools/P JSON, recomputed offline");
+      "replay", "pool P as of index I (default: last) as GET /v1/pools/P JSON, recomputed offline");
   replay->add_option("DATA_DIR", dir, "the node's data directory")->required();
   replay->add_option("--at", replay_options.at,
                      "the log index to replay up to (default: the last entry)");
-  replay
-      ->add_option("--pool", replay_options.pool_id,
-                   "the pool to show (default: default)")
+  replay->add_option("--pool", replay_options.pool_id, "the pool to show (default: default)")
       ->check(CLI::Validator(
           [](std::string& id) {
             return rpool::pool::valid_pool_id(id)

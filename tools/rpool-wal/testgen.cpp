@@ -1,7 +1,7 @@
-// rpool-wal-testgen [--long | --pools | --unknown-kind] DIR: writes a small data directory for the CLI tests:
-// a few dozen 4 KiB segments holding every kind of entry (membership, no-op, each pool command,
-// opaque payloads), a hard state, and a snapshot with the log compacted behind it. --unknown-kind:
-// the same, ending in an entry of kind 9, which raft never writes.
+// rpool-wal-testgen [--long | --pools | --unknown-kind] DIR: writes a small data directory for the
+// CLI tests: a few dozen 4 KiB segments holding every kind of entry (membership, no-op, each pool
+// command, opaque payloads), a hard state, and a snapshot with the log compacted behind it.
+// --unknown-kind: the same, ending in an entry of kind 9, which raft never writes.
 #include <cstdio>
 #include <string_view>
 
