@@ -43,7 +43,16 @@ std::shared_ptr<ssl::context> make_tls_context(const TlsFiles& files, std::strin
   // No tickets (see the header), no renegotiation, no compression.
   SSL_CTX_set_num_tickets(native, 0);
   context->set_options(ssl::context::no_compression | SSL_OP_NO_TICKET |
-                       SSL_OP_NO_RENEGOTIATION);
+                       SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  // AES-128-GCM first (every TLS 1.3 peer supports it): the same security margin in practice as
+  // AES-256 here, at about two thirds of its cost per byte, which every request and frame pays.
+  if (SSL_CTX_set_ciphersuites(
+          native, "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384") !=
+      1) {
+    ERR_clear_error();
+    error = "tls: this OpenSSL lacks the TLS 1.3 AES-GCM cipher suites";
+    return nullptr;
+  }
   SSL_CTX_set_session_cache_mode(native, SSL_SESS_CACHE_OFF);
   boost::system::error_code ec;
   context->load_verify_file(files.ca, ec);
