@@ -117,13 +117,20 @@ void Core::become_leader() {
   pending_config_index_ = log_.last_index();
 }
 
+Progress Core::new_progress() {
+  Progress pr;
+  pr.next_index = log_.last_index().next();
+  // A round of its own: nothing sent before it can be answered at it or above. Pending reads
+  // wait for acks at their own (lower) rounds, which this round's messages also give.
+  pr.first_round = ++read_round_;
+  return pr;
+}
+
 void Core::reset_progress() {
   progress_.clear();
   auto add = [&](NodeId id) {
     if (id == config_.id) return;
-    Progress pr;
-    pr.next_index = log_.last_index().next();
-    progress_.emplace(id, pr);
+    progress_.emplace(id, new_progress());
   };
   for (NodeId id : membership_.voters) add(id);
   for (NodeId id : membership_.learners) add(id);
@@ -410,6 +417,11 @@ void Core::step_leader(const Message& m) {
   auto it = progress_.find(m.from);
   if (it == progress_.end()) return;  // not (or no longer) a member
   Progress& pr = it->second;
+  // An answer to a message sent before this Progress began: from an earlier incarnation of the
+  // member, whose log the node behind the id may no longer have (node simulation, seed 6411: an
+  // acknowledgement from before a wipe set match_index beyond the new node's log, and the
+  // leader never sent it the entries in between).
+  if (m.context < pr.first_round) return;
   switch (m.type) {
     case MessageType::append_resp: handle_append_resp(m, pr); break;
     case MessageType::heartbeat_resp: handle_heartbeat_resp(m, pr); break;
