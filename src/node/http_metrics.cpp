@@ -20,6 +20,10 @@ const char* route_name(api::Route r) {
     case api::Route::readyz: return "readyz";
     case api::Route::metrics: return "metrics";
     case api::Route::openapi: return "openapi";
+    case api::Route::pools: return "pools";
+    case api::Route::named_pool: return "named_pool";
+    case api::Route::pool_draw: return "pool_draw";
+    case api::Route::pool_item: return "pool_item";
     case api::Route::not_found: return "not_found";
   }
   return "not_found";
