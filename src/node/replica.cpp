@@ -595,14 +595,15 @@ void Replica::ensure_bootstrap() {
   // not yet seeded proposes it before any write of its term; a duplicate is a no-op when applied.
   if (pool_.bootstrapped() || bootstrap_term_ == core_->current_term()) return;
   if (core_->role() != raft::Role::leader) return;
-  pool::Command command{pool::Bootstrap{options_.config.catalog}, env_.wall_clock_ms(), {}, {}};
+  const pool::Command command = bootstrap_command(options_.config, env_.wall_clock_ms());
   const auto ec = core_->propose(pool::encode(command));
   // A proposal refused for a while (a leadership transfer) is tried again before the next write;
   // one that can never succeed (too large: the config check prevents it) is not retried per write.
   if (!ec || ec == raft::errc::too_large) bootstrap_term_ = core_->current_term();
   if (ec == raft::errc::too_large) {
-    logger_.error("the catalog does not fit in one log entry; the pool is not seeded",
-                  {{"items", std::uint64_t{options_.config.catalog.size()}}});
+    logger_.error("the catalog and pools do not fit in one log entry; nothing is seeded",
+                  {{"items", std::uint64_t{options_.config.catalog.size()}},
+                   {"pools", std::uint64_t{options_.config.pools.size()}}});
   }
 }
 
