@@ -208,6 +208,7 @@ def check_pool(pool_id, answers, pool, initial):
             continue
         name, quantity = item["item_id"], item["quantity"]
         check(drawn[name] <= quantity, f"{pool_id}: {name} drawn {drawn[name]} times, its quantity was {quantity}")
+        check(name in items, f"{pool_id}: {name} is gone from the pool")
         check(items[name]["quantity"] == quantity - drawn[name],
               f"{pool_id}: {name} quantity {quantity} -> {items[name]['quantity']}, but {drawn[name]} acknowledged draws")
     unknown = set(drawn) - {i["item_id"] for i in initial} - {None}
