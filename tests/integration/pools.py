@@ -32,6 +32,7 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cluster import Context, TestFailure, check, wait_until  # noqa: E402
 import openapi_check  # noqa: E402
+import prom  # noqa: E402
 
 TESTS = []
 CONN_ERRORS = (OSError, http.client.HTTPException)
@@ -295,6 +296,18 @@ def one_idempotency_key_in_two_pools_makes_two_draws_and_a_repeat_in_each_return
         check(ok(read(follower, f"/v1/pools/{pid}"), pid)["last_request_id"] == 2, f"{pid} drew more than once")
     fc.close()
     lc.close()
+
+    # /metrics: the draw counters by pool, on every node once it applied them (no node restarted,
+    # so each counted every draw it applied).
+    want = {"default": 1, "a": 2, "b": 2}
+
+    def counted(node):
+        families = prom.parse(node.get("/metrics").body.decode())
+        samples = families["rpool_draws_total"]["samples"]
+        return {labels.get("pool"): v for _, labels, v in samples} == want and samples[0][1] == {"pool": "default"}
+
+    for n in c.nodes:
+        wait_until(lambda: counted(n), 10, f"rpool_draws_total by pool on {n} to be {want}")
 
 
 @test
