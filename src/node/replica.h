@@ -36,6 +36,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "api/metrics.h"
@@ -72,8 +73,15 @@ struct ReplicaCounters {
         snapshot_seconds(metrics::latency_buckets()) {}
   std::uint64_t proposals = 0;
   std::uint64_t proposals_failed = 0;
-  std::uint64_t draws = 0;  // drawn units applied (request_ids handed out)
+  std::uint64_t draws = 0;  // drawn units applied (request_ids handed out), all pools
   std::uint64_t draws_pool_empty = 0;
+  // The same per pool, for the `pool` label of /metrics: only pools that exist and have drawn
+  // (a deleted pool's entry goes with it), so at most pool::pools_max entries.
+  struct PoolDraws {
+    std::uint64_t draws = 0;
+    std::uint64_t pool_empty = 0;
+  };
+  std::unordered_map<std::string, PoolDraws> draws_by_pool;
   std::uint64_t leader_changes = 0;
   std::uint64_t snapshots = 0;
   std::uint64_t snapshot_bytes_last = 0;
@@ -202,6 +210,7 @@ class Replica {
   void storage_failed(std::error_code ec, const std::string& detail);
   void on_persisted(raft::Ready ready);
   void apply(const raft::Entry& entry);
+  void count_draws(const pool::Command& command, const pool::Result& result);
   void fail_write(PendingWrite& write, errc e, std::string message);
   void observe_role();
   void ensure_bootstrap();
