@@ -48,6 +48,8 @@ class HttpApi {
   void handle_readyz(HttpRequest&& request, Respond respond);
   void handle_metrics(HttpRequest&& request, Respond respond);
   void handle_snapshot(HttpRequest&& request, Respond respond);
+  // GET /v1/snapshot: a backup of the whole state (backup.cpp).
+  void handle_backup(HttpRequest&& request, Respond respond);
   void handle_transfer(HttpRequest&& request, Respond respond);
   void handle_add_member(HttpRequest&& request, Respond respond);
   void handle_remove_member(HttpRequest&& request, Respond respond, NodeId id);
@@ -69,6 +71,7 @@ class HttpApi {
   std::string pool_json_cache_;
   LogIndex pool_json_cache_index_;
   std::uint64_t forwarded_ = 0;
+  std::size_t backups_in_flight_ = 0;  // <= backups_in_flight_max (backup.h)
   // Answers by route and status; latency by route (from the request read to the answer).
   std::map<std::pair<api::Route, unsigned>, std::uint64_t> http_answers_;
   std::map<api::Route, metrics::Histogram> http_seconds_;
