@@ -12,6 +12,7 @@
 
 #include "base/assert.h"
 #include "base/fd_limit.h"
+#include "node/disaster.h"
 #include "wal/errc.h"
 #include "wal/recovery.h"
 
@@ -95,12 +96,22 @@ Server::~Server() {
 }
 
 std::unique_ptr<Server> Server::open(asio::io_context& io, ServerOptions options,
-                                     std::string& error) {
+                                     std::string& error, int* exit_code) {
+  if (exit_code) *exit_code = 1;
   ReplicaOptions& ro = options.replica;
   if (ro.data_dir.empty()) ro.data_dir = ro.config.data_dir_for(ro.id);
   std::unique_ptr<Server> server(new Server(io, std::move(options)));
   const std::string& dir = server->options_.replica.data_dir;
   std::error_code fs_ec;
+  if (server->options_.force_new_cluster &&
+      (!std::filesystem::exists(dir, fs_ec) || std::filesystem::is_empty(dir, fs_ec))) {
+    // Checked before recovery, which would create the directory: a mistyped path is not a node.
+    error = fmt::format("--force-new-cluster: the data directory {} is missing or empty: there "
+                        "is nothing to keep (point it at a survivor's data directory)",
+                        dir);
+    if (exit_code) *exit_code = 2;
+    return nullptr;
+  }
   std::filesystem::create_directories(dir, fs_ec);
   if (fs_ec) {
     error = fmt::format("cannot create data directory {}: {}", dir, fs_ec.message());
@@ -126,6 +137,15 @@ std::unique_ptr<Server> Server::open(asio::io_context& io, ServerOptions options
                           recovered.error.message());
     }
     return nullptr;
+  }
+  if (server->options_.force_new_cluster) {
+    const ForceResult forced = force_new_cluster(recovered.state, ro.config, ro.id);
+    if (forced.status == ForceResult::Status::empty || forced.status == ForceResult::Status::failed) {
+      error = forced.message;
+      if (exit_code && forced.status == ForceResult::Status::empty) *exit_code = 2;
+      return nullptr;
+    }
+    logger->warn(forced.message);
   }
   wal::Log& log = *recovered.state.log;
   if (log.segments().empty()) {

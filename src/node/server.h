@@ -24,6 +24,8 @@ namespace rpool::node {
 struct ServerOptions {
   ReplicaOptions replica;
   Logger::Format log_format = Logger::Format::text;
+  // rpoold --force-new-cluster: make this node the only voter before it starts (disaster.h).
+  bool force_new_cluster = false;
 };
 
 // Env on an io_context: steady_clock, the system clock, getrandom(2), Asio timers.
@@ -43,9 +45,10 @@ class AsioEnv final : public Env {
 class Server {
  public:
   // Opens the data directory and recovers the node's state from it (snapshot + log). On failure
-  // returns null and sets `error` to one line (the caller exits 1).
+  // returns null and sets `error` to one line; the caller exits with `*exit_code` when given
+  // (1, or 2 for --force-new-cluster on an empty data directory: a usage error).
   static std::unique_ptr<Server> open(boost::asio::io_context& io, ServerOptions options,
-                                      std::string& error);
+                                      std::string& error, int* exit_code = nullptr);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
