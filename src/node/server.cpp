@@ -139,7 +139,8 @@ std::unique_ptr<Server> Server::open(asio::io_context& io, ServerOptions options
     return nullptr;
   }
   if (server->options_.force_new_cluster) {
-    const ForceResult forced = force_new_cluster(recovered.state, ro.config, ro.id);
+    const ReplicaOptions& replica = server->options_.replica;  // `options` was moved from
+    const ForceResult forced = force_new_cluster(recovered.state, replica.config, replica.id);
     if (forced.status == ForceResult::Status::empty || forced.status == ForceResult::Status::failed) {
       error = forced.message;
       if (exit_code && forced.status == ForceResult::Status::empty) *exit_code = 2;
@@ -176,6 +177,9 @@ bool Server::start(std::string& error) {
   peer_options.cluster_id = replica_->cluster_id();
   peer_options.adopt_cluster_id = replica_->cluster_id() == 0;
   peer_options.on_cluster_id = [this](std::uint64_t id) { replica_->adopt_cluster_id(id); };
+  peer_options.on_foreign_cluster = [this](NodeId sender, std::uint64_t their_id) {
+    report_foreign_cluster(sender, their_id);
+  };
   peer_options.listen_host = self->raft.host;
   peer_options.listen_port = self->raft.port;
   peer_options.bind_host = self->raft.host;
@@ -214,6 +218,18 @@ bool Server::start(std::string& error) {
   replica_->start(*storage_);
   logger_.info("serving", {{"raft", self->raft.to_string()}, {"http", self->http.to_string()}});
   return true;
+}
+
+void Server::report_foreign_cluster(NodeId sender, std::uint64_t their_id) {
+  // Once: the peer keeps reconnecting, and the operator needs one clear line, not a stream.
+  if (foreign_cluster_reported_ || options_.replica.join) return;
+  foreign_cluster_reported_ = true;
+  logger_.error(fmt::format(
+      "peer {} belongs to another cluster ({:016x}), already formed, but this node was started "
+      "without --join and founded cluster {:016x} from its config. If it is meant to join that "
+      "cluster: stop it, empty its data directory {}, start it with --join, and add it with "
+      "POST /v1/cluster/members",
+      sender, their_id, replica_->cluster_id(), options_.replica.data_dir));
 }
 
 std::uint16_t Server::http_port() const { return http_ ? http_->port() : 0; }

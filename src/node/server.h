@@ -69,6 +69,8 @@ class Server {
  private:
   class Transport;  // MessageTransport over net::PeerTransport
   Server(boost::asio::io_context& io, ServerOptions options);
+  // A peer of ours handshook with another cluster's id: says so once, naming --join.
+  void report_foreign_cluster(NodeId sender, std::uint64_t their_id);
 
   boost::asio::io_context& io_;
   ServerOptions options_;
@@ -83,6 +85,7 @@ class Server {
   std::unique_ptr<net::HttpClient> client_;
   std::unique_ptr<HttpApi> api_;
   bool stopping_ = false;
+  bool foreign_cluster_reported_ = false;
 };
 
 }  // namespace rpool::node
