@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -31,6 +32,9 @@ class HttpApi {
   // `client` carries forwarded requests to the leader; `transport` (may be null) is read for
   // /metrics only.
   HttpApi(Replica& replica, net::HttpClient& client, const net::PeerTransport* transport);
+  ~HttpApi();  // backup.cpp: waits for a backup being built
+  HttpApi(const HttpApi&) = delete;
+  HttpApi& operator=(const HttpApi&) = delete;
   void handle(HttpRequest&& request, Respond respond);
 
   static HttpResponse json_response(const HttpRequest& request, unsigned status, std::string body);
@@ -71,7 +75,10 @@ class HttpApi {
   std::string pool_json_cache_;
   LogIndex pool_json_cache_index_;
   std::uint64_t forwarded_ = 0;
-  std::size_t backups_in_flight_ = 0;  // <= backups_in_flight_max (backup.h)
+  // Backups being built, <= backups_in_flight_max (backup.h); shared with the thread that builds
+  // one, whose answer is posted back to the loop.
+  std::shared_ptr<std::size_t> backups_in_flight_ = std::make_shared<std::size_t>(0);
+  std::thread backup_thread_;  // joined before the next one starts, and by the destructor
   // Answers by route and status; latency by route (from the request read to the answer).
   std::map<std::pair<api::Route, unsigned>, std::uint64_t> http_answers_;
   std::map<api::Route, metrics::Histogram> http_seconds_;

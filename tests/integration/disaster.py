@@ -12,6 +12,7 @@ Each test runs on its own cluster(s) in a temporary directory and stays under a 
 """
 
 import argparse
+import collections
 import hashlib
 import os
 import re
@@ -27,8 +28,8 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cluster import Context, TestFailure, check, wait_until  # noqa: E402
 import openapi_check  # noqa: E402
-from run import (CONN_ERRORS, acked_checks, draw_on, expect_error, fresh_key, note,  # noqa: E402
-                 read_on, run_tool, until_answered)
+from run import (CONN_ERRORS, acked_checks, draw_on, expect_error, fresh_key, metric,  # noqa: E402
+                 note, read_on, run_tool, until_answered)
 
 TESTS = []
 TOKEN = "backup-admin-token"
@@ -127,11 +128,27 @@ class Drawer:
         check(not self.errors, "unexpected answers:\n  " + "\n  ".join(self.errors[:10]))
 
 
-def replay_at(ctx, data_dir, index):
-    import json
-    r = run_tool([ctx.args.rpool_wal, "replay", data_dir, "--at", str(index)])
-    check(r.returncode == 0, f"rpool-wal replay {data_dir} --at {index}: exit {r.returncode}\n{r.stdout}{r.stderr}")
-    return json.loads(r.stdout)
+def pool_as_of(index, answers, catalog):
+    """The pool `default` as of log index `index`, computed from every draw answered (each with the
+    index that applied it): what GET /v1/pool shows, digest included (docs/api.md: SHA-256 of u32
+    item count, then per item in item_id order u8 id length, id, i64 quantity, u64 probability,
+    then u64 last_request_id)."""
+    drawn = collections.Counter()
+    last = 0
+    for _, body in answers:
+        if body["index"] <= index:
+            for d in body["draws"]:
+                last = max(last, d["request_id"])
+                drawn[d["item_id"]] += 1
+    items = sorted(({"item_id": i["item_id"], "probability": i["probability"],
+                     "quantity": i["quantity"] if i["quantity"] < 0 else i["quantity"] - drawn[i["item_id"]]}
+                    for i in catalog), key=lambda i: i["item_id"].encode())
+    h = hashlib.sha256(struct.pack("<I", len(items)))
+    for i in items:
+        h.update(struct.pack("<B", len(i["item_id"])) + i["item_id"].encode()
+                 + struct.pack("<qQ", i["quantity"], i["probability"]))
+    h.update(struct.pack("<Q", last))
+    return {"items": items, "last_request_id": last, "digest": h.hexdigest()}
 
 
 def restore(ctx, backup_path, cluster, node, data_dir=None):
@@ -145,7 +162,9 @@ def restore(ctx, backup_path, cluster, node, data_dir=None):
 
 @test
 def a_backup_under_load_restores_into_a_new_cluster_with_its_pool_ids_and_keys(ctx):
-    old = ctx.cluster(nodes=3, admin_token=TOKEN)
+    # Snapshots every 100 entries: the backup is a snapshot image plus the commands after it (and
+    # the log still holds the backup's index for `rpool-wal replay` after 30 more draws).
+    old = ctx.cluster(nodes=3, admin_token=TOKEN, snapshot_entries=100)
     old.start_all()
     leader = old.leader()
     follower = old.followers(leader)[0]
@@ -153,7 +172,7 @@ def a_backup_under_load_restores_into_a_new_cluster_with_its_pool_ids_and_keys(c
     before_key = fresh_key("before-backup")
     before = keyed(leader, {"count": 3}, before_key, clients)
     drawer = Drawer(old.nodes, prefix="backup").start()
-    wait_until(lambda: drawer.count() >= 100, 30, "100 draws before the backup")
+    wait_until(lambda: drawer.count() >= 150, 30, "150 draws before the backup")
 
     # Admin only.
     c = follower.client()
@@ -162,20 +181,29 @@ def a_backup_under_load_restores_into_a_new_cluster_with_its_pool_ids_and_keys(c
     # Linearizable: every draw acknowledged before the request began is in the backup.
     with drawer.lock:
         acked_before = max(d["request_id"] for _, b in drawer.answers for d in b["draws"])
+    check(metric(follower, "rpool_snapshots_total") >= 1, f"{follower} took no snapshot before the backup")
     index, body = get_backup(follower)  # a follower: through the leader's read index
-    wait_until(lambda: drawer.count() >= 200, 30, "100 more draws after the backup")
+    after = drawer.count() + 30
+    wait_until(lambda: drawer.count() >= after, 30, "30 more draws after the backup")
     drawer.stop()
     note(f"backup of index {index}: {len(body)} bytes; {drawer.count()} draws acknowledged")
 
     # What the backup must hold: the old cluster's state at its index, replayed from a log.
+    # Every draw gets its one answer (unknown outcomes retried with their key), so that the pool
+    # at any index can be computed from the answers.
+    answers = [(before_key, before), *drawer.answers]
+    for i, (key, body) in enumerate(drawer.unknown):
+        answers.append((key, until_answered(old.nodes, i, "POST", "/v1/draw", body, key, clients)[0]))
     old_pool = read_on(leader)
-    for n in old.nodes:
-        check(n.terminate() == 0, f"{n} did not exit 0 after SIGTERM")
-    expected = replay_at(ctx, leader.data_dir, index)
+    check(pool_as_of(old_pool["index"], answers, old.catalog)["digest"] == old_pool["digest"],
+          f"the test's model of the pool does not match the live pool {old_pool}")
+    expected = pool_as_of(index, answers, old.catalog)
     check(expected["last_request_id"] >= acked_before,
           f"the backup at index {index} holds request_ids up to {expected['last_request_id']}, but "
           f"{acked_before} was acknowledged before the backup was asked for")
     check(expected["last_request_id"] < old_pool["last_request_id"], "no draw after the backup: the test proves little")
+    for n in old.nodes:
+        check(n.terminate() == 0, f"{n} did not exit 0 after SIGTERM")
 
     backup_path = os.path.join(old.dir, "pool.backup")
     with open(backup_path, "wb") as f:

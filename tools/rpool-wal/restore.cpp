@@ -81,11 +81,12 @@ int wal_restore(const RestoreOptions& options, std::ostream& out, std::ostream& 
   const std::string backup_sha256 = node::sha256_hex(file);
   file = Bytes();
   pool::StateMachine state;
-  if (const auto ec = state.restore(backup.state)) {
-    err << fmt::format("rpool-wal restore: {}: its state does not decode: {}\n", options.backup,
-                       ec.message());
+  if (const auto why = node::restore_backup(backup, state)) {
+    err << fmt::format("rpool-wal restore: {} is not a usable backup: {}\n", options.backup, *why);
     return 1;
   }
+  backup.state = Bytes();
+  backup.entries.clear();
   if (backup.index == LogIndex(0)) {
     err << fmt::format("rpool-wal restore: {} is of log index 0: a backup of nothing\n",
                        options.backup);
@@ -129,8 +130,9 @@ int wal_restore(const RestoreOptions& options, std::ostream& out, std::ostream& 
     if (const auto ec = log.save_file(node::cluster_id_file,
                                       as_bytes(node::cluster_id_text(cluster_id))))
       return failed("the cluster id", ec);
+    // The state at the backup's index, serialised once more: the image with its commands applied.
     const wal::SnapshotFile snapshot{backup.index, restored_term,
-                                     raft::encode_membership(membership), std::move(backup.state)};
+                                     raft::encode_membership(membership), state.snapshot()};
     if (const auto ec = log.save_snapshot(snapshot)) return failed("the snapshot", ec);
     if (const auto ec = log.reset(backup.index.next())) return failed("the log", ec);
     if (const auto ec = log.save_hard_state({restored_term, NodeId(), backup.index}))

@@ -15,8 +15,9 @@ struct RestoreOptions {
   std::string data_dir;     // empty: the config's data_dir for `id`
 };
 
-// Checks the backup (framing, SHA-256, and that the state decodes) before it writes anything,
-// then writes into an empty or absent directory: the backup's state as a snapshot at the
+// Checks the backup (framing, SHA-256, the state image decodes and its commands apply) before it
+// writes anything, then writes into an empty or absent directory: the backup's state as a
+// snapshot at the
 // backup's index (term 1), the config's members as the membership, a hard state (term 1, no vote,
 // committed up to the snapshot) and the new cluster's id. Every founding member is restored from
 // the same backup and config: the cluster id is derived from both, so members restored from

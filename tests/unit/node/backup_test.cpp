@@ -3,6 +3,8 @@
 #include <doctest/doctest.h>
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "node/backup.h"
 #include "node/config.h"
@@ -24,38 +26,54 @@ Bytes some_state() {
   return sm.snapshot();
 }
 
-TEST_CASE("a backup decodes to what was encoded, and its checksum is over the whole file") {
+std::vector<std::pair<LogIndex, Bytes>> some_commands() {
+  return {{LogIndex(5), pool::encode(pool::Command{pool::Draw{2, 7}, 1002, "key-2", {}})},
+          {LogIndex(9), pool::encode(pool::Command{pool::Draw{1, 8}, 1003, {}, {}})}};
+}
+
+TEST_CASE("a backup decodes to what was encoded, and restores to the state its commands reach") {
   const Bytes state = some_state();
-  const std::string file = encode_backup(LogIndex(77), 0xabcdef, state);
+  const auto commands = some_commands();
+  const std::string file = encode_backup(LogIndex(77), 0xabcdef, state, commands);
   Backup out;
   const auto why = decode_backup(as_bytes(file), out);
   REQUIRE_FALSE(why.has_value());
   CHECK(out.index == LogIndex(77));
   CHECK(out.cluster_id == 0xabcdef);
   CHECK(out.state == state);
+  CHECK(out.entries == commands);
   pool::StateMachine restored;
-  CHECK_FALSE(restored.restore(out.state));
-  CHECK(restored.last_request_id() == 3);
-  CHECK(restored.idempotency_keys() == 1);
+  REQUIRE_FALSE(restore_backup(out, restored).has_value());
+  // What a replica that applied the same commands holds.
+  pool::StateMachine replica;
+  REQUIRE_FALSE(replica.restore(state));
+  for (const auto& [i, bytes] : commands) {
+    pool::Command c;
+    REQUIRE_FALSE(pool::decode(bytes, c));
+    replica.apply(i.value(), c);
+  }
+  CHECK(restored.snapshot() == replica.snapshot());
+  CHECK(restored.last_request_id() == 6);
+  CHECK(restored.idempotency_keys() == 2);
 }
 
 TEST_CASE("a damaged, truncated, foreign or future backup is refused with its reason") {
-  const std::string good = encode_backup(LogIndex(5), 1, some_state());
+  const std::string good = encode_backup(LogIndex(9), 1, some_state(), some_commands());
   auto refused = [](const std::string& file) {
     Backup out;
     const auto why = decode_backup(as_bytes(file), out);
     REQUIRE(why.has_value());
     return *why;
   };
-  // Every single flipped byte is caught (the header by its fields or the checksum, the state and
-  // the trailer by the checksum).
+  // Every single flipped byte is caught (the header by its fields or the checksum, the rest by
+  // the checksum).
   for (std::size_t i = 0; i < good.size(); ++i) {
     std::string bad = good;
     bad[i] = static_cast<char>(bad[i] ^ 0x01);
     CAPTURE(i);
     CHECK_FALSE(refused(bad).empty());
   }
-  CHECK(refused(good.substr(0, good.size() - 1)).find("declares") != std::string::npos);
+  CHECK(refused(good.substr(0, good.size() - 1)).find("SHA-256") != std::string::npos);
   CHECK(refused(good.substr(0, 10)).find("shorter than any backup") != std::string::npos);
   std::string foreign = good;
   foreign[0] = 'X';
@@ -66,6 +84,11 @@ TEST_CASE("a damaged, truncated, foreign or future backup is refused with its re
   std::string flipped = good;
   flipped[backup_header_bytes + 3] ^= 0x10;
   CHECK(refused(flipped).find("SHA-256") != std::string::npos);
+  // Commands out of order, or beyond the backup's index, are refused even with a good checksum.
+  auto commands = some_commands();
+  std::swap(commands[0], commands[1]);
+  CHECK(refused(encode_backup(LogIndex(9), 1, some_state(), commands)).find("out of order") !=
+        std::string::npos);
 }
 
 // --- force_new_cluster --------------------------------------------------------------------------
