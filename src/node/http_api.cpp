@@ -215,7 +215,8 @@ void HttpApi::handle(HttpRequest&& request, Respond answer) {
       if (method != http::verb::post) return method_not_allowed("POST");
       return handle_transfer(std::move(request), std::move(respond));
     case api::Route::snapshot:
-      if (method != http::verb::post) return method_not_allowed("POST");
+      if (method == http::verb::get) return handle_backup(std::move(request), std::move(respond));
+      if (method != http::verb::post) return method_not_allowed("GET, POST");
       return handle_snapshot(std::move(request), std::move(respond));
     case api::Route::members:
       if (method != http::verb::post) return method_not_allowed("POST");

@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -47,6 +48,9 @@ class HttpApi {
   // `client` carries forwarded requests to the leader; `transport` (may be null) is read for
   // /metrics only.
   HttpApi(Replica& replica, net::HttpClient& client, const net::PeerTransport* transport);
+  ~HttpApi();  // backup.cpp: waits for a backup being built
+  HttpApi(const HttpApi&) = delete;
+  HttpApi& operator=(const HttpApi&) = delete;
   void handle(HttpRequest&& request, Respond respond);
 
   static HttpResponse json_response(const HttpRequest& request, unsigned status, std::string body);
@@ -79,6 +83,8 @@ class HttpApi {
   void handle_readyz(HttpRequest&& request, Respond respond);
   void handle_metrics(HttpRequest&& request, Respond respond);
   void handle_snapshot(HttpRequest&& request, Respond respond);
+  // GET /v1/snapshot: a backup of the whole state (backup.cpp).
+  void handle_backup(HttpRequest&& request, Respond respond);
   void handle_transfer(HttpRequest&& request, Respond respond);
   void handle_add_member(HttpRequest&& request, Respond respond);
   void handle_remove_member(HttpRequest&& request, Respond respond, NodeId id);
@@ -104,6 +110,10 @@ class HttpApi {
   std::string pools_json_cache_;
   LogIndex pools_json_cache_index_;
   std::uint64_t forwarded_ = 0;
+  // Backups being built, <= backups_in_flight_max (backup.h); shared with the thread that builds
+  // one, whose answer is posted back to the loop.
+  std::shared_ptr<std::size_t> backups_in_flight_ = std::make_shared<std::size_t>(0);
+  std::thread backup_thread_;  // joined before the next one starts, and by the destructor
   // Answers by route and status; latency by route (from the request read to the answer).
   std::map<std::pair<api::Route, unsigned>, std::uint64_t> http_answers_;
   std::map<api::Route, metrics::Histogram> http_seconds_;

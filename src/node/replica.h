@@ -162,6 +162,18 @@ class Replica {
   bool stopping() const { return stopping_; }
   // A member's addresses (from the membership's context; founding members' from the config).
   const Member* member_info(NodeId id) const;
+
+  // What a backup (GET /v1/snapshot, backup.h) is built from: the newest snapshot image (shared,
+  // not copied) and the committed pool entries after it, up to applied(). Cheap on the event
+  // loop (the entries since the last snapshot are copied, the state is not serialised); the
+  // file is assembled and checksummed from it on another thread. Defined in backup.cpp.
+  struct BackupSource {
+    LogIndex index;                      // applied()
+    std::shared_ptr<const Bytes> image;  // pool::StateMachine::snapshot() bytes
+    std::vector<std::pair<LogIndex, Bytes>> entries;  // normal entries after the image
+  };
+  BackupSource backup_source() const;
+  Env& env() const { return env_; }
   const ReplicaCounters& counters() const { return counters_; }
   std::size_t writes_waiting() const { return writes_.size(); }
 
