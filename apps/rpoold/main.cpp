@@ -1,6 +1,7 @@
 // rpoold: one rpool cluster node (docs/api.md).
 //
-//   rpoold --config FILE --id N [--data-dir DIR] [--log-format json|text]
+//   rpoold --config FILE --id N [--data-dir DIR] [--log-format json|text] [--join]
+//          [--force-new-cluster]
 //
 // Exit codes: 0 after SIGTERM/SIGINT (graceful), 2 for bad usage or a bad config (one line on
 // stderr naming the field), 1 for a fatal runtime error (corrupt log, locked data directory, disk
@@ -38,14 +39,20 @@ int main(int argc, char** argv) {
   std::string data_dir;
   std::string log_format = "text";
   bool join = false;
+  bool force_new_cluster = false;
   app.add_option("--config", config_path, "cluster config file (JSON)")->required();
   app.add_option("--id", id, "this node's id in the config's members")->required();
   app.add_option("--data-dir", data_dir, "data directory (default: the config's data_dir)");
   app.add_option("--log-format", log_format, "json or text")
       ->check(CLI::IsMember({"json", "text"}));
-  app.add_flag("--join", join,
+  auto* join_flag = app.add_flag("--join", join,
                "join a running cluster: start as a non-member and wait to be added with "
                "POST /v1/cluster/members (the config names the current members and this node)");
+  app.add_flag("--force-new-cluster", force_new_cluster,
+               "disaster recovery when a majority is lost for good: keep this node's data and "
+               "cluster id, make it the only voter (written to its log), and serve; add new nodes "
+               "with --join")
+      ->excludes(join_flag);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -96,13 +103,15 @@ int main(int argc, char** argv) {
   options.replica.id = rpool::NodeId(id);
   options.replica.data_dir = data_dir;
   options.replica.join = join;
+  options.force_new_cluster = force_new_cluster;
   options.log_format =
       log_format == "json" ? rpool::node::Logger::Format::json : rpool::node::Logger::Format::text;
   options.tls = std::move(tls);
   options.admin_token = std::move(admin_token);
 
-  auto node = rpool::node::Server::open(io, std::move(options), error);
-  if (!node) return fail(1, error);
+  int open_exit = 1;
+  auto node = rpool::node::Server::open(io, std::move(options), error, &open_exit);
+  if (!node) return fail(open_exit, error);
   int exit_code = 0;
   // A fatal storage error: the node has answered what was waiting; let those answers go out
   // (a graceful stop, bounded by a deadline), then exit 1.

@@ -1,6 +1,8 @@
 #include "api/api.h"
 
+#include <algorithm>
 #include <charconv>
+#include <set>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -45,6 +47,28 @@ bool only_fields(const json& j, std::initializer_list<std::string_view> allowed,
   return true;
 }
 
+// After "/v1/pools/": "{pool_id}", "{pool_id}/draw" or "{pool_id}/items/{item_id}", each part
+// non-empty; anything else stays Route::not_found.
+void parse_pool_path(std::string_view rest, Target& t) {
+  const auto slash = rest.find('/');
+  const std::string_view pool_id = rest.substr(0, slash);
+  if (pool_id.empty()) return;
+  const std::string_view tail = slash == std::string_view::npos ? "" : rest.substr(slash);
+  constexpr std::string_view items_part = "/items/";
+  if (slash == std::string_view::npos) {
+    t.route = Route::named_pool;
+  } else if (tail == "/draw") {
+    t.route = Route::pool_draw;
+  } else if (tail.starts_with(items_part) && tail.size() > items_part.size() &&
+             tail.find('/', items_part.size()) == std::string_view::npos) {
+    t.route = Route::pool_item;
+    t.item_id = std::string(tail.substr(items_part.size()));
+  } else {
+    return;
+  }
+  t.pool_id = std::string(pool_id);
+}
+
 }  // namespace
 
 Target parse_target(std::string_view target) {
@@ -57,6 +81,7 @@ Target parse_target(std::string_view target) {
   }
   constexpr std::string_view items_prefix = "/v1/items/";
   constexpr std::string_view members_prefix = "/v1/cluster/members/";
+  constexpr std::string_view pools_prefix = "/v1/pools/";
   if (path == "/v1/draw") t.route = Route::draw;
   else if (path == "/v1/pool") t.route = Route::pool;
   else if (path == "/v1/cluster") t.route = Route::cluster;
@@ -73,16 +98,22 @@ Target parse_target(std::string_view target) {
   } else if (path.starts_with(members_prefix) && path.size() > members_prefix.size()) {
     t.route = Route::member;
     if (!parse_u64(path.substr(members_prefix.size()), t.member)) t.member = 0;
+  } else if (path == "/v1/pools") {
+    t.route = Route::pools;
+  } else if (path.starts_with(pools_prefix)) {
+    parse_pool_path(path.substr(pools_prefix.size()), t);
   }
-  // Query parameters: only /v1/pool takes one (consistency=stale|linearizable).
+  // Query parameters: only the reads of pools take one (consistency=stale|linearizable).
+  const bool reads_pool =
+      t.route == Route::pool || t.route == Route::pools || t.route == Route::named_pool;
   while (!query.empty()) {
     const auto amp = query.find('&');
     const std::string_view param = query.substr(0, amp);
     query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
     if (param.empty()) continue;
-    if (t.route == Route::pool && param == "consistency=stale") {
+    if (reads_pool && param == "consistency=stale") {
       t.stale = true;
-    } else if (t.route == Route::pool && param == "consistency=linearizable") {
+    } else if (reads_pool && param == "consistency=linearizable") {
       t.stale = false;
     } else {
       t.bad_query = std::string(param);
@@ -98,6 +129,7 @@ unsigned status_of(Error e) {
     case Error::not_found: return 404;
     case Error::method_not_allowed: return 405;
     case Error::membership_change_in_progress: return 409;
+    case Error::pool_exists: return 409;
     case Error::payload_too_large: return 413;
     case Error::idempotency_key_reused: return 422;
     case Error::no_leader: return 503;
@@ -116,6 +148,7 @@ const char* code_of(Error e) {
     case Error::not_found: return "not_found";
     case Error::method_not_allowed: return "method_not_allowed";
     case Error::membership_change_in_progress: return "membership_change_in_progress";
+    case Error::pool_exists: return "pool_exists";
     case Error::payload_too_large: return "payload_too_large";
     case Error::idempotency_key_reused: return "idempotency_key_reused";
     case Error::no_leader: return "no_leader";
@@ -187,6 +220,53 @@ std::optional<std::uint32_t> parse_draw(std::string_view body, std::string& mess
   return static_cast<std::uint32_t>(count.get<std::int64_t>());
 }
 
+namespace {
+
+// Reads "quantity" and "probability" of `j` into `item`, within the contract's ranges; false and
+// `message` when one is missing or out of range.
+bool read_amounts(const json& j, pool::Item& item, std::string& message) {
+  const auto q = j.find("quantity");
+  if (q == j.end() || !q->is_number_integer() ||
+      (q->is_number_unsigned()
+           ? q->get<std::uint64_t>() > static_cast<std::uint64_t>(pool::quantity_max)
+           : q->get<std::int64_t>() < -1)) {
+    message = fmt::format("\"quantity\" must be an integer from 0 to {}, or -1 for unlimited.",
+                          pool::quantity_max);
+    return false;
+  }
+  item.quantity = q->get<std::int64_t>();
+  const auto p = j.find("probability");
+  if (p == j.end() || !p->is_number_integer() ||
+      (!p->is_number_unsigned() && p->get<std::int64_t>() < 0) ||
+      p->get<std::uint64_t>() > pool::probability_max) {
+    message =
+        fmt::format("\"probability\" must be an integer from 0 to {}.", pool::probability_max);
+    return false;
+  }
+  item.probability = p->get<std::uint64_t>();
+  return true;
+}
+
+// One item of a pool body: {"item_id", "quantity", "probability"}.
+std::optional<pool::Item> pool_item(const json& j, std::string& message) {
+  if (!j.is_object()) {
+    message = "Each item must be a JSON object.";
+    return std::nullopt;
+  }
+  if (!only_fields(j, {"item_id", "quantity", "probability"}, message)) return std::nullopt;
+  const auto id = j.find("item_id");
+  if (id == j.end() || !id->is_string() || !pool::valid_item_id(id->get_ref<const std::string&>())) {
+    message = "An item_id is 1 to 64 of A-Z a-z 0-9 _ . -";
+    return std::nullopt;
+  }
+  pool::Item item;
+  item.item_id = id->get<std::string>();
+  if (!read_amounts(j, item, message)) return std::nullopt;
+  return item;
+}
+
+}  // namespace
+
 std::optional<pool::Item> parse_item(std::string_view item_id, std::string_view body,
                                      std::string& message) {
   if (!pool::valid_item_id(item_id)) {
@@ -197,26 +277,38 @@ std::optional<pool::Item> parse_item(std::string_view item_id, std::string_view 
   if (!j || !only_fields(*j, {"quantity", "probability"}, message)) return std::nullopt;
   pool::Item item;
   item.item_id = std::string(item_id);
-  const auto q = j->find("quantity");
-  if (q == j->end() || !q->is_number_integer() ||
-      (q->is_number_unsigned()
-           ? q->get<std::uint64_t>() > static_cast<std::uint64_t>(pool::quantity_max)
-           : q->get<std::int64_t>() < -1)) {
-    message = fmt::format("\"quantity\" must be an integer from 0 to {}, or -1 for unlimited.",
-                          pool::quantity_max);
-    return std::nullopt;
-  }
-  item.quantity = q->get<std::int64_t>();
-  const auto p = j->find("probability");
-  if (p == j->end() || !p->is_number_integer() ||
-      (!p->is_number_unsigned() && p->get<std::int64_t>() < 0) ||
-      p->get<std::uint64_t>() > pool::probability_max) {
-    message =
-        fmt::format("\"probability\" must be an integer from 0 to {}.", pool::probability_max);
-    return std::nullopt;
-  }
-  item.probability = p->get<std::uint64_t>();
+  if (!read_amounts(*j, item, message)) return std::nullopt;
   return item;
+}
+
+std::optional<std::vector<pool::Item>> parse_pool(std::string_view body, std::string& message) {
+  const auto j = parse_object(body, message);
+  if (!j || !only_fields(*j, {"items"}, message)) return std::nullopt;
+  const auto items = j->find("items");
+  if (items == j->end() || !items->is_array()) {
+    message = R"(The body must be {"items": [{"item_id", "quantity", "probability"}...]}.)";
+    return std::nullopt;
+  }
+  // The body limit (body_bytes_max) keeps this far below items_max; checked all the same.
+  if (items->size() > pool::items_max) {
+    message = fmt::format("A pool holds at most {} items.", pool::items_max);
+    return std::nullopt;
+  }
+  std::vector<pool::Item> out;
+  out.reserve(items->size());
+  std::set<std::string, std::less<>> seen;
+  for (std::size_t i = 0; i < items->size(); ++i) {
+    std::string why;
+    auto item = pool_item((*items)[i], why);
+    if (item && !seen.insert(item->item_id).second)
+      why = fmt::format("item_id \"{}\" appears twice.", item->item_id);
+    if (!why.empty()) {
+      message = fmt::format("items[{}]: {}", i, why);
+      return std::nullopt;
+    }
+    out.push_back(std::move(*item));
+  }
+  return out;
 }
 
 bool valid_idempotency_key(std::string_view key) { return pool::valid_idempotency_key(key); }
@@ -235,6 +327,17 @@ std::string upsert_operation(const pool::Item& item) {
 std::string delete_operation(std::string_view item_id) {
   return fmt::format("delete item_id={}", item_id);
 }
+std::string create_pool_operation(std::vector<pool::Item> items) {
+  std::sort(items.begin(), items.end(),
+            [](const pool::Item& a, const pool::Item& b) { return a.item_id < b.item_id; });
+  std::string out = "create_pool";
+  for (const auto& item : items) {
+    out += fmt::format(" item_id={} quantity={} probability={}", item.item_id, item.quantity,
+                       item.probability);
+  }
+  return out;
+}
+std::string delete_pool_operation() { return "delete_pool"; }
 
 // Item ids are restricted to [A-Za-z0-9_.-], so they go into JSON strings without escaping.
 // Every draw's answer: built by appending, without a format string (it is on the hot path).
@@ -274,6 +377,10 @@ std::string item_json(const pool::Item& item) {
 }
 
 std::string pool_json(const pool::StateMachine& pool, LogIndex index) {
+  return pool_json(pool.default_pool(), index);
+}
+
+std::string pool_json(const pool::Pool& pool, LogIndex index) {
   fmt::memory_buffer out;
   fmt::format_to(std::back_inserter(out), "{{\"items\":[");
   bool first = true;
@@ -287,6 +394,23 @@ std::string pool_json(const pool::StateMachine& pool, LogIndex index) {
   fmt::format_to(std::back_inserter(out),
                  "],\"last_request_id\":{},\"index\":{},\"digest\":\"{}\"}}",
                  pool.last_request_id(), index.value(), pool.digest_hex());
+  return fmt::to_string(out);
+}
+
+// pool_ids need no escaping either: they follow the item_id rules (pool::valid_pool_id).
+std::string pools_json(const std::vector<pool::PoolSummary>& pools, LogIndex index) {
+  fmt::memory_buffer out;
+  fmt::format_to(std::back_inserter(out), "{{\"pools\":[");
+  bool first = true;
+  for (const auto& p : pools) {
+    if (!first) out.push_back(',');
+    first = false;
+    fmt::format_to(std::back_inserter(out),
+                   "{{\"pool_id\":\"{}\",\"item_count\":{},\"last_request_id\":{},"
+                   "\"digest\":\"{}\"}}",
+                   p.pool_id, p.item_count, p.last_request_id, pool::to_hex(p.digest));
+  }
+  fmt::format_to(std::back_inserter(out), "],\"index\":{}}}", index.value());
   return fmt::to_string(out);
 }
 

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "base/assert.h"
 #include "raft/core.h"
 
 namespace rpool::node {
@@ -83,10 +84,63 @@ pool::Item catalog_item(const json& j, const std::string& field) {
   return item;
 }
 
+// The items of one pool (`field` is "catalog" or "pools.<id>"): valid, no item_id twice.
+std::vector<pool::Item> pool_items(const json& j, const std::string& field) {
+  RPOOL_ASSERT(j.is_array());
+  if (j.size() > pool::items_max)
+    fail(field, fmt::format("at most {} items in one pool (items_max)", pool::items_max));
+  std::vector<pool::Item> items;
+  items.reserve(j.size());
+  std::set<std::string, std::less<>> seen;
+  for (std::size_t i = 0; i < j.size(); ++i) {
+    const std::string item_field = fmt::format("{}[{}]", field, i);
+    pool::Item item = catalog_item(j[i], item_field);
+    if (!seen.insert(item.item_id).second)
+      fail(item_field + ".item_id", fmt::format("duplicate item_id \"{}\"", item.item_id));
+    items.push_back(std::move(item));
+  }
+  return items;
+}
+
+// "pools": {"<pool_id>": [items...]}. The limits are checked on the counts first, so that a
+// config over them is refused before a million items are looked at.
+std::map<std::string, std::vector<pool::Item>, std::less<>> more_pools(const json& j,
+                                                                       std::size_t catalog_items) {
+  if (!j.is_object()) fail("pools", "expected an object {\"<pool_id>\": [items...]}");
+  // "default" counts: it always exists.
+  if (j.size() + 1 > pool::pools_max) {
+    fail("pools", fmt::format("{} pools besides \"default\", over the limit of {} pools in all "
+                              "(pools_max)",
+                              j.size(), pool::pools_max));
+  }
+  std::size_t items_total = catalog_items;
+  for (const auto& [id, items] : j.items()) {
+    if (!pool::valid_pool_id(id)) {
+      // Quoted as JSON: the id may hold any bytes the document could carry.
+      fail("pools", fmt::format("pool_id {} is not 1-64 of A-Z a-z 0-9 _ . -",
+                                json(id).dump(-1, ' ', false, json::error_handler_t::replace)));
+    }
+    const std::string field = "pools." + id;
+    if (id == pool::default_pool_id) {
+      fail(field, "the pool \"default\" is seeded by \"catalog\"; name this pool otherwise");
+    }
+    if (!items.is_array()) fail(field, "expected an array of items");
+    items_total += items.size();
+  }
+  if (items_total > pool::items_total_max) {
+    fail("pools", fmt::format("{} items with the catalog's, over the limit of {} items in all "
+                              "pools (items_total_max)",
+                              items_total, pool::items_total_max));
+  }
+  std::map<std::string, std::vector<pool::Item>, std::less<>> pools;
+  for (const auto& [id, items] : j.items()) pools.emplace(id, pool_items(items, "pools." + id));
+  return pools;
+}
+
 Config parse(const json& root) {
   if (!root.is_object()) throw ConfigError{"expected an object at the top level"};
-  only_fields(root, "", {"members", "data_dir", "catalog", "admin_token", "admin_token_file", "tls",
-                         "raft", "wal"});
+  only_fields(root, "", {"members", "data_dir", "catalog", "pools", "admin_token", "admin_token_file",
+                         "tls", "raft", "wal"});
   Config c;
 
   if (!root.contains("members") || !root["members"].is_array() || root["members"].empty()) {
@@ -126,27 +180,25 @@ Config parse(const json& root) {
                 catalog_bytes_max + 4096 <= raft::message_bytes_max_default);
   if (root.contains("catalog")) {
     if (!root["catalog"].is_array()) fail("catalog", "expected an array of items");
-    if (root["catalog"].size() > pool::items_max)
-      fail("catalog", fmt::format("at most {} items", pool::items_max));
-    std::set<std::string> seen;
-    for (std::size_t i = 0; i < root["catalog"].size(); ++i) {
-      const std::string field = fmt::format("catalog[{}]", i);
-      pool::Item item = catalog_item(root["catalog"][i], field);
-      if (!seen.insert(item.item_id).second)
-        fail(field + ".item_id", fmt::format("duplicate item_id \"{}\"", item.item_id));
-      c.catalog.push_back(std::move(item));
-    }
-    // The catalog seeds the pool as ONE log entry: it must fit in one (with room for the append
-    // message around it). A larger catalog is seeded by PUT /v1/items after the first part.
-    const std::size_t bytes =
-        pool::encode(pool::Command{pool::Bootstrap{c.catalog}, 0, {}, {}}).size();
-    if (bytes > catalog_bytes_max) {
-      fail(
-          "catalog",
-          fmt::format("{} items take {} bytes as one log entry, over the limit of {}; put the rest "
-                      "in with PUT /v1/items once the cluster runs",
-                      c.catalog.size(), bytes, catalog_bytes_max));
-    }
+    c.catalog = pool_items(root["catalog"], "catalog");
+  }
+  if (root.contains("pools")) c.pools = more_pools(root["pools"], c.catalog.size());
+  // The catalog and the pools seed the cluster as ONE log entry: they must fit in one (with room
+  // for the append message around it). More is put in through the API once the cluster runs.
+  const std::size_t bytes = pool::encode(bootstrap_command(c, 0)).size();
+  if (bytes > catalog_bytes_max && c.pools.empty()) {
+    fail("catalog",
+         fmt::format("{} items take {} bytes as one log entry, over the limit of {}; put the rest "
+                     "in with PUT /v1/items once the cluster runs",
+                     c.catalog.size(), bytes, catalog_bytes_max));
+  }
+  if (bytes > catalog_bytes_max) {
+    std::size_t items = c.catalog.size();
+    for (const auto& [id, pool_items] : c.pools) items += pool_items.size();
+    fail("pools", fmt::format("{} pools with {} items in all (the catalog's included) take {} "
+                              "bytes as one log entry, over the limit of {}; put the rest in with "
+                              "PUT /v1/pools once the cluster runs",
+                              c.pools.size(), items, bytes, catalog_bytes_max));
   }
 
   if (root.contains("admin_token")) {
@@ -217,6 +269,10 @@ Config parse(const json& root) {
 }
 
 }  // namespace
+
+pool::Command bootstrap_command(const Config& config, std::uint64_t timestamp_ms) {
+  return pool::Command{pool::Bootstrap{config.catalog, config.pools}, timestamp_ms, {}, {}};
+}
 
 std::string Endpoint::to_string() const {
   return host.find(':') != std::string::npos ? fmt::format("[{}]:{}", host, port)

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -49,7 +50,9 @@ struct TlsSettings {
 struct Config {
   std::vector<Member> members;
   std::string data_dir = "data/node-{id}";  // "{id}" is replaced by the node id
-  std::vector<pool::Item> catalog;
+  std::vector<pool::Item> catalog;  // seeds the pool "default"
+  // Seed more pools when the cluster first forms, with the catalog (config field "pools").
+  std::map<std::string, std::vector<pool::Item>, std::less<>> pools;
   std::optional<std::string> admin_token;
   // A file holding the admin token, read at start and again on SIGHUP (read_admin_token_file);
   // never together with admin_token.
@@ -71,13 +74,17 @@ struct Config {
 std::optional<std::string> read_admin_token_file(const std::string& path, std::string& error);
 inline constexpr std::size_t admin_token_bytes_max = 4096;
 
-// The encoded catalog is one log entry (pool::Bootstrap): under raft's entry and message limits
+// The encoded catalog and pools are one log entry (pool::Bootstrap): under raft's entry and
+// message limits
 // (raft::entry_bytes_max_default, message_bytes_max_default: 1 MiB), with room for the rest of
 // an append message.
 inline constexpr std::size_t catalog_bytes_max = (std::size_t{1} << 20) - 4096;
 
 inline constexpr std::uint64_t segment_bytes_min = 64 << 10;
 inline constexpr std::uint64_t segment_bytes_max = 1ull << 30;
+
+// The one log entry that seeds the pools when the cluster forms: the catalog and `pools`.
+pool::Command bootstrap_command(const Config& config, std::uint64_t timestamp_ms);
 
 // Parses a config document. On failure returns nullopt and sets `error` to one line naming the
 // field and why, e.g. "members[1].raft: expected host:port, got \"localhost\"".

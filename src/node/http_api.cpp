@@ -17,42 +17,37 @@ namespace {
 // forwarded request while not leading answers 503 instead of forwarding again.
 constexpr std::string_view forwarded_header = "Rpool-Forwarded-By";
 
-bool is_admin(api::Route route) {
+bool is_admin(api::Route route, http::verb method) {
+  if (route == api::Route::named_pool)  // reading a pool is not; creating and deleting one are
+    return method == http::verb::put || method == http::verb::delete_;
   return route == api::Route::item || route == api::Route::members || route == api::Route::member ||
-         route == api::Route::leader || route == api::Route::snapshot;
+         route == api::Route::leader || route == api::Route::snapshot ||
+         route == api::Route::pool_item;
 }
 
-HttpResponse key_reused(const HttpRequest& req) {
-  return HttpApi::error_response(req, api::Error::idempotency_key_reused,
-                                 "This Idempotency-Key was used with a different request.");
-}
-
-HttpResponse render_draw(const HttpRequest& req, const pool::Result& result, const std::string&) {
-  if (result.error == pool::errc::idempotency_key_reused) return key_reused(req);
+HttpResponse render_draw(const HttpRequest& req, const pool::Result& result,
+                         const Subject& subject) {
+  if (result.error) {
+    return HttpApi::error_response(req, error_of(result.error),
+                                   pool_error_message(result.error, subject));
+  }
   return HttpApi::json_response(req, 200, api::draw_json(result, LogIndex(result.index)));
 }
 
 HttpResponse render_item(const HttpRequest& req, const pool::Result& result,
-                         const std::string& item_id) {
-  if (result.error == pool::errc::idempotency_key_reused) return key_reused(req);
-  if (result.error == pool::errc::not_found) {
-    return HttpApi::error_response(req, api::Error::not_found,
-                                   fmt::format("No item \"{}\".", item_id));
+                         const Subject& subject) {
+  if (result.error) {
+    return HttpApi::error_response(req, error_of(result.error),
+                                   pool_error_message(result.error, subject));
   }
-  if (result.error == pool::errc::too_many_items) {
-    return HttpApi::error_response(
-        req, api::Error::bad_request,
-        fmt::format("The catalog holds at most {} items.", pool::items_max));
-  }
-  if (result.error)
-    return HttpApi::error_response(req, api::Error::bad_request, result.error.message());
   if (result.item) return HttpApi::json_response(req, 200, api::item_json(*result.item));
-  return HttpApi::json_response(
-      req, 200,
-      fmt::format(R"({{"item_id":"{}","deleted":true,"index":{}}})", item_id, result.index));
+  return HttpApi::json_response(req, 200,
+                                fmt::format(R"({{"item_id":"{}","deleted":true,"index":{}}})",
+                                            subject.item_id, result.index));
 }
 
-// Reads the Idempotency-Key header into `command`; false (and answered 400) if it is malformed.
+}  // namespace
+
 bool take_key(const HttpRequest& request, pool::Command& command, std::string_view operation,
               const Respond& respond) {
   const auto it = request.find("Idempotency-Key");
@@ -68,9 +63,28 @@ bool take_key(const HttpRequest& request, pool::Command& command, std::string_vi
   return true;
 }
 
-}  // namespace
-
 api::Error error_of(std::error_code ec) {
+  if (ec.category() == pool::pool_category()) {
+    switch (static_cast<pool::errc>(ec.value())) {
+      case pool::errc::not_found:
+      case pool::errc::pool_not_found: return api::Error::not_found;
+      case pool::errc::pool_exists: return api::Error::pool_exists;
+      case pool::errc::idempotency_key_reused: return api::Error::idempotency_key_reused;
+      case pool::errc::bad_item:
+      case pool::errc::too_many_items:
+      case pool::errc::pool_undeletable:
+      case pool::errc::bad_pool_id:
+      case pool::errc::too_many_pools:
+      case pool::errc::too_many_items_total:
+      case pool::errc::pool_ids_exhausted: return api::Error::bad_request;
+      // Failures of decoding: never the answer to a command that applied.
+      case pool::errc::ok:
+      case pool::errc::malformed:
+      case pool::errc::unsupported_version:
+      case pool::errc::checksum_mismatch: return api::Error::internal;
+    }
+    return api::Error::internal;
+  }
   if (ec.category() == node_category()) {
     switch (static_cast<errc>(ec.value())) {
       case errc::not_leader:
@@ -159,7 +173,7 @@ void HttpApi::handle(HttpRequest&& request, Respond answer) {
                            fmt::format("Unknown query parameter \"{}\".", target.bad_query)));
     return;
   }
-  if (is_admin(target.route) && !authorized(request)) {
+  if (is_admin(target.route, method) && !authorized(request)) {
     respond(error_response(request, api::Error::unauthorized,
                            "This endpoint needs 'Authorization: Bearer <admin token>'."));
     return;
@@ -167,14 +181,33 @@ void HttpApi::handle(HttpRequest&& request, Respond answer) {
   switch (target.route) {
     case api::Route::draw:
       if (method != http::verb::post) return method_not_allowed("POST");
-      return handle_draw(std::move(request), std::move(respond));
+      return handle_draw(std::move(request), std::move(respond), target.pool_id);
     case api::Route::pool:
       if (method != http::verb::get) return method_not_allowed("GET");
       return handle_pool(std::move(request), std::move(respond), target.stale);
     case api::Route::item:
       if (method != http::verb::put && method != http::verb::delete_)
         return method_not_allowed("PUT, DELETE");
-      return handle_item(std::move(request), std::move(respond), target.item_id);
+      return handle_item(std::move(request), std::move(respond),
+                         Subject{target.pool_id, target.item_id});
+    case api::Route::pools:
+      if (method != http::verb::get) return method_not_allowed("GET");
+      return handle_pools(std::move(request), std::move(respond), target.stale);
+    case api::Route::named_pool:
+      if (method != http::verb::get && method != http::verb::put && method != http::verb::delete_)
+        return method_not_allowed("GET, PUT, DELETE");
+      return handle_named_pool(std::move(request), std::move(respond), target.pool_id,
+                               target.stale);
+    case api::Route::pool_draw:
+      if (method != http::verb::post) return method_not_allowed("POST");
+      if (!check_pool_id(request, respond, target.pool_id)) return;
+      return handle_draw(std::move(request), std::move(respond), target.pool_id);
+    case api::Route::pool_item:
+      if (method != http::verb::put && method != http::verb::delete_)
+        return method_not_allowed("PUT, DELETE");
+      if (!check_pool_id(request, respond, target.pool_id)) return;
+      return handle_item(std::move(request), std::move(respond),
+                         Subject{target.pool_id, target.item_id});
     case api::Route::cluster:
       if (method != http::verb::get) return method_not_allowed("GET");
       return handle_cluster(std::move(request), std::move(respond));
@@ -182,7 +215,8 @@ void HttpApi::handle(HttpRequest&& request, Respond answer) {
       if (method != http::verb::post) return method_not_allowed("POST");
       return handle_transfer(std::move(request), std::move(respond));
     case api::Route::snapshot:
-      if (method != http::verb::post) return method_not_allowed("POST");
+      if (method == http::verb::get) return handle_backup(std::move(request), std::move(respond));
+      if (method != http::verb::post) return method_not_allowed("GET, POST");
       return handle_snapshot(std::move(request), std::move(respond));
     case api::Route::members:
       if (method != http::verb::post) return method_not_allowed("POST");
@@ -212,29 +246,31 @@ void HttpApi::handle(HttpRequest&& request, Respond answer) {
 
 // --- writes -------------------------------------------------------------------------------------
 
-void HttpApi::handle_draw(HttpRequest&& request, Respond respond) {
+void HttpApi::handle_draw(HttpRequest&& request, Respond respond, const std::string& pool_id) {
   std::string message;
   const auto count = api::parse_draw(request.body(), message);
   if (!count) {
     respond(error_response(request, api::Error::bad_request, message));
     return;
   }
-  pool::Command command{pool::Draw{*count, 0}, 0, {}, {}};
+  pool::Command command{pool::Draw{*count, 0}, 0, {}, {}, pool_id};
   if (!take_key(request, command, api::draw_operation(*count), respond)) return;
-  write(std::move(request), std::move(respond), std::move(command), &render_draw);
+  write(std::move(request), std::move(respond), std::move(command), &render_draw,
+        Subject{pool_id, {}});
 }
 
-void HttpApi::handle_item(HttpRequest&& request, Respond respond, const std::string& item_id) {
-  if (!pool::valid_item_id(item_id)) {
+void HttpApi::handle_item(HttpRequest&& request, Respond respond, Subject subject) {
+  if (!pool::valid_item_id(subject.item_id)) {
     respond(error_response(request, api::Error::bad_request,
                            "An item_id is 1 to 64 of A-Z a-z 0-9 _ . -"));
     return;
   }
   pool::Command command;
+  command.pool_id = subject.pool_id;
   std::string operation;
   if (request.method() == http::verb::put) {
     std::string message;
-    auto item = api::parse_item(item_id, request.body(), message);
+    auto item = api::parse_item(subject.item_id, request.body(), message);
     if (!item) {
       respond(error_response(request, api::Error::bad_request, message));
       return;
@@ -242,24 +278,25 @@ void HttpApi::handle_item(HttpRequest&& request, Respond respond, const std::str
     operation = api::upsert_operation(*item);
     command.op = pool::UpsertItem{std::move(*item)};
   } else {
-    operation = api::delete_operation(item_id);
-    command.op = pool::DeleteItem{item_id};
+    operation = api::delete_operation(subject.item_id);
+    command.op = pool::DeleteItem{subject.item_id};
   }
   if (!take_key(request, command, operation, respond)) return;
-  write(std::move(request), std::move(respond), std::move(command), &render_item, item_id);
+  write(std::move(request), std::move(respond), std::move(command), &render_item,
+        std::move(subject));
 }
 
 void HttpApi::write(HttpRequest&& request, Respond respond, pool::Command command, Render render,
-                    std::string detail) {
+                    Subject subject) {
   struct Write {
     HttpApi* api;
     HttpRequest request;
     Respond respond;
     Render render;
-    std::string detail;
+    Subject subject;
   };
   auto w = std::make_shared<Write>(
-      Write{this, std::move(request), std::move(respond), render, std::move(detail)});
+      Write{this, std::move(request), std::move(respond), render, std::move(subject)});
   replica_.write(std::move(command), [w](const Outcome& outcome, const pool::Result* result) {
     if (outcome.ec == errc::not_leader) {
       return w->api->forward(std::move(w->request), std::move(w->respond),
@@ -267,7 +304,7 @@ void HttpApi::write(HttpRequest&& request, Respond respond, pool::Command comman
     }
     if (outcome.ec) return w->respond(outcome_response(w->request, outcome));
     RPOOL_ASSERT(result != nullptr);
-    w->respond(w->render(w->request, *result, w->detail));
+    w->respond(w->render(w->request, *result, w->subject));
   });
 }
 

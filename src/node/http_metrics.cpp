@@ -1,4 +1,6 @@
 // HttpApi's /metrics: Prometheus text format 0.0.4, every name prefixed rreplica_.pool().
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "node/http_api.h"
@@ -20,6 +22,10 @@ const char* route_name(api::Route r) {
     case api::Route::readyz: return "readyz";
     case api::Route::metrics: return "metrics";
     case api::Route::openapi: return "openapi";
+    case api::Route::pools: return "pools";
+    case api::Route::named_pool: return "named_pool";
+    case api::Route::pool_draw: return "pool_draw";
+    case api::Route::pool_item: return "pool_item";
     case api::Route::not_found: return "not_found";
   }
   return "not_found";
@@ -77,14 +83,32 @@ void HttpApi::handle_metrics(HttpRequest&& request, Respond respond) {
               "Writes that failed after being proposed (not applied, or outcome unknown).",
               as_double(counters.proposals_failed));
   out.counter("rpool_forwarded_total", "Requests forwarded to the leader.", as_double(forwarded_));
-  out.counter("rpool_draws_total",
-              "Drawn units applied (request_ids handed out), pool_empty included.",
-              as_double(counters.draws));
-  out.counter("rpool_draws_pool_empty_total", "Drawn units answered pool_empty.",
-              as_double(counters.draws_pool_empty));
-  out.gauge("rpool_last_request_id", "Last request_id handed out.",
+  // Per pool: "default" first (always there, so a reader of one series finds it), then the
+  // other pools that drew, in pool_id order.
+  std::vector<std::pair<std::string_view, const ReplicaCounters::PoolDraws*>> by_pool;
+  static const ReplicaCounters::PoolDraws none;
+  for (const auto& [id, draws] : counters.draws_by_pool) {
+    if (id != pool::default_pool_id) by_pool.emplace_back(id, &draws);
+  }
+  std::sort(by_pool.begin(), by_pool.end());
+  const auto def = counters.draws_by_pool.find(std::string(pool::default_pool_id));
+  by_pool.insert(by_pool.begin(), {pool::default_pool_id,
+                                   def == counters.draws_by_pool.end() ? &none : &def->second});
+  for (const auto& [id, draws] : by_pool) {
+    out.counter("rpool_draws_total",
+                "Drawn units applied (request_ids handed out), pool_empty included, by pool.",
+                as_double(draws->draws), {{"pool", std::string(id)}});
+  }
+  for (const auto& [id, draws] : by_pool) {
+    out.counter("rpool_draws_pool_empty_total", "Drawn units answered pool_empty, by pool.",
+                as_double(draws->pool_empty), {{"pool", std::string(id)}});
+  }
+  out.gauge("rpool_pools", "Pools in the cluster, \"default\" included.",
+            as_double(replica_.pool().pool_count()));
+  out.gauge("rpool_last_request_id", "Last request_id handed out in the pool \"default\".",
             as_double(replica_.pool().last_request_id()));
-  out.gauge("rpool_pool_items", "Items in the catalog.", as_double(replica_.pool().items().size()));
+  out.gauge("rpool_pool_items", "Items in the pool \"default\".",
+            as_double(replica_.pool().items().size()));
   out.gauge("rpool_idempotency_keys", "Idempotency keys remembered.",
             as_double(replica_.pool().idempotency_keys()));
 

@@ -331,6 +331,9 @@ void Replica::on_persisted(raft::Ready ready) {
       it = writes_.erase(it);
     }
     ++counters_.snapshots_installed;
+    // The snapshot may not hold every pool this node counted draws of: forget the ones it lacks.
+    std::erase_if(counters_.draws_by_pool,
+                  [this](const auto& entry) { return pool_.pool(entry.first) == nullptr; });
     logger_.info("installed snapshot",
                  {{"index", s.meta.index.value()}, {"term", s.meta.term.value()}});
   }
@@ -397,12 +400,11 @@ void Replica::apply(const raft::Entry& entry) {
   }
   const pool::Result result = pool_.apply(entry.index.value(), command);
   if (apply_observer_) apply_observer_(entry, &result);
-  if (!result.replayed) {
-    counters_.draws += result.draws.size();
-    for (const auto& d : result.draws) counters_.draws_pool_empty += d.item_id ? 0 : 1;
+  if (!result.replayed) count_draws(command, result);
+  if (result.bootstrapped) {
+    logger_.info("catalog seeded", {{"items", std::uint64_t{pool_.items().size()}},
+                                    {"pools", std::uint64_t{pool_.pool_count()}}});
   }
-  if (result.bootstrapped)
-    logger_.info("catalog seeded", {{"items", std::uint64_t{pool_.items().size()}}});
   if (pending == writes_.end()) return;
   if (pending->second.term == entry.term) {
     WriteDone done = std::move(pending->second.done);
@@ -413,6 +415,21 @@ void Replica::apply(const raft::Entry& entry) {
                "The write was lost in a leader change; retry it with its Idempotency-Key.");
     writes_.erase(pending);
   }
+}
+
+void Replica::count_draws(const pool::Command& command, const pool::Result& result) {
+  if (!result.draws.empty()) {
+    std::uint64_t empty = 0;
+    for (const auto& d : result.draws) empty += d.item_id ? 0 : 1;
+    counters_.draws += result.draws.size();
+    counters_.draws_pool_empty += empty;
+    ReplicaCounters::PoolDraws& p = counters_.draws_by_pool[command.pool_id];
+    p.draws += result.draws.size();
+    p.pool_empty += empty;
+  }
+  if (std::holds_alternative<pool::DeletePool>(command.op) && !result.error)
+    counters_.draws_by_pool.erase(command.pool_id);
+  RPOOL_ASSERT_OP(counters_.draws_by_pool.size(), <=, pool::pools_max);
 }
 
 void Replica::observe_role() {
@@ -434,14 +451,15 @@ void Replica::ensure_bootstrap() {
   // not yet seeded proposes it before any write of its term; a duplicate is a no-op when applied.
   if (pool_.bootstrapped() || bootstrap_term_ == core_->current_term()) return;
   if (core_->role() != raft::Role::leader) return;
-  pool::Command command{pool::Bootstrap{options_.config.catalog}, env_.wall_clock_ms(), {}, {}};
+  const pool::Command command = bootstrap_command(options_.config, env_.wall_clock_ms());
   const auto ec = core_->propose(pool::encode(command));
   // A proposal refused for a while (a leadership transfer) is tried again before the next write;
   // one that can never succeed (too large: the config check prevents it) is not retried per write.
   if (!ec || ec == raft::errc::too_large) bootstrap_term_ = core_->current_term();
   if (ec == raft::errc::too_large) {
-    logger_.error("the catalog does not fit in one log entry; the pool is not seeded",
-                  {{"items", std::uint64_t{options_.config.catalog.size()}}});
+    logger_.error("the catalog and pools do not fit in one log entry; nothing is seeded",
+                  {{"items", std::uint64_t{options_.config.catalog.size()}},
+                   {"pools", std::uint64_t{options_.config.pools.size()}}});
   }
 }
 

@@ -36,6 +36,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "api/metrics.h"
@@ -72,8 +73,15 @@ struct ReplicaCounters {
         snapshot_seconds(metrics::latency_buckets()) {}
   std::uint64_t proposals = 0;
   std::uint64_t proposals_failed = 0;
-  std::uint64_t draws = 0;  // drawn units applied (request_ids handed out)
+  std::uint64_t draws = 0;  // drawn units applied (request_ids handed out), all pools
   std::uint64_t draws_pool_empty = 0;
+  // The same per pool, for the `pool` label of /metrics: only pools that exist and have drawn
+  // (a deleted pool's entry goes with it), so at most pool::pools_max entries.
+  struct PoolDraws {
+    std::uint64_t draws = 0;
+    std::uint64_t pool_empty = 0;
+  };
+  std::unordered_map<std::string, PoolDraws> draws_by_pool;
   std::uint64_t leader_changes = 0;
   std::uint64_t snapshots = 0;
   std::uint64_t snapshot_bytes_last = 0;
@@ -154,6 +162,18 @@ class Replica {
   bool stopping() const { return stopping_; }
   // A member's addresses (from the membership's context; founding members' from the config).
   const Member* member_info(NodeId id) const;
+
+  // What a backup (GET /v1/snapshot, backup.h) is built from: the newest snapshot image (shared,
+  // not copied) and the committed pool entries after it, up to applied(). Cheap on the event
+  // loop (the entries since the last snapshot are copied, the state is not serialised); the
+  // file is assembled and checksummed from it on another thread. Defined in backup.cpp.
+  struct BackupSource {
+    LogIndex index;                      // applied()
+    std::shared_ptr<const Bytes> image;  // pool::StateMachine::snapshot() bytes
+    std::vector<std::pair<LogIndex, Bytes>> entries;  // normal entries after the image
+  };
+  BackupSource backup_source() const;
+  Env& env() const { return env_; }
   const ReplicaCounters& counters() const { return counters_; }
   std::size_t writes_waiting() const { return writes_.size(); }
 
@@ -202,6 +222,7 @@ class Replica {
   void storage_failed(std::error_code ec, const std::string& detail);
   void on_persisted(raft::Ready ready);
   void apply(const raft::Entry& entry);
+  void count_draws(const pool::Command& command, const pool::Result& result);
   void fail_write(PendingWrite& write, errc e, std::string message);
   void observe_role();
   void ensure_bootstrap();

@@ -12,6 +12,7 @@
 
 #include "base/assert.h"
 #include "base/fd_limit.h"
+#include "node/disaster.h"
 #include "wal/errc.h"
 #include "wal/recovery.h"
 
@@ -95,12 +96,22 @@ Server::~Server() {
 }
 
 std::unique_ptr<Server> Server::open(asio::io_context& io, ServerOptions options,
-                                     std::string& error) {
+                                     std::string& error, int* exit_code) {
+  if (exit_code) *exit_code = 1;
   ReplicaOptions& ro = options.replica;
   if (ro.data_dir.empty()) ro.data_dir = ro.config.data_dir_for(ro.id);
   std::unique_ptr<Server> server(new Server(io, std::move(options)));
   const std::string& dir = server->options_.replica.data_dir;
   std::error_code fs_ec;
+  if (server->options_.force_new_cluster &&
+      (!std::filesystem::exists(dir, fs_ec) || std::filesystem::is_empty(dir, fs_ec))) {
+    // Checked before recovery, which would create the directory: a mistyped path is not a node.
+    error = fmt::format("--force-new-cluster: the data directory {} is missing or empty: there "
+                        "is nothing to keep (point it at a survivor's data directory)",
+                        dir);
+    if (exit_code) *exit_code = 2;
+    return nullptr;
+  }
   std::filesystem::create_directories(dir, fs_ec);
   if (fs_ec) {
     error = fmt::format("cannot create data directory {}: {}", dir, fs_ec.message());
@@ -126,6 +137,16 @@ std::unique_ptr<Server> Server::open(asio::io_context& io, ServerOptions options
                           recovered.error.message());
     }
     return nullptr;
+  }
+  if (server->options_.force_new_cluster) {
+    const ReplicaOptions& replica = server->options_.replica;  // `options` was moved from
+    const ForceResult forced = force_new_cluster(recovered.state, replica.config, replica.id);
+    if (forced.status == ForceResult::Status::empty || forced.status == ForceResult::Status::failed) {
+      error = forced.message;
+      if (exit_code && forced.status == ForceResult::Status::empty) *exit_code = 2;
+      return nullptr;
+    }
+    logger->warn(forced.message);
   }
   wal::Log& log = *recovered.state.log;
   if (log.segments().empty()) {
@@ -156,6 +177,9 @@ bool Server::start(std::string& error) {
   peer_options.cluster_id = replica_->cluster_id();
   peer_options.adopt_cluster_id = replica_->cluster_id() == 0;
   peer_options.on_cluster_id = [this](std::uint64_t id) { replica_->adopt_cluster_id(id); };
+  peer_options.on_foreign_cluster = [this](NodeId sender, std::uint64_t their_id) {
+    report_foreign_cluster(sender, their_id);
+  };
   peer_options.listen_host = self->raft.host;
   peer_options.listen_port = self->raft.port;
   peer_options.bind_host = self->raft.host;
@@ -202,6 +226,18 @@ bool Server::start(std::string& error) {
                            {"peer_tls", std::string(options_.tls ? "mutual" : "off: the raft port trusts its network")},
                            {"http_tls", https}});
   return true;
+}
+
+void Server::report_foreign_cluster(NodeId sender, std::uint64_t their_id) {
+  // Once: the peer keeps reconnecting, and the operator needs one clear line, not a stream.
+  if (foreign_cluster_reported_ || options_.replica.join) return;
+  foreign_cluster_reported_ = true;
+  logger_.error(fmt::format(
+      "peer {} belongs to another cluster ({:016x}), already formed, but this node was started "
+      "without --join and founded cluster {:016x} from its config. If it is meant to join that "
+      "cluster: stop it, empty its data directory {}, start it with --join, and add it with "
+      "POST /v1/cluster/members",
+      sender, their_id, replica_->cluster_id(), options_.replica.data_dir));
 }
 
 void Server::reload_admin_token() {

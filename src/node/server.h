@@ -24,6 +24,8 @@ namespace rpool::node {
 struct ServerOptions {
   ReplicaOptions replica;
   Logger::Format log_format = Logger::Format::text;
+  // rpoold --force-new-cluster: make this node the only voter before it starts (disaster.h).
+  bool force_new_cluster = false;
   // From net::make_tls_context over the config's tls files; null without `tls`. Peers always use
   // it when set; HTTP (server and forwarding client) when the config's tls.http is on.
   std::shared_ptr<boost::asio::ssl::context> tls;
@@ -48,9 +50,10 @@ class AsioEnv final : public Env {
 class Server {
  public:
   // Opens the data directory and recovers the node's state from it (snapshot + log). On failure
-  // returns null and sets `error` to one line (the caller exits 1).
+  // returns null and sets `error` to one line; the caller exits with `*exit_code` when given
+  // (1, or 2 for --force-new-cluster on an empty data directory: a usage error).
   static std::unique_ptr<Server> open(boost::asio::io_context& io, ServerOptions options,
-                                      std::string& error);
+                                      std::string& error, int* exit_code = nullptr);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -75,6 +78,8 @@ class Server {
  private:
   class Transport;  // MessageTransport over net::PeerTransport
   Server(boost::asio::io_context& io, ServerOptions options);
+  // A peer of ours handshook with another cluster's id: says so once, naming --join.
+  void report_foreign_cluster(NodeId sender, std::uint64_t their_id);
 
   boost::asio::io_context& io_;
   ServerOptions options_;
@@ -89,6 +94,7 @@ class Server {
   std::unique_ptr<net::HttpClient> client_;
   std::unique_ptr<HttpApi> api_;
   bool stopping_ = false;
+  bool foreign_cluster_reported_ = false;
 };
 
 }  // namespace rpool::node

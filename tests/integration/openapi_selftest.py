@@ -30,7 +30,9 @@ from openapi_check import Checker, resolve_pointer  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 ADMIN_PATHS = {"/v1/items/{item_id}", "/v1/cluster/members", "/v1/cluster/members/{id}", "/v1/cluster/leader",
-               "/v1/snapshot"}
+               "/v1/snapshot", "/v1/pools/{pool_id}/items/{item_id}"}
+# Paths where only some methods are admin: reading a pool is not, creating or deleting one is.
+ADMIN_OPERATIONS = {("/v1/pools/{pool_id}", "put"), ("/v1/pools/{pool_id}", "delete")}
 faults = []
 
 
@@ -112,7 +114,7 @@ def check_document(doc):
                 if status == "503" and path != "/readyz" and not checker.deref(
                         response.get("headers", {}).get("Retry-After", {})).get("required"):
                     fault(f"{what} 503: Retry-After is not required")
-            admin = path in ADMIN_PATHS
+            admin = path in ADMIN_PATHS or (path, method) in ADMIN_OPERATIONS
             if admin != bool(op.get("security")):
                 fault(f"{what}: security is {op.get('security')!r}, but the route is {'' if admin else 'not '}admin")
             if admin and "401" not in responses:

@@ -92,7 +92,14 @@ struct Options {
   double rate = 0;  // requests per second over all connections; 0: closed loop
   bool idempotency = false;
   bool json = false;
+  // Draws go to /v1/pools/pool-NNNNN/draw, the pool changing with every request, over this many
+  // pools (pool-00000 .. ); 0: POST /v1/draw.
+  std::uint32_t pools = 0;
 };
+
+// Pool numbers are patched into the rendered request in place: a fixed width of decimal digits.
+constexpr std::size_t pool_digits = 5;
+constexpr std::uint32_t pools_max = 100'000;  // 10^pool_digits
 
 // What one thread saw inside the measuring window.
 struct ThreadStats {
@@ -255,6 +262,8 @@ class Connection {
   std::size_t request_bytes_ = 0;         // one copy
   std::vector<std::size_t> key_offsets_;  // where each copy's key counter digits start
   std::uint64_t key_counter_ = 0;
+  std::vector<std::size_t> pool_offsets_;  // where each copy's pool number digits start (--pools)
+  std::uint64_t pool_counter_ = 0;
   std::vector<Clock::time_point> stamps_;  // ring of in-flight requests' start (or scheduled) times
   std::size_t head_ = 0;                   // oldest in-flight request
   std::size_t in_flight_ = 0;              // sent or waiting to be written; <= pipeline
@@ -338,8 +347,9 @@ Connection::Connection(Worker& worker, const Target& target, std::size_t id,
     case Op::draw:
       body = fmt::format("{{\"count\":{}}}", o.count);
       head = fmt::format(
-          "POST /v1/draw HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/json\r\n"
+          "POST {} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/json\r\n"
           "Content-Length: {}\r\n",
+          o.pools > 0 ? "/v1/pools/pool-" + std::string(pool_digits, '0') + "/draw" : "/v1/draw",
           target.host, target.port, body.size());
       break;
     case Op::pool:
@@ -358,10 +368,15 @@ Connection::Connection(Worker& worker, const Target& target, std::size_t id,
   }
   const std::string one = head + "\r\n" + body;
   request_bytes_ = one.size();
+  const std::size_t pool_at =
+      o.pools > 0 && o.op == Op::draw ? one.find("/pool-") + 6 : std::string::npos;
   for (std::size_t i = 0; i < o.pipeline; ++i) {
     if (key_at != std::string::npos) key_offsets_.push_back(requests_.size() + key_at);
+    if (pool_at != std::string::npos) pool_offsets_.push_back(requests_.size() + pool_at);
     requests_ += one;
   }
+  // Connections start at pools spread over the range, so that they do not draw in step.
+  if (o.pools > 0) pool_counter_ = id_ * (o.pools / std::max<std::size_t>(connections_total, 1) + 1);
   body_.reserve(64 * 1024);
   if (o.rate > 0) {
     interval_ns_ = 1e9 * static_cast<double>(connections_total) / o.rate;
@@ -455,6 +470,11 @@ void Connection::do_write() {
     char* digits = requests_.data() + key_offsets_[i];
     for (std::size_t d = key_counter_digits; d-- > 0; k >>= 4)
       digits[d] = "0123456789abcdef"[k & 15];
+  }
+  for (std::size_t i = 0; i < n && i < pool_offsets_.size(); ++i) {
+    std::uint64_t k = pool_counter_++ % worker_.options().pools;
+    char* digits = requests_.data() + pool_offsets_[i];
+    for (std::size_t d = pool_digits; d-- > 0; k /= 10) digits[d] = static_cast<char>('0' + k % 10);
   }
   writing_ = true;
   const std::uint64_t generation = generation_;
@@ -633,6 +653,10 @@ int main(int argc, char** argv) {
                  "open loop: requests/s over all connections, latency from the scheduled time")
       ->check(CLI::PositiveNumber);
   app.add_flag("--idempotency", o.idempotency, "a unique Idempotency-Key header on every draw");
+  app.add_option("--pools", o.pools,
+                 "draw in pools pool-00000 .. pool-<N-1>, one after the other "
+                 "(POST /v1/pools/{pool_id}/draw); default: POST /v1/draw")
+      ->check(CLI::Range(std::uint32_t{1}, pools_max));
   app.add_flag("--json", o.json, "print the result as one JSON object");
   try {
     app.parse(argc, argv);
@@ -722,6 +746,7 @@ int main(int argc, char** argv) {
     j["pipeline"] = o.pipeline;
     j["rate"] = o.rate;
     j["idempotency"] = o.idempotency;
+    j["pools"] = o.pools;
     j["warmup_s"] = o.warmup_s;
     j["seconds"] = seconds;
     j["requests"] = all.responses;

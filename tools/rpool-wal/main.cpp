@@ -8,6 +8,7 @@
 #include "inspect.h"
 #include "pool/command.h"
 #include "replay.h"
+#include "restore.h"
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -56,6 +57,18 @@ int main(int argc, char** argv) {
           },
           "POOL_ID"));
 
+  rpool::tools::RestoreOptions restore_options;
+  auto* restore = app.add_subcommand(
+      "restore",
+      "write the data dir of founding member N of a NEW cluster holding a backup's state (writes!)");
+  restore->add_option("SNAPSHOT", restore_options.backup, "the backup (GET /v1/snapshot)")
+      ->required();
+  restore->add_option("--config", restore_options.config, "the new cluster's config")->required();
+  restore->add_option("--id", restore_options.id, "the member to write the directory of")
+      ->required();
+  restore->add_option("--data-dir", restore_options.data_dir,
+                      "the directory to write (default: the config's data_dir); must be empty");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -72,6 +85,7 @@ int main(int argc, char** argv) {
   }
   if (verify->parsed()) return rpool::tools::wal_verify(dir, std::cout, std::cerr);
   if (repair->parsed()) return rpool::tools::wal_repair(dir, yes, std::cout, std::cerr);
+  if (restore->parsed()) return rpool::tools::wal_restore(restore_options, std::cout, std::cerr);
   if (replay->parsed()) return rpool::tools::wal_replay(dir, replay_options, std::cout, std::cerr);
   return 2;
 }

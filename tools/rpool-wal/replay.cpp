@@ -8,26 +8,6 @@
 #include "wal/log.h"
 
 namespace rpool::tools {
-namespace {
-
-// The JSON of GET /v1/pools/{pool_id} (the same as GET /v1/pool's for "default"), byte for byte:
-// the integration tests compare the two.
-std::string pool_json(const pool::Pool& pool, LogIndex index) {
-  fmt::memory_buffer out;
-  fmt::format_to(std::back_inserter(out), "{{\"items\":[");
-  bool first = true;
-  for (const auto& item : pool.items()) {
-    if (!first) out.push_back(',');
-    first = false;
-    fmt::format_to(std::back_inserter(out), "{}", api::item_json(item));
-  }
-  fmt::format_to(std::back_inserter(out),
-                 "],\"last_request_id\":{},\"index\":{},\"digest\":\"{}\"}}",
-                 pool.last_request_id(), index.value(), pool.digest_hex());
-  return fmt::to_string(out);
-}
-
-}  // namespace
 
 int wal_replay(const std::string& dir, const ReplayOptions& replay_options, std::ostream& out,
                std::ostream& err) {
@@ -112,7 +92,8 @@ int wal_replay(const std::string& dir, const ReplayOptions& replay_options, std:
                                  : std::string());
     return 1;
   }
-  out << pool_json(*chosen, target) << "\n";
+  // The JSON of GET /v1/pools/{pool_id} (for "default", the same as GET /v1/pool's), byte for byte.
+  out << api::pool_json(*chosen, target) << "\n";
   return 0;
 }
 

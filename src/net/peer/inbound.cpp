@@ -28,6 +28,9 @@ std::string check_handshake(State& st, const std::uint8_t* h, NodeId& sender, bo
   const std::uint64_t cluster_id = load_u64le(h + 5);
   adopt = st.cluster_id == 0 && st.options.adopt_cluster_id && cluster_id != 0;
   if (cluster_id != st.cluster_id && !adopt) {
+    const NodeId claimed(load_u64le(h + 13));
+    if (st.options.on_foreign_cluster && cluster_id != 0 && st.peers.count(claimed) != 0)
+      st.options.on_foreign_cluster(claimed, cluster_id);
     return fmt::format("cluster id {} (this cluster is {})", cluster_id, st.cluster_id);
   }
   sender = NodeId(load_u64le(h + 13));

@@ -159,6 +159,10 @@ class PeerTransport {
     std::uint64_t cluster_id = 0;
     bool adopt_cluster_id = false;
     std::function<void(std::uint64_t)> on_cluster_id;
+    // Called when a handshake from one of this node's peers (set_peer) is refused because it
+    // names another cluster id: that peer belongs to another, formed cluster (a node started
+    // without --join where it should have joined). The connection is refused all the same.
+    std::function<void(NodeId sender, std::uint64_t their_cluster_id)> on_foreign_cluster;
     std::string listen_host;
     std::uint16_t listen_port = 0;           // 0: any free port (read it back with listen_port())
     std::string bind_host;                   // source address of outgoing connections; empty: any

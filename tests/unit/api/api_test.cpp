@@ -30,12 +30,24 @@ TEST_CASE("every path of the contract routes to its handler") {
       {"/v1/openapi.json", Route::openapi},
       {"/v1/items/gold", Route::item},
       {"/v1/cluster/members/3", Route::member},
+      {"/v1/pools", Route::pools},
+      {"/v1/pools/spring", Route::named_pool},
+      {"/v1/pools/spring/draw", Route::pool_draw},
+      {"/v1/pools/spring/items/gold", Route::pool_item},
       // Not routes.
       {"", Route::not_found},
       {"/", Route::not_found},
       {"/v1", Route::not_found},
       {"/v1/draw/", Route::not_found},
-      {"/v1/pools", Route::not_found},
+      {"/v1/pools/", Route::not_found},
+      {"/v1/pools//draw", Route::not_found},
+      {"/v1/pools/spring/", Route::not_found},
+      {"/v1/pools/spring/draw/", Route::not_found},
+      {"/v1/pools/spring/drawx", Route::not_found},
+      {"/v1/pools/spring/items", Route::not_found},
+      {"/v1/pools/spring/items/", Route::not_found},
+      {"/v1/pools/spring/items/a/b", Route::not_found},
+      {"/v1/pools/spring/pool", Route::not_found},
       {"/V1/draw", Route::not_found},
       {"/v1/items", Route::not_found},
       {"/v1/items/", Route::not_found},
@@ -70,6 +82,37 @@ TEST_CASE("the item and member routes carry their path parameter") {
   }
 }
 
+TEST_CASE("the pool routes carry the pool_id, and the default-pool routes name \"default\"") {
+  CHECK(parse_target("/v1/pools/spring").pool_id == "spring");
+  CHECK(parse_target("/v1/pools/spring/draw").pool_id == "spring");
+  const Target item = parse_target("/v1/pools/spring/items/gold");
+  CHECK(item.pool_id == "spring");
+  CHECK(item.item_id == "gold");
+  // The handler validates the id; the router hands over what was in the path.
+  CHECK(parse_target("/v1/pools/a$b/draw").pool_id == "a$b");
+  for (const char* target : {"/v1/draw", "/v1/pool", "/v1/items/gold"}) {
+    CAPTURE(std::string(target));
+    CHECK(parse_target(target).pool_id == pool::default_pool_id);
+  }
+  // Not a route: no pool_id either.
+  CHECK(parse_target("/v1/pools/spring/x").pool_id == pool::default_pool_id);
+}
+
+TEST_CASE("the reads of pools take consistency=stale; the writes of pools take no query") {
+  for (const char* path : {"/v1/pools", "/v1/pools/spring"}) {
+    CAPTURE(std::string(path));
+    const Target t = parse_target(std::string(path) + "?consistency=stale");
+    CHECK(t.stale);
+    CHECK(t.bad_query.empty());
+    CHECK_FALSE(parse_target(std::string(path) + "?consistency=linearizable").stale);
+    CHECK(parse_target(std::string(path) + "?consistency=eventual").bad_query ==
+          "consistency=eventual");
+  }
+  CHECK(parse_target("/v1/pools/spring/draw?consistency=stale").bad_query == "consistency=stale");
+  CHECK(parse_target("/v1/pools/spring/items/g?consistency=stale").bad_query ==
+        "consistency=stale");
+}
+
 TEST_CASE("only /v1/pool takes a query parameter: consistency=stale or linearizable") {
   CHECK(parse_target("/v1/pool?consistency=stale").stale);
   CHECK(parse_target("/v1/pool?consistency=stale").route == Route::pool);
@@ -100,6 +143,81 @@ TEST_CASE("only /v1/pool takes a query parameter: consistency=stale or lineariza
     CAPTURE(std::string(c.target));
     CHECK(parse_target(c.target).bad_query == c.bad_query);
   }
+}
+
+// --- parse_pool -----------------------------------------------------------------------------
+
+TEST_CASE("a pool body is {\"items\": [...]} with valid items, each item_id once") {
+  std::string message;
+  const auto items = parse_pool(
+      R"({"items": [{"item_id": "gem", "quantity": 2, "probability": 9},
+                    {"probability": 1, "quantity": -1, "item_id": "mud"}]})",
+      message);
+  REQUIRE_MESSAGE(items.has_value(), message);
+  CHECK(*items == std::vector<pool::Item>{{"gem", 2, 9}, {"mud", pool::quantity_unlimited, 1}});
+  const auto empty = parse_pool(R"({"items": []})", message);
+  REQUIRE(empty.has_value());
+  CHECK(empty->empty());
+}
+
+TEST_CASE("a bad pool body is a 400 with a sentence naming the item") {
+  struct Case {
+    const char* body;
+    const char* message;
+  };
+  const Case cases[] = {
+      {"", "The request body is not valid JSON."},
+      {"[]", "The request body must be a JSON object."},
+      {"{}", R"(The body must be {"items": [{"item_id", "quantity", "probability"}...]}.)"},
+      {R"({"items": {}})",
+       R"(The body must be {"items": [{"item_id", "quantity", "probability"}...]}.)"},
+      {R"({"items": [], "x": 1})", R"(Unknown field "x" in the request body.)"},
+      {R"({"items": [1]})", "items[0]: Each item must be a JSON object."},
+      {R"({"items": [{"item_id": "a/b", "quantity": 1, "probability": 1}]})",
+       "items[0]: An item_id is 1 to 64 of A-Z a-z 0-9 _ . -"},
+      {R"({"items": [{"quantity": 1, "probability": 1}]})",
+       "items[0]: An item_id is 1 to 64 of A-Z a-z 0-9 _ . -"},
+      {R"({"items": [{"item_id": "a", "quantity": -2, "probability": 1}]})",
+       "items[0]: \"quantity\" must be an integer from 0 to 9007199254740991, or -1 for unlimited."},
+      {R"({"items": [{"item_id": "a", "quantity": 1}]})",
+       "items[0]: \"probability\" must be an integer from 0 to 1000000000000."},
+      {R"({"items": [{"item_id": "a", "quantity": 1, "probability": 1, "w": 1}]})",
+       R"(items[0]: Unknown field "w" in the request body.)"},
+      {R"({"items": [{"item_id": "a", "quantity": 1, "probability": 1},
+                     {"item_id": "a", "quantity": 2, "probability": 2}]})",
+       R"(items[1]: item_id "a" appears twice.)"},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(std::string(c.body));
+    std::string message;
+    CHECK_FALSE(parse_pool(c.body, message).has_value());
+    CHECK(message == c.message);
+  }
+}
+
+TEST_CASE("creating the same pool spelled in another order is the same request for a key") {
+  const std::vector<pool::Item> a{{"gem", 2, 9}, {"mud", -1, 1}};
+  const std::vector<pool::Item> b{{"mud", -1, 1}, {"gem", 2, 9}};
+  CHECK(create_pool_operation(a) == create_pool_operation(b));
+  CHECK(create_pool_operation(a) != create_pool_operation({{"gem", 3, 9}, {"mud", -1, 1}}));
+  CHECK(create_pool_operation({}) != delete_pool_operation());
+}
+
+TEST_CASE("the pool list is the JSON of docs/api.md") {
+  pool::StateMachine sm;
+  pool::Command create{pool::CreatePool{{{"gem", 2, 9}}}, 1, {}, {}, "spring"};
+  REQUIRE_FALSE(sm.apply(1, create).error);
+  const auto parsed = nlohmann::json::parse(pools_json(sm.pools(), LogIndex(7)));
+  const nlohmann::json want = {
+      {"pools",
+       {{{"pool_id", "default"}, {"item_count", 0}, {"last_request_id", 0},
+         {"digest", sm.default_pool().digest_hex()}},
+        {{"pool_id", "spring"}, {"item_count", 1}, {"last_request_id", 0},
+         {"digest", sm.pool("spring")->digest_hex()}}}},
+      {"index", 7}};
+  CHECK(parsed == want);
+  // One pool reads as the default pool does.
+  CHECK(pool_json(*sm.pool("default"), LogIndex(3)) == pool_json(sm, LogIndex(3)));
 }
 
 // --- parse_draw -----------------------------------------------------------------------------

@@ -369,5 +369,115 @@ TEST_CASE("read_admin_token_file: one line of printable ASCII, else an error nam
   CHECK(error == "admin_token_file: cannot read " + path);
 }
 
+// --- pools --------------------------------------------------------------------------------------
+
+// `n` pools "p0".."p<n-1>", each with `items` items, as the text of a "pools" field.
+std::string pools_field(std::size_t n, std::size_t items) {
+  std::string out = R"(, "pools": {)";
+  for (std::size_t p = 0; p < n; ++p) {
+    out += (p ? ",\"p" : "\"p") + std::to_string(p) + "\": [";
+    for (std::size_t i = 0; i < items; ++i) {
+      out += (i ? "," : "") + std::string(R"({"item_id":"i)") + std::to_string(i) +
+             R"(","quantity":1,"probability":1})";
+    }
+    out += "]";
+  }
+  return out + "}";
+}
+
+TEST_CASE("pools seed more pools, each with its items, and the bootstrap entry carries them") {
+  std::string error;
+  const auto config = parse_config(
+      minimal(R"(, "catalog": [{"item_id": "mud", "quantity": -1, "probability": 1}],
+                 "pools": {"spring-event": [{"item_id": "skin", "quantity": 50, "probability": 1},
+                                            {"item_id": "gem", "quantity": 2, "probability": 9}],
+                           "empty": []})"),
+      error);
+  REQUIRE_MESSAGE(config.has_value(), error);
+  REQUIRE(config->pools.size() == 2);
+  CHECK(config->pools.at("spring-event") ==
+        std::vector<pool::Item>{{"skin", 50, 1}, {"gem", 2, 9}});
+  CHECK(config->pools.at("empty").empty());
+  CHECK(config->catalog == std::vector<pool::Item>{{"mud", pool::quantity_unlimited, 1}});
+
+  const pool::Command boot = bootstrap_command(*config, 42);
+  CHECK(boot.pool_id == pool::default_pool_id);
+  CHECK(boot.timestamp_ms == 42);
+  const auto& b = std::get<pool::Bootstrap>(boot.op);
+  CHECK(b.items == config->catalog);
+  CHECK(b.pools == config->pools);
+
+  // Without "pools", the bootstrap is the catalog alone, as before pools existed.
+  const auto plain = parse_config(minimal(), error);
+  REQUIRE(plain.has_value());
+  CHECK(plain->pools.empty());
+  CHECK(std::get<pool::Bootstrap>(bootstrap_command(*plain, 0).op).pools.empty());
+}
+
+TEST_CASE("a bad pools field is an error naming the pool, the item and the rule") {
+  CHECK(rejected(minimal(R"(, "pools": [])")) ==
+        R"(config: pools: expected an object {"<pool_id>": [items...]})");
+  CHECK(rejected(minimal(R"(, "pools": {"a": {}})")) == "config: pools.a: expected an array of items");
+  CHECK(rejected(minimal(R"(, "pools": {"a/b": []})")) ==
+        R"(config: pools: pool_id "a/b" is not 1-64 of A-Z a-z 0-9 _ . -)");
+  CHECK(rejected(minimal(R"(, "pools": {"": []})")) ==
+        R"(config: pools: pool_id "" is not 1-64 of A-Z a-z 0-9 _ . -)");
+  CHECK(rejected(minimal(R"(, "pools": {")" + std::string(65, 'p') + R"(": []})"))
+            .starts_with("config: pools: pool_id \"ppp"));
+  // "default" is the catalog's: a "pools" entry of that name would seed it twice.
+  CHECK(rejected(minimal(R"(, "pools": {"default": []})")) ==
+        R"(config: pools.default: the pool "default" is seeded by "catalog"; name this pool otherwise)");
+  CHECK(rejected(minimal(
+            R"(, "pools": {"a": [{"item_id": "x", "quantity": 1, "probability": 1, "w": 1}]})")) ==
+        "config: pools.a[0].w: unknown field");
+  CHECK(rejected(minimal(R"(, "pools": {"a": [{"item_id": "x", "quantity": 1, "probability": 1},
+                                             {"item_id": "x", "quantity": 2, "probability": 1}]})")) ==
+        R"(config: pools.a[1].item_id: duplicate item_id "x")");
+  // The same item_id in two pools is fine: items belong to their pool.
+  std::string error;
+  CHECK(parse_config(minimal(R"(, "catalog": [{"item_id": "x", "quantity": 1, "probability": 1}],
+                                 "pools": {"a": [{"item_id": "x", "quantity": 1, "probability": 1}]})"),
+                     error)
+            .has_value());
+}
+
+TEST_CASE("pools over pools_max is an error naming the limit; pools_max itself is fine") {
+  // "default" counts among the pools_max: pools_max - 1 more pools are the most a config holds.
+  std::string error;
+  const auto at_limit = parse_config(minimal(pools_field(pool::pools_max - 1, 0)), error);
+  REQUIRE_MESSAGE(at_limit.has_value(), error);
+  CHECK(at_limit->pools.size() == pool::pools_max - 1);
+  CHECK(rejected(minimal(pools_field(pool::pools_max, 0))) ==
+        "config: pools: 10000 pools besides \"default\", over the limit of 10000 pools in all "
+        "(pools_max)");
+}
+
+TEST_CASE("items over items_total_max in all pools is an error naming the limit") {
+  // Refused on the counts, before any item of a pool is looked at: those here are not even valid.
+  const std::size_t per_pool = 1000;
+  const std::size_t pools = pool::items_total_max / per_pool;
+  std::string field =
+      R"(, "catalog": [{"item_id": "x", "quantity": 1, "probability": 1}], "pools": {)";
+  std::string items = "[";
+  for (std::size_t i = 0; i < per_pool; ++i) items += i ? ",{}" : "{}";
+  items += "]";
+  for (std::size_t p = 0; p < pools; ++p) field += (p ? ",\"p" : "\"p") + std::to_string(p) + "\":" + items;
+  field += "}";
+  CHECK(rejected(minimal(field)) ==
+        "config: pools: 1000001 items with the catalog's, over the limit of 1000000 items in all "
+        "pools (items_total_max)");
+}
+
+TEST_CASE("pools that do not fit in one log entry with the catalog are refused up front") {
+  // 10 pools of 6,000 items of ~21 bytes: about 1.2 MiB, over catalog_bytes_max.
+  const std::string error = rejected(minimal(pools_field(10, 6000)));
+  CHECK(error.starts_with("config: pools: 10 pools with 60000 items in all (the catalog's "
+                          "included) take "));
+  CHECK(error.find("PUT /v1/pools") != std::string::npos);
+  // Half of that fits.
+  std::string ok_error;
+  CHECK(parse_config(minimal(pools_field(5, 6000)), ok_error).has_value());
+}
+
 }  // namespace
 }  // namespace rpool::node
