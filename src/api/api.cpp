@@ -57,6 +57,7 @@ Target parse_target(std::string_view target) {
   }
   constexpr std::string_view items_prefix = "/v1/items/";
   constexpr std::string_view members_prefix = "/v1/cluster/members/";
+  constexpr std::string_view console_prefix = "/console/";
   if (path == "/v1/draw") t.route = Route::draw;
   else if (path == "/v1/pool") t.route = Route::pool;
   else if (path == "/v1/cluster") t.route = Route::cluster;
@@ -67,14 +68,22 @@ Target parse_target(std::string_view target) {
   else if (path == "/readyz") t.route = Route::readyz;
   else if (path == "/metrics") t.route = Route::metrics;
   else if (path == "/v1/openapi.json") t.route = Route::openapi;
+  else if (path == "/v1/status") t.route = Route::status;
+  else if (path == "/") {
+    t.route = Route::console;
+    t.asset = "index.html";
+  }
   else if (path.starts_with(items_prefix) && path.size() > items_prefix.size()) {
     t.route = Route::item;
     t.item_id = std::string(path.substr(items_prefix.size()));
   } else if (path.starts_with(members_prefix) && path.size() > members_prefix.size()) {
     t.route = Route::member;
     if (!parse_u64(path.substr(members_prefix.size()), t.member)) t.member = 0;
+  } else if (path.starts_with(console_prefix) && path.size() > console_prefix.size()) {
+    t.route = Route::console;
+    t.asset = std::string(path.substr(console_prefix.size()));
   }
-  // Query parameters: only /v1/pool takes one (consistency=stale|linearizable).
+  // Query parameters: /v1/pool takes consistency=stale|linearizable, /v1/status from=leader.
   while (!query.empty()) {
     const auto amp = query.find('&');
     const std::string_view param = query.substr(0, amp);
@@ -84,6 +93,8 @@ Target parse_target(std::string_view target) {
       t.stale = true;
     } else if (t.route == Route::pool && param == "consistency=linearizable") {
       t.stale = false;
+    } else if (t.route == Route::status && param == "from=leader") {
+      t.from_leader = true;
     } else {
       t.bad_query = std::string(param);
     }

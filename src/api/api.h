@@ -30,6 +30,9 @@ enum class Route {
   readyz,    // /readyz
   metrics,   // /metrics
   openapi,   // /v1/openapi.json
+  // The web console and its status feed.
+  console,  // / and /console/{asset}
+  status,   // /v1/status
   not_found,
 };
 
@@ -39,6 +42,8 @@ struct Target {
   std::uint64_t member = 0;  // member: the id in the path, 0 if not a number
   bool stale = false;        // pool: ?consistency=stale
   std::string bad_query;     // a query parameter we do not know, or a bad value
+  std::string asset;         // console: the asset's name ("index.html" for /)
+  bool from_leader = false;  // status: ?from=leader, the leader's view (a follower forwards)
 };
 
 // Splits "/v1/pool?consistency=stale" into a route and its parameters.

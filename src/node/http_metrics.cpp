@@ -20,6 +20,8 @@ const char* route_name(api::Route r) {
     case api::Route::readyz: return "readyz";
     case api::Route::metrics: return "metrics";
     case api::Route::openapi: return "openapi";
+    case api::Route::console: return "console";
+    case api::Route::status: return "status";
     case api::Route::not_found: return "not_found";
   }
   return "not_found";
