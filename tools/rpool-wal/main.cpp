@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "draws.h"
 #include "inspect.h"
 #include "replay.h"
 
@@ -46,6 +47,19 @@ int main(int argc, char** argv) {
   replay->add_option("DATA_DIR", dir, "the node's data directory")->required();
   replay->add_option("--at", at, "the log index to replay up to (default: the last entry)");
 
+  // The audit trail: one line per unit drawn (draws.h).
+  rpool::tools::DrawsOptions draws_options;
+  std::string draws_format = "text";
+  auto* draws = app.add_subcommand(
+      "draws", "one line per unit drawn: request_id, item, index, term, leader time, key");
+  draws->add_option("DATA_DIR", dir, "the node's data directory")->required();
+  draws->add_option("--pool", draws_options.pool_id, "the pool (default: default)");
+  draws->add_option("--from-request", draws_options.from_request, "first request_id shown");
+  draws->add_option("--to-request", draws_options.to_request,
+                    "last request_id shown, inclusive");
+  draws->add_option("--format", draws_format, "text, csv or json (one object per line)")
+      ->check(CLI::IsMember({"text", "csv", "json"}));
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -63,5 +77,11 @@ int main(int argc, char** argv) {
   if (verify->parsed()) return rpool::tools::wal_verify(dir, std::cout, std::cerr);
   if (repair->parsed()) return rpool::tools::wal_repair(dir, yes, std::cout, std::cerr);
   if (replay->parsed()) return rpool::tools::wal_replay(dir, at, std::cout, std::cerr);
+  if (draws->parsed()) {
+    draws_options.format = draws_format == "csv"    ? rpool::tools::DrawsOptions::Format::csv
+                           : draws_format == "json" ? rpool::tools::DrawsOptions::Format::json
+                                                    : rpool::tools::DrawsOptions::Format::text;
+    return rpool::tools::wal_draws(dir, draws_options, std::cout, std::cerr);
+  }
   return 2;
 }
