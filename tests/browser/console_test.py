@@ -27,6 +27,7 @@ import traceback
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 from cluster import Cluster, TestFailure, check, wait_until  # noqa: E402
+import openapi_check  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -89,6 +90,7 @@ def javascript_errors(entries):
 
 
 def run(args):
+    openapi_check.enable()  # the test's own requests must fit docs/openapi.json
     profile = tempfile.mkdtemp(prefix="rpool-console-profile-")
     driver = None
     try:
