@@ -3,6 +3,7 @@
 
 #include <set>
 #include <type_traits>
+#include <unordered_map>
 #include <variant>
 
 #include "base/assert.h"
@@ -84,37 +85,67 @@ void DrawStats::on_draws(const std::string& pool_id, const pool::Result& result,
                          const pool::StateMachine& state) {
   Pool& p = pools_[pool_id];
   const pool::Pool* state_pool = state.pool(pool_id);
-  // A limited item that is at 0 now ran out at its last unit of this batch: the units after it
-  // were drawn without it. Mark those last units (walking backwards, the first seen is the last).
-  std::vector<bool> ran_out(result.draws.size(), false);
-  if (p.tracked && state_pool != nullptr) {
-    std::set<std::string_view> seen;
-    for (std::size_t k = result.draws.size(); k-- > 0;) {
-      const auto& id = result.draws[k].item_id;
-      if (!id || !seen.insert(*id).second) continue;
-      const pool::Item* now = state_pool->find(*id);
-      ran_out[k] = now != nullptr && now->quantity == 0;
-    }
-  }
-  bool lost_track = false;
-  for (std::size_t k = 0; k < result.draws.size(); ++k) {
+  // The common case first, on the apply path of every draw: one hash per unit, one ordered lookup
+  // per distinct item. If no item ran out in this batch, the weights held for every unit of it.
+  std::unordered_map<std::string_view, std::uint64_t> batch;
+  std::uint64_t found = 0;
+  for (const auto& d : result.draws) {
     ++p.units;
-    const auto& id = result.draws[k].item_id;
-    if (!id) {
+    if (!d.item_id) {
       ++p.pool_empty;
       continue;
     }
-    if (!p.tracked) continue;
+    ++found;
+    if (p.tracked) ++batch[*d.item_id];
+  }
+  if (!p.tracked || found == 0) return;
+  // A limited item that is at 0 now ran out at its last unit of this batch.
+  bool ran_out = false;
+  for (const auto& [id, n] : batch) {
+    const pool::Item* now = state_pool != nullptr ? state_pool->find(id) : nullptr;
+    ran_out = ran_out || (now != nullptr && now->quantity == 0);
+  }
+  bool lost_track = p.total_weight == 0;  // cannot be if every change went through on_apply
+  if (!ran_out && !lost_track) {
+    for (const auto& [id, n] : batch) {
+      const auto it = p.items.find(id);
+      if (it == p.items.end()) {
+        lost_track = true;
+        continue;
+      }
+      it->second.observed += n;
+    }
+    p.cum += static_cast<double>(found) / static_cast<double>(p.total_weight);
+  } else if (!lost_track) {
+    on_draws_exact(p, result, *state_pool, lost_track);
+  }
+  if (lost_track && state_pool != nullptr) resync_pool(pool_id, *state_pool);
+}
+
+void DrawStats::on_draws_exact(Pool& p, const pool::Result& result, const pool::Pool& state_pool,
+                               bool& lost_track) {
+  // The units after an item's last one in the batch were drawn without it: mark each ran-out
+  // item's last unit (walking backwards, the first seen is the last) and drop its weight there.
+  std::vector<bool> ran_out(result.draws.size(), false);
+  std::set<std::string_view> seen;
+  for (std::size_t k = result.draws.size(); k-- > 0;) {
+    const auto& id = result.draws[k].item_id;
+    if (!id || !seen.insert(*id).second) continue;
+    const pool::Item* now = state_pool.find(*id);
+    ran_out[k] = now != nullptr && now->quantity == 0;
+  }
+  for (std::size_t k = 0; k < result.draws.size(); ++k) {
+    const auto& id = result.draws[k].item_id;
+    if (!id) continue;  // counted by on_draws
     const auto it = p.items.find(*id);
     if (it == p.items.end() || p.total_weight == 0) {
-      lost_track = true;  // cannot happen if every change went through on_apply; recover anyway
+      lost_track = true;
       continue;
     }
     p.cum += 1.0 / static_cast<double>(p.total_weight);
     ++it->second.observed;
     if (ran_out[k]) set_weight(p, it->second, 0);
   }
-  if (lost_track && state_pool != nullptr) resync_pool(pool_id, *state_pool);
 }
 
 void DrawStats::on_apply(const pool::Command& command, const pool::Result& result,

@@ -83,6 +83,10 @@ class DrawStats {
   static void set_weight(Pool& pool, Item& item, std::uint64_t weight);
   void on_draws(const std::string& pool_id, const pool::Result& result,
                 const pool::StateMachine& state);
+  // on_draws when an item ran out within the batch: unit by unit. Sets lost_track if an item
+  // drawn is not known (the caller resyncs).
+  void on_draws_exact(Pool& pool, const pool::Result& result, const pool::Pool& state_pool,
+                      bool& lost_track);
 
   // Stops tracking `pool`'s items (too many).
   void untrack(Pool& pool);
