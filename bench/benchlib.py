@@ -169,11 +169,22 @@ class Procs:
             self.stop(p)
 
 
+# For https:// URLs: trust only this CA (set_ca), as the nodes' clients do.
+_tls_context = None
+
+
+def set_ca(cafile):
+    global _tls_context
+    import ssl
+    _tls_context = ssl.create_default_context(cafile=cafile)
+
+
 def http_get(url, timeout=1.0, data=None, method=None):
     req = urllib.request.Request(url, data=data, method=method)
     if data is not None:
         req.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(req, timeout=timeout) as r:
+    context = _tls_context if url.startswith("https://") else None
+    with urllib.request.urlopen(req, timeout=timeout, context=context) as r:
         return r.status, r.read()
 
 
@@ -204,15 +215,16 @@ def catalog(items):
 
 
 def rpool_cluster(build_dir, parent, nodes=3, catalog_items=100, snapshot_entries=100000,
-                  keep=False):
+                  keep=False, tls=False):
     """A Cluster (tests/integration/cluster.py) of `build_dir`'s rpoold, not started yet: nodes
     on 127.0.0.1..N, fsync on, 64 MiB segments, `catalog_items` unlimited items, its directory
-    under `parent`. Use it in a `with` block (or close() it): that kills its nodes by pid and,
+    under `parent`; with `tls`, TLS on both ports (certificates from scripts/certs in its
+    directory). Use it in a `with` block (or close() it): that kills its nodes by pid and,
     unless `keep`, removes its directory."""
     os.makedirs(parent, exist_ok=True)
     return Cluster(os.path.join(build_dir, "apps", "rpoold"), nodes=nodes,
                    catalog=catalog(catalog_items), snapshot_entries=snapshot_entries,
-                   segment_bytes=64 << 20, keep_dir=keep, parent_dir=parent)
+                   segment_bytes=64 << 20, keep_dir=keep, parent_dir=parent, tls=tls)
 
 
 def uptime():

@@ -7,7 +7,10 @@
 // error, address in use), always with one clear line on stderr.
 #include <csignal>
 #include <cstdio>
+#include <functional>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
@@ -15,6 +18,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <fmt/format.h>
 
+#include "net/tls/tls.h"
 #include "node/config.h"
 #include "node/server.h"
 
@@ -59,6 +63,30 @@ int main(int argc, char** argv) {
     return fail(2, fmt::format("--id {}: no member with this id in {}", id, config_path));
   }
 
+  // TLS: the files must load, the key match, and the certificate cover this node's own raft host
+  // (peers check it) and, with tls.http, its HTTP host (clients check it).
+  std::shared_ptr<boost::asio::ssl::context> tls;
+  if (config->tls) {
+    const rpool::node::TlsSettings files = config->tls_for(rpool::NodeId(id));
+    tls = rpool::net::make_tls_context({files.ca, files.cert, files.key}, error);
+    if (!tls) return fail(2, fmt::format("config: {}", error));
+    const rpool::node::Member& self = *config->member(rpool::NodeId(id));
+    std::vector<std::string> hosts{self.raft.host};
+    if (files.http) hosts.push_back(self.http.host);
+    for (const std::string& host : hosts) {
+      if (!rpool::net::own_certificate_covers(*tls, host)) {
+        return fail(2, fmt::format("config: tls.cert: {} has no subjectAltName covering {}, "
+                                   "an address of node {}",
+                                   files.cert, host, id));
+      }
+    }
+  }
+  std::optional<std::string> admin_token;
+  if (config->admin_token_file) {
+    admin_token = rpool::node::read_admin_token_file(*config->admin_token_file, error);
+    if (!admin_token) return fail(2, fmt::format("config: {}", error));
+  }
+
   // A peer or client that goes away mid-write must not kill the process.
   std::signal(SIGPIPE, SIG_IGN);
 
@@ -70,6 +98,8 @@ int main(int argc, char** argv) {
   options.replica.join = join;
   options.log_format =
       log_format == "json" ? rpool::node::Logger::Format::json : rpool::node::Logger::Format::text;
+  options.tls = std::move(tls);
+  options.admin_token = std::move(admin_token);
 
   auto node = rpool::node::Server::open(io, std::move(options), error);
   if (!node) return fail(1, error);
@@ -96,6 +126,16 @@ int main(int argc, char** argv) {
       if (!ec2) io.stop();
     });
   });
+  // SIGHUP: read admin_token_file again (a bad file keeps the old token, and says why).
+  boost::asio::signal_set hangups(io, SIGHUP);
+  std::function<void()> on_hangup = [&] {
+    hangups.async_wait([&](const boost::system::error_code& ec, int) {
+      if (ec) return;
+      node->reload_admin_token();
+      on_hangup();
+    });
+  };
+  on_hangup();
   io.run();
   if (node->fatal()) return fail(1, *node->fatal());
   return exit_code;

@@ -85,7 +85,8 @@ pool::Item catalog_item(const json& j, const std::string& field) {
 
 Config parse(const json& root) {
   if (!root.is_object()) throw ConfigError{"expected an object at the top level"};
-  only_fields(root, "", {"members", "data_dir", "catalog", "admin_token", "raft", "wal"});
+  only_fields(root, "", {"members", "data_dir", "catalog", "admin_token", "admin_token_file", "tls",
+                         "raft", "wal"});
   Config c;
 
   if (!root.contains("members") || !root["members"].is_array() || root["members"].empty()) {
@@ -157,6 +158,31 @@ Config parse(const json& root) {
     }
   }
 
+  if (root.contains("admin_token_file")) {
+    const json& t = root["admin_token_file"];
+    if (!t.is_string() || t.get<std::string>().empty())
+      fail("admin_token_file", "expected a non-empty string (a file path)");
+    if (c.admin_token) fail("admin_token_file", "give admin_token or admin_token_file, not both");
+    c.admin_token_file = t.get<std::string>();
+  }
+
+  if (root.contains("tls")) {
+    const json& t = require_object(root["tls"], "tls");
+    only_fields(t, "tls", {"ca", "cert", "key", "http"});
+    TlsSettings tls;
+    for (auto [name, field] : {std::pair{"ca", &tls.ca}, std::pair{"cert", &tls.cert},
+                               std::pair{"key", &tls.key}}) {
+      if (!t.contains(name) || !t[name].is_string() || t[name].get<std::string>().empty())
+        fail(std::string("tls.") + name, "expected a non-empty string (a PEM file path)");
+      *field = t[name].get<std::string>();
+    }
+    if (t.contains("http")) {
+      if (!t["http"].is_boolean()) fail("tls.http", "expected true or false");
+      tls.http = t["http"].get<bool>();
+    }
+    c.tls = std::move(tls);
+  }
+
   if (root.contains("raft")) {
     const json& r = require_object(root["raft"], "raft");
     only_fields(r, "raft", {"heartbeat_ms", "election_timeout_ms", "snapshot_entries"});
@@ -204,14 +230,57 @@ const Member* Config::member(NodeId id) const {
   return nullptr;
 }
 
-std::string Config::data_dir_for(NodeId id) const {
-  std::string dir = data_dir;
+namespace {
+
+std::string replace_id(std::string text, NodeId id) {
   const std::string id_text = std::to_string(id.value());
-  for (std::size_t at = dir.find("{id}"); at != std::string::npos;
-       at = dir.find("{id}", at + id_text.size())) {
-    dir.replace(at, 4, id_text);
+  for (std::size_t at = text.find("{id}"); at != std::string::npos;
+       at = text.find("{id}", at + id_text.size())) {
+    text.replace(at, 4, id_text);
   }
-  return dir;
+  return text;
+}
+
+}  // namespace
+
+std::string Config::data_dir_for(NodeId id) const { return replace_id(data_dir, id); }
+
+TlsSettings Config::tls_for(NodeId id) const {
+  TlsSettings out = tls.value();
+  out.ca = replace_id(out.ca, id);
+  out.cert = replace_id(out.cert, id);
+  out.key = replace_id(out.key, id);
+  return out;
+}
+
+std::optional<std::string> read_admin_token_file(const std::string& path, std::string& error) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    error = fmt::format("admin_token_file: cannot read {}", path);
+    return std::nullopt;
+  }
+  std::string token(admin_token_bytes_max + 2, '\0');
+  in.read(token.data(), static_cast<std::streamsize>(token.size()));
+  token.resize(static_cast<std::size_t>(in.gcount()));
+  while (!token.empty() && (token.back() == '\n' || token.back() == '\r')) token.pop_back();
+  if (token.empty()) {
+    error = fmt::format("admin_token_file: {} is empty", path);
+    return std::nullopt;
+  }
+  if (token.size() > admin_token_bytes_max) {
+    error = fmt::format("admin_token_file: {} holds more than {} bytes", path,
+                        admin_token_bytes_max);
+    return std::nullopt;
+  }
+  for (const char ch : token) {
+    if (ch <= ' ' || ch > '~') {
+      error = fmt::format("admin_token_file: {} holds a character that is not printable ASCII "
+                          "(or a space); a token is one line",
+                          path);
+      return std::nullopt;
+    }
+  }
+  return token;
 }
 
 namespace {

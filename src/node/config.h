@@ -38,18 +38,38 @@ struct WalSettings {
   bool fsync = true;
 };
 
+// The config's `tls` block: paths with "{id}" not yet replaced (Config::tls_files_for).
+struct TlsSettings {
+  std::string ca;
+  std::string cert;
+  std::string key;
+  bool http = true;  // the HTTP port serves HTTPS only, followers forward over HTTPS
+};
+
 struct Config {
   std::vector<Member> members;
   std::string data_dir = "data/node-{id}";  // "{id}" is replaced by the node id
   std::vector<pool::Item> catalog;
   std::optional<std::string> admin_token;
+  // A file holding the admin token, read at start and again on SIGHUP (read_admin_token_file);
+  // never together with admin_token.
+  std::optional<std::string> admin_token_file;
+  std::optional<TlsSettings> tls;  // absent: plaintext on both ports
   RaftSettings raft;
   WalSettings wal;
 
   const Member* member(NodeId id) const;
   // data_dir with "{id}" replaced.
   std::string data_dir_for(NodeId id) const;
+  // tls with "{id}" replaced in every path; requires tls.
+  TlsSettings tls_for(NodeId id) const;
 };
+
+// The admin token in `path`: its content without the trailing newline(s). It must be 1 to
+// admin_token_bytes_max printable ASCII characters without spaces. On failure returns nullopt
+// and sets `error` to one line naming the file and why.
+std::optional<std::string> read_admin_token_file(const std::string& path, std::string& error);
+inline constexpr std::size_t admin_token_bytes_max = 4096;
 
 // The encoded catalog is one log entry (pool::Bootstrap): under raft's entry and message limits
 // (raft::entry_bytes_max_default, message_bytes_max_default: 1 MiB), with room for the rest of

@@ -90,7 +90,10 @@ api::Error error_of(std::error_code ec) {
 }
 
 HttpApi::HttpApi(Replica& replica, net::HttpClient& client, const net::PeerTransport* transport)
-    : replica_(replica), client_(client), transport_(transport) {}
+    : replica_(replica),
+      client_(client),
+      transport_(transport),
+      admin_token_(replica.options().config.admin_token) {}
 
 HttpResponse HttpApi::json_response(const HttpRequest& request, unsigned status, std::string body) {
   HttpResponse res{static_cast<http::status>(status), request.version()};
@@ -122,7 +125,7 @@ HttpResponse HttpApi::outcome_response(const HttpRequest& request, const Outcome
 }
 
 bool HttpApi::authorized(const HttpRequest& request) const {
-  const auto& token = replica_.options().config.admin_token;
+  const auto& token = admin_token_;
   if (!token) return true;
   const std::string_view header = request[http::field::authorization];
   // The scheme is case-insensitive (RFC 9110 §11.1); the token is compared exactly.

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json_fwd.hpp>
@@ -40,6 +41,10 @@ class HttpApi {
 
   std::uint64_t forwarded() const { return forwarded_; }
 
+  // The admin token the admin endpoints require from now on (null: none). Starts as the
+  // config's admin_token; the server sets the one read from admin_token_file (and on SIGHUP).
+  void set_admin_token(std::optional<std::string> token) { admin_token_ = std::move(token); }
+
  private:
   void handle_draw(HttpRequest&& request, Respond respond);
   void handle_item(HttpRequest&& request, Respond respond, const std::string& item_id);
@@ -69,6 +74,7 @@ class HttpApi {
   Replica& replica_;
   net::HttpClient& client_;
   const net::PeerTransport* transport_;
+  std::optional<std::string> admin_token_;
   std::string pool_json_cache_;
   LogIndex pool_json_cache_index_;
   std::uint64_t forwarded_ = 0;

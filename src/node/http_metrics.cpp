@@ -203,6 +203,14 @@ void HttpApi::handle_metrics(HttpRequest&& request, Respond respond) {
     out.counter("rpool_peer_handshakes_rejected_total",
                 "Peer connections refused at the handshake (wrong cluster, id or version).",
                 as_double(transport_->handshakes_rejected_total()));
+    for (std::size_t i = 0; i < net::peer_reject_reason_count; ++i) {
+      const auto reason = static_cast<net::PeerRejectReason>(i);
+      out.counter("rpool_peer_rejected_connections_total",
+                  "Peer connections closed before their first frame, by reason (TLS: "
+                  "no_certificate, untrusted_certificate, unknown_member, wrong_identity).",
+                  as_double(transport_->rejected_connections(reason)),
+                  {{"reason", std::string(net::to_string(reason))}});
+    }
   }
 
   HttpResponse res = json_response(request, 200, out.take());

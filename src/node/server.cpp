@@ -160,6 +160,7 @@ bool Server::start(std::string& error) {
   peer_options.listen_port = self->raft.port;
   peer_options.bind_host = self->raft.host;
   peer_options.log = [this](std::string_view line) { logger_.info(line); };
+  peer_options.tls = options_.tls;
   transport_->peers = std::make_unique<net::PeerTransport>(
       io_, peer_options, [this](raft::Message&& m) { replica_->step(std::move(m)); });
   if (const auto ec = transport_->peers->start()) {
@@ -169,8 +170,11 @@ bool Server::start(std::string& error) {
 
   net::HttpClientOptions client_options;
   client_options.bind_host = self->http.host;
+  const bool https = options_.tls && ro.config.tls && ro.config.tls->http;
+  if (https) client_options.tls = options_.tls;
   client_ = std::make_unique<net::HttpClient>(io_, client_options);
   api_ = std::make_unique<HttpApi>(*replica_, *client_, transport_->peers.get());
+  if (options_.admin_token) api_->set_admin_token(options_.admin_token);
 
   net::HttpServerOptions http_options;
   http_options.host = self->http.host;
@@ -180,6 +184,7 @@ bool Server::start(std::string& error) {
   // connections is refused (503) rather than taking the descriptors the WAL and snapshots need.
   http_options.connections_max = net::connections_max_for_fd_limit(raise_fd_limit());
   http_options.log = [this](std::string_view line) { logger_.warn(line); };
+  if (https) http_options.tls = options_.tls;
   http_ = std::make_unique<net::HttpServer>(io_, http_options,
                                             [this](HttpRequest&& request, Respond respond) {
                                               api_->handle(std::move(request), std::move(respond));
@@ -192,8 +197,28 @@ bool Server::start(std::string& error) {
   storage_ = std::make_unique<ThreadStorage>(
       env_, std::make_unique<LogStore>(ro.data_dir, wal_options_, std::move(recovered_log_)));
   replica_->start(*storage_);
-  logger_.info("serving", {{"raft", self->raft.to_string()}, {"http", self->http.to_string()}});
+  logger_.info("serving", {{"raft", self->raft.to_string()},
+                           {"http", self->http.to_string()},
+                           {"peer_tls", std::string(options_.tls ? "mutual" : "off: the raft port trusts its network")},
+                           {"http_tls", https}});
   return true;
+}
+
+void Server::reload_admin_token() {
+  const auto& path = options_.replica.config.admin_token_file;
+  if (!path) {
+    logger_.warn("SIGHUP: the config names no admin_token_file; nothing to reload");
+    return;
+  }
+  std::string error;
+  auto token = read_admin_token_file(*path, error);
+  if (!token) {
+    logger_.warn("SIGHUP: keeping the current admin token", {{"error", error}});
+    return;
+  }
+  options_.admin_token = token;
+  if (api_) api_->set_admin_token(std::move(token));
+  logger_.info("SIGHUP: admin token reloaded", {{"file", *path}});
 }
 
 std::uint16_t Server::http_port() const { return http_ ? http_->port() : 0; }

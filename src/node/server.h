@@ -24,6 +24,11 @@ namespace rpool::node {
 struct ServerOptions {
   ReplicaOptions replica;
   Logger::Format log_format = Logger::Format::text;
+  // From net::make_tls_context over the config's tls files; null without `tls`. Peers always use
+  // it when set; HTTP (server and forwarding client) when the config's tls.http is on.
+  std::shared_ptr<boost::asio::ssl::context> tls;
+  // The token read from the config's admin_token_file at start, if it names one.
+  std::optional<std::string> admin_token;
 };
 
 // Env on an io_context: steady_clock, the system clock, getrandom(2), Asio timers.
@@ -58,6 +63,10 @@ class Server {
   // Set when storage failed in a way the node cannot recover from; the caller exits 1.
   const std::optional<std::string>& fatal() const { return replica_->fatal(); }
   void on_fatal(std::function<void()> callback) { replica_->on_fatal(std::move(callback)); }
+
+  // Reads the config's admin_token_file again and uses the token from now on; on failure keeps
+  // the old token. Either way one line is logged (never the token). No-op without the file.
+  void reload_admin_token();
 
   std::uint16_t http_port() const;
   std::uint16_t raft_port() const;

@@ -117,13 +117,20 @@ void Core::become_leader() {
   pending_config_index_ = log_.last_index();
 }
 
+Progress Core::new_progress() {
+  Progress pr;
+  pr.next_index = log_.last_index().next();
+  // A round of its own: nothing sent before it can be answered at it or above. Pending reads
+  // wait for acks at their own (lower) rounds, which this round's messages also give.
+  pr.first_round = ++read_round_;
+  return pr;
+}
+
 void Core::reset_progress() {
   progress_.clear();
   auto add = [&](NodeId id) {
     if (id == config_.id) return;
-    Progress pr;
-    pr.next_index = log_.last_index().next();
-    progress_.emplace(id, pr);
+    progress_.emplace(id, new_progress());
   };
   for (NodeId id : membership_.voters) add(id);
   for (NodeId id : membership_.learners) add(id);
@@ -316,8 +323,15 @@ void Core::handle_vote(const Message& m) {
   // promises nothing, so it may be granted regardless of our vote in this term.
   const bool can_vote = voted_for_ == m.from || (voted_for_ == NodeId(0) && leader_ == NodeId(0)) ||
                         (pre && m.term > current_term_);
+  // Only a voter of its own latest configuration votes. A node started empty to join (or wiped
+  // and added back under its old id) knows no configuration yet, and a learner is not counted in
+  // its own: yet a candidate with a stale configuration that still lists the id as a voter would
+  // count the vote, though the node behind the id lost the log that the vote must protect (node
+  // simulation, seed 101303: a stale node won with the vote of a wiped one and overwrote
+  // committed entries). Refusing a vote is always safe.
+  const bool voter = membership_.is_voter(config_.id);
   // Raft §5.4.1: only a candidate whose log is at least as up-to-date as ours.
-  const bool grant = can_vote && log_.is_up_to_date(m.index, m.log_term);
+  const bool grant = voter && can_vote && log_.is_up_to_date(m.index, m.log_term);
   Message r;
   r.type = pre ? MessageType::pre_vote_resp : MessageType::vote_resp;
   r.to = m.from;
@@ -410,6 +424,11 @@ void Core::step_leader(const Message& m) {
   auto it = progress_.find(m.from);
   if (it == progress_.end()) return;  // not (or no longer) a member
   Progress& pr = it->second;
+  // An answer to a message sent before this Progress began: from an earlier incarnation of the
+  // member, whose log the node behind the id may no longer have (node simulation, seed 6411: an
+  // acknowledgement from before a wipe set match_index beyond the new node's log, and the
+  // leader never sent it the entries in between).
+  if (m.context < pr.first_round) return;
   switch (m.type) {
     case MessageType::append_resp: handle_append_resp(m, pr); break;
     case MessageType::heartbeat_resp: handle_heartbeat_resp(m, pr); break;

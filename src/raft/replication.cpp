@@ -17,6 +17,7 @@ void Core::handle_append(const Message& m) {
   Message r;
   r.type = MessageType::append_resp;
   r.to = m.from;
+  r.context = m.context;  // the leader's round: see Progress::first_round
   if (m.index < log_.commit_index()) {
     // Everything up to our commit index matches the leader's log already (Leader Completeness);
     // tell it where we are.
@@ -75,6 +76,7 @@ void Core::handle_snapshot(const Message& m) {
   Message r;
   r.type = MessageType::snapshot_resp;
   r.to = m.from;
+  r.context = m.context;
   if (m.snapshot.index <= log_.commit_index()) {
     // We already have everything the snapshot covers.
     receiving_.reset();
@@ -272,6 +274,7 @@ bool Core::send_append(NodeId to, Progress& pr, bool allow_empty) {
       std::min(log_.last_index().next(), pr.next_index + config_.entries_per_append_max);
   Message m;
   m.type = MessageType::append;
+  m.context = read_round_;
   m.to = to;
   m.index = prev;
   m.log_term = *prev_term;
@@ -322,6 +325,7 @@ void Core::send_snapshot_chunk(NodeId to, Progress& pr) {
   const std::uint64_t end = std::min<std::uint64_t>(total, offset + config_.snapshot_chunk_bytes);
   Message m;
   m.type = MessageType::snapshot;
+  m.context = read_round_;
   m.to = to;
   m.snapshot = snapshot_->meta;
   m.offset = offset;

@@ -223,8 +223,7 @@ void Core::set_membership(Membership m, LogIndex config_index, Term config_term)
   }
   auto add = [&](NodeId id) {
     if (id == config_.id || progress_.count(id) != 0) return;
-    Progress pr;
-    pr.next_index = log_.last_index().next();
+    Progress pr = new_progress();
     pr.recent_active = true;
     progress_.emplace(id, pr);
   };

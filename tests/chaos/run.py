@@ -4,7 +4,7 @@ nemesis kills leaders, crashes every node, pauses nodes, partitions the raft net
 loopback) or fills a node's disk; then checker.py checks the whole recorded history.
 
     run.py --rpoold build/apps/rpoold --rpool-wal build/tools/rpool-wal
-           [--scenario NAME ...] [--seconds S] [--seed N] [--nodes 3|5]
+           [--scenario NAME ...] [--seconds S] [--seed N] [--nodes 3|5] [--tls]
     run.py ... --soak MINUTES          all nemeses mixed at random for that long
     run.py ... --planted-bugs          builds rpoold with -Dplanted_bugs=true in build-bugs/ and
                                        checks that each planted bug is caught
@@ -16,7 +16,8 @@ any failure. A scenario that needs nftables or tmpfs where the kernel refuses pr
 `SKIPPED: ...` loudly and counts as skipped, never as passed. A scenario marked as a known failure
 (a tracked bug or a missing feature) runs, prints its outcome, and is listed as such.
 The seed is printed; `--seed N --scenario NAME` replays a run's choices (the kernel's timing
-still varies). Set RPOOL_IT_KEEP=1 to keep the clusters' directories.
+still varies). Set RPOOL_IT_KEEP=1 to keep the clusters' directories. With --tls every cluster runs
+with TLS on both ports (certificates made by scripts/certs at run time), and the clients speak HTTPS.
 """
 
 import argparse
@@ -135,7 +136,8 @@ def run_scenario(args, sc, seed, seconds, env=None):
     """Runs one scenario; returns a Result."""
     res = Result(sc.name, seed)
     rng = random.Random(seed)
-    print(f"=== {sc.name} (seed {seed}, {args.nodes} nodes, {seconds:.0f}s): {sc.doc}", flush=True)
+    print(f"=== {sc.name} (seed {seed}, {args.nodes} nodes, {seconds:.0f}s"
+          f"{', TLS' if args.tls else ''}): {sc.doc}", flush=True)
     if "nft" in sc.needs:
         reason = nft_check()
         if reason:
@@ -145,7 +147,8 @@ def run_scenario(args, sc, seed, seconds, env=None):
     started = time.monotonic()
     saved_env = {k: os.environ.get(k) for k in (env or {})}
     os.environ.update(env or {})
-    cc = ChaosCluster(args.rpoold, args.rpool_wal, nodes=args.nodes, **sc.cluster)
+    cc = ChaosCluster(args.rpoold, args.rpool_wal, nodes=args.nodes,
+                      **dict(sc.cluster, **({"tls": True} if args.tls else {})))
     history = History()
     cc.history = history
     load, nemeses, disk, fiu, slow = None, [], None, None, None
@@ -416,6 +419,8 @@ def main():
                     help="a scenario known to fail (tracked bug): runs, but its failure is listed, not counted")
     ap.add_argument("--sabotage", choices=("drop_answer", "stale_read", "double_draw"),
                     help="break the recorded history on purpose before checking (the checker must fail)")
+    ap.add_argument("--tls", action="store_true",
+                    help="TLS on both ports of every cluster (mutual TLS between peers, HTTPS clients)")
     ap.add_argument("--list", action="store_true")
     args = ap.parse_args()
     if args.list:

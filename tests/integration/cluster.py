@@ -19,11 +19,30 @@ import random
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
 
 import openapi_check
+
+CERTS_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "certs")
+
+
+def make_certs(directory, nodes):
+    """scripts/certs into `directory`: ca.pem, and node-<i>.pem / node-<i>-key.pem for node i on
+    127.0.0.i, i = 1..nodes. Running it again on the same directory reuses the CA."""
+    subprocess.run([CERTS_SCRIPT, directory, "--nodes", str(nodes)], check=True,
+                   stdout=subprocess.DEVNULL)
+    return directory
+
+
+def tls_client_context(cafile):
+    """An HTTPS client context that trusts only `cafile` and checks the server's address."""
+    context = ssl.create_default_context(cafile=cafile)
+    context.check_hostname = True
+    return context
+
 
 HOSTS = ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
 
@@ -87,8 +106,9 @@ class Response:
 class Client:
     """One kept-alive HTTP/1.1 connection to one node. Not thread-safe: one per thread."""
 
-    def __init__(self, host, port, timeout=15.0):
-        self.host, self.port, self.timeout = host, port, timeout
+    def __init__(self, host, port, timeout=15.0, tls=None):
+        """`tls`: an ssl.SSLContext for HTTPS (tls_client_context); None: plain HTTP."""
+        self.host, self.port, self.timeout, self.tls = host, port, timeout, tls
         self.conn = None
 
     def close(self):
@@ -109,7 +129,12 @@ class Client:
         for attempt in (0, 1):
             reused = self.conn is not None
             if self.conn is None:
-                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout or self.timeout)
+                if self.tls is not None:
+                    self.conn = http.client.HTTPSConnection(self.host, self.port, context=self.tls,
+                                                            timeout=timeout or self.timeout)
+                else:
+                    self.conn = http.client.HTTPConnection(self.host, self.port,
+                                                           timeout=timeout or self.timeout)
             elif timeout is not None:
                 self.conn.timeout = timeout
                 if self.conn.sock is not None:
@@ -165,8 +190,9 @@ class Node:
 
     @property
     def url(self):
-        """The base URL of its HTTP API, e.g. http://127.0.0.2:20003."""
-        return f"http://{self.host}:{self.http_port}"
+        """The base URL of its HTTP API, e.g. http://127.0.0.2:20003 (https:// with TLS)."""
+        scheme = "https" if self.cluster.tls_client is not None else "http"
+        return f"{scheme}://{self.host}:{self.http_port}"
 
     def member(self):
         """This node as POST /v1/cluster/members wants it."""
@@ -229,7 +255,7 @@ class Node:
         self.start()
 
     def client(self, timeout=15.0):
-        return Client(self.host, self.http_port, timeout=timeout)
+        return Client(self.host, self.http_port, timeout=timeout, tls=self.cluster.tls_client)
 
     def get(self, path, timeout=5.0):
         """One GET on a connection of its own."""
@@ -258,10 +284,13 @@ class Node:
 class Cluster:
     def __init__(self, rpoold, nodes=3, catalog=None, admin_token=None, heartbeat_ms=50,
                  election_timeout_ms=500, snapshot_entries=None, segment_bytes=None, keep_dir=False,
-                 founders=None, parent_dir=None):
+                 founders=None, parent_dir=None, tls=False, admin_token_file=None):
         """`founders` (default: all): how many of the nodes form the cluster; the others are
         spares that join later (started with `--join` and a config naming every node).
-        `parent_dir` (default: $TMPDIR or /tmp): where the cluster's temporary directory goes."""
+        `parent_dir` (default: $TMPDIR or /tmp): where the cluster's temporary directory goes.
+        `tls`: certificates made with scripts/certs in <dir>/certs, TLS on the raft and HTTP
+        ports, and clients that speak HTTPS trusting that CA (self.certs_dir, self.tls_client).
+        `admin_token_file`: the config's admin_token_file (the caller writes the file)."""
         if nodes > len(HOSTS):
             raise ValueError(f"a Cluster has at most {len(HOSTS)} nodes ({nodes} asked)")
         self.rpoold = rpoold
@@ -285,6 +314,17 @@ class Cluster:
         }
         if admin_token is not None:
             self.config["admin_token"] = admin_token
+        if admin_token_file is not None:
+            self.config["admin_token_file"] = admin_token_file
+        self.certs_dir = None
+        self.tls_client = None
+        if tls:
+            self.certs_dir = make_certs(os.path.join(self.dir, "certs"), nodes)
+            self.config["tls"] = {"ca": os.path.join(self.certs_dir, "ca.pem"),
+                                  "cert": os.path.join(self.certs_dir, "node-{id}.pem"),
+                                  "key": os.path.join(self.certs_dir, "node-{id}-key.pem"),
+                                  "http": True}
+            self.tls_client = tls_client_context(os.path.join(self.certs_dir, "ca.pem"))
         if snapshot_entries is not None:
             self.config["raft"]["snapshot_entries"] = snapshot_entries
         if segment_bytes is not None:

@@ -19,6 +19,8 @@
 #include <utility>
 #include <vector>
 
+#include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <fmt/format.h>
 
 #include "base/assert.h"
@@ -36,7 +38,17 @@ using Done = std::function<void(std::error_code, HttpResponse&&)>;
 
 struct Connection {
   Connection(asio::io_context& io, std::string key_in) : stream(io), key(std::move(key_in)) {}
+  // Calls f with the stream that carries HTTP: TLS over `stream`, or `stream` itself.
+  template <class F>
+  void with_stream(F&& f) {
+    if (tls) {
+      f(*tls);
+    } else {
+      f(stream);
+    }
+  }
   beast::tcp_stream stream;
+  std::optional<asio::ssl::stream<beast::tcp_stream&>> tls;  // HTTPS (set before the handshake)
   beast::flat_buffer buffer;
   const std::string key;  // "host:port" of its pool
   std::chrono::steady_clock::time_point idle_since;
@@ -94,7 +106,9 @@ struct HttpClient::State : std::enable_shared_from_this<HttpClient::State> {
   void acquire(const std::shared_ptr<Exchange>& exchange);
   void connect(const std::shared_ptr<Exchange>& exchange);
   void connect_to(const std::shared_ptr<Exchange>& exchange, const tcp::endpoint& endpoint);
+  void handshake(const std::shared_ptr<Exchange>& exchange);
   void send(const std::shared_ptr<Exchange>& exchange);
+  void receive(const std::shared_ptr<Exchange>& exchange);
   void on_read(const std::shared_ptr<Exchange>& exchange, beast::error_code ec);
   void on_timeout(const std::shared_ptr<Exchange>& exchange, beast::error_code ec);
   void finish(const std::shared_ptr<Exchange>& exchange, std::error_code ec,
@@ -199,8 +213,22 @@ void HttpClient::State::connect_to(const std::shared_ptr<Exchange>& exchange,
         if (ec) return self->fail(exchange, ec);
         beast::error_code ignored;
         exchange->connection->stream.socket().set_option(tcp::no_delay(true), ignored);
+        if (self->options.tls) return self->handshake(exchange);
         self->send(exchange);
       });
+}
+
+// HTTPS: the server's certificate must chain to our CA and cover the host we asked for (the
+// leader's HTTP host), or the request fails unsent.
+void HttpClient::State::handshake(const std::shared_ptr<Exchange>& exchange) {
+  auto& tls = exchange->connection->tls.emplace(exchange->connection->stream, *options.tls);
+  tls.set_verify_callback(asio::ssl::host_name_verification(exchange->host));
+  tls.async_handshake(asio::ssl::stream_base::client,
+                      [self = shared_from_this(), exchange](beast::error_code ec) {
+                        if (exchange->finished) return;
+                        if (ec) return self->fail(exchange, ec);
+                        self->send(exchange);
+                      });
 }
 
 void HttpClient::State::send(const std::shared_ptr<Exchange>& exchange) {
@@ -211,21 +239,28 @@ void HttpClient::State::send(const std::shared_ptr<Exchange>& exchange) {
   request.prepare_payload();
   Connection& connection = *exchange->connection;
   connection.stream.expires_never();
-  http::async_write(
-      connection.stream, request,
-      [self = shared_from_this(), exchange](beast::error_code ec, std::size_t /*bytes*/) {
-        if (exchange->finished) return;
-        if (ec) return self->fail(exchange, ec);
-        exchange->parser.emplace();
-        exchange->parser->body_limit(self->options.response_body_bytes_max);
-        // An answer to HEAD announces a length but carries no body.
-        if (exchange->request.method() == http::verb::head) exchange->parser->skip(true);
-        http::async_read(exchange->connection->stream, exchange->connection->buffer,
-                         *exchange->parser,
-                         [self, exchange](beast::error_code read_ec, std::size_t /*bytes*/) {
-                           self->on_read(exchange, read_ec);
-                         });
-      });
+  connection.with_stream([&](auto& stream) {
+    http::async_write(stream, request,
+                      [self = shared_from_this(), exchange](beast::error_code ec, std::size_t) {
+                        if (exchange->finished) return;
+                        if (ec) return self->fail(exchange, ec);
+                        self->receive(exchange);
+                      });
+  });
+}
+
+void HttpClient::State::receive(const std::shared_ptr<Exchange>& exchange) {
+  exchange->parser.emplace();
+  exchange->parser->body_limit(options.response_body_bytes_max);
+  // An answer to HEAD announces a length but carries no body.
+  if (exchange->request.method() == http::verb::head) exchange->parser->skip(true);
+  Connection& connection = *exchange->connection;
+  connection.with_stream([&](auto& stream) {
+    http::async_read(stream, connection.buffer, *exchange->parser,
+                     [self = shared_from_this(), exchange](beast::error_code ec, std::size_t) {
+                       self->on_read(exchange, ec);
+                     });
+  });
 }
 
 void HttpClient::State::on_read(const std::shared_ptr<Exchange>& exchange, beast::error_code ec) {

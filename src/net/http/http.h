@@ -20,6 +20,10 @@
 
 #include "net/http/beast.h"
 
+namespace boost::asio::ssl {
+class context;
+}
+
 namespace rpool::net {
 
 namespace http = boost::beast::http;
@@ -83,6 +87,10 @@ struct HttpServerOptions {
   // connection is a descriptor, and the node's log, snapshots and peers need theirs.
   std::size_t connections_max = connections_max_default;
   std::string server_name = "rpool";
+  // Null: plain HTTP. Else the port serves HTTPS only, with this context's certificate
+  // (net::make_tls_context); clients are not asked for a certificate. A connection whose TLS
+  // handshake fails or does not finish within read_timeout is closed and counted.
+  std::shared_ptr<boost::asio::ssl::context> tls;
   // Where warnings go (a handler threw, accept failed). Null: one line on stderr.
   std::function<void(std::string_view message)> log;
 };
@@ -97,6 +105,7 @@ struct HttpServerStats {
   std::uint64_t accept_errors = 0;
   std::uint64_t requests = 0;      // complete requests handed to the handler
   std::uint64_t bad_requests = 0;  // answered 400, 413 or 431 by the server itself
+  std::uint64_t tls_handshake_failures = 0;  // HTTPS: connections closed in the TLS handshake
 };
 
 class HttpServer {
@@ -150,6 +159,9 @@ struct HttpClientOptions {
   // deadline, so a connection the server is about to close is not picked).
   std::chrono::milliseconds idle_timeout{15'000};
   std::size_t response_body_bytes_max = 64 * 1024 * 1024;
+  // Null: plain HTTP. Else every request goes over HTTPS, and the server's certificate must chain
+  // to the context's CA and cover the host the request is sent to (net::make_tls_context).
+  std::shared_ptr<boost::asio::ssl::context> tls;
 };
 
 struct HttpClientStats {

@@ -38,6 +38,17 @@
 // attempt fails or an established connection is lost, whatever is queued is dropped and counted,
 // because by the next attempt it is stale and Raft resends what still matters.
 //
+// TLS. With Options::tls, every connection is TLS 1.3 with certificates on both sides (see
+// net/tls/tls.h for the context). The connecting side verifies that the receiver's certificate
+// chains to the CA and covers the host it connects to. The accepting side requires a certificate
+// that chains to the CA, then reads the handshake, and accepts the connection only if the sender
+// id it claims is a peer (set_peer: a member, a learner being added, the leader) and the
+// certificate's subjectAltName covers that peer's host. So a stranger without a certificate, with
+// one of another CA, or with a member's certificate claiming another member's id, is closed
+// before a single frame is decoded, and counted by reason (rejected_connections()). The TLS
+// handshake shares the handshake timeout and the pool of handshakes_pending_max. Without TLS the
+// handshake is the only check: the raft port trusts its network.
+//
 // Threads. Everything runs on the one thread that runs the io_context given to the constructor
 // (the node's event-loop thread): every public function must be called from that thread, and
 // on_message and log are called on it. Because of that there are no locks here.
@@ -61,6 +72,10 @@
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
+
+namespace boost::asio::ssl {
+class context;
+}
 
 #include "base/types.h"
 #include "raft/core.h"
@@ -94,6 +109,20 @@ static_assert(peer_frame_bytes_max_default >=
 static_assert(peer_frame_bytes_max_default >=
               raft::entry_bytes_max_default + 24 + peer_message_overhead_bytes);
 inline constexpr std::size_t peer_handshakes_pending_max_default = 16;
+
+// Why an accepted connection was closed before its first frame (rejected_connections()).
+enum class PeerRejectReason : std::uint8_t {
+  handshake,              // bad magic, version, cluster id, receiver or sender id, or EOF before it
+  timeout,                // no (TLS) handshake within handshake_timeout
+  pool_full,              // handshakes_pending_max or incoming_connections_max reached
+  tls_handshake,          // the TLS handshake failed otherwise (plaintext, wrong version, ...)
+  no_certificate,         // TLS: the client presented no certificate
+  untrusted_certificate,  // TLS: its certificate does not chain to the CA (or is expired, ...)
+  unknown_member,         // TLS: the claimed sender id is not a peer of this node
+  wrong_identity,         // TLS: the certificate does not cover the claimed sender's raft host
+};
+inline constexpr std::size_t peer_reject_reason_count = 8;
+std::string_view to_string(PeerRejectReason reason);
 
 // Counters of one peer. Sending side (this node's outgoing connection to the peer): connected,
 // bytes_sent, frames_sent, frames_dropped, writes, queued_bytes, connects, disconnects. Receiving
@@ -148,6 +177,9 @@ class PeerTransport {
     // places of peers. When it is full, a new connection closes the oldest waiting one: a
     // peer handshakes at once and gets through, a silent stranger is the one that goes.
     std::size_t handshakes_pending_max = peer_handshakes_pending_max_default;
+    // Null: plaintext. Else every connection, both ways, is mutual TLS with this context (see
+    // TLS above); it must come from net::make_tls_context.
+    std::shared_ptr<boost::asio::ssl::context> tls;
     // Connections whose handshake passed (at most one per sender); a handshake beyond it is
     // refused.
     std::size_t incoming_connections_max = 256;
@@ -201,6 +233,8 @@ class PeerTransport {
   // receiver id, sender id), incomplete at EOF or not done within handshake_timeout, or because
   // a connection pool (handshakes_pending_max, incoming_connections_max) was full.
   std::uint64_t handshakes_rejected_total() const;
+  // The same connections by reason; they sum to handshakes_rejected_total().
+  std::uint64_t rejected_connections(PeerRejectReason reason) const;
 
   // Crashes loudly if internal bookkeeping is inconsistent (queue bounds, connection states).
   void check_invariants() const;

@@ -1,5 +1,10 @@
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <optional>
 #include <string>
 
 #include "node/config.h"
@@ -295,6 +300,73 @@ TEST_CASE("an endpoint whose host is neither an IP literal nor a name is rejecte
     CAPTURE(std::string(good));
     CHECK(parse_endpoint(good).has_value());
   }
+}
+
+TEST_CASE("tls: paths with {id} replaced per node, http on by default") {
+  std::string error;
+  const auto config = parse_config(
+      minimal(R"(, "tls": {"ca": "c/ca.pem", "cert": "c/node-{id}.pem", "key": "c/{id}/k-{id}.pem"})"),
+      error);
+  REQUIRE_MESSAGE(config.has_value(), error);
+  REQUIRE(config->tls.has_value());
+  const TlsSettings tls = config->tls_for(NodeId(12));
+  CHECK(tls.ca == "c/ca.pem");
+  CHECK(tls.cert == "c/node-12.pem");
+  CHECK(tls.key == "c/12/k-12.pem");
+  CHECK(tls.http);
+  const auto off = parse_config(
+      minimal(R"(, "tls": {"ca": "a", "cert": "b", "key": "c", "http": false})"), error);
+  REQUIRE(off.has_value());
+  CHECK_FALSE(off->tls->http);
+  CHECK_FALSE(parse_config(minimal(), error)->tls.has_value());
+}
+
+TEST_CASE("tls: a missing path, an unknown field or a non-boolean http is an error naming it") {
+  CHECK(rejected(minimal(R"(, "tls": {"ca": "a", "cert": "b"})")) ==
+        "config: tls.key: expected a non-empty string (a PEM file path)");
+  CHECK(rejected(minimal(R"(, "tls": {"ca": "", "cert": "b", "key": "c"})")) ==
+        "config: tls.ca: expected a non-empty string (a PEM file path)");
+  CHECK(rejected(minimal(R"(, "tls": {"ca": "a", "cert": "b", "key": "c", "crl": "d"})")) ==
+        "config: tls.crl: unknown field");
+  CHECK(rejected(minimal(R"(, "tls": {"ca": "a", "cert": "b", "key": "c", "http": 1})")) ==
+        "config: tls.http: expected true or false");
+  CHECK(rejected(minimal(R"(, "tls": "on")")) == "config: tls: expected an object");
+}
+
+TEST_CASE("admin_token_file: a path, never together with admin_token") {
+  std::string error;
+  const auto config = parse_config(minimal(R"(, "admin_token_file": "/etc/rpool/token")"), error);
+  REQUIRE(config.has_value());
+  CHECK(config->admin_token_file == "/etc/rpool/token");
+  CHECK_FALSE(config->admin_token.has_value());
+  CHECK(rejected(minimal(R"(, "admin_token": "x", "admin_token_file": "/t")")) ==
+        "config: admin_token_file: give admin_token or admin_token_file, not both");
+  CHECK(rejected(minimal(R"(, "admin_token_file": "")")) ==
+        "config: admin_token_file: expected a non-empty string (a file path)");
+}
+
+TEST_CASE("read_admin_token_file: one line of printable ASCII, else an error naming the file") {
+  const std::string path = "/tmp/rpool-config-test-token-" + std::to_string(::getpid());
+  auto write = [&](const std::string& text) {
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
+  };
+  std::string error;
+  write("s3cret-token\n");
+  CHECK(read_admin_token_file(path, error) == std::optional<std::string>("s3cret-token"));
+  write("crlf\r\n");
+  CHECK(read_admin_token_file(path, error) == std::optional<std::string>("crlf"));
+  write("\n");
+  CHECK_FALSE(read_admin_token_file(path, error).has_value());
+  CHECK(error == "admin_token_file: " + path + " is empty");
+  write("two\nlines\n");
+  CHECK_FALSE(read_admin_token_file(path, error).has_value());
+  CHECK(error.find("printable ASCII") != std::string::npos);
+  write(std::string(admin_token_bytes_max + 1, 'x'));
+  CHECK_FALSE(read_admin_token_file(path, error).has_value());
+  CHECK(error.find("more than") != std::string::npos);
+  std::remove(path.c_str());
+  CHECK_FALSE(read_admin_token_file(path, error).has_value());
+  CHECK(error == "admin_token_file: cannot read " + path);
 }
 
 }  // namespace
