@@ -82,6 +82,7 @@ Target parse_target(std::string_view target) {
   constexpr std::string_view items_prefix = "/v1/items/";
   constexpr std::string_view members_prefix = "/v1/cluster/members/";
   constexpr std::string_view pools_prefix = "/v1/pools/";
+  constexpr std::string_view console_prefix = "/console/";
   if (path == "/v1/draw") t.route = Route::draw;
   else if (path == "/v1/pool") t.route = Route::pool;
   else if (path == "/v1/cluster") t.route = Route::cluster;
@@ -92,6 +93,11 @@ Target parse_target(std::string_view target) {
   else if (path == "/readyz") t.route = Route::readyz;
   else if (path == "/metrics") t.route = Route::metrics;
   else if (path == "/v1/openapi.json") t.route = Route::openapi;
+  else if (path == "/v1/status") t.route = Route::status;
+  else if (path == "/") {
+    t.route = Route::console;
+    t.asset = "index.html";
+  }
   else if (path.starts_with(items_prefix) && path.size() > items_prefix.size()) {
     t.route = Route::item;
     t.item_id = std::string(path.substr(items_prefix.size()));
@@ -102,8 +108,12 @@ Target parse_target(std::string_view target) {
     t.route = Route::pools;
   } else if (path.starts_with(pools_prefix)) {
     parse_pool_path(path.substr(pools_prefix.size()), t);
+  } else if (path.starts_with(console_prefix) && path.size() > console_prefix.size()) {
+    t.route = Route::console;
+    t.asset = std::string(path.substr(console_prefix.size()));
   }
-  // Query parameters: only the reads of pools take one (consistency=stale|linearizable).
+  // Query parameters: the reads of pools take consistency=stale|linearizable, /v1/status
+  // from=leader.
   const bool reads_pool =
       t.route == Route::pool || t.route == Route::pools || t.route == Route::named_pool;
   while (!query.empty()) {
@@ -115,6 +125,8 @@ Target parse_target(std::string_view target) {
       t.stale = true;
     } else if (reads_pool && param == "consistency=linearizable") {
       t.stale = false;
+    } else if (t.route == Route::status && param == "from=leader") {
+      t.from_leader = true;
     } else {
       t.bad_query = std::string(param);
     }

@@ -36,6 +36,9 @@ enum class Route {
   named_pool,  // /v1/pools/{pool_id}: GET reads it; PUT creates it, DELETE deletes it (admin)
   pool_draw,   // /v1/pools/{pool_id}/draw
   pool_item,   // /v1/pools/{pool_id}/items/{item_id}
+  // The web console and its status feed.
+  console,  // / and /console/{asset}
+  status,   // /v1/status
   not_found,
 };
 
@@ -48,6 +51,8 @@ struct Target {
   std::uint64_t member = 0;  // member: the id in the path, 0 if not a number
   bool stale = false;        // pool, pools, named_pool: ?consistency=stale
   std::string bad_query;     // a query parameter we do not know, or a bad value
+  std::string asset;         // console: the asset's name ("index.html" for /)
+  bool from_leader = false;  // status: ?from=leader, the leader's view (a follower forwards)
 };
 
 // Splits "/v1/pool?consistency=stale" into a route and its parameters.

@@ -238,6 +238,12 @@ void HttpApi::handle(HttpRequest&& request, Respond answer) {
       if (method != http::verb::get) return method_not_allowed("GET");
       respond(json_response(request, 200, std::string(api::openapi_json())));
       return;
+    case api::Route::console:
+      if (method != http::verb::get) return method_not_allowed("GET");
+      return handle_console(std::move(request), std::move(respond), target.asset);
+    case api::Route::status:
+      if (method != http::verb::get) return method_not_allowed("GET");
+      return handle_status(std::move(request), std::move(respond), target.from_leader);
     case api::Route::not_found: break;
   }
   respond(error_response(request, api::Error::not_found,

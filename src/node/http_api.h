@@ -88,6 +88,9 @@ class HttpApi {
   void handle_transfer(HttpRequest&& request, Respond respond);
   void handle_add_member(HttpRequest&& request, Respond respond);
   void handle_remove_member(HttpRequest&& request, Respond respond, NodeId id);
+  // The web console (http_console.cpp).
+  void handle_console(HttpRequest&& request, Respond respond, const std::string& asset);
+  void handle_status(HttpRequest&& request, Respond respond, bool from_leader);
   bool authorized(const HttpRequest& request) const;
   // Renders the answer to a write from the pool's result for it.
   using Render = HttpResponse (*)(const HttpRequest&, const pool::Result&, const Subject& subject);

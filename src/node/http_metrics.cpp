@@ -1,4 +1,4 @@
-// HttpApi's /metrics: Prometheus text format 0.0.4, every name prefixed rreplica_.pool().
+// HttpApi's /metrics: Prometheus text format 0.0.4, every name prefixed rpool_.
 #include <algorithm>
 
 #include <fmt/format.h>
@@ -26,6 +26,8 @@ const char* route_name(api::Route r) {
     case api::Route::named_pool: return "named_pool";
     case api::Route::pool_draw: return "pool_draw";
     case api::Route::pool_item: return "pool_item";
+    case api::Route::console: return "console";
+    case api::Route::status: return "status";
     case api::Route::not_found: return "not_found";
   }
   return "not_found";
@@ -111,6 +113,34 @@ void HttpApi::handle_metrics(HttpRequest&& request, Respond respond) {
             as_double(replica_.pool().items().size()));
   out.gauge("rpool_idempotency_keys", "Idempotency keys remembered.",
             as_double(replica_.pool().idempotency_keys()));
+
+  // Fairness: what was drawn per item since this process started, against what the published
+  // weights made expected (node/draw_stats.h). Counted by every replica as it applies.
+  const DrawStats& draw_stats = replica_.draw_stats();
+  const auto each_item = [&](auto&& emit) {
+    for (const auto& [pool_id, p] : draw_stats.pools()) {
+      for (const auto& [item_id, item] : p.items) emit(pool_id, p, item_id, item);
+    }
+  };
+  each_item([&](const std::string& pool_id, const DrawStats::Pool&, const std::string& item_id,
+                const DrawStats::Item& item) {
+    out.counter("rpool_draws_by_item_total",
+                "Drawn units applied since this node started, by pool and item.",
+                as_double(item.observed), {{"pool", pool_id}, {"item", item_id}});
+  });
+  each_item([&](const std::string& pool_id, const DrawStats::Pool& p, const std::string& item_id,
+                const DrawStats::Item& item) {
+    out.counter("rpool_draws_expected_by_item_total",
+                "Units the published weights made expected for the item since this node started "
+                "(a sum of probabilities: compare with rpool_draws_by_item_total).",
+                DrawStats::expected(p, item), {{"pool", pool_id}, {"item", item_id}});
+  });
+  each_item([&](const std::string& pool_id, const DrawStats::Pool& p, const std::string& item_id,
+                const DrawStats::Item& item) {
+    out.gauge("rpool_draw_expected_share",
+              "The item's share of its pool's drawable weight now: the chance that a draw picks it.",
+              DrawStats::expected_share(p, item), {{"pool", pool_id}, {"item", item_id}});
+  });
 
   // HTTP.
   for (const auto& [key, count] : http_answers_) {

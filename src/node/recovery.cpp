@@ -49,6 +49,7 @@ bool Replica::recover(wal::Log& log, const wal::HardState& hard,
       return false;
     }
     snapshot_index = snapshot_file->index;
+    draw_stats_.resync(pool_);
     margin_snapshot_ = {snapshot_index, data};
     boot.snapshot =
         raft::Snapshot{{snapshot_file->index, snapshot_file->term, std::move(membership)}, data};

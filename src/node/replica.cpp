@@ -323,6 +323,7 @@ void Replica::on_persisted(raft::Ready ready) {
     }
     snapshot_index_ = s.meta.index;
     applied_ = s.meta.index;
+    draw_stats_.resync(pool_);
     margin_snapshot_ = {s.meta.index, s.data};
     // Writes waiting for entries the snapshot covers can no longer be matched to their result.
     for (auto it = writes_.begin(); it != writes_.end() && it->first <= s.meta.index;) {
@@ -400,6 +401,7 @@ void Replica::apply(const raft::Entry& entry) {
   }
   const pool::Result result = pool_.apply(entry.index.value(), command);
   if (apply_observer_) apply_observer_(entry, &result);
+  draw_stats_.on_apply(command, result, pool_);
   if (!result.replayed) count_draws(command, result);
   if (result.bootstrapped) {
     logger_.info("catalog seeded", {{"items", std::uint64_t{pool_.items().size()}},
@@ -437,6 +439,8 @@ void Replica::observe_role() {
   const NodeId leader = core_->leader();
   if (leader != last_leader_) {
     ++counters_.leader_changes;
+    if (leader_changes_.size() == leader_changes_kept_max) leader_changes_.pop_front();
+    leader_changes_.push_back({env_.wall_clock_ms(), leader, core_->current_term()});
     logger_.info("leader changed", {{"leader", leader.value()},
                                     {"term", core_->current_term().value()},
                                     {"role", std::string(role_name(role))}});
@@ -484,6 +488,8 @@ void Replica::check_invariants() const {
   // they are stable, so applied never passes what this node has persisted.
   RPOOL_ASSERT_OP(applied_, <=, log.commit_index());
   RPOOL_ASSERT_OP(snapshot_index_, <=, applied_);
+  RPOOL_ASSERT_OP(leader_changes_.size(), <=, leader_changes_kept_max);
+  draw_stats_.check_invariants();
   // Every pending write waits for an entry not yet applied, proposed in a term this node saw.
   for (const auto& [index, w] : writes_) {
     RPOOL_ASSERT_OP(index, >, applied_);

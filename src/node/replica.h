@@ -41,6 +41,7 @@
 
 #include "api/metrics.h"
 #include "node/config.h"
+#include "node/draw_stats.h"
 #include "node/env.h"
 #include "node/errc.h"
 #include "node/logger.h"
@@ -94,6 +95,15 @@ struct ReplicaCounters {
   metrics::Histogram wal_fsync_seconds;
   metrics::Histogram snapshot_seconds;
 };
+
+// One leader change as this node saw it, for the console.
+struct LeaderChange {
+  std::uint64_t wall_ms = 0;  // this node's wall clock when it learnt of it
+  NodeId leader;              // NodeId() while no leader is known
+  Term term;
+};
+// The changes kept, newest last; older ones are dropped.
+inline constexpr std::size_t leader_changes_kept_max = 32;
 
 // The cluster id in every peer handshake, so that nodes configured for another cluster never
 // exchange messages: a hash of the founding members (ids and raft addresses), computed when the
@@ -175,6 +185,10 @@ class Replica {
   BackupSource backup_source() const;
   Env& env() const { return env_; }
   const ReplicaCounters& counters() const { return counters_; }
+  // Observed and expected draws per pool and item since this process started.
+  const DrawStats& draw_stats() const { return draw_stats_; }
+  // The last leader changes this node saw (at most leader_changes_kept_max), oldest first.
+  const std::deque<LeaderChange>& leader_changes() const { return leader_changes_; }
   std::size_t writes_waiting() const { return writes_.size(); }
 
   // Crashes loudly if the replica's bookkeeping is inconsistent. Run after every event in tests
@@ -285,6 +299,8 @@ class Replica {
   std::function<void()> drained_;
   bool drained_called_ = false;
   ReplicaCounters counters_;
+  DrawStats draw_stats_;
+  std::deque<LeaderChange> leader_changes_;  // size() <= leader_changes_kept_max
 
   struct MemberChange {
     enum class Kind : std::uint8_t { add, remove } kind = Kind::add;

@@ -418,6 +418,39 @@ with tempfile.TemporaryDirectory(prefix="rpool-wal-cli-") as tmp:
     else:
         print("fiu-run not installed, or a sanitizer build: skipping the libfiu fault runs", file=sys.stderr)
 
+# --- draws: the audit trail -----------------------------------------------------------------
+# testgen --draws writes a log whose outcomes are predictable (see write_draws in testgen.cpp).
+with tempfile.TemporaryDirectory() as tmp:
+    d = os.path.join(tmp, "draws")
+    subprocess.run([GEN, "--draws", d], capture_output=True, text=True, check=True)
+    rc, out, err = run("draws", d, "--format", "json")
+    lines = [json.loads(l) for l in out.splitlines()]
+    check(rc == 0, "draws exits 0", err)
+    check([l["request_id"] for l in lines] == [1, 2, 3, 4, 5, 6], "draws: request_ids 1..6, one line per unit, the repeated key drawing nothing", out)
+    check([l["item_id"] for l in lines] == ["rare", "rare", "mud", None, None, None], "draws: rare until it runs out, then mud, then pool_empty once mud is deleted", out)
+    check([l.get("error") for l in lines] == [None] * 3 + ["pool_empty"] * 3, "draws: pool_empty units carry error pool_empty", out)
+    check([(l["index"], l["term"]) for l in lines] == [(3, 1)] * 3 + [(7, 2)] * 2 + [(10, 3)], "draws: the index and term of the entry that drew each unit", out)
+    check([l["idempotency_key"] for l in lines] == ['audit key, "quoted"'] * 3 + [None] * 3, "draws: the idempotency key of each unit", out)
+    # The timestamps are the leader's, as recorded in the commands (testgen stamps 1.7e12 + index).
+    check(all(l["leader_ts_ms"] == 1700000000000 + l["index"] for l in lines), "draws: the leader's timestamp of each unit", out)
+    check("past the commit index" in err and "10..10" in err, "draws names the entries past the recorded commit index", err)
+    rc, out, err = run("draws", d, "--format", "csv", "--from-request", "2", "--to-request", "4")
+    check(rc == 0 and out.splitlines() == [
+        "request_id,item_id,index,term,leader_ts_ms,idempotency_key",
+        '2,rare,3,1,1700000000003,"audit key, ""quoted"""',
+        '3,mud,3,1,1700000000003,"audit key, ""quoted"""',
+        "4,pool_empty,7,2,1700000000007,"], "draws --format csv --from-request 2 --to-request 4", out + err)
+    rc, out, err = run("draws", d)
+    check(rc == 0 and out.splitlines()[0] == 'request_id=1 item=rare index=3 term=1 leader_ts_ms=1700000000003 key="audit key, \\"quoted\\""', "draws --format text", out + err)
+    rc, out, err = run("draws", d, "--pool", "spring", "--format", "csv")
+    check(rc == 0 and out.splitlines()[1:] == ["1,skin,9,3,1700000000009,"], "draws --pool spring: its own request_ids", out + err)
+    rc, out, err = run("draws", d, "--format", "xml")
+    check(rc == 2, "draws --format xml is bad usage", out + err)
+    # A snapshot that does not decode as a pool state: exit 1, naming it, nothing printed.
+    d2, _, _ = fresh(tmp, "snap")
+    rc, out, err = run("draws", d2)
+    check(rc == 1 and out == "" and "does not decode" in err, "draws on an undecodable snapshot: exit 1", out + err)
+
 if failures:
     print(f"{len(failures)} check(s) failed", file=sys.stderr)
     sys.exit(1)

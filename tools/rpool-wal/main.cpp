@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "draws.h"
 #include "inspect.h"
 #include "pool/command.h"
 #include "replay.h"
@@ -69,6 +70,19 @@ int main(int argc, char** argv) {
   restore->add_option("--data-dir", restore_options.data_dir,
                       "the directory to write (default: the config's data_dir); must be empty");
 
+  // The audit trail: one line per unit drawn (draws.h).
+  rpool::tools::DrawsOptions draws_options;
+  std::string draws_format = "text";
+  auto* draws = app.add_subcommand(
+      "draws", "one line per unit drawn: request_id, item, index, term, leader time, key");
+  draws->add_option("DATA_DIR", dir, "the node's data directory")->required();
+  draws->add_option("--pool", draws_options.pool_id, "the pool (default: default)");
+  draws->add_option("--from-request", draws_options.from_request, "first request_id shown");
+  draws->add_option("--to-request", draws_options.to_request,
+                    "last request_id shown, inclusive");
+  draws->add_option("--format", draws_format, "text, csv or json (one object per line)")
+      ->check(CLI::IsMember({"text", "csv", "json"}));
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -87,5 +101,11 @@ int main(int argc, char** argv) {
   if (repair->parsed()) return rpool::tools::wal_repair(dir, yes, std::cout, std::cerr);
   if (restore->parsed()) return rpool::tools::wal_restore(restore_options, std::cout, std::cerr);
   if (replay->parsed()) return rpool::tools::wal_replay(dir, replay_options, std::cout, std::cerr);
+  if (draws->parsed()) {
+    draws_options.format = draws_format == "csv"    ? rpool::tools::DrawsOptions::Format::csv
+                           : draws_format == "json" ? rpool::tools::DrawsOptions::Format::json
+                                                    : rpool::tools::DrawsOptions::Format::text;
+    return rpool::tools::wal_draws(dir, draws_options, std::cout, std::cerr);
+  }
   return 2;
 }

@@ -1,7 +1,8 @@
-// rpool-wal-testgen [--long | --pools | --unknown-kind] DIR: writes a small data directory for the
-// CLI tests: a few dozen 4 KiB segments holding every kind of entry (membership, no-op, each pool
-// command, opaque payloads), a hard state, and a snapshot with the log compacted behind it.
-// --unknown-kind: the same, ending in an entry of kind 9, which raft never writes.
+// rpool-wal-testgen [--long | --pools | --unknown-kind | --draws] DIR: writes a small data
+// directory for the CLI tests: a few dozen 4 KiB segments holding every kind of entry
+// (membership, no-op, each pool command, opaque payloads), a hard state, and a snapshot with the
+// log compacted behind it. --unknown-kind: the same, ending in an entry of kind 9, which raft
+// never writes. --pools: see write_pools; --draws: see write_draws.
 #include <cstdio>
 #include <string_view>
 
@@ -145,12 +146,60 @@ int write_pools(const char* dir) {
 
 }  // namespace
 
+// --draws: no snapshot, a catalog where "rare" (quantity 2) outweighs "mud" a million to one, so
+// that the draws are predictable: a keyed count-3 draw (rare, rare, then mud), its repeat (draws
+// nothing), mud deleted, a count-2 draw (pool_empty twice), a second pool with a draw of its own,
+// over terms 1 to 3; the hard state commits all but the last entry.
+int write_draws(const char* dir) {
+  wal::Options options;
+  options.segment_bytes = 4096;
+  options.prepare_in_background = false;
+  wal::RecoverResult r = wal::recover(dir, options);
+  if (r.error) {
+    std::fprintf(stderr, "%s\n", r.detail.c_str());
+    return 1;
+  }
+  wal::Log& log = *r.state.log;
+  std::vector<wal::Entry> entries;
+  std::uint64_t index = 1;
+  auto add = [&](std::uint64_t term, pool::Command c) {
+    c.timestamp_ms = 1700000000000 + index;
+    entries.push_back(make(index++, term, raft::EntryType::normal, pool::encode(c)));
+  };
+  entries.push_back(make(index++, 1, raft::EntryType::config,
+                         raft::encode_membership({{NodeId(1), NodeId(2), NodeId(3)}, {}, {}})));
+  add(1, {pool::Bootstrap{{{"mud", -1, 1}, {"rare", 2, 1000000}}}, 0, {}, {}});
+  pool::Command keyed{pool::Draw{3, 11}, 0, "audit key, \"quoted\"", {}};
+  keyed.body_hash[0] = 1;
+  add(1, keyed);
+  entries.push_back(make(index++, 2, raft::EntryType::noop, {}));
+  add(2, keyed);  // the same key and body: answered again, draws nothing
+  add(2, {pool::DeleteItem{"mud"}, 0, {}, {}});
+  add(2, {pool::Draw{2, 12}, 0, {}, {}});
+  pool::Command create{pool::CreatePool{{{"skin", 5, 1}}}, 0, {}, {}};
+  create.pool_id = "spring";
+  add(3, create);
+  pool::Command spring_draw{pool::Draw{1, 13}, 0, {}, {}};
+  spring_draw.pool_id = "spring";
+  add(3, spring_draw);
+  add(3, {pool::Draw{1, 14}, 0, {}, {}});  // past the recorded commit index
+  bool ok = !log.append(entries) && !log.sync();
+  ok = ok && !log.save_hard_state({Term(3), NodeId(1), LogIndex(index - 2)});
+  if (!ok) {
+    std::fprintf(stderr, "rpool-wal-testgen: %s\n", log.error_detail().c_str());
+    return 1;
+  }
+  std::printf("1 %llu\n", static_cast<unsigned long long>(index - 1));
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc == 3 && std::string_view(argv[1]) == "--long") return write_long(argv[2]);
   if (argc == 3 && std::string_view(argv[1]) == "--pools") return write_pools(argv[2]);
+  if (argc == 3 && std::string_view(argv[1]) == "--draws") return write_draws(argv[2]);
   const bool unknown_kind = argc == 3 && std::string_view(argv[1]) == "--unknown-kind";
   if (argc != 2 && !unknown_kind) {
-    std::fprintf(stderr, "usage: rpool-wal-testgen [--long | --pools | --unknown-kind] DIR\n");
+    std::fprintf(stderr, "usage: rpool-wal-testgen [--long | --pools | --unknown-kind | --draws] DIR\n");
     return 2;
   }
   const char* dir = argv[argc - 1];

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "api/api.h"
+#include "api/console.h"
 
 namespace rpool::api {
 namespace {
@@ -34,9 +35,13 @@ TEST_CASE("every path of the contract routes to its handler") {
       {"/v1/pools/spring", Route::named_pool},
       {"/v1/pools/spring/draw", Route::pool_draw},
       {"/v1/pools/spring/items/gold", Route::pool_item},
+      {"/v1/status", Route::status},
+      {"/", Route::console},
+      {"/console/console.js", Route::console},
       // Not routes.
       {"", Route::not_found},
-      {"/", Route::not_found},
+      {"/console/", Route::not_found},
+      {"/console", Route::not_found},
       {"/v1", Route::not_found},
       {"/v1/draw/", Route::not_found},
       {"/v1/pools/", Route::not_found},
@@ -61,6 +66,23 @@ TEST_CASE("every path of the contract routes to its handler") {
     CHECK(t.bad_query.empty());
     CHECK_FALSE(t.stale);
   }
+}
+
+TEST_CASE("the console routes name their asset, and /v1/status takes from=leader only") {
+  CHECK(parse_target("/").asset == "index.html");
+  CHECK(parse_target("/console/charts.js").asset == "charts.js");
+  CHECK(parse_target("/v1/status?from=leader").from_leader);
+  CHECK(parse_target("/v1/status?from=leader").bad_query.empty());
+  CHECK_FALSE(parse_target("/v1/status").from_leader);
+  CHECK(parse_target("/v1/status?from=me").bad_query == "from=me");
+  CHECK(parse_target("/v1/pool?from=leader").bad_query == "from=leader");
+  const api::ConsoleAsset* page = api::console_asset("index.html");
+  REQUIRE(page != nullptr);
+  CHECK(page->content_type == "text/html; charset=utf-8");
+  CHECK(page->body.find("/console/console.js") != std::string_view::npos);
+  CHECK(api::console_asset("console.js") != nullptr);
+  CHECK(api::console_asset("missing.js") == nullptr);
+  CHECK(api::console_asset("") == nullptr);
 }
 
 TEST_CASE("the item and member routes carry their path parameter") {
