@@ -471,6 +471,7 @@ void Core::handle_heartbeat(const Message& m) {
   r.type = MessageType::heartbeat_resp;
   r.to = m.from;
   r.context = m.context;
+  r.index = log_.commit_index();  // lets a leader see an installed snapshot whose answer was lost
   send(std::move(r));
 }
 
@@ -595,7 +596,12 @@ void Core::handle_heartbeat_resp(const Message& m, Progress& pr) {
     clear_inflight(pr);
     pr.next_index = pr.match_index.next();
   }
-  if (pr.state == Progress::State::snapshot) {
+  if (pr.state == Progress::State::snapshot && m.index >= pr.snapshot_index) {
+    // The follower committed what the snapshot covers, so it installed it (or no longer needs
+    // it) and the answer saying so was lost. Without this, a lossy link waits for the resend in
+    // tick_heartbeat() once per lost answer (the node simulation, seed 3000).
+    if (snapshot_installed(m.from, pr, m.index)) return;
+  } else if (pr.state == Progress::State::snapshot) {
     // A chunk is in flight. Resending it here would start one more send/answer loop per
     // heartbeat, each carrying a copy of the chunk, and divide the link among them; a lost
     // chunk is resent by tick_heartbeat() instead.
@@ -614,17 +620,7 @@ void Core::handle_snapshot_resp(const Message& m, Progress& pr) {
   RPOOL_ASSERT(role_ == Role::leader);
   pr.recent_active = true;
   if (m.done && !m.reject) {
-    // Installed (or not needed): the follower's log matches ours up to m.index.
-    if (m.index > pr.match_index) pr.match_index = m.index;
-    pr.state = Progress::State::probe;
-    pr.probe_sent = false;
-    clear_inflight(pr);
-    pr.next_index = pr.match_index.next();
-    if (maybe_commit()) {
-      if (role_ != Role::leader) return;
-      broadcast_append();
-    }
-    send_append(m.from, pr, true);
+    snapshot_installed(m.from, pr, m.index);
     return;
   }
   if (pr.state != Progress::State::snapshot || m.index != pr.snapshot_index) return;
@@ -636,6 +632,22 @@ void Core::handle_snapshot_resp(const Message& m, Progress& pr) {
   if (!m.reject && m.offset < pr.snapshot_offset) return;
   pr.snapshot_offset = m.offset;
   send_snapshot_chunk(m.from, pr);
+}
+
+bool Core::snapshot_installed(NodeId from, Progress& pr, LogIndex committed) {
+  // The follower's log matches ours up to `committed`, its commit index: committed entries are
+  // in every leader's log (Leader Completeness, §5.4).
+  if (committed > pr.match_index) pr.match_index = committed;
+  pr.state = Progress::State::probe;
+  pr.probe_sent = false;
+  clear_inflight(pr);
+  pr.next_index = pr.match_index.next();
+  if (maybe_commit()) {
+    if (role_ != Role::leader) return true;
+    broadcast_append();
+  }
+  send_append(from, pr, true);
+  return false;
 }
 
 bool Core::send_append(NodeId to, Progress& pr, bool allow_empty) {

@@ -301,6 +301,9 @@ class Core {
   void handle_snapshot(const Message& m);
   void handle_append_resp(const Message& m, Progress& pr);
   void handle_heartbeat_resp(const Message& m, Progress& pr);
+  // The follower holds our log up to `committed` after a snapshot: back to probing from there.
+  // True when this leader stepped down on the way (the caller must stop).
+  bool snapshot_installed(NodeId from, Progress& pr, LogIndex committed);
   void handle_snapshot_resp(const Message& m, Progress& pr);
 
   void send(Message m);

@@ -97,7 +97,7 @@ enum class MessageType : std::uint8_t {
   append_resp =
       6,  // index = match (success) or the rejected prev_log_index; reject_hint, log_term = hint
   heartbeat = 7,         // empty AppendEntries without the consistency check; context = read round
-  heartbeat_resp = 8,    // context echoes the read round
+  heartbeat_resp = 8,    // context echoes the read round; index = the follower's commit index
   snapshot = 9,          // InstallSnapshot chunk (§7): snapshot meta, offset, data, done
   snapshot_resp = 10,    // offset = next byte wanted; reject = restart from 0; index = installed
   timeout_now = 11,      // §3.10: start an election now

@@ -118,6 +118,9 @@ std::optional<RejectReason> validate(const Core& core, const Message& m) {
     if (m.type == MessageType::append_resp && m.index > log.last_index()) {
       return RejectReason::index_beyond_log;
     }
+    if (m.type == MessageType::heartbeat_resp && m.index > log.last_index()) {
+      return RejectReason::index_beyond_log;  // a follower's commit index is in our log
+    }
     if (m.type == MessageType::snapshot_resp && m.done && !m.reject && m.index > log.last_index()) {
       return RejectReason::index_beyond_log;
     }

@@ -62,6 +62,31 @@ TEST_CASE("a leader keeps one snapshot chunk in flight: heartbeat replies do not
   CHECK(c.core(1).progress(NodeId(3))->state == Progress::State::replicate);
 }
 
+TEST_CASE("a heartbeat reply at or past the snapshot ends the transfer whose last answer was lost") {
+  // Regression (node simulation, seed 3000): the answer to the last chunk was lost, and so was
+  // each resend; on a lossy link the follower stayed out of replication for seconds, waiting
+  // for snapshot_resend_ticks per loss, while its heartbeat replies went unheard.
+  Cluster c(3, [](Config& cfg) {
+    cfg.snapshot_chunk_bytes = 1024;
+    cfg.snapshot_resend_ticks = 100;  // never, in this test
+  });
+  c.elect(1);
+  c.isolate(3);
+  for (int i = 0; i < 10; ++i) c.propose(1, 'e' + std::to_string(i));
+  const LogIndex applied = c.core(1).log().applied_index();
+  auto image = std::make_shared<const Bytes>(Bytes(64, std::uint8_t{7}));  // one chunk
+  REQUIRE_FALSE(c.core(1).compact(applied, image));
+  c.drop_if = [](Message& m) { return m.type == MessageType::snapshot_resp; };
+  c.rejoin(3);
+  c.tick(1);
+  REQUIRE(c.node(3).storage.durable().snapshot.has_value());  // installed; the answer is lost
+  REQUIRE(c.core(1).progress(NodeId(3))->state == Progress::State::snapshot);
+  c.tick(1, 2);  // heartbeats: the replies carry the follower's commit index
+  CHECK(c.core(1).progress(NodeId(3))->state == Progress::State::replicate);
+  CHECK(c.core(1).progress(NodeId(3))->match_index == c.core(1).log().last_index());
+  CHECK(c.core(3).log().commit_index() == c.core(1).log().commit_index());
+}
+
 TEST_CASE("a follower's appends in flight are bounded in bytes, not only in count") {
   // Regression: the window counted appends (256), each up to message_bytes_max (1 MiB): more
   // than the transport queues for a peer (64 MiB), which then refused appends.

@@ -295,7 +295,8 @@ TEST_CASE("§4.1: a config entry that is not a membership is refused") {
 
 TEST_CASE("an acknowledgement to the leader of an index beyond its log is refused") {
   const Core leader = copy_of("leader");
-  for (auto type : {MessageType::append_resp, MessageType::snapshot_resp}) {
+  for (auto type :
+       {MessageType::append_resp, MessageType::snapshot_resp, MessageType::heartbeat_resp}) {
     for (bool reject : {false, true}) {
       CAPTURE(to_string(type));
       CAPTURE(reject);
@@ -303,7 +304,7 @@ TEST_CASE("an acknowledgement to the leader of an index beyond its log is refuse
       m.index = leader.log().last_index() + 1;
       m.reject = reject;
       m.done = true;
-      const bool refused = type == MessageType::append_resp || !reject;
+      const bool refused = type != MessageType::snapshot_resp || !reject;
       CHECK(validate(leader, m) ==
             (refused ? std::optional(RejectReason::index_beyond_log) : std::nullopt));
       m.index = leader.log().last_index();
