@@ -211,7 +211,14 @@ void check_answers(std::string_view answers) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   Harness& h = harness();
   tcp::socket client(h.io);
-  client.connect(h.endpoint);
+  // libFuzzer's -timeout alarm (SIGALRM) may interrupt the blocking connect: start over.
+  boost::system::error_code connected;
+  do {
+    boost::system::error_code ignored;
+    client.close(ignored);
+    client.connect(h.endpoint, connected);
+  } while (connected == asio::error::interrupted);
+  check(!connected, "cannot connect to the server");
   const std::string sent(reinterpret_cast<const char*>(data), size);
   std::string received;
   bool written = false;
