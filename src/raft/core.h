@@ -206,6 +206,11 @@ struct Progress {
   // sent again (it or its answer was lost).
   int snapshot_wait_ticks = 0;
   std::uint64_t read_ack_round = 0;  // highest read round the follower acknowledged
+  // The leader's round when this Progress began. Every message to the follower carries the round
+  // (context) and its answer echoes it: an answer from below first_round was sent to an earlier
+  // incarnation of this member (removed, wiped and added back while the answer was in flight)
+  // and says nothing about the node now behind the id.
+  std::uint64_t first_round = 0;
 };
 
 class Core {
@@ -333,6 +338,8 @@ class Core {
   void scan_membership_forward(LogIndex from);
   Membership membership_at(LogIndex index) const;
   void reset_progress();
+  // A Progress for a member this leader starts replicating to now (see Progress::first_round).
+  Progress new_progress();
   void abort_transfer();
   void reset_election_timeout();
   bool promotable() const { return membership_.is_voter(config_.id); }

@@ -93,7 +93,9 @@ enum class MessageType : std::uint8_t {
   pre_vote_resp = 2,  //
   vote = 3,           // RequestVote (§5.2); context = 1: leadership transfer, skip the lease check
   vote_resp = 4,      //
-  append = 5,         // AppendEntries (§5.3): index = prev_log_index, log_term = prev_log_term
+  // The leader's messages to a follower carry its round in context, and their answers echo it
+  // (Progress::first_round).
+  append = 5,  // AppendEntries (§5.3): index = prev_log_index, log_term = prev_log_term
   append_resp =
       6,  // index = match (success) or the rejected prev_log_index; reject_hint, log_term = hint
   heartbeat = 7,         // empty AppendEntries without the consistency check; context = read round

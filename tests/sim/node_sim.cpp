@@ -414,12 +414,11 @@ class Cluster {
     const bool dropped = blocked_[from.value()][to.value()] || world.rng.chance(p_.loss);
     if (verbose_ &&
         (m.type == raft::MessageType::snapshot || m.type == raft::MessageType::snapshot_resp)) {
-      log(fmt::format("{} -> {}: {} index {} term {} offset {} bytes {} done {} reject {}{}",
-                      from.value(), to.value(), raft::to_string(m.type),
-                      m.type == raft::MessageType::snapshot ? m.snapshot.index.value()
-                                                            : m.index.value(),
-                      m.term.value(), m.offset, m.data.size(), m.done, m.reject,
-                      dropped ? " (lost)" : ""));
+      log(fmt::format(
+          "{} -> {}: {} index {} term {} offset {} bytes {} done {} reject {}{}", from.value(),
+          to.value(), raft::to_string(m.type),
+          m.type == raft::MessageType::snapshot ? m.snapshot.index.value() : m.index.value(),
+          m.term.value(), m.offset, m.data.size(), m.done, m.reject, dropped ? " (lost)" : ""));
     }
     if (dropped) return;
     Bytes wire;

@@ -62,7 +62,8 @@ TEST_CASE("a leader keeps one snapshot chunk in flight: heartbeat replies do not
   CHECK(c.core(1).progress(NodeId(3))->state == Progress::State::replicate);
 }
 
-TEST_CASE("a heartbeat reply at or past the snapshot ends the transfer whose last answer was lost") {
+TEST_CASE(
+    "a heartbeat reply at or past the snapshot ends the transfer whose last answer was lost") {
   // Regression (node simulation, seed 3000): the answer to the last chunk was lost, and so was
   // each resend; on a lossy link the follower stayed out of replication for seconds, waiting
   // for snapshot_resend_ticks per loss, while its heartbeat replies went unheard.

@@ -307,6 +307,7 @@ TEST_CASE("§10.2.1: the leader sends entries before its own write but counts it
   drain(*l);
   for (std::uint64_t from : {2u, 3u}) {  // both followers acknowledge the no-op: replicate state
     Message ack = msg(MessageType::append_resp, from, 1, 1);
+    ack.context = l->progress(NodeId(from))->first_round;  // as a follower echoes it
     ack.index = LogIndex(1);
     l->step(ack);
   }
@@ -321,6 +322,7 @@ TEST_CASE("§10.2.1: the leader sends entries before its own write but counts it
   l->advance(rd);
   CHECK(l->log().stable_index() == rd.entries.back().index);
   Message ack = msg(MessageType::append_resp, 2, 1, l->current_term().value());
+  ack.context = l->progress(NodeId(2))->first_round;  // as a follower echoes it
   ack.index = LogIndex(2);
   l->step(ack);
   CHECK(l->log().commit_index() == LogIndex(2));
@@ -344,6 +346,7 @@ TEST_CASE("§5.4.2: a leader never commits an entry of an earlier term by counti
   make_leader(*l);  // term 3, appends noop at 3
   drain(*l);
   Message ack = msg(MessageType::append_resp, 2, 1, 3);
+  ack.context = l->progress(NodeId(2))->first_round;  // as a follower echoes it
   ack.index = LogIndex(2);  // follower 2 has the term-2 entry, not the noop
   l->step(ack);
   CHECK(l->log().commit_index() == LogIndex(0));
@@ -485,6 +488,7 @@ TEST_CASE("§6.4: a leader serves reads only once an entry of its term has commi
   auto out = drain(*l);
   CHECK(of_type(out, MessageType::heartbeat).empty());  // waiting for the no-op to commit
   Message ack = msg(MessageType::append_resp, 2, 1, 1);
+  ack.context = l->progress(NodeId(2))->first_round;  // as a follower echoes it
   ack.index = LogIndex(1);
   l->step(ack);
   out = drain(*l);
@@ -577,6 +581,92 @@ TEST_CASE("§4.1: one membership change at a time") {
   CHECK_FALSE(c.core(1).change_membership({ChangeType::add_learner, NodeId(5), {}}));
 }
 
+TEST_CASE("an acknowledgement from a member's earlier incarnation does not move its progress") {
+  // Regression (node simulation, seed 6411): node 4 was removed, wiped and added back while an
+  // acknowledgement of its old log was in flight. The leader took it for the new node's, set
+  // match_index beyond that node's log, and never sent it the entries in between.
+  Cluster c(3);
+  c.elect(1);
+  c.add_node(4);
+  REQUIRE_FALSE(c.core(1).change_membership({ChangeType::add_learner, NodeId(4), {}}));
+  c.settle();
+  std::optional<Message> old_ack;
+  c.drop_if = [&](Message& m) {
+    if (m.type == MessageType::append_resp && m.from == NodeId(4) && !m.reject) old_ack = m;
+    return false;
+  };
+  for (int i = 0; i < 5; ++i) c.propose(1, "x" + std::to_string(i));
+  c.settle();
+  REQUIRE(old_ack.has_value());
+  REQUIRE(old_ack->index == c.core(1).log().last_index());
+
+  // Removed, wiped (a new empty node behind the same id) and added back.
+  REQUIRE_FALSE(c.core(1).change_membership({ChangeType::remove, NodeId(4), {}}));
+  c.settle();
+  c.add_node(4);
+  // The new node answers the leader's probe, but no entries reach it.
+  c.drop_if = [](Message& m) {
+    return m.type == MessageType::append && m.to == NodeId(4) && !m.entries.empty();
+  };
+  REQUIRE_FALSE(c.core(1).change_membership({ChangeType::add_learner, NodeId(4), {}}));
+  c.settle();
+  REQUIRE(c.core(1).progress(NodeId(4))->match_index == LogIndex(0));
+
+  // The old acknowledgement arrives now, in the leader's term.
+  REQUIRE(old_ack->term == c.core(1).current_term());
+  c.core(1).step(*old_ack);
+  CHECK(c.core(1).progress(NodeId(4))->match_index == LogIndex(0));
+  c.drop_if = {};
+  c.tick(1);
+  c.settle();
+  CHECK(c.core(4).log().last_index() == c.core(1).log().last_index());
+}
+
+TEST_CASE("a node votes only as a voter of its own latest configuration") {
+  // Regression (node simulation, seed 101303): node 3 was removed, wiped and started empty to
+  // join again; a node with a stale configuration that still listed 3 as a voter won an
+  // election with the wiped node's vote and overwrote committed entries.
+  auto ask = [](Cluster& c, MessageType type) {
+    Message m = msg(type, 2, 4, c.core(4).current_term().value() + 1);
+    m.index = c.core(2).log().last_index();
+    m.log_term = c.core(2).log().last_term();
+    c.core(4).step(m);
+    const auto out = drain(c.core(4));
+    REQUIRE(out.size() == 1);
+    return !out[0].reject;
+  };
+  {
+    Cluster c(3);
+    c.elect(1);
+    c.add_node(4);  // empty, joining: it knows no configuration
+    CHECK_FALSE(ask(c, MessageType::pre_vote));
+    CHECK_FALSE(ask(c, MessageType::vote));
+  }
+  // A learner does not vote either. (A vote for a leadership transfer, so that the learner's
+  // lease on its leader does not make it ignore the request.)
+  Cluster c(3);
+  c.elect(1);
+  c.add_node(4);
+  REQUIRE_FALSE(c.core(1).change_membership({ChangeType::add_learner, NodeId(4), {}}));
+  c.settle();
+  REQUIRE(c.core(4).membership().is_learner(NodeId(4)));
+  Message m = msg(MessageType::vote, 2, 4, c.core(4).current_term().value() + 1);
+  m.index = c.core(2).log().last_index();
+  m.log_term = c.core(2).log().last_term();
+  m.context = vote_context_transfer;
+  c.core(4).step(m);
+  const auto out = of_type(drain(c.core(4)), MessageType::vote_resp);
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].reject);
+  // The same request to a voter is granted.
+  m.to = NodeId(3);
+  m.term = c.core(3).current_term() + 1;
+  c.core(3).step(m);
+  const auto granted = of_type(drain(c.core(3)), MessageType::vote_resp);
+  REQUIRE(granted.size() == 1);
+  CHECK_FALSE(granted[0].reject);
+}
+
 TEST_CASE("§4.2.1: a learner is promoted only once it has caught up") {
   Cluster c(3);
   c.elect(1);
@@ -628,6 +718,7 @@ TEST_CASE("flow control: replicate state pipelines up to the in-flight window, w
   make_leader(*l);
   drain(*l);
   Message ack = msg(MessageType::append_resp, 2, 1, 1);
+  ack.context = l->progress(NodeId(2))->first_round;  // as a follower echoes it
   ack.index = LogIndex(1);
   l->step(ack);
   drain(*l);

@@ -489,7 +489,8 @@ TEST_CASE("a leader in probe state ignores an acknowledgement below its probe") 
   const LogIndex probe_prev = pr->next_index.prev();
   REQUIRE(probe_prev >= LogIndex(3));
   Message stale = msg(MessageType::append_resp, 2, 1, c->current_term().value());
-  stale.index = LogIndex(probe_prev.value() - 2);  // below the probe: an answer from before
+  stale.context = c->progress(NodeId(2))->first_round;  // as a follower echoes it
+  stale.index = LogIndex(probe_prev.value() - 2);       // below the probe: an answer from before
   c->step(stale);
   CHECK(c->progress(NodeId(2))->match_index == LogIndex(0));
   CHECK(c->progress(NodeId(2))->state == Progress::State::probe);

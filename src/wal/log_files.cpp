@@ -1,0 +1,161 @@
+// The log's other files: the hard state, application files (cluster id) and snapshots, each
+// replaced atomically. Part of Log (log.h).
+#include "wal/log.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "base/assert.h"
+
+namespace rpool::wal {
+
+std::error_code Log::replace_file(const std::string& tmp, const std::string& final_path,
+                                  ByteView bytes) {
+  if (auto ec = fs_.remove(tmp); ec && ec != errc::not_found)
+    return fail(ec, fmt::format("{}: remove failed: {}", tmp, ec.message()));
+  std::unique_ptr<File> file;
+  if (auto ec = fs_.open(tmp, OpenMode::create_new, file))
+    return fail(ec, fmt::format("{}: create failed: {}", tmp, ec.message()));
+  if (auto ec = file->write_at(0, bytes))
+    return fail(ec, fmt::format("{}: write failed: {}", tmp, ec.message()));
+  if (auto ec = file->sync_data())
+    return fail(ec, fmt::format("{}: fdatasync failed: {}", tmp, ec.message()));
+  file.reset();
+  if (auto ec = fs_.rename(tmp, final_path))
+    return fail(ec, fmt::format("{}: rename failed: {}", tmp, ec.message()));
+  if (auto ec = fs_.sync_dir(dir_))
+    return fail(ec, fmt::format("{}: fsync failed: {}", dir_, ec.message()));
+  return {};
+}
+
+std::error_code Log::save_hard_state(const HardState& state) {
+  if (auto ec = writable()) return ec;
+  const std::string tmp = path(std::string(hard_state_file_name) + ".tmp");
+  const std::string final_path = path(std::string(hard_state_file_name));
+  const Bytes bytes = encode_hard_state(state);
+  return replace_file(tmp, final_path, bytes);
+}
+
+namespace {
+bool application_file_name(std::string_view name) {
+  if (name.empty() || name.size() > 32) return false;
+  for (char c : name) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
+  }
+  return parse_name(name).kind == FileKind::other;
+}
+}  // namespace
+
+std::error_code Log::save_file(std::string_view name, ByteView bytes) {
+  RPOOL_ASSERT(application_file_name(name));
+  if (auto ec = writable()) return ec;
+  return replace_file(path(std::string(name) + ".tmp"), path(std::string(name)), bytes);
+}
+
+std::error_code Log::load_file(std::string_view name, Bytes& out) const {
+  RPOOL_ASSERT(application_file_name(name));
+  const std::string p = path(std::string(name));
+  if (auto ec = read_whole(fs_, p, out)) {
+    if (ec != errc::not_found) error_detail_ = fmt::format("{}: read failed: {}", p, ec.message());
+    return ec;
+  }
+  return {};
+}
+
+std::error_code Log::load_hard_state(HardState& out) const {
+  const std::string p = path(std::string(hard_state_file_name));
+  Bytes bytes;
+  if (auto ec = read_whole(fs_, p, bytes)) {
+    if (ec == errc::not_found) {
+      out = HardState{};
+      return {};
+    }
+    error_detail_ = fmt::format("{}: read failed: {}", p, ec.message());
+    return ec;
+  }
+  std::string why;
+  const auto state = decode_hard_state(bytes, why);
+  if (!state) {
+    error_detail_ = fmt::format("{}: offset 0: {}", p, why);
+    return errc::corrupt;
+  }
+  out = *state;
+  return {};
+}
+
+std::error_code Log::save_snapshot(const SnapshotFile& snapshot) {
+  if (auto ec = writable()) return ec;
+  RPOOL_ASSERT(snapshot.index.value() > 0);
+  const std::string tmp = path("snapshot.tmp");
+  const std::string final_path = path(snapshot_name(snapshot.index, snapshot.term));
+  const Bytes bytes = encode_snapshot(snapshot);
+  if (auto ec = replace_file(tmp, final_path, bytes)) return ec;
+
+  std::vector<std::string> names;
+  if (auto ec = fs_.list(dir_, names))
+    return fail(ec, fmt::format("{}: list failed: {}", dir_, ec.message()));
+  std::vector<std::pair<LogIndex, std::string>> snapshots;
+  for (const auto& name : names) {
+    const ParsedName p = parse_name(name);
+    if (p.kind == FileKind::snapshot) snapshots.emplace_back(p.first, name);
+  }
+  std::sort(snapshots.begin(), snapshots.end(),
+            [](const auto& a, const auto& b) { return a.first > b.first; });
+  bool removed = false;
+  for (std::size_t i = options_.snapshots_kept; i < snapshots.size(); ++i) {
+    if (snapshots[i].second == snapshot_name(snapshot.index, snapshot.term)) continue;
+    if (auto ec = fs_.remove(path(snapshots[i].second))) {
+      return fail(ec,
+                  fmt::format("{}: remove failed: {}", path(snapshots[i].second), ec.message()));
+    }
+    removed = true;
+  }
+  if (removed) {
+    if (auto ec = fs_.sync_dir(dir_))
+      return fail(ec, fmt::format("{}: fsync failed: {}", dir_, ec.message()));
+  }
+  return {};
+}
+
+std::error_code Log::load_latest_snapshot(std::optional<SnapshotFile>& out) const {
+  out.reset();
+  std::vector<std::string> names;
+  if (auto ec = fs_.list(dir_, names)) {
+    error_detail_ = fmt::format("{}: list failed: {}", dir_, ec.message());
+    return ec;
+  }
+  std::optional<ParsedName> newest;
+  std::string newest_name;
+  for (const auto& name : names) {
+    const ParsedName p = parse_name(name);
+    if (p.kind == FileKind::snapshot && (!newest || p.first > newest->first)) {
+      newest = p;
+      newest_name = name;
+    }
+  }
+  if (!newest) return {};
+  Bytes bytes;
+  if (auto ec = read_whole(fs_, path(newest_name), bytes)) {
+    error_detail_ = fmt::format("{}: read failed: {}", path(newest_name), ec.message());
+    return ec;
+  }
+  std::string why;
+  auto snapshot = decode_snapshot(bytes, why);
+  if (!snapshot) {
+    error_detail_ = fmt::format("{}: offset 0: {}", path(newest_name), why);
+    return errc::corrupt;
+  }
+  if (snapshot->index != newest->first || snapshot->term != newest->term) {
+    error_detail_ = fmt::format("{}: offset 16: holds index {} term {}, the name disagrees",
+                                path(newest_name), snapshot->index, snapshot->term);
+    return errc::corrupt;
+  }
+  out = std::move(snapshot);
+  return {};
+}
+
+}  // namespace rpool::wal
