@@ -11,7 +11,8 @@ RPOOL_DEBS=(g++ meson ninja-build pkg-config python3
             python3-prometheus-client  # cross-checks /metrics against Prometheus' own parser
             python3-jsonschema  # every answer of the integration tests against docs/openapi.json
             prometheus  # promtool checks and unit-tests contrib/prometheus/rpool.rules.yml
-            chromium chromium-driver python3-selenium)  # the console's browser test (tests/browser)
+            chromium chromium-driver python3-selenium  # the console's browser test (tests/browser)
+            clang libclang-rt-14-dev)  # libFuzzer: the fuzz harnesses of tests/fuzz
 
 ensure_deps() {
   local missing=() p

@@ -402,7 +402,8 @@ std::optional<Config> parse_config(std::string_view text, std::string& error) {
   json root;
   try {
     root = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
+    // Not only parse_error: a number beyond a double (1e400) is an out_of_range.
     error = fmt::format("config: not valid JSON: {}", e.what());
     return std::nullopt;
   }

@@ -124,6 +124,15 @@ Result StateMachine::apply(std::uint64_t index, const Command& command) {
   applied_index_ = index;
   clock_ms_ = std::max(clock_ms_, command.timestamp_ms);
 
+  // decode() checks only a pool_id's length. A command on a pool_id outside the rules acts on no
+  // pool and must not be remembered under it either: the key table (and so every snapshot)
+  // holds valid pool ids only, or restore() would refuse the snapshot.
+  if (!valid_pool_id(command.pool_id)) {
+    Result refused;
+    refused.error = errc::bad_pool_id;
+    refused.index = index;
+    return refused;
+  }
   const bool keyed = !command.idempotency_key.empty();
   std::string scoped;
   if (keyed) {

@@ -416,7 +416,18 @@ class Cluster {
   // --- the network
   // --------------------------------------------------------------------------------
 
+  // Scenarios: when set and it returns true, the message is taken off the network (the scenario
+  // keeps it, to deliver it later with deliver() or never).
+  std::function<bool(NodeId from, const raft::Message&)> intercept;
+
+  // Hands `m` to its receiver now, as if it had just arrived.
+  void deliver(raft::Message m) {
+    Node& n = node(m.to);
+    if (n.up) n.replica->step(std::move(m));
+  }
+
   void send(NodeId from, raft::Message&& m) {
+    if (intercept && intercept(from, m)) return;
     const NodeId to = m.to;
     if (to.value() == 0 || to.value() > static_cast<std::uint64_t>(p_.nodes)) return;
     if (verbose_ &&
@@ -1147,10 +1158,106 @@ RunResult run_seed(std::uint64_t seed, bool verbose, bool single_pool) {
   return {!c.failed(), c.failure(), c.world.events, c.writes_acked, c.reads_done, c.ops_failed};
 }
 
+// A scenario (thesis §6.4 ReadIndex, across a restart): a follower asks the leader for a read
+// index, and crashes before the answer arrives; restarted, it serves a new read. The answer meant
+// for the previous process (its read id, an old index) arrives only now. It must be ignored: were
+// it taken for the new read, the follower would answer that read at the old index, missing a
+// write acknowledged before the read began (a stale read). Read ids start at a random value in
+// every process (Replica::read), so the old answer names no read of the new process.
+// Returns an empty string when the follower behaves, else what went wrong.
+std::string read_answer_of_previous_process(bool verbose) {
+  Params p;
+  p.straggle = 0;  // every message within latency_max: the timeline below holds
+  Cluster c(1, p, verbose);
+  c.start_all();
+  const auto failed = [&c] { return c.failed(); };
+  Time t = 1000 * ms;
+  c.world.run_until(t, failed);
+  if (c.failed()) return c.failure();
+  NodeId leader, follower;
+  for (const NodeId id : c.up_nodes()) {
+    if (c.node(id).replica->core().role() == raft::Role::leader) {
+      leader = id;
+    } else if (follower == NodeId()) {
+      follower = id;
+    }
+  }
+  if (leader == NodeId() || follower == NodeId()) return "no leader after 1 s";
+
+  // Every read answer to the follower is held back; appends to it too, once `isolated`, so that
+  // it cannot learn of the write below except through a read answer.
+  std::vector<raft::Message> answers;
+  bool isolated = false;
+  c.intercept = [&](NodeId, const raft::Message& m) {
+    if (m.to != follower) return false;
+    if (m.type == raft::MessageType::read_index_resp) {
+      answers.push_back(m);
+      return true;
+    }
+    return isolated &&
+           (m.type == raft::MessageType::append || m.type == raft::MessageType::heartbeat);
+  };
+
+  // The previous process asks, and dies before its answer arrives.
+  c.node(follower).replica->read([](const Outcome&) {});
+  c.world.run_until(t += 50 * ms, failed);
+  if (answers.size() != 1) return fmt::format("{} read answers held, not 1", answers.size());
+  const raft::Message old_answer = answers.front();
+  answers.clear();
+  c.crash(c.node(follower));
+  c.restart(follower);
+  c.world.run_until(t += 500 * ms, failed);
+  if (c.failed()) return c.failure();
+  if (c.node(follower).replica->core().leader() != leader) return "the follower lost the leader";
+
+  // A write is acknowledged while the follower hears no appends.
+  isolated = true;
+  std::optional<LogIndex> write_index;
+  pool::Command draw;
+  draw.op = pool::Draw{1, 0};
+  c.node(leader).replica->write(draw, [&](const Outcome& o, const pool::Result* result) {
+    if (!o.ec && result != nullptr) write_index = LogIndex(result->index);
+  });
+  c.world.run_until(t += 50 * ms, failed);
+  if (!write_index) return "the write was not acknowledged";
+  Replica& restarted = *c.node(follower).replica;
+  if (restarted.applied() >= *write_index) return "the follower applied the write regardless";
+
+  // The new process reads; its own answer is held back, the old one arrives.
+  std::optional<LogIndex> read_at;
+  restarted.read([&](const Outcome& o) {
+    if (!o.ec) read_at = restarted.applied();
+  });
+  c.world.run_until(t += 20 * ms, failed);
+  c.deliver(old_answer);
+  c.world.run_until(t += 20 * ms, failed);
+  if (c.failed()) return c.failure();
+  if (read_at) {
+    return fmt::format(
+        "the restarted follower answered a read with the previous process's answer (read id "
+        "{}): at index {}, before the write acknowledged at {}",
+        old_answer.context, read_at->value(), write_index->value());
+  }
+
+  // Its own answer comes, and the appends: the read is answered with the write in it.
+  isolated = false;
+  c.intercept = nullptr;
+  for (raft::Message& m : answers) c.deliver(std::move(m));
+  c.world.run_until(t += 500 * ms, failed);
+  if (c.failed()) return c.failure();
+  if (!read_at) return "the read was never answered";
+  if (*read_at < *write_index) {
+    return fmt::format("the read was answered at {}, before the write at {}", read_at->value(),
+                       write_index->value());
+  }
+  return "";
+}
+
 int usage() {
   std::fprintf(stderr,
                "usage: node-sim [--seeds N] [--start S] [--seed S] [-v] [--planted NAME] "
-               "[--single-pool]\n");
+               "[--single-pool]\n"
+               "       node-sim --scenario read-answer-of-previous-process [-v]\n");
   return 2;
 }
 
@@ -1162,7 +1269,7 @@ int main(int argc, char** argv) {
   std::uint64_t seeds = 100, start = 1;
   bool verbose = false;
   bool single_pool = false;
-  std::string planted;
+  std::string planted, scenario;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
@@ -1187,12 +1294,23 @@ int main(int argc, char** argv) {
       const char* v = value();
       if (!v) return usage();
       planted = v;
+    } else if (a == "--scenario") {
+      const char* v = value();
+      if (!v) return usage();
+      scenario = v;
     } else {
       return usage();
     }
   }
   if (!planted.empty())
     setenv("RPOOL_PLANTED_BUG", planted.c_str(), 1);  // before any replica exists
+  if (scenario == "read-answer-of-previous-process") {
+    const std::string failure = read_answer_of_previous_process(verbose);
+    std::printf("node-sim: scenario %s: %s\n", scenario.c_str(),
+                failure.empty() ? "ok" : ("FAILED: " + failure).c_str());
+    return failure.empty() ? 0 : 1;
+  }
+  if (!scenario.empty()) return usage();
   const auto began = std::chrono::steady_clock::now();
   std::uint64_t passed = 0, failed = 0, events = 0, writes = 0, reads = 0;
   for (std::uint64_t s = start; s < start + seeds; ++s) {

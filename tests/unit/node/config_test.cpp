@@ -278,6 +278,14 @@ TEST_CASE("other malformed configs are errors that name what is wrong") {
   CHECK(rejected(minimal(R"(, "raft": [])")) == "config: raft: expected an object");
 }
 
+// Found by the config fuzzer (tests/fuzz/corpus/config/number-overflow): the JSON parser reports
+// a number beyond a double as out_of_range, not parse_error, and it escaped parse_config().
+TEST_CASE("a number too large for a double is an error, not an exception") {
+  CHECK(rejected(minimal(R"(, "raft": {"heartbeat_ms": 1e400})")).starts_with(
+      "config: not valid JSON"));
+  CHECK(rejected("[-1e400]").starts_with("config: not valid JSON"));
+}
+
 TEST_CASE("a config that is not a JSON object is an error") {
   const std::string error = rejected("[1, 2]");
   CHECK(error.starts_with("config: "));

@@ -144,6 +144,25 @@ TEST_CASE("the same idempotency key in two pools makes two independent draws") {
   CHECK(late.draws == in_a.draws);
 }
 
+// Found by the pool_command fuzzer: decode() checks only a pool_id's length, and a keyed command
+// on a pool_id outside the rules (here with the byte that separates pool and key in the key
+// table) was remembered under it. The state then broke its invariants, and its snapshot no longer
+// restored (restore() refuses such a key), so a node could not load its own snapshot.
+TEST_CASE("a keyed command on an invalid pool_id is refused and remembers nothing") {
+  for (const std::string& bad : {std::string("no spaces"), std::string("s\0x", 3)}) {
+    CAPTURE(bad);
+    StateMachine sm;
+    (void)sm.apply(1, bootstrap({item("mud", -1, 1)}));
+    const Result result = sm.apply(2, in_pool(bad, keyed(draw(1, 1), "order-1", 7)));
+    CHECK(result.error == errc::bad_pool_id);
+    CHECK(result.index == 2);
+    CHECK(sm.idempotency_keys() == 0);
+    StateMachine restored;
+    CHECK_FALSE(restored.restore(sm.snapshot()));
+    sm.check_invariants();
+  }
+}
+
 TEST_CASE("key eviction counts the keys of every pool together") {
   Options options;
   options.idempotency_retention_ms = 1000;
