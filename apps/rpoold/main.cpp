@@ -45,9 +45,10 @@ int main(int argc, char** argv) {
   app.add_option("--data-dir", data_dir, "data directory (default: the config's data_dir)");
   app.add_option("--log-format", log_format, "json or text")
       ->check(CLI::IsMember({"json", "text"}));
-  auto* join_flag = app.add_flag("--join", join,
-               "join a running cluster: start as a non-member and wait to be added with "
-               "POST /v1/cluster/members (the config names the current members and this node)");
+  auto* join_flag =
+      app.add_flag("--join", join,
+                   "join a running cluster: start as a non-member and wait to be added with "
+                   "POST /v1/cluster/members (the config names the current members and this node)");
   app.add_flag("--force-new-cluster", force_new_cluster,
                "disaster recovery when a majority is lost for good: keep this node's data and "
                "cluster id, make it the only voter (written to its log), and serve; add new nodes "

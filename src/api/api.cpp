@@ -97,8 +97,7 @@ Target parse_target(std::string_view target) {
   else if (path == "/") {
     t.route = Route::console;
     t.asset = "index.html";
-  }
-  else if (path.starts_with(items_prefix) && path.size() > items_prefix.size()) {
+  } else if (path.starts_with(items_prefix) && path.size() > items_prefix.size()) {
     t.route = Route::item;
     t.item_id = std::string(path.substr(items_prefix.size()));
   } else if (path.starts_with(members_prefix) && path.size() > members_prefix.size()) {
@@ -267,7 +266,8 @@ std::optional<pool::Item> pool_item(const json& j, std::string& message) {
   }
   if (!only_fields(j, {"item_id", "quantity", "probability"}, message)) return std::nullopt;
   const auto id = j.find("item_id");
-  if (id == j.end() || !id->is_string() || !pool::valid_item_id(id->get_ref<const std::string&>())) {
+  if (id == j.end() || !id->is_string() ||
+      !pool::valid_item_id(id->get_ref<const std::string&>())) {
     message = "An item_id is 1 to 64 of A-Z a-z 0-9 _ . -";
     return std::nullopt;
   }

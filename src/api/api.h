@@ -44,7 +44,7 @@ enum class Route {
 
 struct Target {
   Route route = Route::not_found;
-  std::string item_id;       // item, pool_item: as given in the path (validated by the handler)
+  std::string item_id;  // item, pool_item: as given in the path (validated by the handler)
   // named_pool, pool_draw, pool_item: as given in the path (validated by the handler); the
   // default-pool routes (draw, pool, item) name "default".
   std::string pool_id = std::string(pool::default_pool_id);

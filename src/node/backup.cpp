@@ -103,7 +103,8 @@ std::optional<std::string> decode_backup(ByteView file, Backup& out) {
     if (rest.size() < 12) return fmt::format("command {} of {} is cut short", k + 1, count);
     const LogIndex i(load_u64le(rest.data()));
     const std::uint32_t length = load_u32le(rest.data() + 8);
-    if (length > rest.size() - 12) return fmt::format("command {} of {} is cut short", k + 1, count);
+    if (length > rest.size() - 12)
+      return fmt::format("command {} of {} is cut short", k + 1, count);
     if (i <= previous || i > index) {
       return fmt::format("command {} has log index {}, out of order (after {}, at most {})", k + 1,
                          i, previous, index);
@@ -183,9 +184,9 @@ void HttpApi::handle_backup(HttpRequest&& request, Respond respond) {
         std::chrono::duration<double, std::milli>(Clock::now() - started).count();
     // At most backups_in_flight_max (1) thread: the previous one has posted its answer already.
     if (backup_thread_.joinable()) backup_thread_.join();
-    backup_thread_ = std::thread([source, cluster_id = replica_.cluster_id(),
-                                  &env = replica_.env(), req, respond = std::move(respond),
-                                  in_flight = backups_in_flight_, loop_ms]() mutable {
+    backup_thread_ = std::thread([source, cluster_id = replica_.cluster_id(), &env = replica_.env(),
+                                  req, respond = std::move(respond), in_flight = backups_in_flight_,
+                                  loop_ms]() mutable {
       const auto built = Clock::now();
       auto body = std::make_shared<std::string>(
           encode_backup(source->index, cluster_id, *source->image, source->entries));
@@ -193,20 +194,20 @@ void HttpApi::handle_backup(HttpRequest&& request, Respond respond) {
       std::string sum = sha256_hex(as_bytes(*body));
       const double build_ms =
           std::chrono::duration<double, std::milli>(Clock::now() - built).count();
-      env.post([=, req = std::move(req), respond = std::move(respond),
-                sum = std::move(sum)]() mutable {
-        --*in_flight;
-        HttpResponse res{http::status::ok, req->version()};
-        res.set(http::field::content_type, "application/octet-stream");
-        res.set("Rpool-Snapshot-Index", std::to_string(index_of(*body)));
-        res.set("Rpool-Sha256", sum);
-        res.set("Server-Timing",
-                fmt::format("loop;dur={:.1f}, build;dur={:.1f}", loop_ms, build_ms));
-        res.keep_alive(req->keep_alive());
-        res.body() = std::move(*body);
-        res.prepare_payload();
-        respond(std::move(res));
-      });
+      env.post(
+          [=, req = std::move(req), respond = std::move(respond), sum = std::move(sum)]() mutable {
+            --*in_flight;
+            HttpResponse res{http::status::ok, req->version()};
+            res.set(http::field::content_type, "application/octet-stream");
+            res.set("Rpool-Snapshot-Index", std::to_string(index_of(*body)));
+            res.set("Rpool-Sha256", sum);
+            res.set("Server-Timing",
+                    fmt::format("loop;dur={:.1f}, build;dur={:.1f}", loop_ms, build_ms));
+            res.keep_alive(req->keep_alive());
+            res.body() = std::move(*body);
+            res.prepare_payload();
+            respond(std::move(res));
+          });
     });
   });
 }

@@ -139,8 +139,9 @@ std::map<std::string, std::vector<pool::Item>, std::less<>> more_pools(const jso
 
 Config parse(const json& root) {
   if (!root.is_object()) throw ConfigError{"expected an object at the top level"};
-  only_fields(root, "", {"members", "data_dir", "catalog", "pools", "admin_token", "admin_token_file",
-                         "tls", "raft", "wal"});
+  only_fields(root, "",
+              {"members", "data_dir", "catalog", "pools", "admin_token", "admin_token_file", "tls",
+               "raft", "wal"});
   Config c;
 
   if (!root.contains("members") || !root["members"].is_array() || root["members"].empty()) {
@@ -222,8 +223,8 @@ Config parse(const json& root) {
     const json& t = require_object(root["tls"], "tls");
     only_fields(t, "tls", {"ca", "cert", "key", "http"});
     TlsSettings tls;
-    for (auto [name, field] : {std::pair{"ca", &tls.ca}, std::pair{"cert", &tls.cert},
-                               std::pair{"key", &tls.key}}) {
+    for (auto [name, field] :
+         {std::pair{"ca", &tls.ca}, std::pair{"cert", &tls.cert}, std::pair{"key", &tls.key}}) {
       if (!t.contains(name) || !t[name].is_string() || t[name].get<std::string>().empty())
         fail(std::string("tls.") + name, "expected a non-empty string (a PEM file path)");
       *field = t[name].get<std::string>();
@@ -324,15 +325,16 @@ std::optional<std::string> read_admin_token_file(const std::string& path, std::s
     return std::nullopt;
   }
   if (token.size() > admin_token_bytes_max) {
-    error = fmt::format("admin_token_file: {} holds more than {} bytes", path,
-                        admin_token_bytes_max);
+    error =
+        fmt::format("admin_token_file: {} holds more than {} bytes", path, admin_token_bytes_max);
     return std::nullopt;
   }
   for (const char ch : token) {
     if (ch <= ' ' || ch > '~') {
-      error = fmt::format("admin_token_file: {} holds a character that is not printable ASCII "
-                          "(or a space); a token is one line",
-                          path);
+      error = fmt::format(
+          "admin_token_file: {} holds a character that is not printable ASCII "
+          "(or a space); a token is one line",
+          path);
       return std::nullopt;
     }
   }

@@ -50,7 +50,7 @@ struct TlsSettings {
 struct Config {
   std::vector<Member> members;
   std::string data_dir = "data/node-{id}";  // "{id}" is replaced by the node id
-  std::vector<pool::Item> catalog;  // seeds the pool "default"
+  std::vector<pool::Item> catalog;          // seeds the pool "default"
   // Seed more pools when the cluster first forms, with the catalog (config field "pools").
   std::map<std::string, std::vector<pool::Item>, std::less<>> pools;
   std::optional<std::string> admin_token;

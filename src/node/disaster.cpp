@@ -38,9 +38,10 @@ ForceResult force_new_cluster(wal::Recovered& recovered, const Config& config, N
   Term last_term = log.last_term();
   if (recovered.snapshot) {
     if (!raft::decode_membership(recovered.snapshot->metadata, membership)) {
-      return {ForceResult::Status::failed,
-              fmt::format("--force-new-cluster: the membership of snapshot {} in {} does not decode",
-                          recovered.snapshot->index, dir)};
+      return {
+          ForceResult::Status::failed,
+          fmt::format("--force-new-cluster: the membership of snapshot {} in {} does not decode",
+                      recovered.snapshot->index, dir)};
     }
     last_term = std::max(last_term, recovered.snapshot->term);
   }

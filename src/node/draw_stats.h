@@ -34,8 +34,8 @@ namespace rpool::node {
 
 class DrawStats {
  public:
-  static constexpr std::size_t items_tracked_max = 1'000;            // per pool
-  static constexpr std::size_t tracked_items_total_max = 10'000;     // over all pools
+  static constexpr std::size_t items_tracked_max = 1'000;         // per pool
+  static constexpr std::size_t tracked_items_total_max = 10'000;  // over all pools
 
   struct Item {
     std::uint64_t observed = 0;  // units that drew this item

@@ -37,8 +37,8 @@ nlohmann::json histogram_json(const metrics::Histogram* h) {
 void HttpApi::handle_console(HttpRequest&& request, Respond respond, const std::string& asset) {
   const api::ConsoleAsset* file = api::console_asset(asset);
   if (file == nullptr) {
-    respond(error_response(request, api::Error::not_found,
-                           "No such file of the console: " + asset));
+    respond(
+        error_response(request, api::Error::not_found, "No such file of the console: " + asset));
     return;
   }
   HttpResponse res{http::status::ok, request.version()};
@@ -64,8 +64,10 @@ void HttpApi::handle_status(HttpRequest&& request, Respond respond, bool from_le
   const raft::Membership& m = core.membership();
   auto add_peer = [&](NodeId id) {
     if (id == replica_.id()) return;
-    nlohmann::json peer = {{"id", id.value()}, {"connected", nullptr},
-                           {"match_index", nullptr}, {"lag_entries", nullptr}};
+    nlohmann::json peer = {{"id", id.value()},
+                           {"connected", nullptr},
+                           {"match_index", nullptr},
+                           {"lag_entries", nullptr}};
     if (transport_ != nullptr) peer["connected"] = transport_->stats(id).connected;
     if (const raft::Progress* pr = leading ? core.progress(id) : nullptr) {
       peer["match_index"] = pr->match_index.value();

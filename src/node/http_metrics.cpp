@@ -137,9 +137,10 @@ void HttpApi::handle_metrics(HttpRequest&& request, Respond respond) {
   });
   each_item([&](const std::string& pool_id, const DrawStats::Pool& p, const std::string& item_id,
                 const DrawStats::Item& item) {
-    out.gauge("rpool_draw_expected_share",
-              "The item's share of its pool's drawable weight now: the chance that a draw picks it.",
-              DrawStats::expected_share(p, item), {{"pool", pool_id}, {"item", item_id}});
+    out.gauge(
+        "rpool_draw_expected_share",
+        "The item's share of its pool's drawable weight now: the chance that a draw picks it.",
+        DrawStats::expected_share(p, item), {{"pool", pool_id}, {"item", item_id}});
   });
 
   // HTTP.

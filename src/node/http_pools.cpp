@@ -16,10 +16,9 @@ HttpResponse render_created(const HttpRequest& req, const pool::Result& result,
     return HttpApi::error_response(req, error_of(result.error),
                                    pool_error_message(result.error, subject));
   }
-  return HttpApi::json_response(
-      req, 200,
-      fmt::format(R"({{"pool_id":"{}","created":true,"index":{}}})", subject.pool_id,
-                  result.index));
+  return HttpApi::json_response(req, 200,
+                                fmt::format(R"({{"pool_id":"{}","created":true,"index":{}}})",
+                                            subject.pool_id, result.index));
 }
 
 HttpResponse render_deleted(const HttpRequest& req, const pool::Result& result,
@@ -28,10 +27,9 @@ HttpResponse render_deleted(const HttpRequest& req, const pool::Result& result,
     return HttpApi::error_response(req, error_of(result.error),
                                    pool_error_message(result.error, subject));
   }
-  return HttpApi::json_response(
-      req, 200,
-      fmt::format(R"({{"pool_id":"{}","deleted":true,"index":{}}})", subject.pool_id,
-                  result.index));
+  return HttpApi::json_response(req, 200,
+                                fmt::format(R"({{"pool_id":"{}","deleted":true,"index":{}}})",
+                                            subject.pool_id, result.index));
 }
 
 constexpr std::string_view pool_id_rule = "A pool_id is 1 to 64 of A-Z a-z 0-9 _ . -";

@@ -178,8 +178,8 @@ class Replica {
   // loop (the entries since the last snapshot are copied, the state is not serialised); the
   // file is assembled and checksummed from it on another thread. Defined in backup.cpp.
   struct BackupSource {
-    LogIndex index;                      // applied()
-    std::shared_ptr<const Bytes> image;  // pool::StateMachine::snapshot() bytes
+    LogIndex index;                                   // applied()
+    std::shared_ptr<const Bytes> image;               // pool::StateMachine::snapshot() bytes
     std::vector<std::pair<LogIndex, Bytes>> entries;  // normal entries after the image
   };
   BackupSource backup_source() const;

@@ -106,9 +106,10 @@ std::unique_ptr<Server> Server::open(asio::io_context& io, ServerOptions options
   if (server->options_.force_new_cluster &&
       (!std::filesystem::exists(dir, fs_ec) || std::filesystem::is_empty(dir, fs_ec))) {
     // Checked before recovery, which would create the directory: a mistyped path is not a node.
-    error = fmt::format("--force-new-cluster: the data directory {} is missing or empty: there "
-                        "is nothing to keep (point it at a survivor's data directory)",
-                        dir);
+    error = fmt::format(
+        "--force-new-cluster: the data directory {} is missing or empty: there "
+        "is nothing to keep (point it at a survivor's data directory)",
+        dir);
     if (exit_code) *exit_code = 2;
     return nullptr;
   }
@@ -141,7 +142,8 @@ std::unique_ptr<Server> Server::open(asio::io_context& io, ServerOptions options
   if (server->options_.force_new_cluster) {
     const ReplicaOptions& replica = server->options_.replica;  // `options` was moved from
     const ForceResult forced = force_new_cluster(recovered.state, replica.config, replica.id);
-    if (forced.status == ForceResult::Status::empty || forced.status == ForceResult::Status::failed) {
+    if (forced.status == ForceResult::Status::empty ||
+        forced.status == ForceResult::Status::failed) {
       error = forced.message;
       if (exit_code && forced.status == ForceResult::Status::empty) *exit_code = 2;
       return nullptr;
@@ -221,10 +223,12 @@ bool Server::start(std::string& error) {
   storage_ = std::make_unique<ThreadStorage>(
       env_, std::make_unique<LogStore>(ro.data_dir, wal_options_, std::move(recovered_log_)));
   replica_->start(*storage_);
-  logger_.info("serving", {{"raft", self->raft.to_string()},
-                           {"http", self->http.to_string()},
-                           {"peer_tls", std::string(options_.tls ? "mutual" : "off: the raft port trusts its network")},
-                           {"http_tls", https}});
+  logger_.info(
+      "serving",
+      {{"raft", self->raft.to_string()},
+       {"http", self->http.to_string()},
+       {"peer_tls", std::string(options_.tls ? "mutual" : "off: the raft port trusts its network")},
+       {"http_tls", https}});
   return true;
 }
 

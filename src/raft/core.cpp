@@ -323,13 +323,15 @@ void Core::handle_vote(const Message& m) {
   // promises nothing, so it may be granted regardless of our vote in this term.
   const bool can_vote = voted_for_ == m.from || (voted_for_ == NodeId(0) && leader_ == NodeId(0)) ||
                         (pre && m.term > current_term_);
-  // Only a voter of its own latest configuration votes. A node started empty to join (or wiped
-  // and added back under its old id) knows no configuration yet, and a learner is not counted in
-  // its own: yet a candidate with a stale configuration that still lists the id as a voter would
-  // count the vote, though the node behind the id lost the log that the vote must protect (node
-  // simulation, seed 101303: a stale node won with the vote of a wiped one and overwrote
-  // committed entries). Refusing a vote is always safe.
-  const bool voter = membership_.is_voter(config_.id);
+  // A node that knows no configuration yet (started empty to join, or wiped and added back under
+  // its old id) does not vote: a candidate whose configuration is stale may still list the id as
+  // a voter and count the vote, though the node behind the id lost the log that the vote must
+  // protect (node simulation, seed 101303: a stale node won with the vote of a wiped one and
+  // overwrote committed entries). Every other node votes, learners and removed nodes included:
+  // a learner refusing left a cluster without an electable majority when the entry promoting it
+  // had not reached it (seeds 111424 and 112023, --single-pool), and so did nodes whose
+  // uncommitted latest configuration removed them (seed 101588, --single-pool).
+  const bool voter = !membership_.voters.empty();
   // Raft §5.4.1: only a candidate whose log is at least as up-to-date as ours.
   const bool grant = voter && can_vote && log_.is_up_to_date(m.index, m.log_term);
   Message r;

@@ -127,8 +127,7 @@ class StubApi {
         if (result.item) return json(request, 200, api::item_json(*result.item));
         return json(request, 200, "{}");
       }
-      case api::Route::pool:
-        return json(request, 200, api::pool_json(pool_, LogIndex(index_)));
+      case api::Route::pool: return json(request, 200, api::pool_json(pool_, LogIndex(index_)));
       case api::Route::not_found:
         return error(request, api::Error::not_found,
                      "No such path: " + std::string(request.target()));
@@ -176,9 +175,10 @@ struct Harness {
           const bool later = request.target().size() % 2 == 1;
           HttpResponse response = api.handle(request);
           if (later) {
-            asio::post(io, [respond = std::move(respond), response = std::move(response)]() mutable {
-              respond(std::move(response));
-            });
+            asio::post(io,
+                       [respond = std::move(respond), response = std::move(response)]() mutable {
+                         respond(std::move(response));
+                       });
           } else {
             respond(std::move(response));
           }

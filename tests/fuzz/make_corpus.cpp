@@ -31,7 +31,8 @@ void write(const std::string& harness, const std::string& name, const Bytes& byt
   const fs::path dir = root / harness;
   fs::create_directories(dir);
   std::ofstream out(dir / name, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
   if (!out) {
     std::fprintf(stderr, "make-corpus: cannot write %s\n", (dir / name).c_str());
     std::exit(1);
@@ -49,7 +50,9 @@ struct Script {
   Script& ticks(std::uint8_t n) { return op(4).op(static_cast<std::uint8_t>(n - 1)); }
   Script& answer() { return op(5); }
   Script& propose(const Bytes& data) {
-    op(6).op(static_cast<std::uint8_t>(data.size())).op(static_cast<std::uint8_t>(data.size() >> 8));
+    op(6)
+        .op(static_cast<std::uint8_t>(data.size()))
+        .op(static_cast<std::uint8_t>(data.size() >> 8));
     bytes.insert(bytes.end(), data.begin(), data.end());
     return *this;
   }
@@ -100,20 +103,54 @@ Bytes bootstrap_command() {
 void raft_corpus() {
   // Node 1 campaigns, wins with the peers' votes, replicates, commits, snapshots, restarts.
   Script leader;
-  leader.ticks(12).answer().answer().propose(bootstrap_command()).answer().propose(draw_command(3))
-      .answer().ticks(1).answer().read(77).ticks(1).answer().compact_all().propose(draw_command(1))
-      .answer().restart().ticks(12).answer().answer();
+  leader.ticks(12)
+      .answer()
+      .answer()
+      .propose(bootstrap_command())
+      .answer()
+      .propose(draw_command(3))
+      .answer()
+      .ticks(1)
+      .answer()
+      .read(77)
+      .ticks(1)
+      .answer()
+      .compact_all()
+      .propose(draw_command(1))
+      .answer()
+      .restart()
+      .ticks(12)
+      .answer()
+      .answer();
   write("raft_peer", "leader", leader.bytes);
 
   // The leader compacts, then adds node 4 as a learner: it catches up by snapshot chunks.
   Script learner;
-  learner.ticks(12).answer().answer().propose(bootstrap_command()).answer().propose(draw_command(2))
-      .answer().ticks(1).answer().compact_all().add_learner(4);
+  learner.ticks(12)
+      .answer()
+      .answer()
+      .propose(bootstrap_command())
+      .answer()
+      .propose(draw_command(2))
+      .answer()
+      .ticks(1)
+      .answer()
+      .compact_all()
+      .add_learner(4);
   raft::Message behind = msg(raft::MessageType::append_resp, 4, 1);  // node 4 holds nothing
   behind.reject = true;
   behind.index = LogIndex(4);
-  learner.frame(behind).answer().ticks(1).answer().answer().answer().answer().answer().answer()
-      .ticks(2).answer();
+  learner.frame(behind)
+      .answer()
+      .ticks(1)
+      .answer()
+      .answer()
+      .answer()
+      .answer()
+      .answer()
+      .answer()
+      .ticks(2)
+      .answer();
   write("raft_peer", "learner-snapshot", learner.bytes);
 
   // Node 2 leads term 1: appends (with a config-free log), heartbeats with a commit, a read answer.
@@ -224,8 +261,9 @@ void pool_corpus() {
     script.insert(script.end(), b.begin(), b.end());
     script.push_back(0);  // the gap before the next index
     (void)sm.apply(++index, command);
-    write("pool_command", "command-" + std::to_string(index), Bytes{0, static_cast<std::uint8_t>(b.size()),
-          static_cast<std::uint8_t>(b.size() >> 8)} + b);
+    write("pool_command", "command-" + std::to_string(index),
+          Bytes{0, static_cast<std::uint8_t>(b.size()), static_cast<std::uint8_t>(b.size() >> 8)} +
+              b);
   }
   write("pool_command", "script", script);
   Bytes snapshot{1};  // mode 1: a snapshot
@@ -234,7 +272,8 @@ void pool_corpus() {
   write("pool_command", "snapshot", snapshot);
 }
 
-// ---- wal_segment and wal_state --------------------------------------------------------------------
+// ---- wal_segment and wal_state
+// --------------------------------------------------------------------
 
 void wal_corpus() {
   Bytes segment;

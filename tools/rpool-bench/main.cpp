@@ -376,7 +376,8 @@ Connection::Connection(Worker& worker, const Target& target, std::size_t id,
     requests_ += one;
   }
   // Connections start at pools spread over the range, so that they do not draw in step.
-  if (o.pools > 0) pool_counter_ = id_ * (o.pools / std::max<std::size_t>(connections_total, 1) + 1);
+  if (o.pools > 0)
+    pool_counter_ = id_ * (o.pools / std::max<std::size_t>(connections_total, 1) + 1);
   body_.reserve(64 * 1024);
   if (o.rate > 0) {
     interval_ns_ = 1e9 * static_cast<double>(connections_total) / o.rate;

@@ -31,8 +31,8 @@ void print(const Unit& u, DrawsOptions::Format format, std::ostream& out) {
   switch (format) {
     case DrawsOptions::Format::text:
       out << fmt::format("request_id={} item={} index={} term={} leader_ts_ms={} key={}\n",
-                         u.request_id, item, u.entry->index, u.entry->term,
-                         u.command->timestamp_ms, key.empty() ? "-" : nlohmann::json(key).dump());
+                         u.request_id, item, u.entry->index, u.entry->term, u.command->timestamp_ms,
+                         key.empty() ? "-" : nlohmann::json(key).dump());
       return;
     case DrawsOptions::Format::csv:
       out << fmt::format("{},{},{},{},{},{}\n", u.request_id, item, u.entry->index, u.entry->term,

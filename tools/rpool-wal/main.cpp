@@ -59,9 +59,9 @@ int main(int argc, char** argv) {
           "POOL_ID"));
 
   rpool::tools::RestoreOptions restore_options;
-  auto* restore = app.add_subcommand(
-      "restore",
-      "write the data dir of founding member N of a NEW cluster holding a backup's state (writes!)");
+  auto* restore = app.add_subcommand("restore",
+                                     "write the data dir of founding member N of a NEW cluster "
+                                     "holding a backup's state (writes!)");
   restore->add_option("SNAPSHOT", restore_options.backup, "the backup (GET /v1/snapshot)")
       ->required();
   restore->add_option("--config", restore_options.config, "the new cluster's config")->required();
@@ -78,8 +78,7 @@ int main(int argc, char** argv) {
   draws->add_option("DATA_DIR", dir, "the node's data directory")->required();
   draws->add_option("--pool", draws_options.pool_id, "the pool (default: default)");
   draws->add_option("--from-request", draws_options.from_request, "first request_id shown");
-  draws->add_option("--to-request", draws_options.to_request,
-                    "last request_id shown, inclusive");
+  draws->add_option("--to-request", draws_options.to_request, "last request_id shown, inclusive");
   draws->add_option("--format", draws_format, "text, csv or json (one object per line)")
       ->check(CLI::IsMember({"text", "csv", "json"}));
 

@@ -64,8 +64,7 @@ int wal_restore(const RestoreOptions& options, std::ostream& out, std::ostream& 
                        options.config);
     return 2;
   }
-  const std::string dir =
-      options.data_dir.empty() ? config->data_dir_for(self) : options.data_dir;
+  const std::string dir = options.data_dir.empty() ? config->data_dir_for(self) : options.data_dir;
 
   // The backup first: nothing is written for a backup that does not check out.
   Bytes file;
@@ -127,8 +126,8 @@ int wal_restore(const RestoreOptions& options, std::ostream& out, std::ostream& 
     };
     // The cluster id first: a directory holding a snapshot but not yet its id would found the
     // old cluster's id (rpoold derives one from the config when the file is absent).
-    if (const auto ec = log.save_file(node::cluster_id_file,
-                                      as_bytes(node::cluster_id_text(cluster_id))))
+    if (const auto ec =
+            log.save_file(node::cluster_id_file, as_bytes(node::cluster_id_text(cluster_id))))
       return failed("the cluster id", ec);
     // The state at the backup's index, serialised once more: the image with its commands applied.
     const wal::SnapshotFile snapshot{backup.index, restored_term,

@@ -9,10 +9,10 @@
 namespace rpool::tools {
 
 struct RestoreOptions {
-  std::string backup;       // the backup file
-  std::string config;       // the new cluster's config (its members found the cluster)
-  std::uint64_t id = 0;     // the member whose directory is written
-  std::string data_dir;     // empty: the config's data_dir for `id`
+  std::string backup;    // the backup file
+  std::string config;    // the new cluster's config (its members found the cluster)
+  std::uint64_t id = 0;  // the member whose directory is written
+  std::string data_dir;  // empty: the config's data_dir for `id`
 };
 
 // Checks the backup (framing, SHA-256, the state image decodes and its commands apply) before it

@@ -199,7 +199,8 @@ int main(int argc, char** argv) {
   if (argc == 3 && std::string_view(argv[1]) == "--draws") return write_draws(argv[2]);
   const bool unknown_kind = argc == 3 && std::string_view(argv[1]) == "--unknown-kind";
   if (argc != 2 && !unknown_kind) {
-    std::fprintf(stderr, "usage: rpool-wal-testgen [--long | --pools | --unknown-kind | --draws] DIR\n");
+    std::fprintf(stderr,
+                 "usage: rpool-wal-testgen [--long | --pools | --unknown-kind | --draws] DIR\n");
     return 2;
   }
   const char* dir = argv[argc - 1];

@@ -103,8 +103,8 @@ struct HttpServerStats {
   // accept_backoff_min up to accept_backoff_max while they go on; pending connections wait in
   // the kernel's backlog meanwhile.
   std::uint64_t accept_errors = 0;
-  std::uint64_t requests = 0;      // complete requests handed to the handler
-  std::uint64_t bad_requests = 0;  // answered 400, 413 or 431 by the server itself
+  std::uint64_t requests = 0;                // complete requests handed to the handler
+  std::uint64_t bad_requests = 0;            // answered 400, 413 or 431 by the server itself
   std::uint64_t tls_handshake_failures = 0;  // HTTPS: connections closed in the TLS handshake
 };
 

@@ -398,8 +398,7 @@ class Session final : public SessionBase {
 
   void arm_read_deadline() {
     read_deadline_.expires_after(options().read_timeout);
-    read_deadline_.async_wait(
-        beast::bind_front_handler(&Session::on_read_deadline, self()));
+    read_deadline_.async_wait(beast::bind_front_handler(&Session::on_read_deadline, self()));
   }
 
   void on_read_deadline(beast::error_code ec) {

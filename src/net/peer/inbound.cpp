@@ -82,7 +82,6 @@ std::optional<PeerRejectReason> check_identity(State& st, Inbound& in, NodeId se
   return std::nullopt;
 }
 
-
 void count_malformed(State& st, const Inbound& in, std::string_view why) {
   ++st.malformed_total;
   ++st.counters_of(in.sender).frames_malformed;
@@ -309,6 +308,5 @@ asio::awaitable<void> accept_loop(std::shared_ptr<State> st) {
     asio::co_spawn(st->io, run_inbound(st, in), rethrow);
   }
 }
-
 
 }  // namespace rpool::net::peer

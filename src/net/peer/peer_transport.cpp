@@ -11,9 +11,9 @@
 
 namespace rpool::net {
 
+using peer::buffer_keep_bytes_max;
 using peer::Inbound;
 using peer::Peer;
-using peer::buffer_keep_bytes_max;
 using peer::release_if_large;
 using peer::rethrow;
 std::string_view to_string(PeerRejectReason reason) {

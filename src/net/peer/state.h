@@ -68,12 +68,17 @@ struct Peer {
   enum class Link { connecting, connected, waiting };
 
   Peer(asio::io_context& io, NodeId id_, std::string host_, std::uint16_t port_)
-      : id(id_), host(std::move(host_)), port(port_), stream(io.get_executor()), wake(io), retry(io) {}
+      : id(id_),
+        host(std::move(host_)),
+        port(port_),
+        stream(io.get_executor()),
+        wake(io),
+        retry(io) {}
 
   NodeId id;
   std::string host;
   std::uint16_t port;
-  PeerStream stream;  // its socket is closed while not connected
+  PeerStream stream;         // its socket is closed while not connected
   asio::steady_timer wake;   // the idle writer waits on it; cancel() wakes it
   asio::steady_timer retry;  // backoff between attempts; cancel() retries at once
   // Frames waiting to be written, back to back; pending.size() <= queue_bytes_max. Messages queue
@@ -92,7 +97,9 @@ struct Peer {
 // One accepted, receive-only connection.
 struct Inbound {
   Inbound(tcp::socket s, std::uint64_t accepted_)
-      : stream(std::move(s)), handshake_timer(stream.socket().get_executor()), accepted(accepted_) {}
+      : stream(std::move(s)),
+        handshake_timer(stream.socket().get_executor()),
+        accepted(accepted_) {}
 
   PeerStream stream;
   asio::steady_timer handshake_timer;

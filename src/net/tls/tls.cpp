@@ -27,8 +27,9 @@ bool readable(const std::string& path) { return std::ifstream(path, std::ios::bi
 }  // namespace
 
 std::shared_ptr<ssl::context> make_tls_context(const TlsFiles& files, std::string& error) {
-  for (const auto& [what, path] : {std::pair{"tls.ca", &files.ca}, std::pair{"tls.cert", &files.cert},
-                                   std::pair{"tls.key", &files.key}}) {
+  for (const auto& [what, path] :
+       {std::pair{"tls.ca", &files.ca}, std::pair{"tls.cert", &files.cert},
+        std::pair{"tls.key", &files.key}}) {
     if (!readable(*path)) {
       error = fmt::format("{}: cannot read {}", what, *path);
       return nullptr;
@@ -42,8 +43,8 @@ std::shared_ptr<ssl::context> make_tls_context(const TlsFiles& files, std::strin
   }
   // No tickets (see the header), no renegotiation, no compression.
   SSL_CTX_set_num_tickets(native, 0);
-  context->set_options(ssl::context::no_compression | SSL_OP_NO_TICKET |
-                       SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  context->set_options(ssl::context::no_compression | SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION |
+                       SSL_OP_CIPHER_SERVER_PREFERENCE);
   // AES-128-GCM first (every TLS 1.3 peer supports it): the same security margin in practice as
   // AES-256 here, at about two thirds of its cost per byte, which every request and frame pays.
   if (SSL_CTX_set_ciphersuites(
@@ -57,14 +58,14 @@ std::shared_ptr<ssl::context> make_tls_context(const TlsFiles& files, std::strin
   boost::system::error_code ec;
   context->load_verify_file(files.ca, ec);
   if (ec) {
-    error = fmt::format("tls.ca: {} holds no usable CA certificate: {}", files.ca,
-                        openssl_reason(ec));
+    error =
+        fmt::format("tls.ca: {} holds no usable CA certificate: {}", files.ca, openssl_reason(ec));
     return nullptr;
   }
   context->use_certificate_chain_file(files.cert, ec);
   if (ec) {
-    error = fmt::format("tls.cert: {} is not a PEM certificate: {}", files.cert,
-                        openssl_reason(ec));
+    error =
+        fmt::format("tls.cert: {} is not a PEM certificate: {}", files.cert, openssl_reason(ec));
     return nullptr;
   }
   context->use_private_key_file(files.key, ssl::context::pem, ec);

@@ -200,7 +200,8 @@ TEST_CASE("a bad pool body is a 400 with a sentence naming the item") {
       {R"({"items": [{"quantity": 1, "probability": 1}]})",
        "items[0]: An item_id is 1 to 64 of A-Z a-z 0-9 _ . -"},
       {R"({"items": [{"item_id": "a", "quantity": -2, "probability": 1}]})",
-       "items[0]: \"quantity\" must be an integer from 0 to 9007199254740991, or -1 for unlimited."},
+       "items[0]: \"quantity\" must be an integer from 0 to 9007199254740991, or -1 for "
+       "unlimited."},
       {R"({"items": [{"item_id": "a", "quantity": 1}]})",
        "items[0]: \"probability\" must be an integer from 0 to 1000000000000."},
       {R"({"items": [{"item_id": "a", "quantity": 1, "probability": 1, "w": 1}]})",
@@ -230,13 +231,16 @@ TEST_CASE("the pool list is the JSON of docs/api.md") {
   pool::Command create{pool::CreatePool{{{"gem", 2, 9}}}, 1, {}, {}, "spring"};
   REQUIRE_FALSE(sm.apply(1, create).error);
   const auto parsed = nlohmann::json::parse(pools_json(sm.pools(), LogIndex(7)));
-  const nlohmann::json want = {
-      {"pools",
-       {{{"pool_id", "default"}, {"item_count", 0}, {"last_request_id", 0},
-         {"digest", sm.default_pool().digest_hex()}},
-        {{"pool_id", "spring"}, {"item_count", 1}, {"last_request_id", 0},
-         {"digest", sm.pool("spring")->digest_hex()}}}},
-      {"index", 7}};
+  const nlohmann::json want = {{"pools",
+                                {{{"pool_id", "default"},
+                                  {"item_count", 0},
+                                  {"last_request_id", 0},
+                                  {"digest", sm.default_pool().digest_hex()}},
+                                 {{"pool_id", "spring"},
+                                  {"item_count", 1},
+                                  {"last_request_id", 0},
+                                  {"digest", sm.pool("spring")->digest_hex()}}}},
+                               {"index", 7}};
   CHECK(parsed == want);
   // One pool reads as the default pool does.
   CHECK(pool_json(*sm.pool("default"), LogIndex(3)) == pool_json(sm, LogIndex(3)));

@@ -281,8 +281,8 @@ TEST_CASE("other malformed configs are errors that name what is wrong") {
 // Found by the config fuzzer (tests/fuzz/corpus/config/number-overflow): the JSON parser reports
 // a number beyond a double as out_of_range, not parse_error, and it escaped parse_config().
 TEST_CASE("a number too large for a double is an error, not an exception") {
-  CHECK(rejected(minimal(R"(, "raft": {"heartbeat_ms": 1e400})")).starts_with(
-      "config: not valid JSON"));
+  CHECK(rejected(minimal(R"(, "raft": {"heartbeat_ms": 1e400})"))
+            .starts_with("config: not valid JSON"));
   CHECK(rejected("[-1e400]").starts_with("config: not valid JSON"));
 }
 
@@ -313,7 +313,8 @@ TEST_CASE("an endpoint whose host is neither an IP literal nor a name is rejecte
 TEST_CASE("tls: paths with {id} replaced per node, http on by default") {
   std::string error;
   const auto config = parse_config(
-      minimal(R"(, "tls": {"ca": "c/ca.pem", "cert": "c/node-{id}.pem", "key": "c/{id}/k-{id}.pem"})"),
+      minimal(
+          R"(, "tls": {"ca": "c/ca.pem", "cert": "c/node-{id}.pem", "key": "c/{id}/k-{id}.pem"})"),
       error);
   REQUIRE_MESSAGE(config.has_value(), error);
   REQUIRE(config->tls.has_value());
@@ -395,12 +396,12 @@ std::string pools_field(std::size_t n, std::size_t items) {
 
 TEST_CASE("pools seed more pools, each with its items, and the bootstrap entry carries them") {
   std::string error;
-  const auto config = parse_config(
-      minimal(R"(, "catalog": [{"item_id": "mud", "quantity": -1, "probability": 1}],
+  const auto config =
+      parse_config(minimal(R"(, "catalog": [{"item_id": "mud", "quantity": -1, "probability": 1}],
                  "pools": {"spring-event": [{"item_id": "skin", "quantity": 50, "probability": 1},
                                             {"item_id": "gem", "quantity": 2, "probability": 9}],
                            "empty": []})"),
-      error);
+                   error);
   REQUIRE_MESSAGE(config.has_value(), error);
   REQUIRE(config->pools.size() == 2);
   CHECK(config->pools.at("spring-event") ==
@@ -425,7 +426,8 @@ TEST_CASE("pools seed more pools, each with its items, and the bootstrap entry c
 TEST_CASE("a bad pools field is an error naming the pool, the item and the rule") {
   CHECK(rejected(minimal(R"(, "pools": [])")) ==
         R"(config: pools: expected an object {"<pool_id>": [items...]})");
-  CHECK(rejected(minimal(R"(, "pools": {"a": {}})")) == "config: pools.a: expected an array of items");
+  CHECK(rejected(minimal(R"(, "pools": {"a": {}})")) ==
+        "config: pools.a: expected an array of items");
   CHECK(rejected(minimal(R"(, "pools": {"a/b": []})")) ==
         R"(config: pools: pool_id "a/b" is not 1-64 of A-Z a-z 0-9 _ . -)");
   CHECK(rejected(minimal(R"(, "pools": {"": []})")) ==
@@ -433,8 +435,9 @@ TEST_CASE("a bad pools field is an error naming the pool, the item and the rule"
   CHECK(rejected(minimal(R"(, "pools": {")" + std::string(65, 'p') + R"(": []})"))
             .starts_with("config: pools: pool_id \"ppp"));
   // "default" is the catalog's: a "pools" entry of that name would seed it twice.
-  CHECK(rejected(minimal(R"(, "pools": {"default": []})")) ==
-        R"(config: pools.default: the pool "default" is seeded by "catalog"; name this pool otherwise)");
+  CHECK(
+      rejected(minimal(R"(, "pools": {"default": []})")) ==
+      R"(config: pools.default: the pool "default" is seeded by "catalog"; name this pool otherwise)");
   CHECK(rejected(minimal(
             R"(, "pools": {"a": [{"item_id": "x", "quantity": 1, "probability": 1, "w": 1}]})")) ==
         "config: pools.a[0].w: unknown field");
@@ -469,7 +472,8 @@ TEST_CASE("items over items_total_max in all pools is an error naming the limit"
   std::string items = "[";
   for (std::size_t i = 0; i < per_pool; ++i) items += i ? ",{}" : "{}";
   items += "]";
-  for (std::size_t p = 0; p < pools; ++p) field += (p ? ",\"p" : "\"p") + std::to_string(p) + "\":" + items;
+  for (std::size_t p = 0; p < pools; ++p)
+    field += (p ? ",\"p" : "\"p") + std::to_string(p) + "\":" + items;
   field += "}";
   CHECK(rejected(minimal(field)) ==
         "config: pools: 1000001 items with the catalog's, over the limit of 1000000 items in all "
@@ -479,8 +483,9 @@ TEST_CASE("items over items_total_max in all pools is an error naming the limit"
 TEST_CASE("pools that do not fit in one log entry with the catalog are refused up front") {
   // 10 pools of 6,000 items of ~21 bytes: about 1.2 MiB, over catalog_bytes_max.
   const std::string error = rejected(minimal(pools_field(10, 6000)));
-  CHECK(error.starts_with("config: pools: 10 pools with 60000 items in all (the catalog's "
-                          "included) take "));
+  CHECK(
+      error.starts_with("config: pools: 10 pools with 60000 items in all (the catalog's "
+                        "included) take "));
   CHECK(error.find("PUT /v1/pools") != std::string::npos);
   // Half of that fits.
   std::string ok_error;

@@ -26,7 +26,8 @@ struct Oracle {
     for (const auto& d : result.draws) {
       if (!d.item_id) continue;
       double total = 0;
-      for (const auto& i : before) total += i.quantity == 0 ? 0 : static_cast<double>(i.probability);
+      for (const auto& i : before)
+        total += i.quantity == 0 ? 0 : static_cast<double>(i.probability);
       for (auto& i : before) {
         if (i.quantity != 0) expected[i.item_id] += static_cast<double>(i.probability) / total;
         if (i.item_id == *d.item_id && i.quantity > 0) --i.quantity;
@@ -52,7 +53,8 @@ void check_against(const DrawStats& stats, const Oracle& oracle, const pool::Sta
   CHECK(p.items.size() == state.items().size());
 }
 
-TEST_CASE("expected counts follow the weights unit by unit, through upserts and items running out") {
+TEST_CASE(
+    "expected counts follow the weights unit by unit, through upserts and items running out") {
   SplitMix64 rng(7);
   for (int round = 0; round < 20; ++round) {
     pool::StateMachine state;
@@ -78,8 +80,8 @@ TEST_CASE("expected counts follow the weights unit by unit, through upserts and 
         apply(draw(static_cast<std::uint32_t>(1 + rng.next() % 50), rng.next()));
       } else if (pick < 9) {
         const std::string id(1, static_cast<char>('a' + rng.next() % 5));
-        apply(pool::test::upsert(item(id, static_cast<std::int64_t>(rng.next() % 30),
-                                      1 + rng.next() % 5)));
+        apply(pool::test::upsert(
+            item(id, static_cast<std::int64_t>(rng.next() % 30), 1 + rng.next() % 5)));
       } else {
         apply(pool::test::remove_item(std::string(1, static_cast<char>('a' + rng.next() % 5))));
       }

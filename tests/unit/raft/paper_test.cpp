@@ -622,7 +622,7 @@ TEST_CASE("an acknowledgement from a member's earlier incarnation does not move 
   CHECK(c.core(4).log().last_index() == c.core(1).log().last_index());
 }
 
-TEST_CASE("a node votes only as a voter of its own latest configuration") {
+TEST_CASE("a node that knows no configuration does not vote; a learner and a removed node do") {
   // Regression (node simulation, seed 101303): node 3 was removed, wiped and started empty to
   // join again; a node with a stale configuration that still listed 3 as a voter won an
   // election with the wiped node's vote and overwrote committed entries.
@@ -642,8 +642,9 @@ TEST_CASE("a node votes only as a voter of its own latest configuration") {
     CHECK_FALSE(ask(c, MessageType::pre_vote));
     CHECK_FALSE(ask(c, MessageType::vote));
   }
-  // A learner does not vote either. (A vote for a leadership transfer, so that the learner's
-  // lease on its leader does not make it ignore the request.)
+  // A learner votes: refusing could leave no electable majority when the entry promoting it has
+  // not reached it (node-sim seeds 111424 and 112023 --single-pool). (A vote for a leadership
+  // transfer, so that the learner's lease on its leader does not make it ignore the request.)
   Cluster c(3);
   c.elect(1);
   c.add_node(4);
@@ -657,14 +658,22 @@ TEST_CASE("a node votes only as a voter of its own latest configuration") {
   c.core(4).step(m);
   const auto out = of_type(drain(c.core(4)), MessageType::vote_resp);
   REQUIRE(out.size() == 1);
-  CHECK(out[0].reject);
-  // The same request to a voter is granted.
-  m.to = NodeId(3);
-  m.term = c.core(3).current_term() + 1;
-  c.core(3).step(m);
-  const auto granted = of_type(drain(c.core(3)), MessageType::vote_resp);
-  REQUIRE(granted.size() == 1);
-  CHECK_FALSE(granted[0].reject);
+  CHECK_FALSE(out[0].reject);
+
+  // A node whose latest configuration, not yet committed, removes it still votes: its log is
+  // intact. Regression (node-sim seed 101588 --single-pool): nodes 1 and 3 each held an
+  // uncommitted entry removing itself, refused node 2, and no leader could be elected again.
+  auto removed = make_core(
+      3, {1, 2, 3},
+      {Entry{Term(1), LogIndex(1), EntryType::config, encode_membership(voters({1, 2}))}}, Term(1));
+  REQUIRE_FALSE(removed->membership().contains(NodeId(3)));
+  Message request = msg(MessageType::vote, 2, 3, 2);
+  request.index = LogIndex(1);
+  request.log_term = Term(1);
+  removed->step(request);
+  const auto answer = of_type(drain(*removed), MessageType::vote_resp);
+  REQUIRE(answer.size() == 1);
+  CHECK_FALSE(answer[0].reject);
 }
 
 TEST_CASE("§4.2.1: a learner is promoted only once it has caught up") {
