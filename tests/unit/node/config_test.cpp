@@ -384,10 +384,16 @@ TEST_CASE("read_admin_token_file: one line of printable ASCII, else an error nam
 std::string pools_field(std::size_t n, std::size_t items) {
   std::string out = R"(, "pools": {)";
   for (std::size_t p = 0; p < n; ++p) {
-    out += (p ? ",\"p" : "\"p") + std::to_string(p) + "\": [";
+    out += p ? ",\"p" : "\"p";
+    out += std::to_string(p);
+    out += "\": [";
     for (std::size_t i = 0; i < items; ++i) {
-      out += (i ? "," : "") + std::string(R"({"item_id":"i)") + std::to_string(i) +
-             R"(","quantity":1,"probability":1})";
+      // Appended piece by piece: GCC 12 at -O3 misreads `literal + std::to_string(...)`
+      // (-Wrestrict).
+      out += i ? "," : "";
+      out += R"({"item_id":"i)";
+      out += std::to_string(i);
+      out += R"(","quantity":1,"probability":1})";
     }
     out += "]";
   }

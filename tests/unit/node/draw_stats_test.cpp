@@ -114,7 +114,7 @@ TEST_CASE("a pool with more items than the bound counts units but no item") {
   DrawStats stats;
   std::vector<pool::Item> items;
   for (std::size_t i = 0; i <= DrawStats::items_tracked_max; ++i)
-    items.push_back(item("i" + std::to_string(1000000 + i), -1, 1));
+    items.push_back(item(std::string("i").append(std::to_string(1000000 + i)), -1, 1));
   const auto boot = pool::test::bootstrap(items);
   stats.on_apply(boot, state.apply(1, boot), state);
   const auto d = draw(3, 1);

@@ -595,7 +595,7 @@ TEST_CASE("an acknowledgement from a member's earlier incarnation does not move 
     if (m.type == MessageType::append_resp && m.from == NodeId(4) && !m.reject) old_ack = m;
     return false;
   };
-  for (int i = 0; i < 5; ++i) c.propose(1, "x" + std::to_string(i));
+  for (int i = 0; i < 5; ++i) c.propose(1, 'x' + std::to_string(i));
   c.settle();
   REQUIRE(old_ack.has_value());
   REQUIRE(old_ack->index == c.core(1).log().last_index());
