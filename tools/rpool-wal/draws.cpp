@@ -1,5 +1,7 @@
 #include "draws.h"
 
+#include "replay.h"
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -59,24 +61,10 @@ void print(const Unit& u, DrawsOptions::Format format, std::ostream& out) {
 
 int wal_draws(const std::string& dir, const DrawsOptions& options, std::ostream& out,
               std::ostream& err) {
-  wal::Options wal_options;
-  wal_options.read_only = true;
-  wal_options.warn = [&err](const std::string& line) {
-    err << "rpool-wal: warning: " << line << "\n";
-  };
-  wal::OpenResult opened = wal::Log::open(dir, wal_options);
-  if (opened.error) {
-    err << fmt::format("rpool-wal: cannot open {}: {}{}{}\n", dir, opened.error.message(),
-                       opened.detail.empty() ? "" : ": ", opened.detail);
-    return 1;
-  }
-  const wal::Log& log = *opened.log;
-  std::optional<wal::SnapshotFile> snapshot;
-  if (const auto ec = log.load_latest_snapshot(snapshot)) {
-    err << fmt::format("rpool-wal: cannot read the snapshot in {}: {} {}\n", dir, ec.message(),
-                       log.error_detail());
-    return 1;
-  }
+  ReplaySource source = open_replay_source(dir, err);
+  if (!source.log) return 1;
+  const wal::Log& log = *source.log;
+  const std::optional<wal::SnapshotFile>& snapshot = source.snapshot;
   wal::HardState hard;
   if (const auto ec = log.load_hard_state(hard)) {
     err << fmt::format("rpool-wal: cannot read the hard state in {}: {}\n", dir, ec.message());

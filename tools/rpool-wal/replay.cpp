@@ -9,9 +9,7 @@
 
 namespace rpool::tools {
 
-int wal_replay(const std::string& dir, const ReplayOptions& replay_options, std::ostream& out,
-               std::ostream& err) {
-  const std::optional<std::uint64_t>& at = replay_options.at;
+ReplaySource open_replay_source(const std::string& dir, std::ostream& err) {
   wal::Options options;
   options.read_only = true;
   options.warn = [&err](const std::string& line) { err << "rpool-wal: warning: " << line << "\n"; };
@@ -19,15 +17,25 @@ int wal_replay(const std::string& dir, const ReplayOptions& replay_options, std:
   if (opened.error) {
     err << fmt::format("rpool-wal: cannot open {}: {}{}{}\n", dir, opened.error.message(),
                        opened.detail.empty() ? "" : ": ", opened.detail);
-    return 1;
+    return {};
   }
-  const wal::Log& log = *opened.log;
-  std::optional<wal::SnapshotFile> snapshot;
-  if (const auto ec = log.load_latest_snapshot(snapshot)) {
+  ReplaySource source;
+  if (const auto ec = opened.log->load_latest_snapshot(source.snapshot)) {
     err << fmt::format("rpool-wal: cannot read the snapshot in {}: {} {}\n", dir, ec.message(),
-                       log.error_detail());
-    return 1;
+                       opened.log->error_detail());
+    return {};
   }
+  source.log = std::move(opened.log);
+  return source;
+}
+
+int wal_replay(const std::string& dir, const ReplayOptions& replay_options, std::ostream& out,
+               std::ostream& err) {
+  const std::optional<std::uint64_t>& at = replay_options.at;
+  ReplaySource source = open_replay_source(dir, err);
+  if (!source.log) return 1;
+  const wal::Log& log = *source.log;
+  const std::optional<wal::SnapshotFile>& snapshot = source.snapshot;
 
   pool::StateMachine pool;
   LogIndex from = LogIndex(1);

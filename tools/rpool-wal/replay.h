@@ -2,11 +2,23 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <ostream>
 #include <string>
 
+#include "wal/log.h"
+
 namespace rpool::tools {
+
+// A node's log opened read-only with its newest snapshot, for the commands that recompute the
+// pool from them (replay, draws). On failure `log` is null and a line naming the directory is
+// on `err`.
+struct ReplaySource {
+  std::unique_ptr<wal::Log> log;
+  std::optional<wal::SnapshotFile> snapshot;
+};
+ReplaySource open_replay_source(const std::string& dir, std::ostream& err);
 
 struct ReplayOptions {
   std::optional<std::uint64_t> at;  // the log index to replay up to (default: the last entry)
