@@ -205,6 +205,9 @@ struct Progress {
   // snapshot: ticks since the chunk in flight was sent; at Config::snapshot_resend_ticks it is
   // sent again (it or its answer was lost).
   int snapshot_wait_ticks = 0;
+  // snapshot: the leader round the chunk in flight carries. Sending a chunk starts a round, so a
+  // heartbeat answer echoing this round or a later one answers a heartbeat sent after the chunk.
+  std::uint64_t snapshot_round = 0;
   std::uint64_t read_ack_round = 0;  // highest read round the follower acknowledged
   // The leader's round when this Progress began. Every message to the follower carries the round
   // (context) and its answer echoes it: an answer from below first_round was sent to an earlier
@@ -391,7 +394,10 @@ class Core {
   };
   std::vector<PendingRead> reads_waiting_;  // leader: waiting for a commit in the current term
   std::vector<PendingRead> reads_;          // leader: waiting for a quorum to ack their round
-  std::uint64_t read_round_ = 0;            // leader: last heartbeat round started for reads
+  // leader: the current round. Messages to followers carry it (context) and their answers echo
+  // it. A round starts with each read (requests.cpp), each Progress (Progress::first_round) and
+  // each snapshot chunk sent (Progress::snapshot_round).
+  std::uint64_t read_round_ = 0;
   bool read_round_pending_ = false;         // leader: a heartbeat round to send at flush()
 
   std::vector<Message> messages_;

@@ -2,6 +2,7 @@
 // bytes in flight per follower, uncommitted bytes, committed bytes per Ready.
 #include <doctest/doctest.h>
 
+#include <optional>
 #include <string>
 
 #include "harness.h"
@@ -20,9 +21,11 @@ std::string joined(const std::vector<std::uint64_t>& v) {
 
 }  // namespace
 
-TEST_CASE("a leader keeps one snapshot chunk in flight: heartbeat replies do not resend it") {
+TEST_CASE("a leader keeps one snapshot chunk in flight and resends it once per heartbeat round") {
   // Regression: every heartbeat reply resent the chunk in flight, and each copy started another
   // send/answer loop, so a large snapshot on a slow link went at bandwidth / (number of loops).
+  // Now only the answer to a heartbeat sent after the chunk resends it (the follower answers in
+  // order, so the chunk or its answer was lost), and a duplicate's answer moves nothing.
   Cluster c(3, [](Config& cfg) {
     cfg.snapshot_chunk_bytes = 8;
     cfg.snapshot_resend_ticks = 6;
@@ -34,29 +37,46 @@ TEST_CASE("a leader keeps one snapshot chunk in flight: heartbeat replies do not
   auto image = std::make_shared<const Bytes>(Bytes(64, std::uint8_t{7}));  // 8 chunks
   REQUIRE_FALSE(c.core(1).compact(applied, image));
 
-  // The follower is back but slow: its answers to chunks do not arrive (yet).
+  // The follower is back but its answers to chunks are lost.
   std::vector<std::uint64_t> chunk_offsets;
   bool answers_arrive = false;
+  bool heartbeat_answers_arrive = true;
+  std::optional<Message> early_answer;  // the first heartbeat answer from node 3
   c.drop_if = [&](Message& m) {
     if (m.type == MessageType::snapshot) chunk_offsets.push_back(m.offset);
+    if (m.type == MessageType::heartbeat_resp && m.from == NodeId(3) && !early_answer)
+      early_answer = m;
+    if (m.type == MessageType::heartbeat_resp) return !heartbeat_answers_arrive;
     return m.type == MessageType::snapshot_resp && !answers_arrive;
   };
   c.rejoin(3);
-  c.tick(1);  // a heartbeat, a probe, its rejection: the first chunk
+  // A heartbeat, its answer, a probe, its rejection: the first chunk. The heartbeat answer was
+  // to a heartbeat sent before the chunk, so it resends nothing.
+  c.tick(1);
   REQUIRE(c.core(1).progress(NodeId(3))->state == Progress::State::snapshot);
   CHECK(joined(chunk_offsets) == joined({0}));
-  c.tick(1, 5);  // five heartbeat rounds, each answered by the follower
+  // The same answer again, arriving late (reordered or duplicated): still nothing.
+  REQUIRE(early_answer.has_value());
+  c.core(1).step(*early_answer);
+  c.settle();
   CHECK(joined(chunk_offsets) == joined({0}));
+  // Each later heartbeat answer shows the chunk's answer lost: one copy per round, no more.
+  c.tick(1, 3);
+  CHECK(joined(chunk_offsets) == joined({0, 0, 0, 0}));
 
-  // Overdue: the chunk (or its answer) counts as lost and is sent once more.
+  // Heartbeat answers are lost too: the chunk is resent only when overdue.
+  heartbeat_answers_arrive = false;
+  c.tick(1, 5);
+  CHECK(joined(chunk_offsets) == joined({0, 0, 0, 0}));
   c.tick(1, 1);
-  CHECK(joined(chunk_offsets) == joined({0, 0}));
+  CHECK(joined(chunk_offsets) == joined({0, 0, 0, 0, 0}));
 
-  // Answers flow again. The ones so far are lost, so the chunk is resent once more when
-  // overdue; its answer asks for byte 8, and from there each chunk goes out once.
+  // Answers flow again: the next heartbeat answer resends chunk 0, its answer asks for byte 8,
+  // and from there each chunk goes out once.
   answers_arrive = true;
-  c.tick(1, 6);
-  CHECK(joined(chunk_offsets) == joined({0, 0, 0, 8, 16, 24, 32, 40, 48, 56}));
+  heartbeat_answers_arrive = true;
+  c.tick(1, 2);
+  CHECK(joined(chunk_offsets) == joined({0, 0, 0, 0, 0, 0, 8, 16, 24, 32, 40, 48, 56}));
   REQUIRE(c.node(3).storage.durable().snapshot.has_value());
   CHECK(*c.node(3).storage.durable().snapshot->data == *image);
   CHECK(c.core(1).progress(NodeId(3))->state == Progress::State::replicate);
