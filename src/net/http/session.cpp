@@ -69,8 +69,7 @@ class Session final : public SessionBase {
   explicit Session(std::shared_ptr<HttpServer::State> server, StreamArgs&&... stream_args)
       : server_(std::move(server)),
         stream_(std::forward<StreamArgs>(stream_args)...),
-        read_deadline_(socket().get_executor()),
-        write_deadline_(socket().get_executor()),
+        deadline_timer_(socket().get_executor()),
         linger_timer_(socket().get_executor()) {
     buffer_.max_size(server_->options.read_buffer_bytes_max);
   }
@@ -81,7 +80,7 @@ class Session final : public SessionBase {
       // read deadline bounds the handshake.
       stream_.set_verify_mode(asio::ssl::verify_none);
       reading_ = true;
-      arm_read_deadline();
+      start_deadline();
       stream_.async_handshake(asio::ssl::stream_base::server,
                               [self = self()](beast::error_code ec) { self->on_handshake(ec); });
     } else {
@@ -105,8 +104,8 @@ class Session final : public SessionBase {
     if (closed_) return;
     const auto keep = self();  // unregister() drops the server's reference
     closed_ = true;
-    read_deadline_.cancel();
-    write_deadline_.cancel();
+    deadline_ = no_deadline;
+    deadline_timer_.cancel();
     linger_timer_.cancel();
     beast::error_code ignored;
     socket().shutdown(tcp::socket::shutdown_both, ignored);
@@ -222,7 +221,7 @@ class Session final : public SessionBase {
     parser_->header_limit(static_cast<std::uint32_t>(options().header_bytes_max));
     reading_ = true;
     // The read deadline runs only while no request of this connection is unanswered.
-    if (slots_.empty()) arm_read_deadline();
+    if (slots_.empty()) start_deadline();
     http::async_read(stream_, buffer_, *parser_,
                      beast::bind_front_handler(&Session::on_read, self()));
   }
@@ -248,7 +247,7 @@ class Session final : public SessionBase {
       }
       return;
     }
-    read_deadline_.cancel();
+    if (!writing_) stop_deadline();  // a handler has work: the read clock stops
     if (final_coding_is_not_chunked(parser_->get())) {
       reject(http::error::bad_transfer_encoding);
       return;
@@ -338,11 +337,8 @@ class Session final : public SessionBase {
       ++count;
     }
     writing_ = true;
-    // A client that does not read its answers: the write gives up after read_timeout.
-    write_deadline_.expires_after(options().read_timeout);
-    write_deadline_.async_wait([keep = self()](beast::error_code ec) {
-      if (ec != asio::error::operation_aborted && keep->writing_) keep->cancel_io();
-    });
+    // A client that does not read its answers: the connection closes after read_timeout.
+    start_deadline();
     asio::async_write(stream_, asio::buffer(write_buffer_),
                       beast::bind_front_handler(&Session::on_write, self(), count, last));
   }
@@ -367,7 +363,7 @@ class Session final : public SessionBase {
 
   void on_write(std::size_t count, bool last, beast::error_code ec, std::size_t /*bytes*/) {
     writing_ = false;
-    write_deadline_.cancel();
+    stop_deadline();
     if (closed_) return;
     if (ec) {
       fail(ec, "write");
@@ -384,7 +380,7 @@ class Session final : public SessionBase {
     }
     if (read_closed_ && reading_) cancel_io();  // shutdown came while writing
     if (finish_if_done()) return;
-    if (slots_.empty() && reading_) arm_read_deadline();  // idle again: the clock restarts
+    if (slots_.empty() && reading_) start_deadline();  // idle again: the clock restarts
     do_read();
     do_write();
   }
@@ -396,16 +392,35 @@ class Session final : public SessionBase {
     return true;
   }
 
-  void arm_read_deadline() {
-    read_deadline_.expires_after(options().read_timeout);
-    read_deadline_.async_wait(beast::bind_front_handler(&Session::on_read_deadline, self()));
+  // The deadline runs while the connection waits for its client: a read with no unanswered
+  // request (an idle keep-alive connection, a request arriving too slowly, a TLS handshake), or a
+  // write of answers. Each start gives the client a fresh read_timeout. Starting and stopping only
+  // moves deadline_: re-arming the timer on every request would cost a timer-queue insert, a
+  // cancellation and a completion handler per request. The timer is armed at most once at a time,
+  // and when it fires it closes the connection if the deadline has passed, re-arms itself for a
+  // later one, or stays unarmed while none runs (the next start_deadline arms it).
+  void start_deadline() {
+    deadline_ = std::chrono::steady_clock::now() + options().read_timeout;
+    if (!deadline_armed_) arm_deadline_timer();
   }
 
-  void on_read_deadline(beast::error_code ec) {
+  void stop_deadline() { deadline_ = no_deadline; }
+
+  void arm_deadline_timer() {
+    deadline_armed_ = true;
+    deadline_timer_.expires_at(deadline_);
+    deadline_timer_.async_wait(beast::bind_front_handler(&Session::on_deadline, self()));
+  }
+
+  void on_deadline(beast::error_code ec) {
+    deadline_armed_ = false;
     if (ec == asio::error::operation_aborted || closed_ || lingering_) return;
-    // A timer re-armed after this wait completed is not expired yet.
-    if (read_deadline_.expiry() > std::chrono::steady_clock::now()) return;
-    if (!slots_.empty()) return;  // a handler is working; re-armed when the queue drains
+    if (deadline_ == no_deadline) return;
+    if (deadline_ > std::chrono::steady_clock::now()) {
+      arm_deadline_timer();  // restarted since the timer was armed
+      return;
+    }
+    // A write that did not finish is aborted with the socket: on_write sees closed_.
     close();
   }
 
@@ -415,7 +430,7 @@ class Session final : public SessionBase {
   void linger() {
     if (closed_ || lingering_) return;
     lingering_ = true;
-    read_deadline_.cancel();
+    stop_deadline();  // the linger timer bounds what is left
     beast::error_code ignored;
     socket().shutdown(tcp::socket::shutdown_send, ignored);
     linger_timer_.expires_after(std::min(linger_timeout, options().read_timeout));
@@ -457,15 +472,20 @@ class Session final : public SessionBase {
   }
 
   std::shared_ptr<HttpServer::State> server_;
-  // A plain socket (or TLS over one), not beast::tcp_stream: the deadlines are the timers below
+  // A plain socket (or TLS over one), not beast::tcp_stream: the deadline is deadline_ below
   // (the stream's own timer machinery cost a measurable share of every request).
   Stream stream_;
   beast::flat_buffer buffer_;  // max_size() == read_buffer_bytes_max
   std::optional<http::request_parser<http::string_body>> parser_;  // the request being read
   std::deque<Slot> slots_;  // unanswered or unwritten requests in order; size <= depth max + 1
   std::uint64_t front_sequence_ = 0;  // the sequence number of slots_.front()
-  asio::steady_timer read_deadline_;
-  asio::steady_timer write_deadline_;
+  static constexpr std::chrono::steady_clock::time_point no_deadline =
+      std::chrono::steady_clock::time_point::max();
+  // When the connection closes unless the client reads or sends; no_deadline while the session
+  // waits for its handlers only (see start_deadline).
+  std::chrono::steady_clock::time_point deadline_ = no_deadline;
+  asio::steady_timer deadline_timer_;
+  bool deadline_armed_ = false;  // an async_wait of deadline_timer_ is pending
   asio::steady_timer linger_timer_;
   std::string write_buffer_;  // the answers being written (do_write)
   std::array<char, 4096> linger_buffer_{};
