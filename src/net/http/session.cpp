@@ -20,6 +20,8 @@
 #include <deque>
 #include <exception>
 #include <optional>
+#include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 
@@ -323,17 +325,14 @@ class Session final : public SessionBase {
     bool last = false;
     for (Slot& slot : slots_) {
       if (!slot.response || last) break;
-      HttpResponse& response = *slot.response;
+      const HttpResponse& response = *slot.response;
       // The connection ends after this answer if the request or the handler says so, or if no
       // further request will be read and none is waiting after it.
+      const auto connection = response.find(http::field::connection);
       const bool handler_closes =
-          http::token_list{response[http::field::connection]}.exists("close");
+          connection != response.end() && http::token_list{connection->value()}.exists("close");
       last = !slot.keep_alive || handler_closes || (read_closed_ && count + 1 == slots_.size());
-      response.version(slot.version);
-      response.keep_alive(!last);
-      response.set(http::field::server, options().server_name);
-      response.prepare_payload();
-      serialize(response, slot.head, write_buffer_);
+      serialize(response, slot.version, !last, slot.head, options().server_name, write_buffer_);
       ++count;
     }
     writing_ = true;
@@ -343,22 +342,54 @@ class Session final : public SessionBase {
                       beast::bind_front_handler(&Session::on_write, self(), count, last));
   }
 
-  static void serialize(const HttpResponse& response, bool head, std::string& out) {
-    out += response.version() == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
-    out += std::to_string(response.result_int());
+  // Appends one answer to `out` as it goes on the wire: the status line in the request's
+  // `version`, the handler's fields but the four the server owns, then `Server`,
+  // `Content-Length` and `Connection` as the server decides them, then the body. The fields are
+  // written, not set on the response: setting them would allocate a field each per answer.
+  static void serialize(const HttpResponse& response, unsigned version, bool keep_alive,
+                        bool head, std::string_view server_name, std::string& out) {
+    out += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+    const unsigned status = response.result_int();
+    RPOOL_ASSERT_OP(status, <=, 999u);  // Beast's status type holds three digits
+    const char digits[3] = {static_cast<char>('0' + status / 100),
+                            static_cast<char>('0' + status / 10 % 10),
+                            static_cast<char>('0' + status % 10)};
+    out.append(digits, sizeof digits);
     out += ' ';
     const auto reason = response.reason();
     out.append(reason.data(), reason.size());
     out += "\r\n";
     for (const auto& field : response) {
+      switch (field.name()) {
+        case http::field::connection:
+        case http::field::content_length:
+        case http::field::server:
+        case http::field::transfer_encoding:  // the body is always sent whole, with its length
+          continue;
+        default:
+          break;
+      }
       out.append(field.name_string().data(), field.name_string().size());
       out += ": ";
       out.append(field.value().data(), field.value().size());
       out += "\r\n";
     }
-    out += "\r\n";
+    out += "Server: ";
+    out += server_name;
+    // RFC 9110 §6.4.1, §8.6: a 1xx, 204 or 304 answer has no body and a 204 or 1xx no length.
+    const bool bodiless = status / 100 == 1 || status == 204 || status == 304;
+    if (!bodiless) {
+      out += "\r\nContent-Length: ";
+      out += std::to_string(response.body().size());
+    }
+    if (!keep_alive) {
+      out += "\r\nConnection: close";
+    } else if (version == 10) {
+      out += "\r\nConnection: keep-alive";
+    }
+    out += "\r\n\r\n";
     // A HEAD answer announces the length of the body it does not carry.
-    if (!head) out += response.body();
+    if (!head && !bodiless) out += response.body();
   }
 
   void on_write(std::size_t count, bool last, beast::error_code ec, std::size_t /*bytes*/) {

@@ -549,6 +549,45 @@ TEST_CASE("a client that does not read its answers is disconnected after the rea
   CHECK(elapsed < 3s);
 }
 
+TEST_CASE("the server owns Server, Content-Length and Connection of every answer it writes") {
+  asio::io_context io;
+  HttpServer server(io, local_options(), [](HttpRequest&& request, Respond respond) {
+    HttpResponse response{request.target() == "/empty" ? http::status::no_content
+                                                       : http::status::ok,
+                          request.version()};
+    response.set(http::field::content_type, "text/plain");
+    response.set(http::field::content_length, "999");          // wrong: replaced
+    response.set(http::field::server, "someone-else");         // replaced by the server's name
+    response.set(http::field::connection, "keep-alive");       // the server decides
+    response.set(http::field::transfer_encoding, "chunked");   // the body goes whole
+    response.set("Rpool-Custom", "kept");
+    if (request.target() != "/empty") response.body() = "hello";
+    respond(std::move(response));
+  });
+  REQUIRE_FALSE(server.start());
+
+  RawClient raw(io, server.port());
+  raw.write(
+      "GET /a HTTP/1.1\r\nHost: a\r\n\r\n"
+      "GET /empty HTTP/1.1\r\nHost: a\r\n\r\n"
+      "GET /last HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  REQUIRE(run_until(io, [&] { return raw.closed(); }));
+  CHECK(raw.received() ==
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nRpool-Custom: kept\r\nServer: rpool\r\n"
+        "Content-Length: 5\r\n\r\nhello"
+        "HTTP/1.1 204 No Content\r\nContent-Type: text/plain\r\nRpool-Custom: kept\r\n"
+        "Server: rpool\r\n\r\n"
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nRpool-Custom: kept\r\nServer: rpool\r\n"
+        "Content-Length: 5\r\nConnection: close\r\n\r\nhello");
+
+  RawClient old(io, server.port());
+  old.write("GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+  REQUIRE(run_until(io, [&] { return count(old.received(), "hello") == 1; }));
+  CHECK(old.received() ==
+        "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nRpool-Custom: kept\r\nServer: rpool\r\n"
+        "Content-Length: 5\r\nConnection: keep-alive\r\n\r\nhello");
+}
+
 TEST_CASE("a handler that throws gets a 500 internal and the server keeps serving") {
   asio::io_context io;
   std::vector<std::string> logged;
