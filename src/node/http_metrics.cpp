@@ -118,7 +118,8 @@ void HttpApi::handle_metrics(HttpRequest&& request, Respond respond) {
   // weights made expected (node/draw_stats.h). Counted by every replica as it applies.
   const DrawStats& draw_stats = replica_.draw_stats();
   const auto each_item = [&](auto&& emit) {
-    for (const auto& [pool_id, p] : draw_stats.pools()) {
+    for (const auto* entry : draw_stats.sorted_pools()) {
+      const auto& [pool_id, p] = *entry;
       for (const auto& [item_id, item] : p.items) emit(pool_id, p, item_id, item);
     }
   };
