@@ -63,13 +63,9 @@ class DrawStats {
   void on_apply(const pool::Command& command, const pool::Result& result,
                 const pool::StateMachine& state);
 
-  struct PoolIdHash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view id) const { return std::hash<std::string_view>{}(id); }
-  };
   // Hashed: every draw looks its pool up, and 10,000 pools make an ordered map's lookup a chain of
   // cache misses.
-  using PoolMap = std::unordered_map<std::string, Pool, PoolIdHash, std::equal_to<>>;
+  using PoolMap = std::unordered_map<std::string, Pool, pool::PoolIdHash, std::equal_to<>>;
   const PoolMap& pools() const { return pools_; }
   // The pools in pool_id order, for output.
   std::vector<const PoolMap::value_type*> sorted_pools() const;
