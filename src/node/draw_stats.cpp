@@ -103,7 +103,6 @@ void DrawStats::resync(const pool::StateMachine& state) {
 void DrawStats::on_draws(const std::string& pool_id, const pool::Result& result,
                          const pool::StateMachine& state) {
   Pool& p = pools_[pool_id];
-  const pool::Pool* state_pool = state.pool(pool_id);
   // The common case first, on the apply path of every draw: the units' items sorted (in place,
   // without allocating for the usual small counts), then one ordered lookup per distinct item.
   // If no item ran out in this batch, the weights held for every unit of it.
@@ -119,6 +118,8 @@ void DrawStats::on_draws(const std::string& pool_id, const pool::Result& result,
     if (p.tracked) units.push_back(*d.item_id);
   }
   if (!p.tracked || found == 0) return;
+  // Looked up only now: with many pools most are untracked, and their draws stop above.
+  const pool::Pool* state_pool = state.pool(pool_id);
   std::sort(units.begin(), units.end());
   boost::container::small_vector<std::pair<std::string_view, std::uint64_t>, 8> batch;
   for (const std::string_view id : units) {
