@@ -9,6 +9,10 @@
 // cache line, so find() reads one line per level (6 lines for 100,000 slots; a binary Fenwick
 // tree reads 17 scattered words) and compares branch-free within it. set() adds the change to
 // at most 8 sums per level. Both are O(log8 n); assign() builds in O(n).
+//
+// Every level lives in one array, level 0 first and the top group last, so that a small tree
+// (100 slots: 16 groups, 1 KiB) is one allocation on one page: with many pools, each draw meets
+// its pool's tree cold, and separate allocations per level cost a cache and TLB miss each.
 #pragma once
 
 #include <array>
@@ -29,7 +33,7 @@ class Selector {
   void set(std::size_t slot, std::uint64_t weight);
 
   std::uint64_t weight(std::size_t slot) const;
-  std::uint64_t total() const { return levels_.back()[0].sums[fanout - 1]; }
+  std::uint64_t total() const { return groups_.back().sums[fanout - 1]; }
   std::size_t size() const { return size_; }
 
   // Requires r < total().
@@ -45,7 +49,21 @@ class Selector {
   };
   static_assert(sizeof(Group) == 64);
 
-  std::vector<std::vector<Group>> levels_;  // levels_[0] over slots; levels_.back() has one group
+  // Enough for 8^12 slots, far beyond any pool (items_max).
+  static constexpr std::size_t levels_max = 12;
+
+  Group& group(std::size_t level, std::size_t i) { return groups_[level_begin_[level] + i]; }
+  const Group& group(std::size_t level, std::size_t i) const {
+    return groups_[level_begin_[level] + i];
+  }
+  std::size_t level_size(std::size_t level) const {
+    return level_begin_[level + 1] - level_begin_[level];
+  }
+
+  std::vector<Group> groups_;  // level 0 (over the slots), then each level above; the top last
+  // Level k is groups_[level_begin_[k], level_begin_[k + 1]); the top level has one group.
+  std::array<std::uint32_t, levels_max + 1> level_begin_{};
+  std::size_t levels_ = 0;
   std::size_t size_ = 0;
 };
 

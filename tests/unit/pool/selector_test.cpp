@@ -22,7 +22,7 @@ std::size_t naive_find(const std::vector<std::uint64_t>& weights, std::uint64_t 
 
 }  // namespace
 
-TEST_CASE("Fenwick selector agrees with a linear scan on 50,000 seeded random cases") {
+TEST_CASE("the selector agrees with a linear scan on 50,000 seeded random cases") {
   SplitMix64 rng(20261129);
   std::size_t cases = 0;
   while (cases < 50'000) {
@@ -69,4 +69,33 @@ TEST_CASE("an empty selector has total 0") {
   CHECK(selector.total() == 0);
   CHECK(selector.size() == 0);
   selector.check_invariants();
+}
+
+TEST_CASE("deep trees and a selector assigned again agree with the scan") {
+  // Up to 7 levels in the one array (1,000,000 slots); assigning a smaller set after a larger
+  // one (and back) recomputes every level's place.
+  SplitMix64 rng(20261203);
+  Selector selector;
+  for (const std::size_t n : {std::size_t{1'000'000}, std::size_t{9}, std::size_t{8},
+                              std::size_t{65}, std::size_t{100'000}, std::size_t{1}}) {
+    std::vector<std::uint64_t> weights(n);
+    for (auto& w : weights) w = bounded(rng, 4) == 0 ? 0 : 1 + bounded(rng, 1000);
+    weights[n - 1] = 7;  // never all zero
+    selector.assign(weights);
+    selector.check_invariants();
+    REQUIRE(selector.size() == n);
+    std::uint64_t total = 0;
+    for (auto w : weights) total += w;
+    REQUIRE(selector.total() == total);
+    for (int q = 0; q < 200; ++q) {
+      const std::uint64_t r = q == 0 ? total - 1 : bounded(rng, total);
+      REQUIRE(selector.find(r) == naive_find(weights, r));
+    }
+    const std::size_t slot = bounded(rng, n);
+    selector.set(slot, weights[slot] + 5);
+    weights[slot] += 5;
+    REQUIRE(selector.total() == total + 5);
+    REQUIRE(selector.find(total + 4) == naive_find(weights, total + 4));
+    selector.check_invariants();
+  }
 }
