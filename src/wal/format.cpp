@@ -135,6 +135,29 @@ void encode_record(const Entry& entry, Bytes& out) {
   store_u32le(out.data() + at + 4, record_crc(record));
 }
 
+bool hard_state_before(const HardState& a, const HardState& b) {
+  if (a.current_term != b.current_term) return a.current_term < b.current_term;
+  const bool a_voted = a.voted_for.value() != 0;
+  const bool b_voted = b.voted_for.value() != 0;
+  if (a_voted != b_voted) return b_voted;
+  return a.commit_index < b.commit_index;
+}
+
+void encode_hard_state_record(const HardState& state, Bytes& out) {
+  const std::size_t at = out.size();
+  ByteWriter w(out);
+  w.u32(hard_state_record_payload_bytes);
+  w.u32(0);  // the CRC, filled in below
+  w.u64(state.current_term.value());
+  w.u64(0);  // outside the index sequence
+  w.u8(hard_state_record_kind);
+  w.u64(state.voted_for.value());
+  w.u64(state.commit_index.value());
+  const ByteView record = ByteView(out).subspan(at);
+  RPOOL_ASSERT_OP(record.size(), ==, hard_state_record_bytes);
+  store_u32le(out.data() + at + 4, record_crc(record));
+}
+
 SegmentScan scan_segment(ByteSource& file) {
   SegmentScan s;
   s.file_bytes = file.size();
@@ -233,6 +256,20 @@ SegmentScan scan_segment(ByteSource& file) {
       s.fault = "record checksum mismatch";
       s.stop = ScanStop::checksum;
       break;
+    }
+    if (kind == hard_state_record_kind) {
+      if (index.value() != 0 || length != hard_state_record_payload_bytes) {
+        s.fault = fmt::format("hard-state record with index {} and {} payload bytes (expected 0 "
+                              "and {})",
+                              index, length, hard_state_record_payload_bytes);
+        s.stop = ScanStop::other;
+        break;
+      }
+      const ByteView payload = record.subspan(record_header_bytes);
+      s.hard_states.push_back({pos, HardState{term, NodeId(load_u64le(payload.data())),
+                                              LogIndex(load_u64le(payload.data() + 8))}});
+      pos += record.size();
+      continue;
     }
     if (index != expected) {
       s.fault = fmt::format("record holds index {}, expected {}", index, expected);
