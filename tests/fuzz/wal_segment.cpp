@@ -6,8 +6,9 @@
 // reaches the index, term and tail checks behind the checksums instead of stopping at them.
 //
 // Whatever the bytes, the scanner must report, never assert, and what it reports must hold
-// together: records contiguous from the header's first index, terms not decreasing, each record
-// decoding again to what the scan said, data_end and the garbage inside the file.
+// together: entry records in order from the header's first index (hard-state records between
+// them take no index), terms not decreasing, each record decoding again to what the scan said,
+// every hard-state record framed where the scan says, data_end and the garbage inside the file.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -65,9 +66,26 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     return 0;
   }
   std::uint64_t end = wal::segment_header_bytes;
+  std::size_t h = 0;  // hard-state records passed
+  // Hard-state records lying at `end`, in order, each exactly hard_state_record_bytes long.
+  auto skip_hard_states = [&] {
+    while (h < scan.hard_states.size() && scan.hard_states[h].offset == end) {
+      const std::uint8_t* r = file.data() + end;
+      check(load_u32le(r) == wal::hard_state_record_payload_bytes, "hard-state record length");
+      check(load_u64le(r + 16) == 0, "hard-state record with an index");
+      check(r[24] == wal::hard_state_record_kind, "hard-state record kind");
+      check(load_u64le(r + 8) == scan.hard_states[h].state.current_term.value(), "term");
+      check(load_u64le(r + 25) == scan.hard_states[h].state.voted_for.value(), "vote");
+      check(load_u64le(r + 33) == scan.hard_states[h].state.commit_index.value(), "commit");
+      end += wal::hard_state_record_bytes;
+      ++h;
+    }
+  };
   for (std::size_t i = 0; i < scan.records.size(); ++i) {
     const wal::RecordMeta& meta = scan.records[i];
+    skip_hard_states();
     check(meta.offset == end, "records not back to back");
+    check(meta.kind != wal::hard_state_record_kind, "a hard-state record taken for an entry");
     check(meta.index.value() == scan.first_index.value() + i, "record indexes not contiguous");
     if (i > 0) check(scan.records[i - 1].term <= meta.term, "record terms decreasing");
     wal::Entry entry;
@@ -76,6 +94,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     check(entry.kind == meta.kind, "kind");
     end = meta.offset + wal::record_bytes(meta.payload_bytes);
   }
+  skip_hard_states();
+  check(h == scan.hard_states.size(), "hard-state records out of place");
   check(scan.data_end == end, "data_end is not past the last record");
 
   if (scan.garbage_bytes > 0) {
