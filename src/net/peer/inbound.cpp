@@ -85,15 +85,17 @@ std::optional<PeerRejectReason> check_identity(State& st, Inbound& in, NodeId se
 void count_malformed(State& st, const Inbound& in, std::string_view why) {
   ++st.malformed_total;
   ++st.counters_of(in.sender).frames_malformed;
-  st.log(fmt::format("malformed frame from node {} at {}: {}; closing the connection", in.sender,
-                     in.remote.address().to_string(), why));
+  st.log_refusal(in.remote.address(),
+                 fmt::format("malformed frame from node {} at {}: {}; closing the connection",
+                             in.sender, in.remote.address().to_string(), why));
 }
 
 void count_rejected(State& st, const Inbound& in, PeerRejectReason reason, std::string_view why) {
   ++st.handshakes_rejected;
   ++st.rejected_by_reason[static_cast<std::size_t>(reason)];
-  st.log(fmt::format("rejected connection from {}:{}: {}", in.remote.address().to_string(),
-                     in.remote.port(), why));
+  st.log_refusal(in.remote.address(),
+                 fmt::format("rejected connection from {}:{}: {}",
+                             in.remote.address().to_string(), in.remote.port(), why));
 }
 
 void reject(State& st, const std::shared_ptr<Inbound>& in, PeerRejectReason reason,

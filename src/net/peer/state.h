@@ -32,6 +32,7 @@
 
 #include "base/assert.h"
 #include "base/bytes.h"
+#include "net/peer/log_limit.h"
 #include "net/peer/peer_transport.h"
 #include "net/peer/stream.h"
 
@@ -153,6 +154,7 @@ struct PeerTransport::State {
   std::uint64_t malformed_total = 0;
   std::uint64_t handshakes_rejected = 0;  // the sum of rejected_by_reason
   std::array<std::uint64_t, peer_reject_reason_count> rejected_by_reason{};
+  peer::LogLimit refusals_logged;  // lines about refused connections and malformed frames, by address
   Bytes scratch;        // send() encodes here first, to know the frame's size before queueing it
   std::mt19937_64 rng;  // reconnect jitter only
 
@@ -163,6 +165,16 @@ struct PeerTransport::State {
     } else {
       fmt::print(stderr, "rpool peer {}: {}\n", options.self, line);
     }
+  }
+
+  // Logs a line about a connection refused or closed for what it sent: at most once a minute per
+  // remote address (peer::LogLimit), saying how many lines were held back before it.
+  void log_refusal(const asio::ip::address& remote, std::string_view line) {
+    std::uint64_t held_back = 0;
+    if (!refusals_logged.admit(remote.to_string(), peer::LogLimit::Clock::now(), &held_back)) return;
+    if (held_back == 0) return log(line);
+    log(fmt::format("{} ({} more such lines from this address not logged since the last)", line,
+                    held_back));
   }
 
   std::chrono::milliseconds backoff(unsigned failures) {
