@@ -5,7 +5,8 @@ RPOOL_DEBS=(g++ meson ninja-build pkg-config python3
             libgoogle-perftools-dev  # TCMalloc, rpoold's allocator
             fiu-utils   # fault injection (fiu-run) in rpool-wal's CLI tests
             strace      # rpool-wal's CLI test traces the fsync of a new data directory's parents
-            fio         # the disk's own limits, beside bench/wal
+            fio         # the disk's own limits, beside bench/wal and in bench/compare-etcd
+            hey         # bench/compare-etcd --hey: a second load generator cross-checks rpool-bench
             curl        # scripts/cluster waits on /readyz with it
             nftables    # network partitions in tests/chaos
             python3-prometheus-client  # cross-checks /metrics against Prometheus' own parser

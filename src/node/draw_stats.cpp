@@ -63,6 +63,14 @@ void DrawStats::resync_pool(const std::string& pool_id, const pool::Pool& state_
   }
 }
 
+void DrawStats::forget_pool(std::string_view pool_id) {
+  const auto it = pools_.find(pool_id);
+  if (it == pools_.end()) return;
+  RPOOL_ASSERT_OP(tracked_items_, >=, it->second.items.size());
+  tracked_items_ -= it->second.items.size();
+  pools_.erase(it);
+}
+
 void DrawStats::resync(const pool::StateMachine& state) {
   std::set<std::string, std::less<>> live;
   for (const pool::PoolSummary& s : state.pools()) {
@@ -179,8 +187,15 @@ void DrawStats::on_apply(const pool::Command& command, const pool::Result& resul
           } else {
             set_weight(p, it->second, weight_of(*now));
           }
+        } else if constexpr (std::is_same_v<Op, pool::CreatePool>) {
+          // Only the new pool: a full resync reads every pool's summary (and digest), which
+          // made creating n pools cost O(n^2).
+          const pool::Pool* state_pool = state.pool(command.pool_id);
+          if (state_pool != nullptr) resync_pool(command.pool_id, *state_pool);
+        } else if constexpr (std::is_same_v<Op, pool::DeletePool>) {
+          forget_pool(command.pool_id);
         } else {
-          resync(state);  // bootstrap, a pool created or deleted: rare
+          resync(state);  // bootstrap: once
         }
       },
       command.op);

@@ -90,6 +90,9 @@ class DrawStats {
 
   // Stops tracking `pool`'s items (too many).
   void untrack(Pool& pool);
+  // Drops a deleted pool and its items. The budget it frees goes to pools created later (or to
+  // every pool at the next resync): an untracked pool stays untracked until then.
+  void forget_pool(std::string_view pool_id);
 
   std::map<std::string, Pool, std::less<>> pools_;
   std::size_t tracked_items_ = 0;  // sum of items.size(); <= tracked_items_total_max

@@ -126,5 +126,61 @@ TEST_CASE("a pool with more items than the bound counts units but no item") {
   stats.check_invariants();
 }
 
+TEST_CASE("creating and deleting a pool touches that pool's stats alone") {
+  pool::StateMachine state;
+  DrawStats stats;
+  std::uint64_t index = 1;
+  auto apply = [&](const pool::Command& c) { stats.on_apply(c, state.apply(index++, c), state); };
+  apply(pool::test::bootstrap({item("mud", -1, 1)}));
+  apply(pool::test::create_pool("p1", {item("a", -1, 1), item("b", -1, 3)}));
+  apply(pool::test::in_pool("p1", draw(8, 3)));
+  apply(pool::test::create_pool("p2", {item("c", 5, 1)}));
+  stats.check_invariants();
+  CHECK(stats.pools().at("p1").units == 8);  // kept across another pool's creation
+  CHECK(stats.pools().at("p2").items.size() == 1);
+  CHECK(stats.tracked_items() == 4);
+  apply(pool::test::delete_pool("p1"));
+  stats.check_invariants();
+  CHECK_FALSE(stats.pools().contains("p1"));
+  CHECK(stats.tracked_items() == 2);
+  // Created again, it starts from nothing.
+  apply(pool::test::create_pool("p1", {item("a", -1, 1)}));
+  CHECK(stats.pools().at("p1").units == 0);
+  CHECK(stats.pools().at("p1").items.at("a").observed == 0);
+  stats.check_invariants();
+}
+
+TEST_CASE("a pool created past the item budget stays untracked until the next full resync") {
+  // Creating or deleting a pool reads that pool alone (a full pass over every pool's summary
+  // made creating the contract's 10,000 pools take minutes), so budget freed by a deletion goes
+  // to pools created later, not to one already untracked.
+  pool::StateMachine state;
+  DrawStats stats;
+  std::uint64_t index = 1;
+  auto apply = [&](const pool::Command& c) { stats.on_apply(c, state.apply(index++, c), state); };
+  apply(pool::test::bootstrap({item("mud", -1, 1)}));
+  auto items = [](std::size_t n) {
+    std::vector<pool::Item> out;
+    for (std::size_t i = 0; i < n; ++i) out.push_back(item("i" + std::to_string(1000 + i), -1, 1));
+    return out;
+  };
+  // Fill the budget: 1 item in "default", 9 pools of items_tracked_max, and the rest in "big".
+  static_assert(DrawStats::tracked_items_total_max == 10 * DrawStats::items_tracked_max);
+  for (int k = 0; k < 9; ++k)
+    apply(pool::test::create_pool("full-" + std::to_string(k), items(DrawStats::items_tracked_max)));
+  apply(pool::test::create_pool("big", items(DrawStats::items_tracked_max - 1)));
+  REQUIRE(stats.tracked_items() == DrawStats::tracked_items_total_max);
+  apply(pool::test::create_pool("late", items(10)));
+  CHECK_FALSE(stats.pools().at("late").tracked);
+  apply(pool::test::delete_pool("big"));
+  stats.check_invariants();
+  CHECK_FALSE(stats.pools().at("late").tracked);
+  apply(pool::test::create_pool("later", items(10)));
+  CHECK(stats.pools().at("later").tracked);
+  stats.resync(state);
+  CHECK(stats.pools().at("late").tracked);
+  stats.check_invariants();
+}
+
 }  // namespace
 }  // namespace rpool::node
