@@ -21,6 +21,28 @@ struct ConfigError {
   std::string message;
 };
 
+// An error is one line of text for a log: a field name or a value from the file may hold any
+// character JSON can escape, so control characters go out escaped (\n, \x01).
+std::string one_line(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (byte < 0x20 || byte == 0x7f) {
+      out += fmt::format("\\x{:02x}", byte);
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 [[noreturn]] void fail(const std::string& field, const std::string& why) {
   throw ConfigError{fmt::format("{}: {}", field, why)};
 }
@@ -406,13 +428,13 @@ std::optional<Config> parse_config(std::string_view text, std::string& error) {
     root = json::parse(text);
   } catch (const json::exception& e) {
     // Not only parse_error: a number beyond a double (1e400) is an out_of_range.
-    error = fmt::format("config: not valid JSON: {}", e.what());
+    error = fmt::format("config: not valid JSON: {}", one_line(e.what()));
     return std::nullopt;
   }
   try {
     return parse(root);
   } catch (const ConfigError& e) {
-    error = "config: " + e.message;
+    error = std::string("config: ").append(one_line(e.message));
     return std::nullopt;
   }
 }

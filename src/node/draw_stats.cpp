@@ -1,10 +1,13 @@
 // DrawStats: observed and expected draws per item (see the header for the arithmetic).
 #include "node/draw_stats.h"
 
+#include <algorithm>
 #include <set>
 #include <type_traits>
-#include <unordered_map>
+#include <utility>
 #include <variant>
+
+#include <boost/container/small_vector.hpp>
 
 #include "base/assert.h"
 
@@ -63,6 +66,14 @@ void DrawStats::resync_pool(const std::string& pool_id, const pool::Pool& state_
   }
 }
 
+std::vector<const DrawStats::PoolMap::value_type*> DrawStats::sorted_pools() const {
+  std::vector<const PoolMap::value_type*> out;
+  out.reserve(pools_.size());
+  for (const auto& entry : pools_) out.push_back(&entry);
+  std::sort(out.begin(), out.end(), [](const auto* a, const auto* b) { return a->first < b->first; });
+  return out;
+}
+
 void DrawStats::forget_pool(std::string_view pool_id) {
   const auto it = pools_.find(pool_id);
   if (it == pools_.end()) return;
@@ -92,10 +103,10 @@ void DrawStats::resync(const pool::StateMachine& state) {
 void DrawStats::on_draws(const std::string& pool_id, const pool::Result& result,
                          const pool::StateMachine& state) {
   Pool& p = pools_[pool_id];
-  const pool::Pool* state_pool = state.pool(pool_id);
-  // The common case first, on the apply path of every draw: one hash per unit, one ordered lookup
-  // per distinct item. If no item ran out in this batch, the weights held for every unit of it.
-  std::unordered_map<std::string_view, std::uint64_t> batch;
+  // The common case first, on the apply path of every draw: the units' items sorted (in place,
+  // without allocating for the usual small counts), then one ordered lookup per distinct item.
+  // If no item ran out in this batch, the weights held for every unit of it.
+  boost::container::small_vector<std::string_view, 8> units;
   std::uint64_t found = 0;
   for (const auto& d : result.draws) {
     ++p.units;
@@ -104,9 +115,17 @@ void DrawStats::on_draws(const std::string& pool_id, const pool::Result& result,
       continue;
     }
     ++found;
-    if (p.tracked) ++batch[*d.item_id];
+    if (p.tracked) units.push_back(*d.item_id);
   }
   if (!p.tracked || found == 0) return;
+  // Looked up only now: with many pools most are untracked, and their draws stop above.
+  const pool::Pool* state_pool = state.pool(pool_id);
+  std::sort(units.begin(), units.end());
+  boost::container::small_vector<std::pair<std::string_view, std::uint64_t>, 8> batch;
+  for (const std::string_view id : units) {
+    if (batch.empty() || batch.back().first != id) batch.emplace_back(id, 0);
+    ++batch.back().second;
+  }
   // A limited item that is at 0 now ran out at its last unit of this batch.
   bool ran_out = false;
   for (const auto& [id, n] : batch) {

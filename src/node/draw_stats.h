@@ -26,6 +26,8 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <unordered_map>
+#include <vector>
 
 #include "pool/command.h"
 #include "pool/state_machine.h"
@@ -61,7 +63,12 @@ class DrawStats {
   void on_apply(const pool::Command& command, const pool::Result& result,
                 const pool::StateMachine& state);
 
-  const std::map<std::string, Pool, std::less<>>& pools() const { return pools_; }
+  // Hashed: every draw looks its pool up, and 10,000 pools make an ordered map's lookup a chain of
+  // cache misses.
+  using PoolMap = std::unordered_map<std::string, Pool, pool::PoolIdHash, std::equal_to<>>;
+  const PoolMap& pools() const { return pools_; }
+  // The pools in pool_id order, for output.
+  std::vector<const PoolMap::value_type*> sorted_pools() const;
   static double expected(const Pool& pool, const Item& item) {
     return item.expected_flushed + static_cast<double>(item.weight) * (pool.cum - item.cum_start);
   }
@@ -94,7 +101,7 @@ class DrawStats {
   // every pool at the next resync): an untracked pool stays untracked until then.
   void forget_pool(std::string_view pool_id);
 
-  std::map<std::string, Pool, std::less<>> pools_;
+  PoolMap pools_;
   std::size_t tracked_items_ = 0;  // sum of items.size(); <= tracked_items_total_max
 };
 

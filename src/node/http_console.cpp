@@ -85,7 +85,8 @@ void HttpApi::handle_status(HttpRequest&& request, Respond respond, bool from_le
   }
 
   nlohmann::json fairness = nlohmann::json::array();
-  for (const auto& [pool_id, p] : replica_.draw_stats().pools()) {
+  for (const auto* entry : replica_.draw_stats().sorted_pools()) {
+    const auto& [pool_id, p] = *entry;
     nlohmann::json items = nlohmann::json::array();
     for (const auto& [item_id, item] : p.items) {
       items.push_back({{"item_id", item_id},

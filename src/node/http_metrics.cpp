@@ -85,21 +85,23 @@ void HttpApi::handle_metrics(HttpRequest&& request, Respond respond) {
               "Writes that failed after being proposed (not applied, or outcome unknown).",
               as_double(counters.proposals_failed));
   out.counter("rpool_forwarded_total", "Requests forwarded to the leader.", as_double(forwarded_));
-  // Per pool: "default" first (always there, so a reader of one series finds it), then the
-  // other pools that drew, in pool_id order.
-  std::vector<std::pair<std::string_view, const ReplicaCounters::PoolDraws*>> by_pool;
-  static const ReplicaCounters::PoolDraws none;
-  for (const auto& [id, draws] : counters.draws_by_pool) {
-    if (id != pool::default_pool_id) by_pool.emplace_back(id, &draws);
+  // Per pool, from the draw statistics (which count what the totals above count, by pool):
+  // "default" first (always there, so a reader of one series finds it), then the other pools
+  // that drew, in pool_id order.
+  std::vector<std::pair<std::string_view, const DrawStats::Pool*>> by_pool;
+  static const DrawStats::Pool none;
+  const DrawStats::PoolMap& stats_pools = replica_.draw_stats().pools();
+  for (const auto& [id, p] : stats_pools) {
+    if (id != pool::default_pool_id && p.units > 0) by_pool.emplace_back(id, &p);
   }
   std::sort(by_pool.begin(), by_pool.end());
-  const auto def = counters.draws_by_pool.find(std::string(pool::default_pool_id));
-  by_pool.insert(by_pool.begin(), {pool::default_pool_id,
-                                   def == counters.draws_by_pool.end() ? &none : &def->second});
+  const auto def = stats_pools.find(pool::default_pool_id);
+  by_pool.insert(by_pool.begin(),
+                 {pool::default_pool_id, def == stats_pools.end() ? &none : &def->second});
   for (const auto& [id, draws] : by_pool) {
     out.counter("rpool_draws_total",
                 "Drawn units applied (request_ids handed out), pool_empty included, by pool.",
-                as_double(draws->draws), {{"pool", std::string(id)}});
+                as_double(draws->units), {{"pool", std::string(id)}});
   }
   for (const auto& [id, draws] : by_pool) {
     out.counter("rpool_draws_pool_empty_total", "Drawn units answered pool_empty, by pool.",
@@ -118,7 +120,8 @@ void HttpApi::handle_metrics(HttpRequest&& request, Respond respond) {
   // weights made expected (node/draw_stats.h). Counted by every replica as it applies.
   const DrawStats& draw_stats = replica_.draw_stats();
   const auto each_item = [&](auto&& emit) {
-    for (const auto& [pool_id, p] : draw_stats.pools()) {
+    for (const auto* entry : draw_stats.sorted_pools()) {
+      const auto& [pool_id, p] = *entry;
       for (const auto& [item_id, item] : p.items) emit(pool_id, p, item_id, item);
     }
   };

@@ -333,9 +333,6 @@ void Replica::on_persisted(raft::Ready ready) {
       it = writes_.erase(it);
     }
     ++counters_.snapshots_installed;
-    // The snapshot may not hold every pool this node counted draws of: forget the ones it lacks.
-    std::erase_if(counters_.draws_by_pool,
-                  [this](const auto& entry) { return pool_.pool(entry.first) == nullptr; });
     logger_.info("installed snapshot",
                  {{"index", s.meta.index.value()}, {"term", s.meta.term.value()}});
   }
@@ -403,7 +400,7 @@ void Replica::apply(const raft::Entry& entry) {
   const pool::Result result = pool_.apply(entry.index.value(), command);
   if (apply_observer_) apply_observer_(entry, &result);
   draw_stats_.on_apply(command, result, pool_);
-  if (!result.replayed) count_draws(command, result);
+  if (!result.replayed) count_draws(result);
   if (result.bootstrapped) {
     logger_.info("catalog seeded", {{"items", std::uint64_t{pool_.items().size()}},
                                     {"pools", std::uint64_t{pool_.pool_count()}}});
@@ -420,19 +417,9 @@ void Replica::apply(const raft::Entry& entry) {
   }
 }
 
-void Replica::count_draws(const pool::Command& command, const pool::Result& result) {
-  if (!result.draws.empty()) {
-    std::uint64_t empty = 0;
-    for (const auto& d : result.draws) empty += d.item_id ? 0 : 1;
-    counters_.draws += result.draws.size();
-    counters_.draws_pool_empty += empty;
-    ReplicaCounters::PoolDraws& p = counters_.draws_by_pool[command.pool_id];
-    p.draws += result.draws.size();
-    p.pool_empty += empty;
-  }
-  if (std::holds_alternative<pool::DeletePool>(command.op) && !result.error)
-    counters_.draws_by_pool.erase(command.pool_id);
-  RPOOL_ASSERT_OP(counters_.draws_by_pool.size(), <=, pool::pools_max);
+void Replica::count_draws(const pool::Result& result) {
+  counters_.draws += result.draws.size();
+  for (const auto& d : result.draws) counters_.draws_pool_empty += d.item_id ? 0 : 1;
 }
 
 void Replica::observe_role() {

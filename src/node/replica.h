@@ -76,13 +76,7 @@ struct ReplicaCounters {
   std::uint64_t proposals_failed = 0;
   std::uint64_t draws = 0;  // drawn units applied (request_ids handed out), all pools
   std::uint64_t draws_pool_empty = 0;
-  // The same per pool, for the `pool` label of /metrics: only pools that exist and have drawn
-  // (a deleted pool's entry goes with it), so at most pool::pools_max entries.
-  struct PoolDraws {
-    std::uint64_t draws = 0;
-    std::uint64_t pool_empty = 0;
-  };
-  std::unordered_map<std::string, PoolDraws> draws_by_pool;
+  // Per pool, the same counts are DrawStats::Pool::units and pool_empty (draw_stats()).
   std::uint64_t leader_changes = 0;
   std::uint64_t snapshots = 0;
   std::uint64_t snapshot_bytes_last = 0;
@@ -236,7 +230,7 @@ class Replica {
   void storage_failed(std::error_code ec, const std::string& detail);
   void on_persisted(raft::Ready ready);
   void apply(const raft::Entry& entry);
-  void count_draws(const pool::Command& command, const pool::Result& result);
+  void count_draws(const pool::Result& result);
   void fail_write(PendingWrite& write, errc e, std::string message);
   void observe_role();
   void ensure_bootstrap();

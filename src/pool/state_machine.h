@@ -128,6 +128,13 @@ struct PoolSummary {
 
 std::string to_hex(const Sha256& digest);
 
+// The hash of maps keyed by pool_id, with lookups by string_view (is_transparent): per-pool state
+// is hashed rather than ordered, because every draw looks its pool up.
+struct PoolIdHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view id) const { return std::hash<std::string_view>{}(id); }
+};
+
 class StateMachine {
  public:
   explicit StateMachine(Options options = {});
@@ -178,10 +185,6 @@ class StateMachine {
   // Hashed, not ordered: a draw on one of 10,000 pools finds it in a cache miss or two instead
   // of a walk down a tree of fourteen. Whatever leaves the state machine in pool_id order
   // (pools(), snapshot()) is sorted on the way out.
-  struct PoolIdHash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view id) const { return std::hash<std::string_view>{}(id); }
-  };
   using PoolMap = std::unordered_map<std::string, Pool, PoolIdHash, std::equal_to<>>;
 
   Result apply_op(const std::string& pool_id, const Draw& draw);

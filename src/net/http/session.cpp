@@ -20,6 +20,8 @@
 #include <deque>
 #include <exception>
 #include <optional>
+#include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 
@@ -69,8 +71,7 @@ class Session final : public SessionBase {
   explicit Session(std::shared_ptr<HttpServer::State> server, StreamArgs&&... stream_args)
       : server_(std::move(server)),
         stream_(std::forward<StreamArgs>(stream_args)...),
-        read_deadline_(socket().get_executor()),
-        write_deadline_(socket().get_executor()),
+        deadline_timer_(socket().get_executor()),
         linger_timer_(socket().get_executor()) {
     buffer_.max_size(server_->options.read_buffer_bytes_max);
   }
@@ -81,7 +82,7 @@ class Session final : public SessionBase {
       // read deadline bounds the handshake.
       stream_.set_verify_mode(asio::ssl::verify_none);
       reading_ = true;
-      arm_read_deadline();
+      start_deadline();
       stream_.async_handshake(asio::ssl::stream_base::server,
                               [self = self()](beast::error_code ec) { self->on_handshake(ec); });
     } else {
@@ -105,8 +106,8 @@ class Session final : public SessionBase {
     if (closed_) return;
     const auto keep = self();  // unregister() drops the server's reference
     closed_ = true;
-    read_deadline_.cancel();
-    write_deadline_.cancel();
+    deadline_ = no_deadline;
+    deadline_timer_.cancel();
     linger_timer_.cancel();
     beast::error_code ignored;
     socket().shutdown(tcp::socket::shutdown_both, ignored);
@@ -222,7 +223,7 @@ class Session final : public SessionBase {
     parser_->header_limit(static_cast<std::uint32_t>(options().header_bytes_max));
     reading_ = true;
     // The read deadline runs only while no request of this connection is unanswered.
-    if (slots_.empty()) arm_read_deadline();
+    if (slots_.empty()) start_deadline();
     http::async_read(stream_, buffer_, *parser_,
                      beast::bind_front_handler(&Session::on_read, self()));
   }
@@ -248,7 +249,7 @@ class Session final : public SessionBase {
       }
       return;
     }
-    read_deadline_.cancel();
+    if (!writing_) stop_deadline();  // a handler has work: the read clock stops
     if (final_coding_is_not_chunked(parser_->get())) {
       reject(http::error::bad_transfer_encoding);
       return;
@@ -324,50 +325,76 @@ class Session final : public SessionBase {
     bool last = false;
     for (Slot& slot : slots_) {
       if (!slot.response || last) break;
-      HttpResponse& response = *slot.response;
+      const HttpResponse& response = *slot.response;
       // The connection ends after this answer if the request or the handler says so, or if no
       // further request will be read and none is waiting after it.
+      const auto connection = response.find(http::field::connection);
       const bool handler_closes =
-          http::token_list{response[http::field::connection]}.exists("close");
+          connection != response.end() && http::token_list{connection->value()}.exists("close");
       last = !slot.keep_alive || handler_closes || (read_closed_ && count + 1 == slots_.size());
-      response.version(slot.version);
-      response.keep_alive(!last);
-      response.set(http::field::server, options().server_name);
-      response.prepare_payload();
-      serialize(response, slot.head, write_buffer_);
+      serialize(response, slot.version, !last, slot.head, options().server_name, write_buffer_);
       ++count;
     }
     writing_ = true;
-    // A client that does not read its answers: the write gives up after read_timeout.
-    write_deadline_.expires_after(options().read_timeout);
-    write_deadline_.async_wait([keep = self()](beast::error_code ec) {
-      if (ec != asio::error::operation_aborted && keep->writing_) keep->cancel_io();
-    });
+    // A client that does not read its answers: the connection closes after read_timeout.
+    start_deadline();
     asio::async_write(stream_, asio::buffer(write_buffer_),
                       beast::bind_front_handler(&Session::on_write, self(), count, last));
   }
 
-  static void serialize(const HttpResponse& response, bool head, std::string& out) {
-    out += response.version() == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
-    out += std::to_string(response.result_int());
+  // Appends one answer to `out` as it goes on the wire: the status line in the request's
+  // `version`, the handler's fields but the four the server owns, then `Server`,
+  // `Content-Length` and `Connection` as the server decides them, then the body. The fields are
+  // written, not set on the response: setting them would allocate a field each per answer.
+  static void serialize(const HttpResponse& response, unsigned version, bool keep_alive,
+                        bool head, std::string_view server_name, std::string& out) {
+    out += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+    const unsigned status = response.result_int();
+    RPOOL_ASSERT_OP(status, <=, 999u);  // Beast's status type holds three digits
+    const char digits[3] = {static_cast<char>('0' + status / 100),
+                            static_cast<char>('0' + status / 10 % 10),
+                            static_cast<char>('0' + status % 10)};
+    out.append(digits, sizeof digits);
     out += ' ';
     const auto reason = response.reason();
     out.append(reason.data(), reason.size());
     out += "\r\n";
     for (const auto& field : response) {
+      switch (field.name()) {
+        case http::field::connection:
+        case http::field::content_length:
+        case http::field::server:
+        case http::field::transfer_encoding:  // the body is always sent whole, with its length
+          continue;
+        default:
+          break;
+      }
       out.append(field.name_string().data(), field.name_string().size());
       out += ": ";
       out.append(field.value().data(), field.value().size());
       out += "\r\n";
     }
-    out += "\r\n";
+    out += "Server: ";
+    out += server_name;
+    // RFC 9110 §6.4.1, §8.6: a 1xx, 204 or 304 answer has no body and a 204 or 1xx no length.
+    const bool bodiless = status / 100 == 1 || status == 204 || status == 304;
+    if (!bodiless) {
+      out += "\r\nContent-Length: ";
+      out += std::to_string(response.body().size());
+    }
+    if (!keep_alive) {
+      out += "\r\nConnection: close";
+    } else if (version == 10) {
+      out += "\r\nConnection: keep-alive";
+    }
+    out += "\r\n\r\n";
     // A HEAD answer announces the length of the body it does not carry.
-    if (!head) out += response.body();
+    if (!head && !bodiless) out += response.body();
   }
 
   void on_write(std::size_t count, bool last, beast::error_code ec, std::size_t /*bytes*/) {
     writing_ = false;
-    write_deadline_.cancel();
+    stop_deadline();
     if (closed_) return;
     if (ec) {
       fail(ec, "write");
@@ -384,7 +411,7 @@ class Session final : public SessionBase {
     }
     if (read_closed_ && reading_) cancel_io();  // shutdown came while writing
     if (finish_if_done()) return;
-    if (slots_.empty() && reading_) arm_read_deadline();  // idle again: the clock restarts
+    if (slots_.empty() && reading_) start_deadline();  // idle again: the clock restarts
     do_read();
     do_write();
   }
@@ -396,16 +423,35 @@ class Session final : public SessionBase {
     return true;
   }
 
-  void arm_read_deadline() {
-    read_deadline_.expires_after(options().read_timeout);
-    read_deadline_.async_wait(beast::bind_front_handler(&Session::on_read_deadline, self()));
+  // The deadline runs while the connection waits for its client: a read with no unanswered
+  // request (an idle keep-alive connection, a request arriving too slowly, a TLS handshake), or a
+  // write of answers. Each start gives the client a fresh read_timeout. Starting and stopping only
+  // moves deadline_: re-arming the timer on every request would cost a timer-queue insert, a
+  // cancellation and a completion handler per request. The timer is armed at most once at a time,
+  // and when it fires it closes the connection if the deadline has passed, re-arms itself for a
+  // later one, or stays unarmed while none runs (the next start_deadline arms it).
+  void start_deadline() {
+    deadline_ = std::chrono::steady_clock::now() + options().read_timeout;
+    if (!deadline_armed_) arm_deadline_timer();
   }
 
-  void on_read_deadline(beast::error_code ec) {
+  void stop_deadline() { deadline_ = no_deadline; }
+
+  void arm_deadline_timer() {
+    deadline_armed_ = true;
+    deadline_timer_.expires_at(deadline_);
+    deadline_timer_.async_wait(beast::bind_front_handler(&Session::on_deadline, self()));
+  }
+
+  void on_deadline(beast::error_code ec) {
+    deadline_armed_ = false;
     if (ec == asio::error::operation_aborted || closed_ || lingering_) return;
-    // A timer re-armed after this wait completed is not expired yet.
-    if (read_deadline_.expiry() > std::chrono::steady_clock::now()) return;
-    if (!slots_.empty()) return;  // a handler is working; re-armed when the queue drains
+    if (deadline_ == no_deadline) return;
+    if (deadline_ > std::chrono::steady_clock::now()) {
+      arm_deadline_timer();  // restarted since the timer was armed
+      return;
+    }
+    // A write that did not finish is aborted with the socket: on_write sees closed_.
     close();
   }
 
@@ -415,7 +461,7 @@ class Session final : public SessionBase {
   void linger() {
     if (closed_ || lingering_) return;
     lingering_ = true;
-    read_deadline_.cancel();
+    stop_deadline();  // the linger timer bounds what is left
     beast::error_code ignored;
     socket().shutdown(tcp::socket::shutdown_send, ignored);
     linger_timer_.expires_after(std::min(linger_timeout, options().read_timeout));
@@ -457,15 +503,20 @@ class Session final : public SessionBase {
   }
 
   std::shared_ptr<HttpServer::State> server_;
-  // A plain socket (or TLS over one), not beast::tcp_stream: the deadlines are the timers below
+  // A plain socket (or TLS over one), not beast::tcp_stream: the deadline is deadline_ below
   // (the stream's own timer machinery cost a measurable share of every request).
   Stream stream_;
   beast::flat_buffer buffer_;  // max_size() == read_buffer_bytes_max
   std::optional<http::request_parser<http::string_body>> parser_;  // the request being read
   std::deque<Slot> slots_;  // unanswered or unwritten requests in order; size <= depth max + 1
   std::uint64_t front_sequence_ = 0;  // the sequence number of slots_.front()
-  asio::steady_timer read_deadline_;
-  asio::steady_timer write_deadline_;
+  static constexpr std::chrono::steady_clock::time_point no_deadline =
+      std::chrono::steady_clock::time_point::max();
+  // When the connection closes unless the client reads or sends; no_deadline while the session
+  // waits for its handlers only (see start_deadline).
+  std::chrono::steady_clock::time_point deadline_ = no_deadline;
+  asio::steady_timer deadline_timer_;
+  bool deadline_armed_ = false;  // an async_wait of deadline_timer_ is pending
   asio::steady_timer linger_timer_;
   std::string write_buffer_;  // the answers being written (do_write)
   std::array<char, 4096> linger_buffer_{};

@@ -500,6 +500,94 @@ TEST_CASE("an idle keep-alive connection is closed after the read deadline, not 
       io, [&] { return raw.closed(); }, 3s));
 }
 
+TEST_CASE("a connection that keeps sending requests outlives many read deadlines") {
+  asio::io_context io;
+  HttpServerOptions options = local_options();
+  options.read_timeout = 200ms;
+  HttpServer server(io, options, echo);
+  REQUIRE_FALSE(server.start());
+
+  RawClient raw(io, server.port());
+  // A request every 50 ms for 800 ms: four read deadlines' worth of time, but never one idle.
+  const auto started = std::chrono::steady_clock::now();
+  for (std::size_t i = 1; i <= 16; ++i) {
+    raw.write("GET /again HTTP/1.1\r\nHost: a\r\n\r\n");
+    REQUIRE(run_until(io, [&] { return count(raw.received(), "GET /again 0") == i; }));
+    CHECK_FALSE(run_until(
+        io, [&] { return raw.closed(); }, 50ms));
+  }
+  CHECK(std::chrono::steady_clock::now() - started >= 800ms);
+  CHECK_FALSE(raw.closed());
+  CHECK(server.stats().connections_accepted == 1);
+  // Idle now: closed after one deadline.
+  REQUIRE(run_until(
+      io, [&] { return raw.closed(); }, 3s));
+}
+
+TEST_CASE("a client that does not read its answers is disconnected after the read deadline") {
+  asio::io_context io;
+  HttpServerOptions options = local_options();
+  options.read_timeout = 200ms;
+  HttpServer server(io, options, [](HttpRequest&& request, Respond respond) {
+    HttpResponse response{http::status::ok, request.version()};
+    response.body() = std::string(64 * 1024 * 1024, 'x');  // far more than the socket buffers
+    respond(std::move(response));
+  });
+  REQUIRE_FALSE(server.start());
+
+  tcp::socket silent(io);
+  silent.open(tcp::v4());
+  silent.set_option(asio::socket_base::receive_buffer_size(4096));
+  silent.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server.port()));
+  const std::string request = "GET /big HTTP/1.1\r\nHost: a\r\n\r\n";
+  asio::write(silent, asio::buffer(request));
+  REQUIRE(run_until(io, [&] { return server.stats().requests == 1; }));
+  const auto started = std::chrono::steady_clock::now();
+  REQUIRE(run_until(io, [&] { return server.stats().connections_active == 0; }));
+  const auto elapsed = std::chrono::steady_clock::now() - started;
+  CHECK(elapsed >= 150ms);  // the deadline started when the write did, just before `started`
+  CHECK(elapsed < 3s);
+}
+
+TEST_CASE("the server owns Server, Content-Length and Connection of every answer it writes") {
+  asio::io_context io;
+  HttpServer server(io, local_options(), [](HttpRequest&& request, Respond respond) {
+    HttpResponse response{request.target() == "/empty" ? http::status::no_content
+                                                       : http::status::ok,
+                          request.version()};
+    response.set(http::field::content_type, "text/plain");
+    response.set(http::field::content_length, "999");          // wrong: replaced
+    response.set(http::field::server, "someone-else");         // replaced by the server's name
+    response.set(http::field::connection, "keep-alive");       // the server decides
+    response.set(http::field::transfer_encoding, "chunked");   // the body goes whole
+    response.set("Rpool-Custom", "kept");
+    if (request.target() != "/empty") response.body() = "hello";
+    respond(std::move(response));
+  });
+  REQUIRE_FALSE(server.start());
+
+  RawClient raw(io, server.port());
+  raw.write(
+      "GET /a HTTP/1.1\r\nHost: a\r\n\r\n"
+      "GET /empty HTTP/1.1\r\nHost: a\r\n\r\n"
+      "GET /last HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  REQUIRE(run_until(io, [&] { return raw.closed(); }));
+  CHECK(raw.received() ==
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nRpool-Custom: kept\r\nServer: rpool\r\n"
+        "Content-Length: 5\r\n\r\nhello"
+        "HTTP/1.1 204 No Content\r\nContent-Type: text/plain\r\nRpool-Custom: kept\r\n"
+        "Server: rpool\r\n\r\n"
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nRpool-Custom: kept\r\nServer: rpool\r\n"
+        "Content-Length: 5\r\nConnection: close\r\n\r\nhello");
+
+  RawClient old(io, server.port());
+  old.write("GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+  REQUIRE(run_until(io, [&] { return count(old.received(), "hello") == 1; }));
+  CHECK(old.received() ==
+        "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nRpool-Custom: kept\r\nServer: rpool\r\n"
+        "Content-Length: 5\r\nConnection: keep-alive\r\n\r\nhello");
+}
+
 TEST_CASE("a handler that throws gets a 500 internal and the server keeps serving") {
   asio::io_context io;
   std::vector<std::string> logged;

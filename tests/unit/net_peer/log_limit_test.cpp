@@ -26,7 +26,7 @@ TEST_CASE("log limit: the addresses remembered are bounded; the rest share one s
   LogLimit limit;
   const auto t0 = LogLimit::Clock::time_point{} + 1h;
   for (std::size_t i = 0; i < LogLimit::addresses_max; ++i)
-    CHECK(limit.admit("10.1.0." + std::to_string(i), t0, nullptr));
+    CHECK(limit.admit(std::string("10.1.0.").append(std::to_string(i)), t0, nullptr));
   CHECK(limit.size() == LogLimit::addresses_max);
   CHECK(limit.admit("10.2.0.1", t0, nullptr));  // the shared slot's first line
   CHECK_FALSE(limit.admit("10.2.0.2", t0, nullptr));

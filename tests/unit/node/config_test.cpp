@@ -140,6 +140,17 @@ TEST_CASE("an unknown top-level field is an error naming it") {
   CHECK(rejected(minimal(R"(, "wal": {"sync": true})")) == "config: wal.sync: unknown field");
 }
 
+TEST_CASE("an error is one line even when a field name or a value holds control characters") {
+  // Found by fuzz-config: "admi\n_token" decodes to a key with a newline, echoed in the error.
+  CHECK(rejected(minimal(R"(, "admi\n_token": "t")")) == "config: admi\\n_token: unknown field");
+  CHECK(rejected(minimal(R"(, "x\u0001\t": 1)")) == "config: x\\x01\\t: unknown field");
+  const std::string error = rejected(R"({"members": [
+      {"id": 1, "raft": "bad\r\nhost", "http": "127.0.0.1:8001"}]})");
+  CHECK(error.find('\n') == std::string::npos);
+  CHECK(error.find('\r') == std::string::npos);
+  CHECK(error.find("bad\\r\\nhost") != std::string::npos);
+}
+
 TEST_CASE("an unknown member field is an error naming the member and the field") {
   const std::string error = rejected(R"({"members": [
       {"id": 1, "raft": "127.0.0.1:7001", "http": "127.0.0.1:8001"},

@@ -161,13 +161,13 @@ TEST_CASE("a pool created past the item budget stays untracked until the next fu
   apply(pool::test::bootstrap({item("mud", -1, 1)}));
   auto items = [](std::size_t n) {
     std::vector<pool::Item> out;
-    for (std::size_t i = 0; i < n; ++i) out.push_back(item("i" + std::to_string(1000 + i), -1, 1));
+    for (std::size_t i = 0; i < n; ++i) out.push_back(item(std::string("i").append(std::to_string(1000 + i)), -1, 1));
     return out;
   };
   // Fill the budget: 1 item in "default", 9 pools of items_tracked_max, and the rest in "big".
   static_assert(DrawStats::tracked_items_total_max == 10 * DrawStats::items_tracked_max);
   for (int k = 0; k < 9; ++k)
-    apply(pool::test::create_pool("full-" + std::to_string(k), items(DrawStats::items_tracked_max)));
+    apply(pool::test::create_pool(std::string("full-").append(std::to_string(k)), items(DrawStats::items_tracked_max)));
   apply(pool::test::create_pool("big", items(DrawStats::items_tracked_max - 1)));
   REQUIRE(stats.tracked_items() == DrawStats::tracked_items_total_max);
   apply(pool::test::create_pool("late", items(10)));
