@@ -445,7 +445,7 @@ Bytes encode_hard_state(const HardState& state) {
   // reallocation path GCC 12 at -O3 misreads as an overflow (-Wstringop-overflow).
   Bytes out(hard_state_magic.begin(), hard_state_magic.end());
   ByteWriter w(out);
-  w.u32(hard_state_version);
+  w.u32(format_version);
   w.u32(0);
   w.u64(state.current_term.value());
   w.u64(state.voted_for.value());
@@ -474,16 +474,12 @@ std::optional<HardState> decode_hard_state(ByteView bytes, std::string& why) {
     why = "bad hard state magic";
   } else if (crc != crc32c(bytes.first(40))) {
     why = "hard state checksum mismatch";
-  } else if (version < hard_state_version_min || version > hard_state_version) {
+  } else if (version != format_version) {
     why = fmt::format("unsupported hard state version {}", version);
   } else {
     return s;
   }
   return std::nullopt;
-}
-
-std::uint32_t hard_state_file_version(ByteView bytes) {
-  return bytes.size() < hard_state_magic.size() + 4 ? 0 : load_u32le(bytes.data() + 8);
 }
 
 Bytes encode_snapshot(const SnapshotFile& snapshot) {

@@ -52,12 +52,6 @@ struct SnapshotFile {
 };
 
 inline constexpr std::uint32_t format_version = 1;
-// The hardstate file's version. 2 says "the segments of this directory may hold hard-state
-// records": a build that knows only version 1 refuses the directory ("unsupported hard state
-// version 2") instead of taking a hard-state record for a damaged tail and cutting the log there.
-// decode_hard_state() reads both; encode_hard_state() writes 2.
-inline constexpr std::uint32_t hard_state_version = 2;
-inline constexpr std::uint32_t hard_state_version_min = 1;
 inline constexpr std::uint64_t segment_header_bytes = 32;
 inline constexpr std::uint64_t record_header_bytes = 25;
 inline constexpr std::uint64_t hard_state_bytes = 48;
@@ -254,9 +248,6 @@ bool decode_record(ByteView file, const RecordMeta& meta, Entry& out);
 Bytes encode_hard_state(const HardState& state);
 // nullopt with `why` set when the bytes are not a valid hard state file.
 std::optional<HardState> decode_hard_state(ByteView bytes, std::string& why);
-// The version field of a hardstate file's bytes (0 if there are too few to hold one). Meaningful
-// once decode_hard_state() accepted them.
-std::uint32_t hard_state_file_version(ByteView bytes);
 
 // The full file contents, checksum included.
 Bytes encode_snapshot(const SnapshotFile& snapshot);

@@ -115,11 +115,10 @@ struct OpenResult;
 //   16 8 index = 0 | 24 1 kind = 0xff | 25 8 voted_for | 33 8 commit_index
 // It takes no place in the index sequence (the next entry record holds the index after the
 // previous entry record's) and none in the entries' term order. Kind 0xff is never an entry's.
-// A build older than this record cannot read a segment holding one; it refuses the directory,
-// because the hardstate file is at version 2 before the first record is written (format.h).
+// A segment holding one is not readable by a build older than this record.
 //
 // hardstate (48 bytes), written as hardstate.tmp, fdatasynced, renamed over, directory fsynced:
-//   0 8 magic "RPOOLHST" | 8 4 version = 2 (1 is read too) | 12 4 reserved | 16 8 current_term | 24 8 voted_for |
+//   0 8 magic "RPOOLHST" | 8 4 version = 1 | 12 4 reserved | 16 8 current_term | 24 8 voted_for |
 //   32 8 commit_index | 40 4 CRC32C of bytes 0..39 | 44 4 reserved
 //
 // snapshot file, written as snapshot.tmp, fdatasynced, renamed, directory fsynced:
@@ -326,8 +325,6 @@ class Log {
   HardState hard_state_;
   bool hard_state_in_record_ = false;
   bool hard_state_unordered_ = false;  // recovery found an older record after the latest
-  // The hardstate file exists at hard_state_version: hard-state records may be written.
-  bool hard_state_file_current_ = false;
   std::future<std::error_code> spare_;  // the helper zero-filling next.spare
   bool spare_ready_ = false;            // next.spare is complete (spare_ was collected)
   std::vector<std::string> warnings_;

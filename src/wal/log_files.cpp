@@ -38,7 +38,6 @@ std::error_code Log::save_hard_state(const HardState& state) {
   const std::string final_path = path(std::string(hard_state_file_name));
   const Bytes bytes = encode_hard_state(state);
   if (auto ec = replace_file(tmp, final_path, bytes)) return ec;
-  hard_state_file_current_ = true;
   if (!hard_state_before(state, hard_state_)) {
     hard_state_ = state;
     hard_state_in_record_ = false;
@@ -48,12 +47,6 @@ std::error_code Log::save_hard_state(const HardState& state) {
 
 std::error_code Log::append_hard_state(const HardState& state) {
   if (auto ec = writable()) return ec;
-  // No hard-state record before the file says version 2 (format.h, hard_state_version): once,
-  // in a directory that is new or was last written by an older build. The file takes the state
-  // known so far, which is durable; `state` may point at entries not yet synced.
-  if (!hard_state_file_current_) {
-    if (auto ec = save_hard_state(hard_state_)) return ec;
-  }
   if (segments_.empty() || !segments_.back().open) {
     if (auto ec = start_segment(last_index() + 1)) return ec;
   }

@@ -50,10 +50,7 @@ std::error_code Log::recover() {
     Bytes bytes;
     std::string why;
     if (!read_whole(fs_, path(std::string(hard_state_file_name)), bytes)) {
-      if (const auto state = decode_hard_state(bytes, why)) {
-        hard_state_ = *state;
-        hard_state_file_current_ = hard_state_file_version(bytes) == hard_state_version;
-      }
+      if (const auto state = decode_hard_state(bytes, why)) hard_state_ = *state;
     }
   }
   std::sort(closed.begin(), closed.end(),

@@ -4,14 +4,9 @@
 // with a crash at every file-system call of those operations.
 #include <doctest/doctest.h>
 
-#include <filesystem>
-#include <fstream>
 #include <functional>
-#include <iterator>
 
-#include "base/bytes.h"
 #include "helpers.h"
-#include "wal/crc32c.h"
 #include "wal/recovery.h"
 
 namespace rpool::wal {
@@ -65,67 +60,6 @@ TEST_CASE("a hard-state record encodes, scans between entries, and leaves the in
     CHECK(bad.stop == ScanStop::other);
     REQUIRE(bad.fault);
     CHECK(bad.fault->find("hard-state record") != std::string::npos);
-  }
-}
-
-// A hardstate file at `version`, as a build before hard-state records (version 1) wrote it.
-Bytes hard_state_file_at(const HardState& h, std::uint32_t version) {
-  Bytes bytes = encode_hard_state(h);
-  store_u32le(bytes.data() + 8, version);
-  store_u32le(bytes.data() + 40, crc32c(ByteView(bytes).first(40)));
-  return bytes;
-}
-
-Bytes read_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return Bytes(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-TEST_CASE("the hardstate file says version 2 before any hard-state record is written") {
-  // An older build stops its scan at a hard-state record, and could take it for a torn tail and
-  // cut the log there; it refuses a hardstate file of version 2 instead.
-  const HardState h{Term(4), NodeId(2), LogIndex(0)};
-  std::string why;
-  CHECK(hard_state_file_version(encode_hard_state(h)) == hard_state_version);
-  CHECK(decode_hard_state(hard_state_file_at(h, 1), why) == h);  // the older file is read
-  CHECK_FALSE(decode_hard_state(hard_state_file_at(h, 3), why));
-  CHECK(why == "unsupported hard state version 3");
-
-  TempDir dir;
-  const auto file = std::filesystem::path(dir.path()) / "hardstate";
-  {
-    auto log = open_ok(dir.path(), small());
-    REQUIRE_FALSE(log->append(entries(1, 3, 4, 40)));
-    REQUIRE_FALSE(log->sync());
-  }
-  {
-    std::ofstream out(file, std::ios::binary | std::ios::trunc);
-    const Bytes v1 = hard_state_file_at(h, 1);
-    out.write(reinterpret_cast<const char*>(v1.data()), static_cast<std::streamsize>(v1.size()));
-  }
-  {
-    auto log = open_ok(dir.path(), small());
-    CHECK(load(*log) == h);
-    CHECK(hard_state_file_version(read_file(file)) == 1);  // opening writes nothing
-    REQUIRE_FALSE(log->append_hard_state({Term(4), NodeId(2), LogIndex(3)}));
-    const Bytes now = read_file(file);
-    CHECK(hard_state_file_version(now) == hard_state_version);
-    // The file took the state known before, which was durable, not the record's: that record's
-    // commit index may point at entries not yet synced.
-    CHECK(decode_hard_state(now, why) == h);
-    REQUIRE_FALSE(log->sync());
-  }
-  auto log = open_ok(dir.path(), small());
-  CHECK(load(*log) == HardState{Term(4), NodeId(2), LogIndex(3)});
-
-  SUBCASE("a new directory gets the file before its first record") {
-    TempDir fresh;
-    auto fresh_log = open_ok(fresh.path(), small());
-    CHECK_FALSE(std::filesystem::exists(std::filesystem::path(fresh.path()) / "hardstate"));
-    REQUIRE_FALSE(fresh_log->append_hard_state({Term(1), NodeId(1), LogIndex(0)}));
-    const Bytes made = read_file(std::filesystem::path(fresh.path()) / "hardstate");
-    CHECK(hard_state_file_version(made) == hard_state_version);
-    CHECK(decode_hard_state(made, why) == HardState{});
   }
 }
 
