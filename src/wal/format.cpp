@@ -111,7 +111,7 @@ void encode_segment_header(LogIndex first_index, Bytes& out) {
   const std::size_t at = out.size();
   ByteWriter w(out);
   w.raw(as_bytes(segment_magic));
-  w.u32(format_version);
+  w.u32(segment_version);
   w.u32(0);
   w.u64(first_index.value());
   w.u32(0);
@@ -194,13 +194,14 @@ SegmentScan scan_segment(ByteSource& file) {
     s.fault = "bad segment magic";
   } else if (crc != crc32c(header.first(28))) {
     s.fault = "segment header checksum mismatch";
-  } else if (version != format_version) {
+  } else if (version < segment_version_min || version > segment_version) {
     s.fault = fmt::format("unsupported segment format version {}", version);
   } else if (first == 0) {
     s.fault = "segment header names first index 0";
   }
   if (s.fault) return finish(0);
   s.header_ok = true;
+  s.version = version;
   s.first_index = LogIndex(first);
 
   std::uint64_t pos = segment_header_bytes;
@@ -257,7 +258,7 @@ SegmentScan scan_segment(ByteSource& file) {
       s.stop = ScanStop::checksum;
       break;
     }
-    if (kind == hard_state_record_kind) {
+    if (kind == hard_state_record_kind && s.version >= segment_version_hard_state) {
       if (index.value() != 0 || length != hard_state_record_payload_bytes) {
         s.fault = fmt::format("hard-state record with index {} and {} payload bytes (expected 0 "
                               "and {})",

@@ -51,7 +51,15 @@ struct SnapshotFile {
   friend bool operator==(const SnapshotFile&, const SnapshotFile&) = default;
 };
 
-inline constexpr std::uint32_t format_version = 1;
+inline constexpr std::uint32_t format_version = 1;  // the hardstate and snapshot files'
+// A segment's header version. 2: the segment may hold hard-state records. A build that knows only
+// version 1 refuses a segment of version 2 as corrupt ("unsupported segment format version 2")
+// instead of stopping its scan at a hard-state record, taking it for a torn tail and cutting the
+// log there. Both are read; new segments are written at 2, and a hard-state record is never
+// written into a segment of version 1.
+inline constexpr std::uint32_t segment_version = 2;
+inline constexpr std::uint32_t segment_version_min = 1;
+inline constexpr std::uint32_t segment_version_hard_state = 2;  // the first with such records
 inline constexpr std::uint64_t segment_header_bytes = 32;
 inline constexpr std::uint64_t record_header_bytes = 25;
 inline constexpr std::uint64_t hard_state_bytes = 48;
@@ -187,6 +195,7 @@ enum class ScanStop {
 // What scan_segment() found in the bytes of one segment file.
 struct SegmentScan {
   bool header_ok = false;
+  std::uint32_t version = 0;  // from the header, if header_ok
   bool header_zero = false;         // the header is all zero bytes (crash while creating)
   LogIndex first_index;             // from the header
   std::vector<RecordMeta> records;  // every whole, valid entry record, in order
@@ -204,8 +213,9 @@ struct SegmentScan {
 };
 
 // Checks the header, then each record in turn: length within the file, CRC32C, index one more
-// than the previous (the first equal to the header's first_index), term not decreasing. A
-// record of kind hard_state_record_kind is a hard-state record instead: index 0 and a payload of
+// than the previous (the first equal to the header's first_index), term not decreasing. In a
+// segment of version 2, a record of kind hard_state_record_kind is a hard-state record instead
+// (in version 1 it is an entry record like any other): index 0 and a payload of
 // exactly hard_state_record_payload_bytes, or the scan stops there (ScanStop::other). Stops at
 // the first record that fails, or at an all-zero record header (the preallocated tail). Pure:
 // the caller decides whether a fault is a torn tail or corruption.

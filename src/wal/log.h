@@ -94,7 +94,7 @@ struct OpenResult;
 // Segment file:
 //   offset  size  field
 //   0       8     magic "RPOOLWAL"
-//   8       4     format version = 1
+//   8       4     format version = 2 (1: written before hard-state records, read too)
 //   12      4     reserved, 0
 //   16      8     first_index: the index of the segment's first record
 //   24      4     reserved, 0
@@ -115,7 +115,8 @@ struct OpenResult;
 //   16 8 index = 0 | 24 1 kind = 0xff | 25 8 voted_for | 33 8 commit_index
 // It takes no place in the index sequence (the next entry record holds the index after the
 // previous entry record's) and none in the entries' term order. Kind 0xff is never an entry's.
-// A segment holding one is not readable by a build older than this record.
+// Only segments of version 2 hold them (format.h, segment_version): a build older than this
+// record refuses such a segment rather than misread it.
 //
 // hardstate (48 bytes), written as hardstate.tmp, fdatasynced, renamed over, directory fsynced:
 //   0 8 magic "RPOOLHST" | 8 4 version = 1 | 12 4 reserved | 16 8 current_term | 24 8 voted_for |
@@ -262,6 +263,7 @@ class Log {
     std::string name;
     bool open = false;
     std::uint64_t seq = 0;  // open segments only
+    std::uint32_t version = segment_version;  // from its header (format.h)
     LogIndex first_index;
     std::vector<std::uint64_t> offsets;  // record i (index first_index + i) starts here
     std::vector<std::uint32_t> payload_bytes;

@@ -179,6 +179,7 @@ std::error_code Log::recover_segment(const std::string& name, bool open, std::ui
   seg.name = name;
   seg.open = open;
   seg.seq = seq;
+  seg.version = scan.version;
   seg.first_index = scan.first_index;
   seg.offsets.reserve(scan.records.size());
   seg.payload_bytes.reserve(scan.records.size());

@@ -1,7 +1,7 @@
 // Fuzzes the WAL segment scanner (wal::scan_segment) and what recovery and `rpool-wal verify`
 // run on its result: the torn-tail judgement, the per-record checks and decode_record().
 //
-// Input: one mode byte, then the segment file's bytes. Mode bit 0 set: the harness first
+// Input: one mode byte, then the segment file's bytes (version 2, or 1 as older builds wrote). Mode bit 0 set: the harness first
 // rewrites the segment header's CRC and every record CRC it can frame, so that the fuzzer
 // reaches the index, term and tail checks behind the checksums instead of stopping at them.
 //
@@ -65,6 +65,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     check(scan.fault.has_value(), "a bad header without a fault");
     return 0;
   }
+  check(scan.version >= wal::segment_version_min && scan.version <= wal::segment_version,
+        "a header version outside those read");
+  // Version 1 segments (before hard-state records) have none: there kind 0xff is an entry's.
+  const bool hard_state_records = scan.version >= wal::segment_version_hard_state;
+  check(hard_state_records || scan.hard_states.empty(), "a hard-state record in a version-1 segment");
   std::uint64_t end = wal::segment_header_bytes;
   std::size_t h = 0;  // hard-state records passed
   // Hard-state records lying at `end`, in order, each exactly hard_state_record_bytes long.
@@ -85,7 +90,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const wal::RecordMeta& meta = scan.records[i];
     skip_hard_states();
     check(meta.offset == end, "records not back to back");
-    check(meta.kind != wal::hard_state_record_kind, "a hard-state record taken for an entry");
+    check(!hard_state_records || meta.kind != wal::hard_state_record_kind,
+          "a hard-state record taken for an entry");
     check(meta.index.value() == scan.first_index.value() + i, "record indexes not contiguous");
     if (i > 0) check(scan.records[i - 1].term <= meta.term, "record terms decreasing");
     wal::Entry entry;

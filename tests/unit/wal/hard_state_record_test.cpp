@@ -4,9 +4,14 @@
 // with a crash at every file-system call of those operations.
 #include <doctest/doctest.h>
 
+#include <filesystem>
+#include <fstream>
 #include <functional>
+#include <iterator>
 
+#include "base/bytes.h"
 #include "helpers.h"
+#include "wal/crc32c.h"
 #include "wal/recovery.h"
 
 namespace rpool::wal {
@@ -60,6 +65,105 @@ TEST_CASE("a hard-state record encodes, scans between entries, and leaves the in
     CHECK(bad.stop == ScanStop::other);
     REQUIRE(bad.fault);
     CHECK(bad.fault->find("hard-state record") != std::string::npos);
+  }
+}
+
+Bytes read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return Bytes(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// Rewrites the header of segment file `path` to `version`, as a build before hard-state records
+// (version 1) wrote it.
+void set_segment_version(const std::filesystem::path& path, std::uint32_t version) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  REQUIRE(f);
+  Bytes header(segment_header_bytes);
+  f.read(reinterpret_cast<char*>(header.data()), static_cast<std::streamsize>(header.size()));
+  store_u32le(header.data() + 8, version);
+  store_u32le(header.data() + 28, crc32c(ByteView(header).first(28)));
+  f.seekp(0);
+  f.write(reinterpret_cast<const char*>(header.data()), static_cast<std::streamsize>(header.size()));
+}
+
+TEST_CASE("segments are version 2; only they hold hard-state records, and 3 is refused") {
+  // A build that knows only version 1 refuses a version-2 segment as corrupt; shown to it, a
+  // hard-state record would stop its scan and could be cut as a torn tail.
+  Bytes v2;
+  encode_segment_header(LogIndex(1), v2);
+  CHECK(load_u32le(v2.data() + 8) == segment_version);
+  encode_record(test::entry(1, 7), v2);
+  encode_hard_state_record({Term(7), NodeId(1), LogIndex(1)}, v2);
+  encode_record(test::entry(2, 7), v2);
+  const SegmentScan ok = scan_segment(ByteView(v2));
+  REQUIRE_FALSE(ok.fault);
+  CHECK(ok.version == 2);
+  CHECK(ok.hard_states.size() == 1);
+
+  Bytes v1 = v2;
+  store_u32le(v1.data() + 8, 1);
+  store_u32le(v1.data() + 28, crc32c(ByteView(v1).first(28)));
+  const SegmentScan old = scan_segment(ByteView(v1));
+  CHECK(old.header_ok);
+  CHECK(old.version == 1);
+  CHECK(old.hard_states.empty());  // in version 1 kind 0xff is an entry's, out of sequence here
+  REQUIRE(old.fault);
+  CHECK(*old.fault == "record holds index 0, expected 2");
+
+  Bytes v3 = v2;
+  store_u32le(v3.data() + 8, 3);
+  store_u32le(v3.data() + 28, crc32c(ByteView(v3).first(28)));
+  const SegmentScan future = scan_segment(ByteView(v3));
+  CHECK_FALSE(future.header_ok);
+  REQUIRE(future.fault);
+  CHECK(*future.fault == "unsupported segment format version 3");
+}
+
+TEST_CASE("a version-1 open segment gets no hard-state record: closed, or the file takes it") {
+  TempDir dir;
+  const auto open_segment = [&] {
+    for (const auto& e : std::filesystem::directory_iterator(dir.path())) {
+      if (e.path().filename().string().starts_with("open-")) return e.path();
+    }
+    FAIL("no open segment");
+    return std::filesystem::path();
+  };
+  SUBCASE("with entries: closed, and the record starts a version-2 segment") {
+    {
+      auto log = open_ok(dir.path(), small());
+      REQUIRE_FALSE(log->append(entries(1, 3, 2, 40)));
+      REQUIRE_FALSE(log->sync());
+    }
+    set_segment_version(open_segment(), 1);
+    {
+      auto log = open_ok(dir.path(), small());
+      REQUIRE_FALSE(log->append_hard_state({Term(2), NodeId(1), LogIndex(3)}));
+      REQUIRE_FALSE(log->sync());
+      const auto segments = log->segments();
+      REQUIRE(segments.size() == 2);
+      CHECK_FALSE(segments[0].open);
+      CHECK(segments[0].last_index == LogIndex(3));
+      CHECK(segments[1].open);
+    }
+    auto log = open_ok(dir.path(), small());
+    CHECK(load(*log) == HardState{Term(2), NodeId(1), LogIndex(3)});
+    CHECK(test::read_all(*log).size() == 3);
+    CHECK(scan_segment(ByteView(read_file(open_segment()))).version == 2);
+  }
+  SUBCASE("without entries: the hardstate file, behind a sync") {
+    {
+      auto log = open_ok(dir.path(), small());
+      REQUIRE_FALSE(log->reset(LogIndex(10)));  // an open segment from index 10, empty
+    }
+    set_segment_version(open_segment(), 1);
+    {
+      auto log = open_ok(dir.path(), small());
+      REQUIRE_FALSE(log->append_hard_state({Term(3), NodeId(2), LogIndex(9)}));
+      CHECK(scan_segment(ByteView(read_file(open_segment()))).hard_states.empty());
+    }
+    CHECK(scan_segment(ByteView(read_file(open_segment()))).version == 1);
+    auto log = open_ok(dir.path(), small());
+    CHECK(load(*log) == HardState{Term(3), NodeId(2), LogIndex(9)});
   }
 }
 
