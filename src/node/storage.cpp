@@ -82,10 +82,11 @@ class WalStore final : public raft::DurableStore {
 
   std::error_code save_hard_state(const raft::HardState& h) override {
     if (!job_.hard_state) return {};
-    // The hard state is a file of its own, replaced atomically: the entries its commit index may
-    // point at must be durable before it is.
-    if (const auto ec = sync()) return ec;
-    return log_.save_hard_state(wal::HardState{h.current_term, h.voted_for, h.commit_index});
+    // A record behind this Ready's entries, made durable by the same fdatasync (no file to
+    // create, rename and fsync on the write path): a crash keeps it only with every entry
+    // before it, so its commit index never points past the durable log.
+    unsynced_ = true;
+    return log_.append_hard_state(wal::HardState{h.current_term, h.voted_for, h.commit_index});
   }
 
   std::error_code sync() override {

@@ -4,8 +4,8 @@
 // LogStore does the work synchronously on one wal::Log: it applies a Ready with raft::persist(),
 // the one implementation of the Ready/storage contract (raft/storage.h), over WalStore, the WAL's
 // DurableStore: a snapshot first (then the log continues after it or is reset to it), then the
-// entries (a conflicting suffix truncated first), then one fdatasync, then the hard state (term and
-// vote), whose file is replaced only once the entries it may point at are durable. ThreadStorage
+// entries (a conflicting suffix truncated first), then the hard state (term, vote, commit index) as
+// a record behind them in the same segment, then one fdatasync for all of it. ThreadStorage
 // runs a LogStore on a thread of its own so that rpoold's event loop never waits for the disk;
 // tests/sim runs one in simulated time over a simulated file system. Either way every `done` runs
 // on the replica's thread, in the order the calls were made.
@@ -32,7 +32,7 @@ namespace rpool::node {
 struct PersistJob {
   std::shared_ptr<const raft::Ready> ready;
   // False when only the commit index changed and it may wait (the replica saves it at most once
-  // a second: the commit index is advisory, and every save costs three fsyncs).
+  // a second: the commit index is advisory, and every save is a record in the log).
   bool hard_state = true;
   bool fsync = true;
 };

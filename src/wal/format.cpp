@@ -111,7 +111,7 @@ void encode_segment_header(LogIndex first_index, Bytes& out) {
   const std::size_t at = out.size();
   ByteWriter w(out);
   w.raw(as_bytes(segment_magic));
-  w.u32(format_version);
+  w.u32(segment_version);
   w.u32(0);
   w.u64(first_index.value());
   w.u32(0);
@@ -132,6 +132,29 @@ void encode_record(const Entry& entry, Bytes& out) {
   w.raw(entry.payload);
   const ByteView record = ByteView(out).subspan(at);
   RPOOL_ASSERT_OP(record.size(), ==, record_bytes(entry.payload.size()));
+  store_u32le(out.data() + at + 4, record_crc(record));
+}
+
+bool hard_state_before(const HardState& a, const HardState& b) {
+  if (a.current_term != b.current_term) return a.current_term < b.current_term;
+  const bool a_voted = a.voted_for.value() != 0;
+  const bool b_voted = b.voted_for.value() != 0;
+  if (a_voted != b_voted) return b_voted;
+  return a.commit_index < b.commit_index;
+}
+
+void encode_hard_state_record(const HardState& state, Bytes& out) {
+  const std::size_t at = out.size();
+  ByteWriter w(out);
+  w.u32(hard_state_record_payload_bytes);
+  w.u32(0);  // the CRC, filled in below
+  w.u64(state.current_term.value());
+  w.u64(0);  // outside the index sequence
+  w.u8(hard_state_record_kind);
+  w.u64(state.voted_for.value());
+  w.u64(state.commit_index.value());
+  const ByteView record = ByteView(out).subspan(at);
+  RPOOL_ASSERT_OP(record.size(), ==, hard_state_record_bytes);
   store_u32le(out.data() + at + 4, record_crc(record));
 }
 
@@ -171,13 +194,14 @@ SegmentScan scan_segment(ByteSource& file) {
     s.fault = "bad segment magic";
   } else if (crc != crc32c(header.first(28))) {
     s.fault = "segment header checksum mismatch";
-  } else if (version != format_version) {
+  } else if (version < segment_version_min || version > segment_version) {
     s.fault = fmt::format("unsupported segment format version {}", version);
   } else if (first == 0) {
     s.fault = "segment header names first index 0";
   }
   if (s.fault) return finish(0);
   s.header_ok = true;
+  s.version = version;
   s.first_index = LogIndex(first);
 
   std::uint64_t pos = segment_header_bytes;
@@ -233,6 +257,20 @@ SegmentScan scan_segment(ByteSource& file) {
       s.fault = "record checksum mismatch";
       s.stop = ScanStop::checksum;
       break;
+    }
+    if (kind == hard_state_record_kind && s.version >= segment_version_hard_state) {
+      if (index.value() != 0 || length != hard_state_record_payload_bytes) {
+        s.fault = fmt::format("hard-state record with index {} and {} payload bytes (expected 0 "
+                              "and {})",
+                              index, length, hard_state_record_payload_bytes);
+        s.stop = ScanStop::other;
+        break;
+      }
+      const ByteView payload = record.subspan(record_header_bytes);
+      s.hard_states.push_back({pos, HardState{term, NodeId(load_u64le(payload.data())),
+                                              LogIndex(load_u64le(payload.data() + 8))}});
+      pos += record.size();
+      continue;
     }
     if (index != expected) {
       s.fault = fmt::format("record holds index {}, expected {}", index, expected);

@@ -34,6 +34,13 @@ struct HardState {
   friend bool operator==(const HardState&, const HardState&) = default;
 };
 
+// Which of two hard states is the later one. A node's hard state only ever moves forwards: the
+// term never falls, a vote is cast at most once per term (none, then one node), and the commit
+// index never falls while term and vote stay. So of any two states a node saved, the later is the
+// greater in (term, vote cast, commit index); recovery takes the greatest of every copy it finds
+// (the file and each hard-state record) and so needs no order between them.
+bool hard_state_before(const HardState& a, const HardState& b);
+
 // A snapshot as stored: the state machine's bytes as of (index, term), plus the caller's metadata
 // (for raft: the membership at that index).
 struct SnapshotFile {
@@ -44,10 +51,24 @@ struct SnapshotFile {
   friend bool operator==(const SnapshotFile&, const SnapshotFile&) = default;
 };
 
-inline constexpr std::uint32_t format_version = 1;
+inline constexpr std::uint32_t format_version = 1;  // the hardstate and snapshot files'
+// A segment's header version. 2: the segment may hold hard-state records. A build that knows only
+// version 1 refuses a segment of version 2 as corrupt ("unsupported segment format version 2")
+// instead of stopping its scan at a hard-state record, taking it for a torn tail and cutting the
+// log there. Both are read; new segments are written at 2, and a hard-state record is never
+// written into a segment of version 1.
+inline constexpr std::uint32_t segment_version = 2;
+inline constexpr std::uint32_t segment_version_min = 1;
+inline constexpr std::uint32_t segment_version_hard_state = 2;  // the first with such records
 inline constexpr std::uint64_t segment_header_bytes = 32;
 inline constexpr std::uint64_t record_header_bytes = 25;
 inline constexpr std::uint64_t hard_state_bytes = 48;
+// A hard-state record in a segment (log.h, "Hard-state record"): the record header's kind field
+// holds hard_state_record_kind and its index field 0 (the record is outside the index sequence);
+// its term field is the current term and its payload voted_for and commit_index.
+inline constexpr std::uint8_t hard_state_record_kind = 0xff;
+inline constexpr std::uint32_t hard_state_record_payload_bytes = 16;
+inline constexpr std::uint64_t hard_state_record_bytes = 25 + hard_state_record_payload_bytes;
 inline constexpr std::uint64_t snapshot_header_bytes = 48;
 inline constexpr std::uint64_t snapshot_trailer_bytes = 8;
 // The largest payload one entry may carry. A record larger than a segment gets a segment of its
@@ -103,6 +124,15 @@ void encode_record(const Entry& entry, Bytes& out);
 inline std::uint64_t record_bytes(std::size_t payload_bytes) {
   return record_header_bytes + payload_bytes;
 }
+// Appends one framed hard-state record.
+void encode_hard_state_record(const HardState& state, Bytes& out);
+static_assert(hard_state_record_bytes == record_header_bytes + hard_state_record_payload_bytes);
+
+// A hard-state record found by scan_segment().
+struct HardStateRecord {
+  std::uint64_t offset = 0;  // of the record header in the file
+  HardState state;
+};
 
 struct RecordMeta {
   std::uint64_t offset = 0;  // of the record header in the file
@@ -165,9 +195,13 @@ enum class ScanStop {
 // What scan_segment() found in the bytes of one segment file.
 struct SegmentScan {
   bool header_ok = false;
+  std::uint32_t version = 0;  // from the header, if header_ok
   bool header_zero = false;         // the header is all zero bytes (crash while creating)
   LogIndex first_index;             // from the header
-  std::vector<RecordMeta> records;  // every whole, valid record, in order
+  std::vector<RecordMeta> records;  // every whole, valid entry record, in order
+  // Every whole, valid hard-state record, in order. They sit between entry records anywhere in
+  // the segment and take no part in the index sequence or the term order of the entries.
+  std::vector<HardStateRecord> hard_states;
   std::uint64_t data_end = 0;       // offset just past the last valid record (or the header)
   std::uint64_t file_bytes = 0;
   // Bytes from data_end up to the last non-zero byte of the file: 0 for a clean (zero-filled or
@@ -179,7 +213,10 @@ struct SegmentScan {
 };
 
 // Checks the header, then each record in turn: length within the file, CRC32C, index one more
-// than the previous (the first equal to the header's first_index), term not decreasing. Stops at
+// than the previous (the first equal to the header's first_index), term not decreasing. In a
+// segment of version 2, a record of kind hard_state_record_kind is a hard-state record instead
+// (in version 1 it is an entry record like any other): index 0 and a payload of
+// exactly hard_state_record_payload_bytes, or the scan stops there (ScanStop::other). Stops at
 // the first record that fails, or at an all-zero record header (the preallocated tail). Pure:
 // the caller decides whether a fault is a torn tail or corruption.
 SegmentScan scan_segment(ByteSource& file);

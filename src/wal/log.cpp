@@ -113,6 +113,7 @@ std::error_code Log::append(std::span<const Entry> entries) {
     RPOOL_ASSERT_OP(entries[i].index, ==, entries.front().index + i);
     RPOOL_ASSERT_OP(entries[i].term, >=, prev_term);
     RPOOL_ASSERT_OP(entries[i].payload.size(), <=, entry_payload_bytes_max);
+    RPOOL_ASSERT(entries[i].kind != hard_state_record_kind);
     prev_term = entries[i].term;
   }
   std::size_t i = 0;
@@ -192,6 +193,18 @@ std::error_code Log::truncate_suffix(LogIndex from) {
   RPOOL_ASSERT_OP(from, <=, last_index() + 1);
   if (from < first_index()) return errc::compacted;
   if (from == last_index() + 1) return {};
+  // The cut point: the first removed entry record, or the whole segment when `from` starts one
+  // that goes (hard-state records ahead of its first entry go with it). Every hard-state record
+  // from there on is removed.
+  {
+    const Segment* at = segment_of(from);
+    const std::size_t i = static_cast<std::size_t>(at - segments_.data());
+    const std::uint64_t cut =
+        i > 0 && from == at->first_index ? 0 : at->offsets[from - at->first_index];
+    if (hard_state_record_at_or_after(i, cut)) {
+      if (auto ec = checkpoint_hard_state()) return ec;
+    }
+  }
   // Whole segments at or after `from` go first, newest first. The first segment always stays
   // (cut down to its header if need be), so that a crash cannot make the log forget its first
   // index.
@@ -199,7 +212,10 @@ std::error_code Log::truncate_suffix(LogIndex from) {
     if (auto ec = remove_last_segment()) return ec;
   }
   RPOOL_ASSERT(!segments_.empty());
-  if (last_index() + 1 == from) return {};  // `from` was a segment boundary
+  if (last_index() + 1 == from) {
+    // `from` was a segment boundary: the kept segment lost nothing, not even hard-state records.
+    return {};
+  }
   if (!segments_.back().open) {
     if (auto ec = reopen_last_as_open()) return ec;
   }
@@ -211,6 +227,9 @@ std::error_code Log::truncate_suffix(LogIndex from) {
   seg.offsets.resize(keep);
   seg.payload_bytes.resize(keep);
   seg.terms.resize(keep);
+  // Earlier hard-state records of the segment may survive the cut, but the latest state is in
+  // the file now (checkpointed above) and the next record supersedes them.
+  if (seg.hard_state_offset && *seg.hard_state_offset >= cut) seg.hard_state_offset.reset();
   seg.data_end = cut;
   seg.dirty_end = cut;
   unsynced_ = false;
@@ -221,6 +240,12 @@ std::error_code Log::truncate_suffix(LogIndex from) {
 std::error_code Log::compact(LogIndex up_to) {
   if (auto ec = writable()) return ec;
   // The last segment always stays, so that the log remembers where it is after a restart.
+  std::size_t removed = 0;
+  while (removed + 1 < segments_.size() && segments_[removed].last_index() <= up_to) ++removed;
+  if (removed > 0 && hard_state_record_at_or_after(0, 0) &&
+      !hard_state_record_at_or_after(removed, 0)) {
+    if (auto ec = checkpoint_hard_state()) return ec;
+  }
   while (segments_.size() > 1 && segments_.front().last_index() <= up_to) {
     Segment& seg = segments_.front();
     RPOOL_ASSERT(!seg.open);
@@ -239,6 +264,7 @@ std::error_code Log::compact(LogIndex up_to) {
 std::error_code Log::reset(LogIndex next_index) {
   if (auto ec = writable()) return ec;
   RPOOL_ASSERT(next_index.value() > 0);
+  if (auto ec = checkpoint_hard_state()) return ec;
   while (!segments_.empty()) {
     if (auto ec = remove_last_segment()) return ec;
   }
@@ -364,14 +390,20 @@ void Log::check_invariants() const {
       RPOOL_ASSERT(!s.offsets.empty());
     }
     if (i > 0) RPOOL_ASSERT_OP(s.first_index, ==, segments_[i - 1].last_index() + 1);
+    // Entry records in order; hard-state records (hard_state_record_bytes each) may sit between.
     std::uint64_t at = segment_header_bytes;
     for (std::size_t k = 0; k < s.offsets.size(); ++k) {
-      RPOOL_ASSERT_OP(s.offsets[k], ==, at);
+      RPOOL_ASSERT_OP(s.offsets[k], >=, at);
+      RPOOL_ASSERT_OP((s.offsets[k] - at) % hard_state_record_bytes, ==, 0u);
       RPOOL_ASSERT_OP(s.terms[k], >=, prev_term);
       prev_term = s.terms[k];
-      at += record_bytes(s.payload_bytes[k]);
+      at = s.offsets[k] + record_bytes(s.payload_bytes[k]);
     }
-    RPOOL_ASSERT_OP(s.data_end, ==, at);
+    RPOOL_ASSERT_OP(s.data_end, >=, at);
+    RPOOL_ASSERT_OP((s.data_end - at) % hard_state_record_bytes, ==, 0u);
+    if (s.hard_state_offset) {
+      RPOOL_ASSERT_OP(*s.hard_state_offset + hard_state_record_bytes, <=, s.data_end);
+    }
     RPOOL_ASSERT_OP(s.file_bytes, >=, s.data_end);
     if (s.open) {
       RPOOL_ASSERT_OP(s.dirty_end, >=, s.data_end);

@@ -94,7 +94,7 @@ struct OpenResult;
 // Segment file:
 //   offset  size  field
 //   0       8     magic "RPOOLWAL"
-//   8       4     format version = 1
+//   8       4     format version = 2 (1: written before hard-state records, read too)
 //   12      4     reserved, 0
 //   16      8     first_index: the index of the segment's first record
 //   24      4     reserved, 0
@@ -109,6 +109,14 @@ struct OpenResult;
 //   24      1     kind (opaque to the log)
 //   25      L     payload (opaque to the log)
 // An all-zero record header ends the records. A closed segment is cut to exactly its records.
+//
+// Hard-state record (41 bytes), among the records of a segment:
+//   0 4 payload length = 16 | 4 4 CRC32C as for an entry record | 8 8 current_term |
+//   16 8 index = 0 | 24 1 kind = 0xff | 25 8 voted_for | 33 8 commit_index
+// It takes no place in the index sequence (the next entry record holds the index after the
+// previous entry record's) and none in the entries' term order. Kind 0xff is never an entry's.
+// Only segments of version 2 hold them (format.h, segment_version): a build older than this
+// record refuses such a segment rather than misread it.
 //
 // hardstate (48 bytes), written as hardstate.tmp, fdatasynced, renamed over, directory fsynced:
 //   0 8 magic "RPOOLHST" | 8 4 version = 1 | 12 4 reserved | 16 8 current_term | 24 8 voted_for |
@@ -148,6 +156,15 @@ struct OpenResult;
 // commit index in the hard state beyond the cut is then reported by check_recovery(), recovery.h.)
 // Zeroing (a truncated suffix, a cut tail) keeps to the same reach: it goes backwards one window
 // at a time, each slice synced.
+//
+// HARD STATE. The term, vote and commit index are kept in two places: hard-state records in the
+// segments (append_hard_state, the node's path: no file to create, rename or fsync besides the
+// entries' own fdatasync), and the hardstate file (save_hard_state, a checkpoint). A node's
+// hard state only moves forwards (format.h, hard_state_before), so the latest is the greatest
+// copy found: open() takes the greatest of the file and every hard-state record. An older
+// directory has only the file, and opens with it. Before the log removes the bytes of the
+// latest record (compact, truncate_suffix, reset), it saves that state to the file first, so
+// no crash can leave an older state as the greatest copy.
 //
 // STALE RECORDS. Because segment space is reused (truncate_suffix, torn tails), the bytes after
 // the last record of the open segment are zeroed and synced before a new record can land in front
@@ -203,9 +220,18 @@ class Log {
   // or when there is no helper). For benchmarks and tests that must not measure the preparation.
   std::error_code wait_for_next_segment();
 
-  // Hard state: saved atomically (temp file, fdatasync, rename, directory fsync). load gives the
-  // zero state when none was ever saved, errc::corrupt when the file does not check out.
+  // Hard state, as a record in the open segment (see HARD STATE below): written like an append,
+  // behind the entries appended before it, and durable with the next sync(). A crash keeps it
+  // only if it keeps every entry appended before it, so a commit index never outlives the
+  // entries it points at.
+  std::error_code append_hard_state(const HardState& state);
+  // Hard state, as the hardstate file: saved atomically (temp file, fdatasync, rename, directory
+  // fsync), a checkpoint that needs no segment. For a new directory, tools and the operator's
+  // commands; the log writes it itself before it removes the segment holding the latest record.
   std::error_code save_hard_state(const HardState& state);
+  // The latest hard state (HARD STATE below): the zero state when none was ever saved. Reads
+  // the file again (errc::corrupt when it does not check out) and takes the later of it and the
+  // latest record recovery found or append_hard_state() wrote.
   std::error_code load_hard_state(HardState& out) const;
 
   // A small file the application keeps beside the log (rpool: the node's cluster id), saved
@@ -237,10 +263,13 @@ class Log {
     std::string name;
     bool open = false;
     std::uint64_t seq = 0;  // open segments only
+    std::uint32_t version = segment_version;  // from its header (format.h)
     LogIndex first_index;
     std::vector<std::uint64_t> offsets;  // record i (index first_index + i) starts here
     std::vector<std::uint32_t> payload_bytes;
     std::vector<Term> terms;
+    // The last hard-state record written or found in the segment (its offset), if any.
+    std::optional<std::uint64_t> hard_state_offset;
     std::uint64_t data_end = 0;   // header + records
     std::uint64_t dirty_end = 0;  // open: past the last byte that may be non-zero; >= data_end
     std::uint64_t file_bytes = 0;
@@ -269,6 +298,11 @@ class Log {
   // Syncs the open segment's record bytes so far, to keep the next write within one window.
   std::error_code sync_window(Segment& segment);
   std::error_code remove_last_segment();
+  // Whether the latest hard state lives only in a record at or after (segment i, offset): then
+  // removing those bytes would lose it.
+  bool hard_state_record_at_or_after(std::size_t i, std::uint64_t offset) const;
+  // Saves the latest hard state to the file when its latest record is about to be removed.
+  std::error_code checkpoint_hard_state();
   std::error_code reopen_last_as_open();
   void kick_spare();
   std::error_code take_spare(const std::string& path);
@@ -288,6 +322,11 @@ class Log {
   // for one record longer than that, written alone (format.h, write_window_bytes).
   std::uint64_t unsynced_bytes_ = 0;
   bool poisoned_ = false;
+  // The latest hard state (HARD STATE above), and whether it is (also) in a record: then the
+  // latest record is the last one in segment order, in the last segment with a hard_state_offset.
+  HardState hard_state_;
+  bool hard_state_in_record_ = false;
+  bool hard_state_unordered_ = false;  // recovery found an older record after the latest
   std::future<std::error_code> spare_;  // the helper zero-filling next.spare
   bool spare_ready_ = false;            // next.spare is complete (spare_ was collected)
   std::vector<std::string> warnings_;

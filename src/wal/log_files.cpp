@@ -37,7 +37,75 @@ std::error_code Log::save_hard_state(const HardState& state) {
   const std::string tmp = path(std::string(hard_state_file_name) + ".tmp");
   const std::string final_path = path(std::string(hard_state_file_name));
   const Bytes bytes = encode_hard_state(state);
-  return replace_file(tmp, final_path, bytes);
+  if (auto ec = replace_file(tmp, final_path, bytes)) return ec;
+  if (!hard_state_before(state, hard_state_)) {
+    hard_state_ = state;
+    hard_state_in_record_ = false;
+  }
+  return {};
+}
+
+std::error_code Log::append_hard_state(const HardState& state) {
+  if (auto ec = writable()) return ec;
+  if (segments_.empty() || !segments_.back().open) {
+    if (auto ec = start_segment(last_index() + 1)) return ec;
+  }
+  if (segments_.back().version < segment_version_hard_state) {
+    // The open segment was started by a build before hard-state records, which must keep
+    // refusing this directory rather than misread it (format.h, segment_version). With entries,
+    // it is closed and the record starts a segment of the current version; without, it cannot
+    // be closed (its name would be an empty range), and this once the state goes to the file,
+    // behind the entries' sync, as before hard-state records.
+    if (segments_.back().offsets.empty()) {
+      if (auto ec = sync()) return ec;
+      return save_hard_state(state);
+    }
+    if (auto ec = close_open_segment()) return ec;
+    if (auto ec = start_segment(last_index() + 1)) return ec;
+  }
+  Segment* seg = &segments_.back();
+  // Like an entry, the record rolls over to a new segment when it does not fit; a segment that
+  // holds no entry cannot be closed (its name is its index range), so it grows instead.
+  if (seg->data_end + hard_state_record_bytes > options_.segment_bytes && !seg->offsets.empty()) {
+    if (auto ec = close_open_segment()) return ec;
+    if (auto ec = start_segment(last_index() + 1)) return ec;
+    seg = &segments_.back();
+  }
+  if (unsynced_bytes_ + hard_state_record_bytes > write_window_bytes) {
+    if (auto ec = sync_window(*seg)) return ec;
+  }
+  scratch_.clear();
+  encode_hard_state_record(state, scratch_);
+  const std::uint64_t start = seg->data_end;
+  seg->dirty_end = std::max(seg->dirty_end, start + scratch_.size());
+  if (auto ec = seg->file->write_at(start, scratch_)) {
+    return fail(ec, fmt::format("{}: write at offset {} failed: {}", path(seg->name), start,
+                                ec.message()));
+  }
+  seg->data_end = start + scratch_.size();
+  seg->file_bytes = std::max(seg->file_bytes, seg->data_end);
+  seg->hard_state_offset = start;
+  unsynced_ = true;
+  unsynced_bytes_ += scratch_.size();
+  hard_state_ = state;
+  hard_state_in_record_ = true;
+  return {};
+}
+
+bool Log::hard_state_record_at_or_after(std::size_t i, std::uint64_t offset) const {
+  if (!hard_state_in_record_) return false;
+  for (std::size_t k = segments_.size(); k-- > 0;) {
+    if (segments_[k].hard_state_offset) {
+      return k > i || (k == i && *segments_[k].hard_state_offset >= offset);
+    }
+  }
+  return false;
+}
+
+std::error_code Log::checkpoint_hard_state() {
+  if (!hard_state_in_record_) return {};
+  const HardState state = hard_state_;
+  return save_hard_state(state);
 }
 
 namespace {
@@ -71,7 +139,7 @@ std::error_code Log::load_hard_state(HardState& out) const {
   Bytes bytes;
   if (auto ec = read_whole(fs_, p, bytes)) {
     if (ec == errc::not_found) {
-      out = HardState{};
+      out = hard_state_;
       return {};
     }
     error_detail_ = fmt::format("{}: read failed: {}", p, ec.message());
@@ -83,7 +151,7 @@ std::error_code Log::load_hard_state(HardState& out) const {
     error_detail_ = fmt::format("{}: offset 0: {}", p, why);
     return errc::corrupt;
   }
-  out = *state;
+  out = hard_state_before(*state, hard_state_) ? hard_state_ : *state;
   return {};
 }
 

@@ -44,6 +44,15 @@ std::error_code Log::recover() {
       default: break;
     }
   }
+  {
+    // The file is the oldest copy of the hard state: records later than it supersede it. A
+    // damaged file is load_hard_state()'s to report; it is not taken here.
+    Bytes bytes;
+    std::string why;
+    if (!read_whole(fs_, path(std::string(hard_state_file_name)), bytes)) {
+      if (const auto state = decode_hard_state(bytes, why)) hard_state_ = *state;
+    }
+  }
   std::sort(closed.begin(), closed.end(),
             [](const Closed& a, const Closed& b) { return a.first < b.first; });
   std::sort(opens.begin(), opens.end(), [](const Open& a, const Open& b) { return a.seq < b.seq; });
@@ -95,6 +104,9 @@ std::error_code Log::recover() {
     }
     if (auto ec = fs_.sync_dir(dir_))
       return fail(ec, fmt::format("{}: fsync failed: {}", dir_, ec.message()));
+    if (hard_state_unordered_) {
+      if (auto ec = checkpoint_hard_state()) return ec;
+    }
     kick_spare();
   }
   return {};
@@ -167,6 +179,7 @@ std::error_code Log::recover_segment(const std::string& name, bool open, std::ui
   seg.name = name;
   seg.open = open;
   seg.seq = seq;
+  seg.version = scan.version;
   seg.first_index = scan.first_index;
   seg.offsets.reserve(scan.records.size());
   seg.payload_bytes.reserve(scan.records.size());
@@ -175,6 +188,19 @@ std::error_code Log::recover_segment(const std::string& name, bool open, std::ui
     seg.offsets.push_back(r.offset);
     seg.payload_bytes.push_back(r.payload_bytes);
     seg.terms.push_back(r.term);
+  }
+  // The greatest hard state wins (log.h, HARD STATE); on a tie the later copy, so that the
+  // segment holding the last record is the one a compaction must not lose.
+  for (const HardStateRecord& h : scan.hard_states) {
+    if (!hard_state_before(h.state, hard_state_)) {
+      hard_state_ = h.state;
+      hard_state_in_record_ = true;
+    } else if (hard_state_in_record_) {
+      // An older state behind the latest record: this log never writes one, but if it finds one,
+      // the latest is not in the last record, and open() checkpoints it to the file.
+      hard_state_unordered_ = true;
+    }
+    seg.hard_state_offset = h.offset;
   }
   seg.data_end = scan.data_end;
   seg.dirty_end = dirty_end;

@@ -138,9 +138,10 @@ RecoverResult recover(const std::string& dir, Options options) {
       const auto hs = decode_hard_state(bytes, why);
       if (!hs) return fail(errc::corrupt, fmt::format("{}: offset 0: {}", hard_state_path, why));
       facts.hard_state_present = true;
-      facts.hard_state = *hs;
-      state.hard_state = *hs;
     }
+    // The latest of the file and the hard-state records in the segments (log.h, HARD STATE).
+    if (auto ec = log.load_hard_state(state.hard_state)) return fail(ec, log.error_detail());
+    facts.hard_state = state.hard_state;
   }
 
   // The snapshot, newest first, with the one fallback described in the header.

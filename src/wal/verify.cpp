@@ -117,6 +117,11 @@ VerifyReport verify_directory(const std::string& dir, FileSystem& fs,
       first_segment_name = seg.name;
     }
     report.records += scan.records.size();
+    // Hard-state records: the latest copy of the hard state wins (log.h, HARD STATE).
+    for (const HardStateRecord& h : scan.hard_states) {
+      ++report.hard_state_records;
+      if (!hard_state_before(h.state, facts.hard_state)) facts.hard_state = h.state;
+    }
     if (const auto bad = check_records(scan, prev_last_term, known_kinds))
       fault(seg.name, bad->offset, bad->reason);
     if (!scan.records.empty()) prev_last_term = scan.records.back().term;

@@ -21,6 +21,7 @@ struct VerifyReport {
                                       // a node writing right now) and the like
   std::uint64_t segments = 0;
   std::uint64_t records = 0;
+  std::uint64_t hard_state_records = 0;  // hard-state records among the segments' records
   std::uint64_t record_bytes = 0;  // bytes of segment files read
   std::uint64_t snapshots = 0;
   bool hard_state = false;

@@ -292,6 +292,16 @@ void wal_corpus() {
   damaged[wal::segment_header_bytes + 30] ^= 0x40;  // a changed byte in the first record
   write("wal_segment", "damaged", Bytes{0} + damaged);
   write("wal_segment", "damaged-fixed", Bytes{1} + damaged);  // CRCs rewritten by the harness
+  // Hard-state records between entries (and one at the end), as the node writes them.
+  Bytes with_hard_state;
+  wal::encode_segment_header(LogIndex(5), with_hard_state);
+  wal::encode_hard_state_record({Term(1), NodeId(2), LogIndex(4)}, with_hard_state);
+  for (std::uint64_t i = 5; i < 9; ++i) {
+    wal::encode_record({Term(i < 7 ? 1 : 2), LogIndex(i), 1, draw_command(1)}, with_hard_state);
+    if (i == 6) wal::encode_hard_state_record({Term(2), NodeId(0), LogIndex(6)}, with_hard_state);
+  }
+  wal::encode_hard_state_record({Term(2), NodeId(3), LogIndex(8)}, with_hard_state);
+  write("wal_segment", "hard-state", Bytes{0} + with_hard_state);
 
   write("wal_state", "hardstate",
         Bytes{0} + wal::encode_hard_state({Term(3), NodeId(2), LogIndex(17)}));

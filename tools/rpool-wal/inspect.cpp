@@ -1,5 +1,7 @@
 #include "inspect.h"
 
+#include <map>
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -151,6 +153,38 @@ std::unique_ptr<wal::Log> open_log(const std::string& dir, std::ostream& err) {
   return std::move(r.log);
 }
 
+// The hard-state records of the log's segments (log.h, "Hard-state record"), each keyed by the
+// index of the entry record before it (first_index - 1 for one ahead of a segment's entries).
+// Log::read skips them; dump shows them where they lie.
+std::multimap<std::uint64_t, wal::HardState> hard_state_records(const wal::Log& log,
+                                                                 std::ostream& err) {
+  std::multimap<std::uint64_t, wal::HardState> out;
+  wal::FileSystem& fs = wal::posix_file_system();
+  for (const auto& seg : log.segments()) {
+    std::unique_ptr<wal::File> file;
+    std::uint64_t size = 0;
+    if (auto ec = fs.open(wal::join_path(log.dir(), seg.name), wal::OpenMode::read_only, file);
+        ec || (ec = file->size(size))) {
+      // A live node may have closed (renamed) or removed it since: its records are not shown.
+      err << fmt::format("rpool-wal: {}: hard-state records not shown: {}\n", seg.name,
+                         ec.message());
+      continue;
+    }
+    wal::FileSource source(*file, size);
+    const wal::SegmentScan scan = wal::scan_segment(source);
+    std::size_t k = 0;  // entry records before the hard-state record
+    for (const auto& h : scan.hard_states) {
+      while (k < scan.records.size() && scan.records[k].offset < h.offset) ++k;
+      out.emplace(scan.first_index.value() + k - 1, h.state);
+    }
+  }
+  return out;
+}
+
+std::string vote_text(NodeId id) {
+  return id.value() == 0 ? std::string("nobody") : fmt::format("{}", id);
+}
+
 }  // namespace
 
 int wal_stat(const std::string& dir, std::ostream& out, std::ostream& err) {
@@ -216,6 +250,28 @@ int wal_dump(const std::string& dir, const DumpOptions& options, std::ostream& o
                        first);
     lo = first;
   }
+  const auto hard_states = hard_state_records(*log, err);
+  // A hard-state record is shown after the entry it follows (those ahead of the first entry
+  // shown, when the range starts at the log's first index).
+  auto show_hard_states = [&](std::uint64_t after) {
+    const auto [from, to] = hard_states.equal_range(after);
+    for (auto it = from; it != to; ++it) {
+      const wal::HardState& h = it->second;
+      if (options.json) {
+        out << nlohmann::json{{"record", "hard_state"},
+                              {"after_index", after},
+                              {"term", h.current_term.value()},
+                              {"voted_for", h.voted_for.value()},
+                              {"commit_index", h.commit_index.value()}}
+                   .dump()
+            << '\n';
+      } else {
+        out << fmt::format("hard-state term {} voted-for {} commit {}\n", h.current_term,
+                           vote_text(h.voted_for), h.commit_index);
+      }
+    }
+  };
+  if (lo == first) show_hard_states(first - 1);
   std::vector<wal::Entry> batch;
   while (lo <= hi) {
     batch.clear();
@@ -235,6 +291,7 @@ int wal_dump(const std::string& dir, const DumpOptions& options, std::ostream& o
       } else {
         out << fmt::format("{} {} {} {}\n", e.index, e.term, kind_name(e.kind), text);
       }
+      show_hard_states(e.index.value());
     }
     lo += batch.size();
   }
