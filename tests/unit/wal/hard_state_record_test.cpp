@@ -20,6 +20,7 @@ namespace {
 using test::entries;
 using test::open_ok;
 using test::small;
+using test::steps;
 using test::TempDir;
 
 HardState load(const Log& log) {
@@ -343,15 +344,6 @@ void crash_everywhere(const std::function<void(Log&)>& setup,
       CHECK_FALSE(hard_state_before(r.state.hard_state, acknowledged(acked)));
     }
   }
-}
-
-int steps(std::initializer_list<std::function<std::error_code()>> list) {
-  int ok = 0;
-  for (const auto& step : list) {
-    if (step()) return ok;
-    ++ok;
-  }
-  return ok;
 }
 
 const HardState first{Term(3), NodeId(1), LogIndex(10)};

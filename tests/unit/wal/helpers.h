@@ -3,6 +3,8 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
+#include <initializer_list>
 #include <random>
 #include <string>
 #include <vector>
@@ -83,6 +85,17 @@ inline std::vector<Entry> read_all(const Log& log) {
   INFO(log.error_detail());
   REQUIRE_FALSE(ec);
   return out;
+}
+
+// Steps run until one fails; returns how many returned ok (a crash test's operation, cut short
+// by the fault it injects).
+inline int steps(std::initializer_list<std::function<std::error_code()>> list) {
+  int ok = 0;
+  for (const auto& step : list) {
+    if (step()) return ok;
+    ++ok;
+  }
+  return ok;
 }
 
 }  // namespace rpool::wal::test

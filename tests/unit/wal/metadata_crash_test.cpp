@@ -17,6 +17,7 @@ namespace rpool::wal {
 namespace {
 
 using test::entries;
+using test::steps;
 
 const std::string dir = "/m";
 constexpr int seeds_per_point = 200;
@@ -88,16 +89,6 @@ Counts crash_at_every_call(const Scenario& s) {
     }
   }
   return counts;
-}
-
-// Steps run until one fails; returns how many returned ok.
-int steps(std::initializer_list<std::function<std::error_code()>> list) {
-  int ok = 0;
-  for (const auto& step : list) {
-    if (step()) return ok;
-    ++ok;
-  }
-  return ok;
 }
 
 TEST_CASE("crash at every call of a hard state replace: the old or the new state, the vote kept") {
