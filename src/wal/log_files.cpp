@@ -50,23 +50,21 @@ std::error_code Log::append_hard_state(const HardState& state) {
   if (segments_.empty() || !segments_.back().open) {
     if (auto ec = start_segment(last_index() + 1)) return ec;
   }
-  if (segments_.back().version < segment_version_hard_state) {
-    // The open segment was started by a build before hard-state records, which must keep
-    // refusing this directory rather than misread it (format.h, segment_version). With entries,
-    // it is closed and the record starts a segment of the current version; without, it cannot
-    // be closed (its name would be an empty range), and this once the state goes to the file,
-    // behind the entries' sync, as before hard-state records.
-    if (segments_.back().offsets.empty()) {
-      if (auto ec = sync()) return ec;
-      return save_hard_state(state);
-    }
-    if (auto ec = close_open_segment()) return ec;
-    if (auto ec = start_segment(last_index() + 1)) return ec;
-  }
   Segment* seg = &segments_.back();
-  // Like an entry, the record rolls over to a new segment when it does not fit; a segment that
-  // holds no entry cannot be closed (its name is its index range), so it grows instead.
-  if (seg->data_end + hard_state_record_bytes > options_.segment_bytes && !seg->offsets.empty()) {
+  // An open segment started by a build before hard-state records gets none: that build must keep
+  // refusing this directory rather than misread it (format.h, segment_version).
+  const bool old_version = seg->version < segment_version_hard_state;
+  // A segment that holds no entry cannot be closed (its name is its index range). An old one
+  // then sends the state, this once, to the file behind the entries' sync, as before
+  // hard-state records; a current one grows instead of rolling over.
+  if (old_version && seg->offsets.empty()) {
+    if (auto ec = sync()) return ec;
+    return save_hard_state(state);
+  }
+  // Like an entry, the record rolls over to a new segment when it does not fit, and also out of
+  // an old segment.
+  if ((old_version || seg->data_end + hard_state_record_bytes > options_.segment_bytes) &&
+      !seg->offsets.empty()) {
     if (auto ec = close_open_segment()) return ec;
     if (auto ec = start_segment(last_index() + 1)) return ec;
     seg = &segments_.back();
