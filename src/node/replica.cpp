@@ -85,7 +85,7 @@ void Replica::write(pool::Command command, WriteDone done) {
     return done({make_error_code(errc::not_leader), {}}, nullptr);
   if (planted("skip_idempotency")) command.idempotency_key.clear();
   // The leader stamps every command: its wall clock (idempotency-key expiry) and, for a draw, a
-  // seed nobody can predict before the entry commits (DESIGN.md, "Determinism of draws").
+  // seed nobody can predict before the entry commits (docs/design.md, "A draw, step by step").
   command.timestamp_ms = env_.wall_clock_ms();
   if (auto* draw = std::get_if<pool::Draw>(&command.op)) draw->seed = env_.random_u64();
   // Everything the core input needs, in one allocation; the input captures only this pointer, so
