@@ -73,10 +73,18 @@ def ensure_build(build_dir, targets=("apps/rpoold", "tools/rpool-bench")):
     return bd
 
 
+def source_commit(build_dir):
+    """The commit of the checkout that holds `build_dir` (with "-dirty" for uncommitted changes),
+    or "?" outside git."""
+    r = subprocess.run(["git", "-C", build_dir, "describe", "--always", "--dirty"],
+                       capture_output=True, text=True)
+    return r.stdout.strip() if r.returncode == 0 and r.stdout.strip() else "?"
+
+
 def build_type(build_dir):
     """What kind of build `build_dir` holds, from `meson introspect --buildoptions`: a dict of the
     options that change speed, and 'text', one line for the report, e.g.
-    "build-rel/: release (optimization 3, debug false, NDEBUG)"."""
+    "build-rel/: release (optimization 3, debug false, NDEBUG) at 1de132b"."""
     options = {o["name"]: o["value"] for o in json.loads(subprocess.check_output(
         ["meson", "introspect", "--buildoptions", build_dir]))}
     info = {k: options.get(k) for k in ("buildtype", "optimization", "debug", "b_ndebug",
@@ -92,7 +100,8 @@ def build_type(build_dir):
         details.append("LTO")
     name = os.path.relpath(build_dir, REPO) + "/"
     info["dir"] = name
-    info["text"] = f"{name}: {info['buildtype']} ({', '.join(details)})"
+    info["commit"] = source_commit(build_dir)
+    info["text"] = f"{name}: {info['buildtype']} ({', '.join(details)}) at {info['commit']}"
     return info
 
 
