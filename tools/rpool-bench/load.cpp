@@ -50,6 +50,10 @@ void ThreadStats::merge(const ThreadStats& s) {
   lost_in_flight += s.lost_in_flight;
   for (auto& [k, v] : s.connection_errors) connection_errors[k] += v;
   last_done = std::max(last_done, s.last_done);
+  slow_answers += s.slow_answers;
+  for (const Slow& a : s.slow) {
+    if (slow.size() < slow_answers_max) slow.push_back(a);
+  }
 }
 
 namespace {
@@ -485,8 +489,15 @@ void Connection::on_read(std::uint64_t generation, beast::error_code ec) {
     ++stats.status[status >= 0 && static_cast<std::size_t>(status) < status_codes_max
                        ? static_cast<std::size_t>(status)
                        : 0];
-    stats.latency_ns.record(
-        static_cast<std::uint64_t>(std::max<std::int64_t>(0, (now - stamp).count())));
+    const auto latency_ns =
+        static_cast<std::uint64_t>(std::max<std::int64_t>(0, (now - stamp).count()));
+    stats.latency_ns.record(latency_ns);
+    const double slow_ms = worker_.options().slow_ms;
+    if (slow_ms > 0 && static_cast<double>(latency_ns) >= slow_ms * 1e6) {
+      ++stats.slow_answers;
+      if (stats.slow.size() < slow_answers_max)
+        stats.slow.push_back({std::chrono::system_clock::now(), latency_ns});
+    }
     stats.last_done = now;
     if (status == 200 && worker_.options().op == Op::draw) {
       stats.draws += count_occurrences(body_, "\"request_id\"");

@@ -34,6 +34,14 @@ struct ThreadStats {
   std::uint64_t lost_in_flight = 0;  // requests sent on a connection that then failed
   std::map<std::string, std::uint64_t> connection_errors;  // rare: allocation is fine here
   Clock::time_point last_done{};
+  // --slow-ms: when each slow answer arrived (wall clock) and its latency, the first
+  // slow_answers_max of them; slow_answers counts them all.
+  struct Slow {
+    std::chrono::system_clock::time_point at;
+    std::uint64_t latency_ns;
+  };
+  std::vector<Slow> slow;
+  std::uint64_t slow_answers = 0;
 
   void merge(const ThreadStats& s);
 };

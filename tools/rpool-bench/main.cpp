@@ -21,7 +21,9 @@
 //
 // Files: options.cpp (command line, request rendering, the Little's-law check), load.cpp (the
 // threads and connections), histogram.cpp (latency percentiles), main.cpp (the report).
+#include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <cstdint>
 #include <cstdio>
 #include <iostream>
@@ -141,6 +143,23 @@ int main(int argc, char** argv) {
   };
   const ThreadStats all = run_load(o, endpoints, tls.get(), shared, marks);
 
+  if (o.slow_ms > 0) {
+    std::vector<ThreadStats::Slow> slow = all.slow;
+    std::sort(slow.begin(), slow.end(),
+              [](const auto& a, const auto& b) { return a.at < b.at; });
+    for (const auto& a : slow) {
+      const auto us_since_epoch =
+          std::chrono::duration_cast<std::chrono::microseconds>(a.at.time_since_epoch()).count();
+      const std::time_t secs = static_cast<std::time_t>(us_since_epoch / 1'000'000);
+      std::tm tm{};
+      gmtime_r(&secs, &tm);
+      fmt::print(stderr, "rpool-bench: slow {:02}:{:02}:{:02}.{:06}Z {:.3f} ms\n", tm.tm_hour,
+                 tm.tm_min, tm.tm_sec, us_since_epoch % 1'000'000,
+                 static_cast<double>(a.latency_ns) / 1e6);
+    }
+    fmt::print(stderr, "rpool-bench: {} answers slower than {} ms ({} listed)\n",
+               all.slow_answers, o.slow_ms, slow.size());
+  }
   const Clock::time_point measured_end = o.requests > 0 ? all.last_done : shared.end;
   const double seconds =
       std::max(1e-9, std::chrono::duration<double>(measured_end - shared.warm_end).count());

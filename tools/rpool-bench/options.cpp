@@ -147,6 +147,11 @@ Parsed parse_options(int argc, const char* const* argv) {
   cert->needs(key);
   key->needs(cert);
   (void)tls;
+  app.add_option("--slow-ms", o.slow_ms,
+                 fmt::format("print every measured answer slower than this many ms on stderr, with "
+                             "the wall-clock time it arrived (the first {})",
+                             slow_answers_max))
+      ->check(CLI::NonNegativeNumber);
   app.add_flag("--json", o.json, "print the result as one JSON object");
   app.add_flag("--marks", o.marks,
                "print 'rpool-bench: measuring' and 'rpool-bench: measured' on stderr when the "

@@ -34,6 +34,9 @@ constexpr std::uint32_t pools_max = 100'000;  // 10^pool_digits
 constexpr std::size_t key_counter_digits = 12;
 // A request body given on the command line; larger bodies are not what this tool measures.
 constexpr std::size_t body_bytes_max = 1 << 20;
+// --slow-ms keeps the first this many slow answers (a run with a slow server would otherwise keep
+// every answer).
+constexpr std::size_t slow_answers_max = 10'000;
 
 struct Options {
   std::vector<Url> targets;
@@ -52,6 +55,9 @@ struct Options {
   // Print "rpool-bench: measuring" / "rpool-bench: measured" on stderr when the measuring window
   // opens and closes, so a caller can sample a server's CPU time over exactly that window.
   bool marks = false;
+  // Print each answer slower than this (and counted) on stderr with the wall-clock time it came
+  // back, to line up with a server's log; 0: none. At most slow_answers_max are kept.
+  double slow_ms = 0;
   // Draws go to /v1/pools/pool-NNNNN/draw, the pool changing with every request, over this many
   // pools (pool-00000 .. ); 0: POST /v1/draw.
   std::uint32_t pools = 0;

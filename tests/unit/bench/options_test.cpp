@@ -135,3 +135,9 @@ TEST_CASE("Little's law: consistent figures pass, wrk's one-connection figures d
   CHECK_FALSE(little_check(16, 1000, 0.016 * 0.899).ok);
   CHECK_FALSE(little_check(0, 1000, 0.001).ok);  // nothing in flight: nothing to check
 }
+
+TEST_CASE("--slow-ms: a threshold in ms, none by default, never negative") {
+  CHECK(ok({"--url", "127.0.0.1:1"}).slow_ms == 0);
+  CHECK(ok({"--url", "127.0.0.1:1", "--slow-ms", "2.5"}).slow_ms == 2.5);
+  refused({"--url", "127.0.0.1:1", "--slow-ms", "-1"}, "--slow-ms");
+}
