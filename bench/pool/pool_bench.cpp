@@ -5,6 +5,8 @@
 // over many pools should cost about the same per draw as one pool. The 10,000 pools hold 60 MB,
 // beyond the last-level cache, so each draw pays the misses of reaching a cold pool; one pool of
 // a million items is the baseline with the same working set.
+// BM_Snapshot: StateMachine::snapshot() of one pool of 100 items holding 10,000 or 1,000,000
+// idempotency keys (one count-1 draw each), the work a node's event loop does for each snapshot.
 #include <benchmark/benchmark.h>
 
 #include <string>
@@ -79,7 +81,31 @@ void BM_ApplyDrawPools(benchmark::State& state) {
                          benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 
+void BM_Snapshot(benchmark::State& state) {
+  const auto keys = static_cast<std::size_t>(state.range(0));
+  StateMachine sm = make_pool(100);
+  SplitMix64 rng(4);
+  std::uint64_t index = 1;
+  for (std::size_t k = 0; k < keys; ++k) {
+    Command c{Draw{1, rng.next()}, 1'000 + k, "key-" + std::to_string(k), {}};
+    c.body_hash[0] = static_cast<std::uint8_t>(k);
+    sm.apply(++index, c);
+  }
+  std::size_t bytes = 0;
+  for (auto _ : state) {
+    rpool::Bytes snapshot = sm.snapshot();
+    bytes = snapshot.size();
+    benchmark::DoNotOptimize(snapshot);
+  }
+  state.counters["bytes"] = static_cast<double>(bytes);
+  state.counters["ns_per_key"] = benchmark::Counter(
+      static_cast<double>(state.iterations()) * static_cast<double>(keys),
+      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+
 }  // namespace
+
+BENCHMARK(BM_Snapshot)->ArgName("keys")->Arg(10'000)->Arg(1'000'000)->Unit(benchmark::kMillisecond);
 
 BENCHMARK(BM_ApplyDrawPools)
     ->ArgNames({"pools", "items"})
