@@ -50,9 +50,9 @@ Bytes StateMachine::snapshot() const {
     w.str8(pool_id);
     w.u64(last_request_id);
   }
-  w.u32(static_cast<std::uint32_t>(keys_.size()));
-  for (const std::string& scoped : keys_) {
-    const KeyEntry& entry = key_table_.at(scoped);
+  w.u32(static_cast<std::uint32_t>(keys_.order.size()));
+  for (const KeyTable::Map::value_type* element : keys_.order) {
+    const auto& [scoped, entry] = *element;
     const auto [pool_id, key] = split_scoped_key(scoped);
     w.str8(pool_id);
     w.str8(key);
@@ -99,7 +99,7 @@ std::error_code StateMachine::restore(ByteView snapshot) {
     if (!r.ok() || !valid_pool_id(pool_id) || !valid_idempotency_key(key)) return errc::malformed;
     // Time never runs backwards: a key cannot be newer than the clock or than a later key.
     if (entry.timestamp_ms > s.clock_ms_) return errc::malformed;
-    if (!s.keys_.empty() && entry.timestamp_ms < s.key_table_.at(s.keys_.back()).timestamp_ms) {
+    if (!s.keys_.order.empty() && entry.timestamp_ms < s.keys_.order.back()->second.timestamp_ms) {
       return errc::malformed;
     }
     std::copy(hash.begin(), hash.end(), entry.body_hash.begin());
@@ -108,9 +108,9 @@ std::error_code StateMachine::restore(ByteView snapshot) {
     if (decode_result(entry.result, decoded)) return errc::malformed;
     std::string scoped = scoped_key(pool_id, key);
     s.key_bytes_ += scoped.size() + entry.result.size() + key_overhead_bytes;
-    const auto [it, inserted] = s.key_table_.emplace(std::move(scoped), std::move(entry));
+    const auto [it, inserted] = s.keys_.table.emplace(std::move(scoped), std::move(entry));
     if (!inserted) return errc::malformed;
-    s.keys_.push_back(it->first);
+    s.keys_.order.push_back(&*it);
   }
   if (!r.at_end()) return errc::malformed;
 

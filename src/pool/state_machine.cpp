@@ -137,8 +137,8 @@ Result StateMachine::apply(std::uint64_t index, const Command& command) {
   std::string scoped;
   if (keyed) {
     scoped = scoped_key(command.pool_id, command.idempotency_key);
-    const auto found = key_table_.find(scoped);
-    if (found != key_table_.end()) {
+    const auto found = keys_.table.find(scoped);
+    if (found != keys_.table.end()) {
       Result result;
       if (found->second.body_hash != command.body_hash) {
         result.error = errc::idempotency_key_reused;
@@ -461,26 +461,36 @@ Result StateMachine::apply_op(const std::string& pool_id, const DeletePool&) {
   return result;
 }
 
+StateMachine::KeyTable::KeyTable(const KeyTable& other) : table(other.table) {
+  for (const Map::value_type* element : other.order) order.push_back(&*table.find(element->first));
+}
+
+StateMachine::KeyTable& StateMachine::KeyTable::operator=(const KeyTable& other) {
+  if (this != &other) *this = KeyTable(other);
+  return *this;
+}
+
 void StateMachine::remember(std::string scoped_key, const Command& command, const Result& result) {
   KeyEntry entry{command.body_hash, clock_ms_, {}};
   encode_result(result, entry.result);
   key_bytes_ += scoped_key.size() + entry.result.size() + key_overhead_bytes;
-  const auto [it, inserted] = key_table_.emplace(std::move(scoped_key), std::move(entry));
+  const auto [it, inserted] = keys_.table.emplace(std::move(scoped_key), std::move(entry));
   RPOOL_ASSERT(inserted);
-  keys_.push_back(it->first);
+  keys_.order.push_back(&*it);
 }
 
 void StateMachine::evict_keys() {
-  while (!keys_.empty()) {
-    const auto it = key_table_.find(keys_.front());
-    RPOOL_ASSERT(it != key_table_.end());
-    const bool expired = it->second.timestamp_ms + options_.idempotency_retention_ms <= clock_ms_;
-    const bool over_count = keys_.size() > options_.idempotency_keys_min;
+  while (!keys_.order.empty()) {
+    const auto& [scoped, entry] = *keys_.order.front();
+    const bool expired = entry.timestamp_ms + options_.idempotency_retention_ms <= clock_ms_;
+    const bool over_count = keys_.order.size() > options_.idempotency_keys_min;
     const bool over_bytes = key_bytes_ > options_.idempotency_bytes_max;
     if (!over_bytes && !(expired && over_count)) return;
-    key_bytes_ -= it->first.size() + it->second.result.size() + key_overhead_bytes;
-    key_table_.erase(it);
-    keys_.pop_front();
+    key_bytes_ -= scoped.size() + entry.result.size() + key_overhead_bytes;
+    const auto it = keys_.table.find(scoped);
+    RPOOL_ASSERT(it != keys_.table.end() && &*it == keys_.order.front());
+    keys_.order.pop_front();
+    keys_.table.erase(it);
   }
 }
 
@@ -505,12 +515,13 @@ void StateMachine::check_invariants() const {
     RPOOL_ASSERT_OP(last_request_id, >, 0u);
   }
 
-  RPOOL_ASSERT_OP(keys_.size(), ==, key_table_.size());
+  RPOOL_ASSERT_OP(keys_.order.size(), ==, keys_.table.size());
   std::size_t bytes = 0;
   std::uint64_t previous_ts = 0;
-  for (const std::string& scoped : keys_) {
-    const auto it = key_table_.find(scoped);
-    RPOOL_ASSERT(it != key_table_.end());
+  for (const KeyTable::Map::value_type* element : keys_.order) {
+    const std::string& scoped = element->first;
+    const auto it = keys_.table.find(scoped);
+    RPOOL_ASSERT(it != keys_.table.end() && &*it == element);
     const auto [pool_id, key] = split_scoped_key(scoped);
     RPOOL_ASSERT(valid_pool_id(pool_id));
     RPOOL_ASSERT(valid_idempotency_key(key));

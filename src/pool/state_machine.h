@@ -170,7 +170,7 @@ class StateMachine {
 
   std::uint64_t applied_index() const { return applied_index_; }
   bool bootstrapped() const { return bootstrapped_; }
-  std::size_t idempotency_keys() const { return keys_.size(); }
+  std::size_t idempotency_keys() const { return keys_.order.size(); }
   std::size_t idempotency_bytes() const { return key_bytes_; }
 
   // Crashes loudly if the structure is inconsistent. Run after every mutation in tests.
@@ -213,8 +213,23 @@ class StateMachine {
   bool bootstrapped_ = false;
   // Keyed by scoped_key(pool_id, key): the key itself in "default" (as before pools existed),
   // else pool_id, a NUL byte (never in a key), the key.
-  std::unordered_map<std::string, KeyEntry> key_table_;
-  std::deque<std::string> keys_;  // insertion order, for eviction
+  // The idempotency table, and its elements in insertion order (oldest first) for eviction and
+  // snapshots. An unordered_map never moves its elements (not on rehash, not when the map is
+  // moved), so `order` stays valid until an element is erased; holding the elements instead of
+  // copies of the keys saves a key's memory, and a snapshot a hash lookup per key. A copy
+  // (the planted bug answer_before_apply copies the pool) points into its own table.
+  struct KeyTable {
+    using Map = std::unordered_map<std::string, KeyEntry>;
+    Map table;
+    std::deque<const Map::value_type*> order;
+
+    KeyTable() = default;
+    KeyTable(const KeyTable& other);
+    KeyTable& operator=(const KeyTable& other);
+    KeyTable(KeyTable&&) = default;
+    KeyTable& operator=(KeyTable&&) = default;
+  };
+  KeyTable keys_;
   std::size_t key_bytes_ = 0;     // sum over keys of scoped key + result sizes + a fixed overhead
 };
 

@@ -107,3 +107,29 @@ TEST_CASE("results round-trip through their stored encoding") {
     CHECK(decode_result(ByteView(bytes).first(cut), back) == errc::malformed);
   }
 }
+
+TEST_CASE("a copied pool keeps its own keys: evicting in one leaves the other whole") {
+  // The eviction order points into the table it orders: a copy must point into its own.
+  Options options;
+  options.idempotency_retention_ms = 1000;
+  options.idempotency_keys_min = 1;
+  Driver d(options);
+  d.apply(bootstrap({item("mud", -1, 1)}));
+  for (int i = 0; i < 4; ++i) d.apply(keyed(draw(1, 1, 100), 'k' + std::to_string(i), 1));
+  StateMachine copy = d.sm;
+  const Bytes copy_snapshot = copy.snapshot();
+  StateMachine assigned;
+  assigned = d.sm;
+  d.apply(draw(1, 1, 1100));  // evicts k0..k2 from the original only
+  CHECK(d.sm.idempotency_keys() == 1);
+  d.sm.check_invariants();
+  CHECK(copy.idempotency_keys() == 4);
+  copy.check_invariants();
+  assigned.check_invariants();
+  CHECK(copy.snapshot() == copy_snapshot);
+  CHECK(assigned.snapshot() == copy_snapshot);
+  // The copy evicts on its own.
+  copy.apply(d.index + 1, draw(1, 1, 1100));
+  CHECK(copy.idempotency_keys() == 1);
+  copy.check_invariants();
+}
