@@ -34,6 +34,9 @@ class Env {
   virtual void post(std::function<void()> fn) = 0;
   // Runs `fn` on the node's thread once `delay` has passed. Not cancellable: `fn` checks state.
   virtual void after(std::chrono::milliseconds delay, std::function<void()> fn) = 0;
+  // Runs `work` off the node's thread, then `done` on it: CPU work that must not hold up the
+  // node's events (encoding a snapshot). `work` touches only what it was handed.
+  virtual void background(std::function<void()> work, std::function<void()> done) = 0;
 };
 
 // Carries raft::Messages to other nodes. Best effort: a message may be lost, which Raft tolerates.

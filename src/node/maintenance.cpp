@@ -52,8 +52,38 @@ void Replica::snapshot(bool compact_all, SnapshotDone done) {
   }
   snapshot_in_progress_ = true;
   const auto started = env_.now();
-  auto data = std::make_shared<const Bytes>(pool_.snapshot());
+  // Encoded off the event loop, straight into the file: here the pool only shares its
+  // idempotency keys with the snapshot (a few thousand pointers at a million keys, where encoding
+  // them took 0.4 s), and nothing copies the image after.
+  auto pending = std::make_shared<pool::StateMachine::PendingSnapshot>(pool_.begin_snapshot());
   const raft::SnapshotMeta meta = core_->snapshot_meta(index);
+  auto file = std::make_shared<wal::SnapshotFile>(
+      wal::SnapshotFile{meta.index, meta.term, raft::encode_membership(meta.membership), {}});
+  env_.background([pending, file] { file->data = std::move(*pending).encode(); },
+                  [this, compact_all, file, started, done = std::move(done)]() mutable {
+                    auto shared = std::make_shared<SnapshotDone>(std::move(done));
+                    with_core(
+                        [this, compact_all, file, started, shared] {
+                          snapshot_encoded(compact_all, file, started, std::move(*shared));
+                        },
+                        [this, shared](const Outcome& outcome) {
+                          snapshot_in_progress_ = false;
+                          if (*shared) (*shared)(outcome, snapshot_index_);
+                        });
+                  });
+}
+
+void Replica::snapshot_encoded(bool compact_all, std::shared_ptr<const wal::SnapshotFile> file,
+                               Clock::time_point started, SnapshotDone done) {
+  const LogIndex index = file->index;
+  // The image, shared with the file that holds it.
+  const std::shared_ptr<const Bytes> data(file, &file->data);
+  if (closed_ || index <= snapshot_index_ || index <= core_->log().snapshot_index()) {
+    // Closed meanwhile, or a newer snapshot came from the leader: this one is of no use.
+    snapshot_in_progress_ = false;
+    if (done) done(Outcome{}, snapshot_index_);
+    return;
+  }
   // The log is compacted up to the PREVIOUS snapshot, not this one: the entries in between stay,
   // so that a follower a little behind catches up from the log instead of by a whole snapshot
   // (which, with a million idempotency keys, is tens of megabytes). POST /v1/snapshot compacts
@@ -69,8 +99,6 @@ void Replica::snapshot(bool compact_all, SnapshotDone done) {
     }
   }
   margin_snapshot_ = {index, data};
-  auto file = std::make_shared<wal::SnapshotFile>(
-      wal::SnapshotFile{meta.index, meta.term, raft::encode_membership(meta.membership), *data});
   const LogIndex wal_compact_to = std::max(compact_to, core_->log().snapshot_index());
   storage_->save_snapshot(
       file, wal_compact_to, [this, file, started, done = std::move(done)](SnapshotResult r) {

@@ -35,7 +35,11 @@ const char* role_name(raft::Role role) {
 
 Replica::Replica(Env& env, MessageTransport& transport, const Logger& logger,
                  ReplicaOptions options)
-    : env_(env), transport_(transport), logger_(logger), options_(std::move(options)) {
+    : env_(env),
+      transport_(transport),
+      logger_(logger),
+      options_(std::move(options)),
+      pool_(options_.pool) {
   if (options_.data_dir.empty()) options_.data_dir = options_.config.data_dir_for(options_.id);
   next_read_context_ = env_.random_u64() >> 1;  // room for 2^63 reads before it could wrap
 }

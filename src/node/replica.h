@@ -65,6 +65,9 @@ struct ReplicaOptions {
   // This node joins a running cluster (rpoold --join): it starts with no membership and an
   // unknown cluster id, and waits for the leader to add it.
   bool join = false;
+  // The pool's options: rpoold keeps the defaults; the node simulation makes the idempotency
+  // key log's blocks small, to cross them often.
+  pool::Options pool;
 };
 
 // Counters for /metrics and tests.
@@ -237,6 +240,9 @@ class Replica {
   void serve_reads();
   void maybe_snapshot();
   void snapshot(bool compact_all, SnapshotDone done);
+  // The second half of snapshot(), on the event loop once the pool's image is encoded.
+  void snapshot_encoded(bool compact_all, std::shared_ptr<const wal::SnapshotFile> file,
+                        Clock::time_point started, SnapshotDone done);
   void on_tick();
   void expire_requests();
   void maybe_drained();

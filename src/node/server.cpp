@@ -65,6 +65,22 @@ void AsioEnv::after(std::chrono::milliseconds delay, std::function<void()> fn) {
   });
 }
 
+void AsioEnv::background(std::function<void()> work, std::function<void()> done) {
+  asio::post(background_, [&io = io_, alive = std::weak_ptr<bool>(alive_), work = std::move(work),
+                           done = std::move(done)]() mutable {
+    work();
+    asio::post(io, [alive = std::move(alive), done = std::move(done)] {
+      if (alive.lock()) done();
+    });
+  });
+}
+
+AsioEnv::~AsioEnv() {
+  alive_.reset();
+  background_.stop();
+  background_.join();
+}
+
 // --- the peer transport -------------------------------------------------------------------------
 
 class Server::Transport final : public MessageTransport {

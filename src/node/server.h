@@ -10,6 +10,7 @@
 #include <string>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
 
 #include "net/http/http.h"
 #include "net/peer/peer_transport.h"
@@ -33,18 +34,27 @@ struct ServerOptions {
   std::optional<std::string> admin_token;
 };
 
-// Env on an io_context: steady_clock, the system clock, getrandom(2), Asio timers.
+// Env on an io_context: steady_clock, the system clock, getrandom(2), Asio timers, and one
+// background thread (destroying the Env waits for the work it is doing, and drops the rest).
 class AsioEnv final : public Env {
  public:
   explicit AsioEnv(boost::asio::io_context& io) : io_(io) {}
+  ~AsioEnv() override;
+  AsioEnv(const AsioEnv&) = delete;
+  AsioEnv& operator=(const AsioEnv&) = delete;
   Clock::time_point now() override { return Clock::now(); }
   std::uint64_t wall_clock_ms() override;
   std::uint64_t random_u64() override;
   void post(std::function<void()> fn) override;  // safe from any thread
   void after(std::chrono::milliseconds delay, std::function<void()> fn) override;
+  void background(std::function<void()> work, std::function<void()> done) override;
 
  private:
   boost::asio::io_context& io_;
+  boost::asio::thread_pool background_{1};
+  // Work finished after the Env is gone does not call back into it (done runs on io_'s thread,
+  // and the Env is destroyed there, so this is only ever read and reset on that thread).
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 class Server {

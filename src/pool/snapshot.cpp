@@ -16,22 +16,26 @@ namespace rpool::pool {
 
 using namespace detail;
 
-Bytes StateMachine::snapshot() const {
+Bytes StateMachine::snapshot() const { return begin_snapshot().encode(); }
+
+StateMachine::PendingSnapshot StateMachine::begin_snapshot() const {
   // Written into one allocation of an upper bound of its size (key_bytes_ charges each key more
   // than its fixed fields). Starting from the magic with a capacity known only at run time also
   // keeps GCC 12 at -O3 from misreading the growth of an empty vector as an overflow
   // (-Wstringop-overflow).
   // Per key: two length bytes (pool id, key), the body hash, the timestamp, the result's length.
   static_assert(key_overhead_bytes >= 2 + sizeof(Sha256) + 8 + 4);
-  std::size_t bytes_max =
-      sizeof snapshot_magic + 4 + 8 + 8 + 1 + 4 + 4 + 4 + key_bytes_ + sizeof(Sha256);
+  PendingSnapshot pending;
+  std::size_t head_max = sizeof snapshot_magic + 4 + 8 + 8 + 1 + 4 + 4;
   for (const auto& [pool_id, p] : pools_) {
-    bytes_max += 1 + pool_id.size() + 8 + 4;
-    for (const Item& item : p.items()) bytes_max += 1 + item.item_id.size() + 8 + 8;
+    head_max += 1 + pool_id.size() + 8 + 4;
+    for (const Item& item : p.items()) head_max += 1 + item.item_id.size() + 8 + 8;
   }
-  for (const auto& [pool_id, last_request_id] : tombstones_) bytes_max += 1 + pool_id.size() + 8;
-  Bytes out(std::begin(snapshot_magic), std::end(snapshot_magic));
-  out.reserve(bytes_max);
+  for (const auto& [pool_id, last_request_id] : tombstones_) head_max += 1 + pool_id.size() + 8;
+  pending.bytes_max_ = head_max + 4 + key_bytes_ + sizeof(Sha256);
+  Bytes& out = pending.head_;
+  out.assign(std::begin(snapshot_magic), std::end(snapshot_magic));
+  out.reserve(head_max);
   ByteWriter w(out);
   w.u32(snapshot_version);
   w.u64(applied_index_);
@@ -50,19 +54,28 @@ Bytes StateMachine::snapshot() const {
     w.str8(pool_id);
     w.u64(last_request_id);
   }
-  w.u32(static_cast<std::uint32_t>(keys_.order.size()));
-  for (const KeyTable::Map::value_type* element : keys_.order) {
-    const auto& [scoped, entry] = *element;
-    const auto [pool_id, key] = split_scoped_key(scoped);
+  RPOOL_ASSERT_OP(out.size(), <=, head_max);
+  pending.keys_ = keys_.log.freeze();
+  return pending;
+}
+
+Bytes StateMachine::PendingSnapshot::encode() && {
+  Bytes out = std::move(head_);
+  out.reserve(bytes_max_);
+  ByteWriter w(out);
+  w.u32(static_cast<std::uint32_t>(keys_.size()));
+  keys_.for_each([&w](const KeyRecord& r) {
+    const auto [pool_id, key] = split_scoped_key(r.scoped);
     w.str8(pool_id);
     w.str8(key);
-    w.raw(entry.body_hash);
-    w.u64(entry.timestamp_ms);
-    w.bytes32(entry.result);
-  }
+    w.raw(r.body_hash);
+    w.u64(r.timestamp_ms);
+    w.bytes32(r.result);
+  });
+  keys_ = {};  // the blocks go back now, not with the caller's PendingSnapshot
   const Sha256 sum = sha256(out);
   w.raw(sum);
-  RPOOL_ASSERT_OP(out.size(), <=, bytes_max);
+  RPOOL_ASSERT_OP(out.size(), <=, bytes_max_);
   return out;
 }
 
@@ -92,25 +105,25 @@ std::error_code StateMachine::restore(ByteView snapshot) {
   for (std::uint32_t i = 0; i < key_count && r.ok(); ++i) {
     const std::string pool_id = single ? std::string(default_pool_id) : r.str8();
     const std::string key = r.str8();
-    KeyEntry entry;
-    const ByteView hash = r.raw(entry.body_hash.size());
-    entry.timestamp_ms = r.u64();
+    KeyRecord record;
+    const ByteView hash = r.raw(record.body_hash.size());
+    record.timestamp_ms = r.u64();
     const ByteView result = r.bytes32();
     if (!r.ok() || !valid_pool_id(pool_id) || !valid_idempotency_key(key)) return errc::malformed;
     // Time never runs backwards: a key cannot be newer than the clock or than a later key.
-    if (entry.timestamp_ms > s.clock_ms_) return errc::malformed;
-    if (!s.keys_.order.empty() && entry.timestamp_ms < s.keys_.order.back()->second.timestamp_ms) {
+    if (record.timestamp_ms > s.clock_ms_) return errc::malformed;
+    if (!s.keys_.log.empty() && record.timestamp_ms < s.keys_.log.back().timestamp_ms) {
       return errc::malformed;
     }
-    std::copy(hash.begin(), hash.end(), entry.body_hash.begin());
-    entry.result.assign(result.begin(), result.end());
+    std::copy(hash.begin(), hash.end(), record.body_hash.begin());
+    record.result.assign(result.begin(), result.end());
     Result decoded;
-    if (decode_result(entry.result, decoded)) return errc::malformed;
-    std::string scoped = scoped_key(pool_id, key);
-    s.key_bytes_ += scoped.size() + entry.result.size() + key_overhead_bytes;
-    const auto [it, inserted] = s.keys_.table.emplace(std::move(scoped), std::move(entry));
-    if (!inserted) return errc::malformed;
-    s.keys_.order.push_back(&*it);
+    if (decode_result(record.result, decoded)) return errc::malformed;
+    record.scoped = scoped_key(pool_id, key);
+    if (s.keys_.index.contains(record.scoped)) return errc::malformed;
+    s.key_bytes_ += record.scoped.size() + record.result.size() + key_overhead_bytes;
+    const KeyRecord& stored = s.keys_.log.push_back(std::move(record));
+    s.keys_.index.emplace(stored.scoped, &stored);
   }
   if (!r.at_end()) return errc::malformed;
 

@@ -137,15 +137,15 @@ Result StateMachine::apply(std::uint64_t index, const Command& command) {
   std::string scoped;
   if (keyed) {
     scoped = scoped_key(command.pool_id, command.idempotency_key);
-    const auto found = keys_.table.find(scoped);
-    if (found != keys_.table.end()) {
+    const auto found = keys_.index.find(scoped);
+    if (found != keys_.index.end()) {
       Result result;
-      if (found->second.body_hash != command.body_hash) {
+      if (found->second->body_hash != command.body_hash) {
         result.error = errc::idempotency_key_reused;
         result.index = index;
         return result;
       }
-      const std::error_code ec = decode_result(found->second.result, result);
+      const std::error_code ec = decode_result(found->second->result, result);
       RPOOL_ASSERT(!ec);  // we encoded it ourselves
       result.replayed = true;
       return result;
@@ -249,7 +249,8 @@ void Pool::check_invariants() const {
 
 // ---- StateMachine ----
 
-StateMachine::StateMachine(Options options) : options_(options) {
+StateMachine::StateMachine(Options options)
+    : options_(options), keys_(options.key_block_records) {
   pools_.emplace(std::string(default_pool_id), Pool{});
 }
 
@@ -461,8 +462,8 @@ Result StateMachine::apply_op(const std::string& pool_id, const DeletePool&) {
   return result;
 }
 
-StateMachine::KeyTable::KeyTable(const KeyTable& other) : table(other.table) {
-  for (const Map::value_type* element : other.order) order.push_back(&*table.find(element->first));
+StateMachine::KeyTable::KeyTable(const KeyTable& other) : log(other.log) {
+  log.for_each([this](const KeyRecord& r) { index.emplace(r.scoped, &r); });
 }
 
 StateMachine::KeyTable& StateMachine::KeyTable::operator=(const KeyTable& other) {
@@ -471,26 +472,26 @@ StateMachine::KeyTable& StateMachine::KeyTable::operator=(const KeyTable& other)
 }
 
 void StateMachine::remember(std::string scoped_key, const Command& command, const Result& result) {
-  KeyEntry entry{command.body_hash, clock_ms_, {}};
-  encode_result(result, entry.result);
-  key_bytes_ += scoped_key.size() + entry.result.size() + key_overhead_bytes;
-  const auto [it, inserted] = keys_.table.emplace(std::move(scoped_key), std::move(entry));
+  KeyRecord record{std::move(scoped_key), command.body_hash, clock_ms_, {}};
+  encode_result(result, record.result);
+  key_bytes_ += record.scoped.size() + record.result.size() + key_overhead_bytes;
+  const KeyRecord& r = keys_.log.push_back(std::move(record));
+  const bool inserted = keys_.index.emplace(r.scoped, &r).second;
   RPOOL_ASSERT(inserted);
-  keys_.order.push_back(&*it);
 }
 
 void StateMachine::evict_keys() {
-  while (!keys_.order.empty()) {
-    const auto& [scoped, entry] = *keys_.order.front();
-    const bool expired = entry.timestamp_ms + options_.idempotency_retention_ms <= clock_ms_;
-    const bool over_count = keys_.order.size() > options_.idempotency_keys_min;
+  while (!keys_.log.empty()) {
+    const KeyRecord& r = keys_.log.front();
+    const bool expired = r.timestamp_ms + options_.idempotency_retention_ms <= clock_ms_;
+    const bool over_count = keys_.log.size() > options_.idempotency_keys_min;
     const bool over_bytes = key_bytes_ > options_.idempotency_bytes_max;
     if (!over_bytes && !(expired && over_count)) return;
-    key_bytes_ -= scoped.size() + entry.result.size() + key_overhead_bytes;
-    const auto it = keys_.table.find(scoped);
-    RPOOL_ASSERT(it != keys_.table.end() && &*it == keys_.order.front());
-    keys_.order.pop_front();
-    keys_.table.erase(it);
+    key_bytes_ -= r.scoped.size() + r.result.size() + key_overhead_bytes;
+    const auto it = keys_.index.find(r.scoped);
+    RPOOL_ASSERT(it != keys_.index.end() && it->second == &r);
+    keys_.index.erase(it);
+    keys_.log.pop_front();
   }
 }
 
@@ -515,21 +516,20 @@ void StateMachine::check_invariants() const {
     RPOOL_ASSERT_OP(last_request_id, >, 0u);
   }
 
-  RPOOL_ASSERT_OP(keys_.order.size(), ==, keys_.table.size());
+  RPOOL_ASSERT_OP(keys_.log.size(), ==, keys_.index.size());
   std::size_t bytes = 0;
   std::uint64_t previous_ts = 0;
-  for (const KeyTable::Map::value_type* element : keys_.order) {
-    const std::string& scoped = element->first;
-    const auto it = keys_.table.find(scoped);
-    RPOOL_ASSERT(it != keys_.table.end() && &*it == element);
-    const auto [pool_id, key] = split_scoped_key(scoped);
+  keys_.log.for_each([&](const KeyRecord& r) {
+    const auto it = keys_.index.find(r.scoped);
+    RPOOL_ASSERT(it != keys_.index.end() && it->second == &r);
+    const auto [pool_id, key] = split_scoped_key(r.scoped);
     RPOOL_ASSERT(valid_pool_id(pool_id));
     RPOOL_ASSERT(valid_idempotency_key(key));
-    RPOOL_ASSERT_OP(it->second.timestamp_ms, >=, previous_ts);  // oldest first
-    RPOOL_ASSERT_OP(it->second.timestamp_ms, <=, clock_ms_);
-    previous_ts = it->second.timestamp_ms;
-    bytes += scoped.size() + it->second.result.size() + key_overhead_bytes;
-  }
+    RPOOL_ASSERT_OP(r.timestamp_ms, >=, previous_ts);  // oldest first
+    RPOOL_ASSERT_OP(r.timestamp_ms, <=, clock_ms_);
+    previous_ts = r.timestamp_ms;
+    bytes += r.scoped.size() + r.result.size() + key_overhead_bytes;
+  });
   RPOOL_ASSERT_OP(bytes, ==, key_bytes_);
 }
 

@@ -33,7 +33,6 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <optional>
 #include <string>
@@ -45,6 +44,7 @@
 #include "base/bytes.h"
 #include "pool/command.h"
 #include "pool/errc.h"
+#include "pool/key_log.h"
 #include "pool/selector.h"
 
 namespace rpool::pool {
@@ -77,8 +77,9 @@ struct Options {
   std::uint64_t idempotency_retention_ms = 3'600'000;  // 1 hour
   std::size_t idempotency_keys_min = 1'000'000;
   std::size_t idempotency_bytes_max = std::size_t{1} << 30;  // 1 GiB of stored results
-  // An option only so that tests can reach it; replicas keep the default.
+  // Options only so that tests can reach them; replicas keep the defaults.
   std::size_t tombstones_max = pool::tombstones_max;
+  std::size_t key_block_records = KeyLog::default_block_records;  // key_log.h
 };
 
 // One pool, as the StateMachine holds it. Read-only outside the StateMachine.
@@ -148,6 +149,13 @@ class StateMachine {
   // before pools existed (restored as the pool "default").
   Bytes snapshot() const;
   std::error_code restore(ByteView snapshot);
+  // The same snapshot in two steps, so that the state machine's thread need not wait for it.
+  // begin_snapshot() takes time in the pools' items, not in the idempotency keys (it shares
+  // them, see key_log.h); PendingSnapshot::encode() does the rest on any thread, while this state
+  // machine goes on applying, restoring or being destroyed, and returns exactly the bytes
+  // snapshot() returned at begin_snapshot().
+  class PendingSnapshot;
+  PendingSnapshot begin_snapshot() const;
 
   // The single-pool interface: all of these are the pool "default"'s.
   Sha256 digest() const { return default_pool().digest(); }
@@ -170,18 +178,13 @@ class StateMachine {
 
   std::uint64_t applied_index() const { return applied_index_; }
   bool bootstrapped() const { return bootstrapped_; }
-  std::size_t idempotency_keys() const { return keys_.order.size(); }
+  std::size_t idempotency_keys() const { return keys_.log.size(); }
   std::size_t idempotency_bytes() const { return key_bytes_; }
 
   // Crashes loudly if the structure is inconsistent. Run after every mutation in tests.
   void check_invariants() const;
 
  private:
-  struct KeyEntry {
-    Sha256 body_hash;
-    std::uint64_t timestamp_ms;
-    Bytes result;  // encode_result()
-  };
   // Hashed, not ordered: a draw on one of 10,000 pools finds it in a cache miss or two instead
   // of a walk down a tree of fourteen. Whatever leaves the state machine in pool_id order
   // (pools(), snapshot()) is sorted on the way out.
@@ -211,26 +214,35 @@ class StateMachine {
   std::uint64_t applied_index_ = 0;
   std::uint64_t clock_ms_ = 0;  // the largest command timestamp seen: time never runs backwards
   bool bootstrapped_ = false;
-  // Keyed by scoped_key(pool_id, key): the key itself in "default" (as before pools existed),
-  // else pool_id, a NUL byte (never in a key), the key.
-  // The idempotency table, and its elements in insertion order (oldest first) for eviction and
-  // snapshots. An unordered_map never moves its elements (not on rehash, not when the map is
-  // moved), so `order` stays valid until an element is erased; holding the elements instead of
-  // copies of the keys saves a key's memory, and a snapshot a hash lookup per key. A copy
-  // (the planted bug answer_before_apply copies the pool) points into its own table.
+  // The idempotency keys, in insertion order (oldest first) for eviction and snapshots, and
+  // their index by scoped_key(pool_id, key): the key itself in "default" (as before pools
+  // existed), else pool_id, a NUL byte (never in a key), the key. The index points into the log,
+  // whose records never move (key_log.h); a copy (the planted bug answer_before_apply copies the
+  // pool) indexes its own copy of the log.
   struct KeyTable {
-    using Map = std::unordered_map<std::string, KeyEntry>;
-    Map table;
-    std::deque<const Map::value_type*> order;
+    using Index = std::unordered_map<std::string_view, const KeyRecord*>;
+    KeyLog log;
+    Index index;
 
-    KeyTable() = default;
+    explicit KeyTable(std::size_t block_records) : log(block_records) {}
     KeyTable(const KeyTable& other);
     KeyTable& operator=(const KeyTable& other);
     KeyTable(KeyTable&&) = default;
     KeyTable& operator=(KeyTable&&) = default;
   };
-  KeyTable keys_;
+  KeyTable keys_{KeyLog::default_block_records};
   std::size_t key_bytes_ = 0;     // sum over keys of scoped key + result sizes + a fixed overhead
+};
+
+class StateMachine::PendingSnapshot {
+ public:
+  Bytes encode() &&;
+
+ private:
+  friend class StateMachine;
+  Bytes head_;  // everything before the idempotency keys
+  KeyLog::View keys_;
+  std::size_t bytes_max_ = 0;
 };
 
 // Compact encoding of a Result, as stored in the idempotency table and snapshots.

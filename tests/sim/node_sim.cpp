@@ -173,6 +173,7 @@ class SimEnv final : public node::Env {
   std::uint64_t random_u64() override;
   void post(std::function<void()> fn) override;
   void after(std::chrono::milliseconds delay, std::function<void()> fn) override;
+  void background(std::function<void()> work, std::function<void()> done) override;
   std::function<void()> guard(std::function<void()> fn);
 
  private:
@@ -338,6 +339,9 @@ class Cluster {
     o.read_timeout = std::chrono::milliseconds(1500);
     o.change_timeout = std::chrono::milliseconds(3000);
     o.join = n.joining;
+    // Blocks of three idempotency keys: snapshots encoded late (SimEnv::background) share
+    // blocks the node goes on appending to.
+    o.pool.key_block_records = 3;
     wal::Options wo;
     wo.fs = n.fs.get();
     wo.segment_bytes = config_.wal.segment_bytes;
@@ -901,6 +905,18 @@ void SimEnv::post(std::function<void()> fn) { c_.world.at(c_.world.now, guard(st
 void SimEnv::after(std::chrono::milliseconds delay, std::function<void()> fn) {
   const auto us = static_cast<Time>(static_cast<double>(delay.count() * ms) * n_.rate);
   c_.world.at(c_.world.now + us, guard(std::move(fn)));
+}
+
+void SimEnv::background(std::function<void()> work, std::function<void()> done) {
+  // Another core: the work runs after a random while, meanwhile the node goes on with its events
+  // (so a snapshot encoded late shows whether it shares anything the node changes); a crash
+  // before then loses it.
+  const Time latency = c_.world.rng.between(0, 30 * ms);
+  c_.world.at(c_.world.now + latency,
+              guard([work = std::move(work), done = std::move(done)] {
+                work();
+                done();
+              }));
 }
 
 void SimTransport::send(raft::Message&& m) { c_.send(self_, std::move(m)); }

@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include <thread>
+
 #include "builders.h"
 #include "pool/random.h"
 
@@ -80,4 +82,48 @@ TEST_CASE("the digest of the empty pool is the SHA-256 of its canonical twelve z
   // u32 item count 0 + u64 last_request_id 0: sha256 of 12 zero bytes, computed independently.
   const StateMachine sm;
   CHECK(sm.digest_hex() == "15ec7bf0b50732b49f8228e07d24365338f9e3ab994b00af08e5a3bffe55fd8b");
+}
+
+TEST_CASE("a snapshot begun earlier encodes the state at its beginning, whatever came after") {
+  Options options;
+  options.idempotency_retention_ms = 1000;
+  options.idempotency_keys_min = 100;
+  Driver d(options);
+  d.apply(bootstrap({item("mud", -1, 1), item("gold", 50, 3)}));
+  // Enough keys for several blocks of the key log.
+  const int keys = 3 * static_cast<int>(KeyLog::default_block_records) + 7;
+  for (int i = 0; i < keys; ++i) d.apply(keyed(draw(2, 7 + i, 100), "k" + std::to_string(i), 1));
+  const Bytes expected = d.sm.snapshot();
+  StateMachine::PendingSnapshot pending = d.sm.begin_snapshot();
+
+  // Afterwards: more keys, the eviction of every key the snapshot holds (whole blocks of them),
+  // a changed catalog, a new pool; then the state is replaced by a restore, and dropped.
+  for (int i = 0; i < 300; ++i) d.apply(keyed(draw(1, 3, 2000), "late" + std::to_string(i), 2));
+  d.apply(upsert(item("gold", 1, 1), 2000));
+  d.apply(create_pool("other", {item("x", 1, 1)}, 2000));
+  CHECK(d.sm.idempotency_keys() == 300);  // only the late ones
+  CHECK(d.sm.snapshot() != expected);
+  REQUIRE_FALSE(d.sm.restore(StateMachine().snapshot()));
+  d.sm = StateMachine();
+
+  CHECK(std::move(pending).encode() == expected);
+}
+
+TEST_CASE("a snapshot is encoded on another thread while the state machine goes on applying") {
+  Options options;
+  options.idempotency_retention_ms = 10;
+  options.idempotency_keys_min = 50;
+  Driver d(options);
+  d.apply(bootstrap({item("mud", -1, 1)}));
+  for (int i = 0; i < 5000; ++i) d.apply(keyed(draw(1, 1, 0), "k" + std::to_string(i), 1));
+  const Bytes expected = d.sm.snapshot();
+  Bytes encoded;
+  std::thread encoder(
+      [pending = d.sm.begin_snapshot(), &encoded]() mutable { encoded = std::move(pending).encode(); });
+  for (int i = 0; i < 5000; ++i) d.apply(keyed(draw(1, 1, 100), "n" + std::to_string(i), 1));
+  encoder.join();
+  CHECK(encoded == expected);
+  Driver copy;
+  REQUIRE_FALSE(copy.sm.restore(encoded));
+  CHECK(copy.sm.idempotency_keys() == 5000);
 }
