@@ -81,8 +81,8 @@ void BM_ApplyDrawPools(benchmark::State& state) {
                          benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 
-void BM_Snapshot(benchmark::State& state) {
-  const auto keys = static_cast<std::size_t>(state.range(0));
+// A pool of 100 items that remembers `keys` idempotency keys.
+StateMachine pool_with_keys(std::size_t keys) {
   StateMachine sm = make_pool(100);
   SplitMix64 rng(4);
   std::uint64_t index = 1;
@@ -91,6 +91,13 @@ void BM_Snapshot(benchmark::State& state) {
     c.body_hash[0] = static_cast<std::uint8_t>(k);
     sm.apply(++index, c);
   }
+  return sm;
+}
+
+// The whole snapshot; a node does this part off its event loop (PendingSnapshot::encode()).
+void BM_Snapshot(benchmark::State& state) {
+  const auto keys = static_cast<std::size_t>(state.range(0));
+  const StateMachine sm = pool_with_keys(keys);
   std::size_t bytes = 0;
   for (auto _ : state) {
     rpool::Bytes snapshot = sm.snapshot();
@@ -103,9 +110,20 @@ void BM_Snapshot(benchmark::State& state) {
       benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 
+// What a node's event loop does for a snapshot: the pools' bytes, and a share of the keys.
+void BM_BeginSnapshot(benchmark::State& state) {
+  const auto keys = static_cast<std::size_t>(state.range(0));
+  const StateMachine sm = pool_with_keys(keys);
+  for (auto _ : state) {
+    StateMachine::PendingSnapshot pending = sm.begin_snapshot();
+    benchmark::DoNotOptimize(pending);
+  }
+}
+
 }  // namespace
 
 BENCHMARK(BM_Snapshot)->ArgName("keys")->Arg(10'000)->Arg(1'000'000)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_BeginSnapshot)->ArgName("keys")->Arg(10'000)->Arg(1'000'000)->Unit(benchmark::kMicrosecond);
 
 BENCHMARK(BM_ApplyDrawPools)
     ->ArgNames({"pools", "items"})

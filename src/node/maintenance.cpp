@@ -113,7 +113,8 @@ void Replica::snapshot_encoded(bool compact_all, std::shared_ptr<const wal::Snap
             storage_failed(r.reopen_ec, r.reopen_detail);
           }
         } else {
-          snapshot_index_ = file->index;
+          // A snapshot from the leader may have been installed while the file was written.
+          snapshot_index_ = std::max(snapshot_index_, file->index);
           ++counters_.snapshots;
           counters_.snapshot_bytes_last = file->data.size();
           counters_.snapshot_seconds.observe(

@@ -115,15 +115,26 @@ std::error_code LogStore::run(const PersistJob& job, double& fsync_seconds) {
   return ec;
 }
 
-SnapshotResult LogStore::save_snapshot(const wal::SnapshotFile& file, LogIndex compact_to) {
+SnapshotResult LogStore::write_snapshot_file(wal::FileSystem& fs, const std::string& dir,
+                                             const wal::SnapshotFile& file) {
   SnapshotResult r;
-  r.ec = log_ ? log_->save_snapshot(file) : make_error_code(wal::errc::poisoned);
+  r.ec = wal::Log::write_snapshot_file(fs, dir, file, r.detail);
+  return r;  // the log is untouched: nothing to reopen
+}
+
+SnapshotResult LogStore::keep_snapshot(const wal::SnapshotFile& file, LogIndex compact_to) {
+  SnapshotResult r;
+  r.ec = log_ ? log_->keep_snapshots(file) : make_error_code(wal::errc::poisoned);
   if (!r.ec && compact_to >= log_->first_index()) r.ec = log_->compact(compact_to);
   if (r.ec && log_) r.detail = log_->error_detail();
   // A full disk (or no descriptor to spare) only fails this snapshot (the log stays as it was):
   // reopen the log at once.
   if (retryable(r.ec)) r.reopen_ec = reopen(r.reopen_detail);
   return r;
+}
+
+wal::FileSystem& LogStore::file_system() const {
+  return options_.fs != nullptr ? *options_.fs : wal::posix_file_system();
 }
 
 std::error_code LogStore::save_file(const std::string& name, const Bytes& content,
@@ -173,9 +184,26 @@ void ThreadStorage::write(std::shared_ptr<const PersistJob> job, bool reopen,
 
 void ThreadStorage::save_snapshot(std::shared_ptr<const wal::SnapshotFile> file,
                                   LogIndex compact_to, std::function<void(SnapshotResult)> done) {
-  run<SnapshotResult>([this, file = std::move(file),
-                       compact_to] { return store_->save_snapshot(*file, compact_to); },
-                      std::move(done));
+  // Tens of megabytes and an fdatasync: written on the Env's background thread, so that the
+  // entries written meanwhile do not wait behind it. Then, on the storage thread, the log keeps
+  // it and compacts.
+  auto written = std::make_shared<SnapshotResult>();
+  env_.background(
+      [fs = &store_->file_system(), dir = store_->dir(), file, written] {
+        *written = LogStore::write_snapshot_file(*fs, dir, *file);
+      },
+      [this, alive = std::weak_ptr<bool>(alive_), file, compact_to, written,
+       done = std::move(done)]() mutable {
+        if (!alive.lock()) return;
+        if (written->ec) {
+          done(std::move(*written));
+          return;
+        }
+        run<SnapshotResult>(
+            [this, file = std::move(file),
+             compact_to] { return store_->keep_snapshot(*file, compact_to); },
+            std::move(done));
+      });
 }
 
 void ThreadStorage::reopen(std::function<void(StorageResult)> done) {

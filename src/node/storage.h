@@ -8,7 +8,8 @@
 // a record behind them in the same segment, then one fdatasync for all of it. ThreadStorage
 // runs a LogStore on a thread of its own so that rpoold's event loop never waits for the disk;
 // tests/sim runs one in simulated time over a simulated file system. Either way every `done` runs
-// on the replica's thread, in the order the calls were made.
+// on the replica's thread, in the order the calls were made, except save_snapshot()'s: its file is
+// written beside the log (Env::background), so writes made after it may finish first.
 #pragma once
 
 #include <functional>
@@ -66,7 +67,7 @@ class Storage {
   virtual void write(std::shared_ptr<const PersistJob> job, bool reopen,
                      std::function<void(StorageResult)> done) = 0;
   // Saves a snapshot file, then compacts the log up to `compact_to` (nothing if it is below the
-  // log's first index).
+  // log's first index). The file is written without holding up the write()s made meanwhile.
   virtual void save_snapshot(std::shared_ptr<const wal::SnapshotFile> file, LogIndex compact_to,
                              std::function<void(SnapshotResult)> done) = 0;
   // Closes and reopens the log (clears a failure).
@@ -83,7 +84,14 @@ class LogStore {
  public:
   LogStore(std::string dir, wal::Options options, std::unique_ptr<wal::Log> log);
   StorageResult write(const PersistJob& job, bool reopen);
-  SnapshotResult save_snapshot(const wal::SnapshotFile& file, LogIndex compact_to);
+  // A snapshot in two steps (wal::Log::write_snapshot_file): the file, on any thread beside this
+  // store's other calls, through file_system() and dir(); then keep_snapshot() on the store's
+  // thread, which keeps the newest snapshot files and compacts the log up to `compact_to`.
+  static SnapshotResult write_snapshot_file(wal::FileSystem& fs, const std::string& dir,
+                                            const wal::SnapshotFile& file);
+  SnapshotResult keep_snapshot(const wal::SnapshotFile& file, LogIndex compact_to);
+  wal::FileSystem& file_system() const;
+  const std::string& dir() const { return dir_; }
   StorageResult reopen();
   std::error_code save_file(const std::string& name, const Bytes& content, std::string& detail);
   void sync();
@@ -118,6 +126,9 @@ class ThreadStorage final : public Storage {
 
   Env& env_;
   std::unique_ptr<LogStore> store_;  // touched only on the storage thread
+  // A snapshot file written after this storage is gone is not followed up (read and reset only
+  // on the replica's thread).
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   boost::asio::io_context io_;
   std::thread thread_;
 };

@@ -243,6 +243,16 @@ class Log {
 
   // Snapshot files (see the format above); keeps the newest Options::snapshots_kept.
   std::error_code save_snapshot(const SnapshotFile& snapshot);
+  // save_snapshot() in two steps, for a caller whose appends must not wait while a large file is
+  // written. write_snapshot_file() writes the file, fdatasyncs it and renames it into place
+  // (then fsyncs `dir`); it touches no Log, only `fs`, so it may run on another thread while the
+  // log appends (but not beside another write_snapshot_file() in the same `dir`). On failure
+  // `detail` names the file and the call. keep_snapshots() then removes all but the newest
+  // Options::snapshots_kept, as save_snapshot() does. A crash between the two leaves one more
+  // snapshot file, which recovery treats like any other.
+  static std::error_code write_snapshot_file(FileSystem& fs, const std::string& dir,
+                                             const SnapshotFile& snapshot, std::string& detail);
+  std::error_code keep_snapshots(const SnapshotFile& newest);
   // The newest snapshot, checksum verified; nullopt when there is none; errc::corrupt (with
   // error_detail()) when the newest one is damaged: an older one is never used silently instead.
   std::error_code load_latest_snapshot(std::optional<SnapshotFile>& out) const;

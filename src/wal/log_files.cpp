@@ -160,7 +160,34 @@ std::error_code Log::save_snapshot(const SnapshotFile& snapshot) {
   const std::string final_path = path(snapshot_name(snapshot.index, snapshot.term));
   const Bytes bytes = encode_snapshot(snapshot);
   if (auto ec = replace_file(tmp, final_path, bytes)) return ec;
+  return keep_snapshots(snapshot);
+}
 
+std::error_code Log::write_snapshot_file(FileSystem& fs, const std::string& dir,
+                                         const SnapshotFile& snapshot, std::string& detail) {
+  RPOOL_ASSERT(snapshot.index.value() > 0);
+  const std::string name = snapshot_name(snapshot.index, snapshot.term);
+  // Its own temporary name (any *.tmp is removed at recovery): save_snapshot() may be writing
+  // snapshot.tmp meanwhile (a snapshot from the leader).
+  const std::string tmp = join_path(dir, name + ".tmp");
+  const std::string final_path = join_path(dir, name);
+  const auto failed = [&detail](std::error_code ec, const std::string& what) {
+    detail = fmt::format("{} failed: {}", what, ec.message());
+    return ec;
+  };
+  if (auto ec = fs.remove(tmp); ec && ec != errc::not_found) return failed(ec, tmp + ": remove");
+  std::unique_ptr<File> file;
+  if (auto ec = fs.open(tmp, OpenMode::create_new, file)) return failed(ec, tmp + ": create");
+  if (auto ec = file->write_at(0, encode_snapshot(snapshot))) return failed(ec, tmp + ": write");
+  if (auto ec = file->sync_data()) return failed(ec, tmp + ": fdatasync");
+  file.reset();
+  if (auto ec = fs.rename(tmp, final_path)) return failed(ec, tmp + ": rename");
+  if (auto ec = fs.sync_dir(dir)) return failed(ec, dir + ": fsync");
+  return {};
+}
+
+std::error_code Log::keep_snapshots(const SnapshotFile& newest) {
+  if (auto ec = writable()) return ec;
   std::vector<std::string> names;
   if (auto ec = fs_.list(dir_, names))
     return fail(ec, fmt::format("{}: list failed: {}", dir_, ec.message()));
@@ -173,7 +200,7 @@ std::error_code Log::save_snapshot(const SnapshotFile& snapshot) {
             [](const auto& a, const auto& b) { return a.first > b.first; });
   bool removed = false;
   for (std::size_t i = options_.snapshots_kept; i < snapshots.size(); ++i) {
-    if (snapshots[i].second == snapshot_name(snapshot.index, snapshot.term)) continue;
+    if (snapshots[i].second == snapshot_name(newest.index, newest.term)) continue;
     if (auto ec = fs_.remove(path(snapshots[i].second))) {
       return fail(ec,
                   fmt::format("{}: remove failed: {}", path(snapshots[i].second), ec.message()));

@@ -203,11 +203,23 @@ class SimStorage final : public node::Storage {
     run<node::StorageResult>([this, job, reopen] { return store_->write(*job, reopen); },
                              std::move(done));
   }
+  // As ThreadStorage does it: the file beside the log's writes (SimEnv::background, so at a random
+  // time; a crash before then loses it), then the log keeps it and compacts.
   void save_snapshot(std::shared_ptr<const wal::SnapshotFile> file, LogIndex compact_to,
                      std::function<void(node::SnapshotResult)> done) override {
-    run<node::SnapshotResult>(
-        [this, file, compact_to] { return store_->save_snapshot(*file, compact_to); },
-        std::move(done));
+    auto written = std::make_shared<node::SnapshotResult>();
+    env_.background(
+        [this, file, written] {
+          *written = node::LogStore::write_snapshot_file(store_->file_system(), store_->dir(), *file);
+        },
+        [this, file, compact_to, written, done = std::move(done)] {
+          if (written->ec) {
+            done(*written);
+            return;
+          }
+          run<node::SnapshotResult>(
+              [this, file, compact_to] { return store_->keep_snapshot(*file, compact_to); }, done);
+        });
   }
   void reopen(std::function<void(node::StorageResult)> done) override {
     run<node::StorageResult>([this] { return store_->reopen(); }, std::move(done));

@@ -345,6 +345,39 @@ TEST_CASE("snapshots: the newest two are kept, the newest is loaded and checked"
   CHECK(log->error_detail().find(snapshot_name(LogIndex(400), Term(4))) != std::string::npos);
 }
 
+TEST_CASE("a snapshot written in two steps, beside the log's appends, is loaded and kept alike") {
+  TempDir dir;
+  auto log = open_ok(dir.path(), small());
+  REQUIRE_FALSE(log->append(entries(1, 50)));
+  std::optional<SnapshotFile> s;
+  for (std::uint64_t i = 1; i <= 3; ++i) {
+    SnapshotFile snap{LogIndex(10 * i), Term(1), Bytes{9}, Bytes(5000, static_cast<std::uint8_t>(i))};
+    std::string detail;
+    REQUIRE_FALSE(Log::write_snapshot_file(posix_file_system(), dir.path(), snap, detail));
+    CHECK(detail.empty());
+    // Written beside the log: the log appends and syncs meanwhile, and loads the new file.
+    REQUIRE_FALSE(log->append(entries(50 + i, 1)));
+    REQUIRE_FALSE(log->sync());
+    REQUIRE_FALSE(log->load_latest_snapshot(s));
+    REQUIRE(s.has_value());
+    CHECK(*s == snap);
+    REQUIRE_FALSE(log->keep_snapshots(snap));
+    CHECK(count_files(dir.path(), ".tmp") == 0);
+  }
+  CHECK(count_files(dir.path(), ".snap") == 2);
+  CHECK_FALSE(std::filesystem::exists(dir / snapshot_name(LogIndex(10), Term(1))));
+
+  // A write that fails names the file and changes nothing; the log is not poisoned by it.
+  std::string detail;
+  const SnapshotFile bad{LogIndex(40), Term(1), {}, Bytes(10, 1)};
+  CHECK(Log::write_snapshot_file(posix_file_system(), dir.path() + "/absent", bad, detail));
+  CHECK(detail.find("absent/" + snapshot_name(LogIndex(40), Term(1)) + ".tmp: create failed") !=
+        std::string::npos);
+  CHECK_FALSE(log->poisoned());
+  REQUIRE_FALSE(log->load_latest_snapshot(s));
+  CHECK(s->index == LogIndex(30));
+}
+
 TEST_CASE("a second open of a locked data directory fails with errc::locked") {
   TempDir dir;
   auto log = open_ok(dir.path(), small());
