@@ -55,4 +55,17 @@ class Driver {
   std::uint64_t index = 0;
 };
 
+// A pool of one unlimited item, "mud", and `keys` keyed draws of it at `ts`, keyed k0, k1, ...,
+// remembered for `retention_ms` and down to `keys_min` keys.
+inline Driver mud_with_keys(std::uint64_t retention_ms, std::size_t keys_min, int keys,
+                            std::uint64_t ts) {
+  Options options;
+  options.idempotency_retention_ms = retention_ms;
+  options.idempotency_keys_min = keys_min;
+  Driver d(options);
+  d.apply(bootstrap({item("mud", -1, 1)}));
+  for (int i = 0; i < keys; ++i) d.apply(keyed(draw(1, 1, ts), 'k' + std::to_string(i), 1));
+  return d;
+}
+
 }  // namespace rpool::pool::test

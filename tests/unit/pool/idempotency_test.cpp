@@ -53,12 +53,7 @@ TEST_CASE("keyed item updates and failed deletes are remembered too") {
 }
 
 TEST_CASE("keys expire only when both older than the retention and beyond the minimum count") {
-  Options options;
-  options.idempotency_retention_ms = 1000;
-  options.idempotency_keys_min = 3;
-  Driver d(options);
-  d.apply(bootstrap({item("mud", -1, 1)}));
-  for (int i = 0; i < 5; ++i) d.apply(keyed(draw(1, 1, 100), 'k' + std::to_string(i), 1));
+  Driver d = mud_with_keys(1000, 3, 5, 100);
   // Young keys stay even beyond the minimum count.
   CHECK(d.sm.idempotency_keys() == 5);
   // Time passes: the oldest go, down to the minimum count.
@@ -109,13 +104,8 @@ TEST_CASE("results round-trip through their stored encoding") {
 }
 
 TEST_CASE("a copied pool keeps its own keys: evicting in one leaves the other whole") {
-  // The eviction order points into the table it orders: a copy must point into its own.
-  Options options;
-  options.idempotency_retention_ms = 1000;
-  options.idempotency_keys_min = 1;
-  Driver d(options);
-  d.apply(bootstrap({item("mud", -1, 1)}));
-  for (int i = 0; i < 4; ++i) d.apply(keyed(draw(1, 1, 100), 'k' + std::to_string(i), 1));
+  // The key index points into the log it indexes: a copy must point into its own.
+  Driver d = mud_with_keys(1000, 1, 4, 100);
   StateMachine copy = d.sm;
   const Bytes copy_snapshot = copy.snapshot();
   StateMachine assigned;

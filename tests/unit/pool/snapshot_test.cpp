@@ -110,12 +110,7 @@ TEST_CASE("a snapshot begun earlier encodes the state at its beginning, whatever
 }
 
 TEST_CASE("a snapshot is encoded on another thread while the state machine goes on applying") {
-  Options options;
-  options.idempotency_retention_ms = 10;
-  options.idempotency_keys_min = 50;
-  Driver d(options);
-  d.apply(bootstrap({item("mud", -1, 1)}));
-  for (int i = 0; i < 5000; ++i) d.apply(keyed(draw(1, 1, 0), "k" + std::to_string(i), 1));
+  Driver d = mud_with_keys(10, 50, 5000, 0);
   const Bytes expected = d.sm.snapshot();
   Bytes encoded;
   std::thread encoder(
