@@ -105,9 +105,9 @@ void BM_Snapshot(benchmark::State& state) {
     benchmark::DoNotOptimize(snapshot);
   }
   state.counters["bytes"] = static_cast<double>(bytes);
-  state.counters["ns_per_key"] = benchmark::Counter(
-      static_cast<double>(state.iterations()) * static_cast<double>(keys),
-      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["ns_per_key"] =
+      benchmark::Counter(static_cast<double>(state.iterations()) * static_cast<double>(keys),
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 
 // What a node's event loop does for a snapshot: the pools' bytes, and a share of the keys.
@@ -123,7 +123,11 @@ void BM_BeginSnapshot(benchmark::State& state) {
 }  // namespace
 
 BENCHMARK(BM_Snapshot)->ArgName("keys")->Arg(10'000)->Arg(1'000'000)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_BeginSnapshot)->ArgName("keys")->Arg(10'000)->Arg(1'000'000)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_BeginSnapshot)
+    ->ArgName("keys")
+    ->Arg(10'000)
+    ->Arg(1'000'000)
+    ->Unit(benchmark::kMicrosecond);
 
 BENCHMARK(BM_ApplyDrawPools)
     ->ArgNames({"pools", "items"})

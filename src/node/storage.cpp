@@ -188,22 +188,21 @@ void ThreadStorage::save_snapshot(std::shared_ptr<const wal::SnapshotFile> file,
   // entries written meanwhile do not wait behind it. Then, on the storage thread, the log keeps
   // it and compacts.
   auto written = std::make_shared<SnapshotResult>();
-  env_.background(
-      [fs = &store_->file_system(), dir = store_->dir(), file, written] {
-        *written = LogStore::write_snapshot_file(*fs, dir, *file);
-      },
-      [this, alive = std::weak_ptr<bool>(alive_), file, compact_to, written,
-       done = std::move(done)]() mutable {
-        if (!alive.lock()) return;
-        if (written->ec) {
-          done(std::move(*written));
-          return;
-        }
-        run<SnapshotResult>(
-            [this, file = std::move(file),
-             compact_to] { return store_->keep_snapshot(*file, compact_to); },
-            std::move(done));
-      });
+  env_.background([fs = &store_->file_system(), dir = store_->dir(), file,
+                   written] { *written = LogStore::write_snapshot_file(*fs, dir, *file); },
+                  [this, alive = std::weak_ptr<bool>(alive_), file, compact_to, written,
+                   done = std::move(done)]() mutable {
+                    if (!alive.lock()) return;
+                    if (written->ec) {
+                      done(std::move(*written));
+                      return;
+                    }
+                    run<SnapshotResult>(
+                        [this, file = std::move(file), compact_to] {
+                          return store_->keep_snapshot(*file, compact_to);
+                        },
+                        std::move(done));
+                  });
 }
 
 void ThreadStorage::reopen(std::function<void(StorageResult)> done) {

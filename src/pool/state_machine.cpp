@@ -249,8 +249,7 @@ void Pool::check_invariants() const {
 
 // ---- StateMachine ----
 
-StateMachine::StateMachine(Options options)
-    : options_(options), keys_(options.key_block_records) {
+StateMachine::StateMachine(Options options) : options_(options), keys_(options.key_block_records) {
   pools_.emplace(std::string(default_pool_id), Pool{});
 }
 

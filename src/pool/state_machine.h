@@ -231,7 +231,7 @@ class StateMachine {
     KeyTable& operator=(KeyTable&&) = default;
   };
   KeyTable keys_{KeyLog::default_block_records};
-  std::size_t key_bytes_ = 0;     // sum over keys of scoped key + result sizes + a fixed overhead
+  std::size_t key_bytes_ = 0;  // sum over keys of scoped key + result sizes + a fixed overhead
 };
 
 class StateMachine::PendingSnapshot {

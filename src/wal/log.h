@@ -243,6 +243,8 @@ class Log {
 
   // Snapshot files (see the format above); keeps the newest Options::snapshots_kept.
   std::error_code save_snapshot(const SnapshotFile& snapshot);
+  // write_snapshot_file() below writes and fdatasyncs the file this many bytes at a time.
+  static constexpr std::size_t snapshot_write_bytes = std::size_t{1} << 20;
   // save_snapshot() in two steps, for a caller whose appends must not wait while a large file is
   // written. write_snapshot_file() writes the file, fdatasyncs it and renames it into place
   // (then fsyncs `dir`); it touches no Log, only `fs`, so it may run on another thread while the
@@ -272,7 +274,7 @@ class Log {
   struct Segment {
     std::string name;
     bool open = false;
-    std::uint64_t seq = 0;  // open segments only
+    std::uint64_t seq = 0;                    // open segments only
     std::uint32_t version = segment_version;  // from its header (format.h)
     LogIndex first_index;
     std::vector<std::uint64_t> offsets;  // record i (index first_index + i) starts here
@@ -336,7 +338,7 @@ class Log {
   // latest record is the last one in segment order, in the last segment with a hard_state_offset.
   HardState hard_state_;
   bool hard_state_in_record_ = false;
-  bool hard_state_unordered_ = false;  // recovery found an older record after the latest
+  bool hard_state_unordered_ = false;   // recovery found an older record after the latest
   std::future<std::error_code> spare_;  // the helper zero-filling next.spare
   bool spare_ready_ = false;            // next.spare is complete (spare_ was collected)
   std::vector<std::string> warnings_;

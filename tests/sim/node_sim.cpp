@@ -210,7 +210,8 @@ class SimStorage final : public node::Storage {
     auto written = std::make_shared<node::SnapshotResult>();
     env_.background(
         [this, file, written] {
-          *written = node::LogStore::write_snapshot_file(store_->file_system(), store_->dir(), *file);
+          *written =
+              node::LogStore::write_snapshot_file(store_->file_system(), store_->dir(), *file);
         },
         [this, file, compact_to, written, done = std::move(done)] {
           if (written->ec) {
@@ -924,8 +925,7 @@ void SimEnv::background(std::function<void()> work, std::function<void()> done) 
   // (so a snapshot encoded late shows whether it shares anything the node changes); a crash
   // before then loses it.
   const Time latency = c_.world.rng.between(0, 30 * ms);
-  c_.world.at(c_.world.now + latency,
-              guard([work = std::move(work), done = std::move(done)] {
+  c_.world.at(c_.world.now + latency, guard([work = std::move(work), done = std::move(done)] {
                 work();
                 done();
               }));

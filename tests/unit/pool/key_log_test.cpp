@@ -49,7 +49,8 @@ TEST_CASE("a key log keeps records in order, oldest first, across blocks") {
   CHECK(log.front().scoped == "key-0");
   CHECK(log.back().scoped == "key-" + std::to_string(n - 1));
   // Records never move: every address handed out still holds its record.
-  for (int i = 0; i < n; ++i) CHECK(addresses[static_cast<std::size_t>(i)]->timestamp_ms == static_cast<std::uint64_t>(i));
+  for (int i = 0; i < n; ++i)
+    CHECK(addresses[static_cast<std::size_t>(i)]->timestamp_ms == static_cast<std::uint64_t>(i));
 
   for (int i = 0; i < static_cast<int>(KeyLog::default_block_records) + 3; ++i) log.pop_front();
   CHECK(log.blocks() == 3);

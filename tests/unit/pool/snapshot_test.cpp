@@ -113,8 +113,9 @@ TEST_CASE("a snapshot is encoded on another thread while the state machine goes 
   Driver d = mud_with_keys(10, 50, 5000, 0);
   const Bytes expected = d.sm.snapshot();
   Bytes encoded;
-  std::thread encoder(
-      [pending = d.sm.begin_snapshot(), &encoded]() mutable { encoded = std::move(pending).encode(); });
+  std::thread encoder([pending = d.sm.begin_snapshot(), &encoded]() mutable {
+    encoded = std::move(pending).encode();
+  });
   for (int i = 0; i < 5000; ++i) d.apply(keyed(draw(1, 1, 100), "n" + std::to_string(i), 1));
   encoder.join();
   CHECK(encoded == expected);

@@ -351,7 +351,11 @@ TEST_CASE("a snapshot written in two steps, beside the log's appends, is loaded 
   REQUIRE_FALSE(log->append(entries(1, 50)));
   std::optional<SnapshotFile> s;
   for (std::uint64_t i = 1; i <= 3; ++i) {
-    SnapshotFile snap{LogIndex(10 * i), Term(1), Bytes{9}, Bytes(5000, static_cast<std::uint8_t>(i))};
+    // The last is written in three pieces (Log::snapshot_write_bytes), the last one short.
+    const std::size_t size = i < 3 ? 5000 : 2 * Log::snapshot_write_bytes + 12345;
+    SnapshotFile snap{LogIndex(10 * i), Term(1), Bytes{9},
+                      Bytes(size, static_cast<std::uint8_t>(i))};
+    for (std::size_t k = 0; k < size; k += 4093) snap.data[k] = static_cast<std::uint8_t>(k);
     std::string detail;
     REQUIRE_FALSE(Log::write_snapshot_file(posix_file_system(), dir.path(), snap, detail));
     CHECK(detail.empty());
