@@ -178,17 +178,24 @@ std::error_code Log::write_snapshot_file(FileSystem& fs, const std::string& dir,
   if (auto ec = fs.remove(tmp); ec && ec != errc::not_found) return failed(ec, tmp + ": remove");
   std::unique_ptr<File> file;
   if (auto ec = fs.open(tmp, OpenMode::create_new, file)) return failed(ec, tmp + ": create");
+  // A file that was not finished does not keep its disk space until the next recovery (a full
+  // disk is the likely failure); removing it is best effort.
+  const auto abandon = [&](std::error_code ec, const std::string& what) {
+    file.reset();
+    (void)fs.remove(tmp);
+    return failed(ec, what);
+  };
   // In pieces, each made durable before the next is written: a file of tens of megabytes written
   // whole and then flushed fills the disk's queue, and the log's fdatasyncs wait behind it.
   const Bytes bytes = encode_snapshot(snapshot);
   for (std::size_t at = 0; at < bytes.size(); at += snapshot_write_bytes) {
     const std::size_t n = std::min(snapshot_write_bytes, bytes.size() - at);
     const ByteView piece = ByteView(bytes).subspan(at, n);
-    if (auto ec = file->write_at(at, piece)) return failed(ec, tmp + ": write");
-    if (auto ec = file->sync_data()) return failed(ec, tmp + ": fdatasync");
+    if (auto ec = file->write_at(at, piece)) return abandon(ec, tmp + ": write");
+    if (auto ec = file->sync_data()) return abandon(ec, tmp + ": fdatasync");
   }
   file.reset();
-  if (auto ec = fs.rename(tmp, final_path)) return failed(ec, tmp + ": rename");
+  if (auto ec = fs.rename(tmp, final_path)) return abandon(ec, tmp + ": rename");
   if (auto ec = fs.sync_dir(dir)) return failed(ec, dir + ": fsync");
   return {};
 }

@@ -382,6 +382,34 @@ TEST_CASE("a snapshot written in two steps, beside the log's appends, is loaded 
   CHECK(s->index == LogIndex(30));
 }
 
+TEST_CASE("a snapshot file that fails half-written is removed, and the one before stays") {
+  SimFileSystem fs(5);
+  auto log = open_ok("/d", small(&fs));
+  const SnapshotFile first{LogIndex(10), Term(1), {}, Bytes(100, 1)};
+  std::string detail;
+  REQUIRE_FALSE(Log::write_snapshot_file(fs, "/d", first, detail));
+  REQUIRE_FALSE(log->keep_snapshots(first));
+
+  // The disk fills up on the second piece of the next one.
+  int writes = 0;
+  fs.set_fault_hook([&](SimFileSystem::Op op, const std::string& path) -> std::error_code {
+    if (op == SimFileSystem::Op::write && path.ends_with(".snap.tmp") && ++writes == 2)
+      return from_errno(ENOSPC);
+    return {};
+  });
+  const SnapshotFile second{LogIndex(20), Term(1), {}, Bytes(Log::snapshot_write_bytes + 10, 2)};
+  const std::error_code ec = Log::write_snapshot_file(fs, "/d", second, detail);
+  CHECK(ec == errc::disk_full);
+  CHECK(detail.find(snapshot_name(LogIndex(20), Term(1)) + ".tmp: write failed") !=
+        std::string::npos);
+  CHECK_FALSE(fs.exists("/d/" + snapshot_name(LogIndex(20), Term(1)) + ".tmp"));
+  CHECK_FALSE(fs.exists("/d/" + snapshot_name(LogIndex(20), Term(1))));
+  CHECK_FALSE(log->poisoned());
+  std::optional<SnapshotFile> s;
+  REQUIRE_FALSE(log->load_latest_snapshot(s));
+  CHECK(*s == first);
+}
+
 TEST_CASE("a second open of a locked data directory fails with errc::locked") {
   TempDir dir;
   auto log = open_ok(dir.path(), small());
