@@ -70,38 +70,8 @@ Log::Log(std::string dir, Options options)
       fs_(options_.fs != nullptr ? *options_.fs : posix_file_system()) {}
 
 Log::~Log() {
-  // The helper threads use fs_ and options_; let them finish. Their files are removed at the next
-  // open.
+  // The helper thread uses fs_ and options_; let it finish. Its file is removed at the next open.
   if (spare_.valid()) spare_.wait();
-  if (remover_.valid()) remover_.wait();
-}
-
-std::error_code Log::retire(const std::string& name) {
-  const std::string from = path(name);
-  const std::string to = from + ".tmp";
-  if (auto ec = fs_.rename(from, to))
-    return fail(ec, fmt::format("{}: rename failed: {}", from, ec.message()));
-  retired_.push_back(to);
-  return {};
-}
-
-std::error_code Log::remove_retired() {
-  if (retired_.empty()) return {};
-  std::vector<std::string> files = std::move(retired_);
-  retired_.clear();
-  if (!options_.prepare_in_background) {
-    for (const std::string& f : files) {
-      if (auto ec = fs_.remove(f))
-        return fail(ec, fmt::format("{}: remove failed: {}", f, ec.message()));
-    }
-    return {};
-  }
-  if (remover_.valid()) remover_.wait();  // the previous batch: one helper at a time
-  // Errors are not the log's: a file left behind is removed by the next recovery.
-  remover_ = std::async(std::launch::async, [&fs = fs_, files = std::move(files)] {
-    for (const std::string& f : files) (void)fs.remove(f);
-  });
-  return {};
 }
 
 void Log::warn(const std::string& message) {
@@ -279,14 +249,16 @@ std::error_code Log::compact(LogIndex up_to) {
   while (segments_.size() > 1 && segments_.front().last_index() <= up_to) {
     Segment& seg = segments_.front();
     RPOOL_ASSERT(!seg.open);
+    const std::string p = path(seg.name);
     seg.file.reset();
-    if (auto ec = retire(seg.name)) return ec;
+    if (auto ec = fs_.remove(p))
+      return fail(ec, fmt::format("{}: remove failed: {}", p, ec.message()));
     segments_.erase(segments_.begin());
     // One at a time, oldest first: a crash leaves a suffix of the segments, never a hole.
     if (auto ec = fs_.sync_dir(dir_))
       return fail(ec, fmt::format("{}: fsync failed: {}", dir_, ec.message()));
   }
-  return remove_retired();
+  return {};
 }
 
 std::error_code Log::reset(LogIndex next_index) {

@@ -340,15 +340,7 @@ class Log {
   bool hard_state_in_record_ = false;
   bool hard_state_unordered_ = false;   // recovery found an older record after the latest
   std::future<std::error_code> spare_;  // the helper zero-filling next.spare
-  // Files the log no longer needs (compacted segments, old snapshots) are renamed to <name>.tmp,
-  // and removed on a helper thread: unlinking a 64 MiB segment or a snapshot of tens of megabytes
-  // takes 10-20 ms, which the appends after it would wait for. A crash leaves them to recovery,
-  // which removes every *.tmp. Without prepare_in_background they are removed at once.
-  std::error_code retire(const std::string& name);
-  std::error_code remove_retired();
-  std::vector<std::string> retired_;  // paths renamed by retire(), not yet handed to remover_
-  std::future<void> remover_;
-  bool spare_ready_ = false;  // next.spare is complete (spare_ was collected)
+  bool spare_ready_ = false;            // next.spare is complete (spare_ was collected)
   std::vector<std::string> warnings_;
   mutable std::string error_detail_;
   Bytes scratch_;

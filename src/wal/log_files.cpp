@@ -215,14 +215,17 @@ std::error_code Log::keep_snapshots(const SnapshotFile& newest) {
   bool removed = false;
   for (std::size_t i = options_.snapshots_kept; i < snapshots.size(); ++i) {
     if (snapshots[i].second == snapshot_name(newest.index, newest.term)) continue;
-    if (auto ec = retire(snapshots[i].second)) return ec;
+    if (auto ec = fs_.remove(path(snapshots[i].second))) {
+      return fail(ec,
+                  fmt::format("{}: remove failed: {}", path(snapshots[i].second), ec.message()));
+    }
     removed = true;
   }
   if (removed) {
     if (auto ec = fs_.sync_dir(dir_))
       return fail(ec, fmt::format("{}: fsync failed: {}", dir_, ec.message()));
   }
-  return remove_retired();
+  return {};
 }
 
 std::error_code Log::load_latest_snapshot(std::optional<SnapshotFile>& out) const {
