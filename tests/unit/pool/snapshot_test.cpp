@@ -92,7 +92,7 @@ TEST_CASE("a snapshot begun earlier encodes the state at its beginning, whatever
   d.apply(bootstrap({item("mud", -1, 1), item("gold", 50, 3)}));
   // Enough keys for several blocks of the key log.
   const int keys = 3 * static_cast<int>(KeyLog::default_block_records) + 7;
-  for (int i = 0; i < keys; ++i) d.apply(keyed(draw(2, 7 + i, 100), "k" + std::to_string(i), 1));
+  for (int i = 0; i < keys; ++i) d.apply(keyed(draw(2, 7 + i, 100), 'k' + std::to_string(i), 1));
   const Bytes expected = d.sm.snapshot();
   StateMachine::PendingSnapshot pending = d.sm.begin_snapshot();
 
@@ -116,7 +116,7 @@ TEST_CASE("a snapshot is encoded on another thread while the state machine goes 
   std::thread encoder([pending = d.sm.begin_snapshot(), &encoded]() mutable {
     encoded = std::move(pending).encode();
   });
-  for (int i = 0; i < 5000; ++i) d.apply(keyed(draw(1, 1, 100), "n" + std::to_string(i), 1));
+  for (int i = 0; i < 5000; ++i) d.apply(keyed(draw(1, 1, 100), 'n' + std::to_string(i), 1));
   encoder.join();
   CHECK(encoded == expected);
   Driver copy;
