@@ -436,6 +436,11 @@ class Cluster {
   // Scenarios: when set and it returns true, the message is taken off the network (the scenario
   // keeps it, to deliver it later with deliver() or never).
   std::function<bool(NodeId from, const raft::Message&)> intercept;
+  // Scenarios: when set and it returns true for the node, that node's background work (a snapshot
+  // being encoded or written) is parked in held_background instead of running; the scenario runs
+  // it later (each is guarded: a crash in between drops it).
+  std::function<bool(NodeId)> hold_background;
+  std::vector<std::function<void()>> held_background;
 
   // Hands `m` to its receiver now, as if it had just arrived.
   void deliver(raft::Message m) {
@@ -924,6 +929,13 @@ void SimEnv::background(std::function<void()> work, std::function<void()> done) 
   // Another core: the work runs after a random while, meanwhile the node goes on with its events
   // (so a snapshot encoded late shows whether it shares anything the node changes); a crash
   // before then loses it.
+  if (c_.hold_background && c_.hold_background(n_.id)) {
+    c_.held_background.push_back(guard([work = std::move(work), done = std::move(done)] {
+      work();
+      done();
+    }));
+    return;
+  }
   const Time latency = c_.world.rng.between(0, 30 * ms);
   c_.world.at(c_.world.now + latency, guard([work = std::move(work), done = std::move(done)] {
                 work();
@@ -1281,11 +1293,119 @@ std::string read_answer_of_previous_process(bool verbose) {
   return "";
 }
 
+// A scenario (a snapshot overtaken by the leader's): a follower begins a snapshot of its own at
+// index i, and while it is being encoded the leader's snapshot at j > i is installed. When the
+// encoding ends, the older snapshot must be dropped: written after the installed one, its file
+// would be saved over newer state and the log's margin moved back to it. The follower then goes
+// on from j, across a restart, like the others.
+// Returns an empty string when the follower behaves, else what went wrong.
+std::string snapshot_overtaken_by_leader(bool verbose) {
+  Params p;
+  p.straggle = 0;  // every message within latency_max: the timeline below holds
+  Cluster c(1, p, verbose);
+  c.start_all();
+  const auto failed = [&c] { return c.failed(); };
+  Time t = 1000 * ms;
+  c.world.run_until(t, failed);
+  if (c.failed()) return c.failure();
+  NodeId leader, follower;
+  for (const NodeId id : c.up_nodes()) {
+    if (c.node(id).replica->core().role() == raft::Role::leader) {
+      leader = id;
+    } else if (follower == NodeId()) {
+      follower = id;
+    }
+  }
+  if (leader == NodeId() || follower == NodeId()) return "no leader after 1 s";
+  const auto draws = [&](int n) {
+    auto acked = std::make_shared<int>(0);
+    for (int k = 0; k < n; ++k) {
+      pool::Command draw;
+      draw.op = pool::Draw{1, 0};
+      c.node(leader).replica->write(draw, [acked](const Outcome& o, const pool::Result* result) {
+        if (!o.ec && result != nullptr) ++*acked;
+      });
+    }
+    return acked;
+  };
+  auto acked = draws(5);
+  c.world.run_until(t += 100 * ms, failed);
+  if (*acked != 5) return fmt::format("{} of 5 draws acknowledged", *acked);
+
+  // The follower begins its snapshot; the encoding is held back.
+  Replica& f = *c.node(follower).replica;
+  const LogIndex own_index = f.applied();
+  c.hold_background = [follower](NodeId id) { return id == follower; };
+  std::optional<Outcome> own_done;
+  f.take_snapshot([&](const Outcome& o, LogIndex) { own_done = o; });
+  c.world.run_until(t += 1 * ms, failed);
+  if (c.held_background.size() != 1) {
+    return fmt::format("{} background jobs held, not 1", c.held_background.size());
+  }
+
+  // Cut off from the leader, it misses draws, and the leader compacts its log past them.
+  c.intercept = [follower](NodeId, const raft::Message& m) { return m.to == follower; };
+  acked = draws(5);
+  c.world.run_until(t += 40 * ms, failed);
+  if (*acked != 5) return fmt::format("{} of 5 draws acknowledged without the follower", *acked);
+  std::optional<LogIndex> leader_snapshot;
+  c.node(leader).replica->take_snapshot([&](const Outcome& o, LogIndex index) {
+    if (!o.ec) leader_snapshot = index;
+  });
+  c.world.run_until(t += 40 * ms, failed);
+  if (c.failed()) return c.failure();
+  if (!leader_snapshot || *leader_snapshot <= own_index) return "the leader took no snapshot";
+
+  // Reconnected, the follower installs the leader's snapshot while its own is still encoding.
+  c.intercept = nullptr;
+  c.world.run_until(t += 300 * ms, failed);
+  if (c.failed()) return c.failure();
+  if (f.core().log().snapshot_index() < *leader_snapshot) {
+    return fmt::format(
+        "the follower did not install the leader's snapshot at {} (its log starts "
+        "after {})",
+        leader_snapshot->value(), f.core().log().snapshot_index().value());
+  }
+  if (own_done) return "the follower's own snapshot finished before it was released";
+  const std::uint64_t taken = f.counters().snapshots;
+
+  // The encoding ends: the snapshot at own_index is of no use any more.
+  c.hold_background = nullptr;
+  for (auto& job : std::exchange(c.held_background, {})) c.world.at(c.world.now, std::move(job));
+  c.world.run_until(t += 100 * ms, failed);
+  if (c.failed()) return c.failure();
+  if (!own_done) return "the follower's own snapshot never finished";
+  if (f.counters().snapshots != taken) {
+    return fmt::format("the follower saved its snapshot at {} after installing the leader's at {}",
+                       own_index.value(), leader_snapshot->value());
+  }
+  if (f.snapshot_index() < *leader_snapshot) {
+    return fmt::format("the follower's snapshot index went back to {}", f.snapshot_index().value());
+  }
+
+  // It goes on from there, across a restart: it recovers at least the leader's snapshot and
+  // applies the draws after it.
+  c.crash(c.node(follower));
+  c.restart(follower);
+  acked = draws(3);
+  c.world.run_until(t += 1000 * ms, failed);
+  if (c.failed()) return c.failure();
+  if (*acked != 3) return fmt::format("{} of 3 draws acknowledged after the restart", *acked);
+  const LogIndex committed = c.node(leader).replica->core().log().commit_index();
+  if (c.node(follower).replica->applied() < committed) {
+    return fmt::format("the restarted follower applied {}, the leader committed {}",
+                       c.node(follower).replica->applied().value(), committed.value());
+  }
+  c.check_converged();
+  return c.failed() ? c.failure() : "";
+}
+
 int usage() {
   std::fprintf(stderr,
                "usage: node-sim [--seeds N] [--start S] [--seed S] [-v] [--planted NAME] "
                "[--single-pool]\n"
-               "       node-sim --scenario read-answer-of-previous-process [-v]\n");
+               "       node-sim --scenario read-answer-of-previous-process|"
+               "snapshot-overtaken-by-leader [-v]\n");
   return 2;
 }
 
@@ -1332,13 +1452,19 @@ int main(int argc, char** argv) {
   }
   if (!planted.empty())
     setenv("RPOOL_PLANTED_BUG", planted.c_str(), 1);  // before any replica exists
-  if (scenario == "read-answer-of-previous-process") {
-    const std::string failure = read_answer_of_previous_process(verbose);
+  if (!scenario.empty()) {
+    std::string failure;
+    if (scenario == "read-answer-of-previous-process") {
+      failure = read_answer_of_previous_process(verbose);
+    } else if (scenario == "snapshot-overtaken-by-leader") {
+      failure = snapshot_overtaken_by_leader(verbose);
+    } else {
+      return usage();
+    }
     std::printf("node-sim: scenario %s: %s\n", scenario.c_str(),
                 failure.empty() ? "ok" : ("FAILED: " + failure).c_str());
     return failure.empty() ? 0 : 1;
   }
-  if (!scenario.empty()) return usage();
   const auto began = std::chrono::steady_clock::now();
   std::uint64_t passed = 0, failed = 0, events = 0, writes = 0, reads = 0;
   for (std::uint64_t s = start; s < start + seeds; ++s) {
