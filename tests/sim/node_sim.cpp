@@ -1198,23 +1198,19 @@ RunResult run_seed(std::uint64_t seed, bool verbose, bool single_pool) {
   return {!c.failed(), c.failure(), c.world.events, c.writes_acked, c.reads_done, c.ops_failed};
 }
 
-// A scenario (thesis §6.4 ReadIndex, across a restart): a follower asks the leader for a read
-// index, and crashes before the answer arrives; restarted, it serves a new read. The answer meant
-// for the previous process (its read id, an old index) arrives only now. It must be ignored: were
-// it taken for the new read, the follower would answer that read at the old index, missing a
-// write acknowledged before the read began (a stale read). Read ids start at a random value in
-// every process (Replica::read), so the old answer names no read of the new process.
-// Returns an empty string when the follower behaves, else what went wrong.
-std::string read_answer_of_previous_process(bool verbose) {
+// Scenarios' timelines hold only if every message comes within latency_max.
+Params scenario_params() {
   Params p;
-  p.straggle = 0;  // every message within latency_max: the timeline below holds
-  Cluster c(1, p, verbose);
+  p.straggle = 0;
+  return p;
+}
+
+// Starts a scenario's cluster and runs it until `t`; sets its leader and one follower. Returns an
+// empty string, or what went wrong.
+std::string start_scenario(Cluster& c, Time t, NodeId& leader, NodeId& follower) {
   c.start_all();
-  const auto failed = [&c] { return c.failed(); };
-  Time t = 1000 * ms;
-  c.world.run_until(t, failed);
+  c.world.run_until(t, [&c] { return c.failed(); });
   if (c.failed()) return c.failure();
-  NodeId leader, follower;
   for (const NodeId id : c.up_nodes()) {
     if (c.node(id).replica->core().role() == raft::Role::leader) {
       leader = id;
@@ -1223,6 +1219,22 @@ std::string read_answer_of_previous_process(bool verbose) {
     }
   }
   if (leader == NodeId() || follower == NodeId()) return "no leader after 1 s";
+  return "";
+}
+
+// A scenario (thesis §6.4 ReadIndex, across a restart): a follower asks the leader for a read
+// index, and crashes before the answer arrives; restarted, it serves a new read. The answer meant
+// for the previous process (its read id, an old index) arrives only now. It must be ignored: were
+// it taken for the new read, the follower would answer that read at the old index, missing a
+// write acknowledged before the read began (a stale read). Read ids start at a random value in
+// every process (Replica::read), so the old answer names no read of the new process.
+// Returns an empty string when the follower behaves, else what went wrong.
+std::string read_answer_of_previous_process(bool verbose) {
+  Cluster c(1, scenario_params(), verbose);
+  const auto failed = [&c] { return c.failed(); };
+  Time t = 1000 * ms;
+  NodeId leader, follower;
+  if (std::string e = start_scenario(c, t, leader, follower); !e.empty()) return e;
 
   // Every read answer to the follower is held back; appends to it too, once `isolated`, so that
   // it cannot learn of the write below except through a read answer.
@@ -1300,23 +1312,11 @@ std::string read_answer_of_previous_process(bool verbose) {
 // on from j, across a restart, like the others.
 // Returns an empty string when the follower behaves, else what went wrong.
 std::string snapshot_overtaken_by_leader(bool verbose) {
-  Params p;
-  p.straggle = 0;  // every message within latency_max: the timeline below holds
-  Cluster c(1, p, verbose);
-  c.start_all();
+  Cluster c(1, scenario_params(), verbose);
   const auto failed = [&c] { return c.failed(); };
   Time t = 1000 * ms;
-  c.world.run_until(t, failed);
-  if (c.failed()) return c.failure();
   NodeId leader, follower;
-  for (const NodeId id : c.up_nodes()) {
-    if (c.node(id).replica->core().role() == raft::Role::leader) {
-      leader = id;
-    } else if (follower == NodeId()) {
-      follower = id;
-    }
-  }
-  if (leader == NodeId() || follower == NodeId()) return "no leader after 1 s";
+  if (std::string e = start_scenario(c, t, leader, follower); !e.empty()) return e;
   const auto draws = [&](int n) {
     auto acked = std::make_shared<int>(0);
     for (int k = 0; k < n; ++k) {
