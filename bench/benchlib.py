@@ -236,6 +236,13 @@ def rpool_cluster(build_dir, parent, nodes=3, catalog_items=100, snapshot_entrie
                    segment_bytes=64 << 20, keep_dir=keep, parent_dir=parent, tls=tls)
 
 
+def cpu_ticks(pid):
+    """utime + stime of process `pid` (every thread), in clock ticks, from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5), after pid and comm
+
+
 def uptime():
     try:
         return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
