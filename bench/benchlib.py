@@ -224,16 +224,17 @@ def catalog(items):
 
 
 def rpool_cluster(build_dir, parent, nodes=3, catalog_items=100, snapshot_entries=100000,
-                  keep=False, tls=False):
+                  keep=False, tls=False, fsync=True):
     """A Cluster (tests/integration/cluster.py) of `build_dir`'s rpoold, not started yet: nodes
-    on 127.0.0.1..N, fsync on, 64 MiB segments, `catalog_items` unlimited items, its directory
-    under `parent`; with `tls`, TLS on both ports (certificates from scripts/certs in its
-    directory). Use it in a `with` block (or close() it): that kills its nodes by pid and,
-    unless `keep`, removes its directory."""
+    on 127.0.0.1..N, fsync on (off with fsync=False), 64 MiB segments, `catalog_items` unlimited
+    items, its directory under `parent`; with `tls`, TLS on both ports (certificates from
+    scripts/certs in its directory). Use it in a `with` block (or close() it): that kills its
+    nodes by pid and, unless `keep`, removes its directory."""
     os.makedirs(parent, exist_ok=True)
     return Cluster(os.path.join(build_dir, "apps", "rpoold"), nodes=nodes,
                    catalog=catalog(catalog_items), snapshot_entries=snapshot_entries,
-                   segment_bytes=64 << 20, keep_dir=keep, parent_dir=parent, tls=tls)
+                   segment_bytes=64 << 20, keep_dir=keep, parent_dir=parent, tls=tls,
+                   fsync=fsync)
 
 
 def cpu_ticks(pid):

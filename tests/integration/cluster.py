@@ -284,13 +284,14 @@ class Node:
 class Cluster:
     def __init__(self, rpoold, nodes=3, catalog=None, admin_token=None, heartbeat_ms=50,
                  election_timeout_ms=500, snapshot_entries=None, segment_bytes=None, keep_dir=False,
-                 founders=None, parent_dir=None, tls=False, admin_token_file=None):
+                 founders=None, parent_dir=None, tls=False, admin_token_file=None, fsync=True):
         """`founders` (default: all): how many of the nodes form the cluster; the others are
         spares that join later (started with `--join` and a config naming every node).
         `parent_dir` (default: $TMPDIR or /tmp): where the cluster's temporary directory goes.
         `tls`: certificates made with scripts/certs in <dir>/certs, TLS on the raft and HTTP
         ports, and clients that speak HTTPS trusting that CA (self.certs_dir, self.tls_client).
-        `admin_token_file`: the config's admin_token_file (the caller writes the file)."""
+        `admin_token_file`: the config's admin_token_file (the caller writes the file).
+        `fsync`: the config's wal.fsync (benchmarks turn it off to measure all but the disk)."""
         if nodes > len(HOSTS):
             raise ValueError(f"a Cluster has at most {len(HOSTS)} nodes ({nodes} asked)")
         self.rpoold = rpoold
@@ -310,7 +311,7 @@ class Cluster:
             "data_dir": os.path.join(self.dir, "node-{id}"),
             "catalog": self.catalog,
             "raft": {"heartbeat_ms": heartbeat_ms, "election_timeout_ms": election_timeout_ms},
-            "wal": {"fsync": True},
+            "wal": {"fsync": fsync},
         }
         if admin_token is not None:
             self.config["admin_token"] = admin_token
